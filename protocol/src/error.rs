@@ -1,0 +1,256 @@
+//! The stable error codes of the API and the reasons a signed message is
+//! rejected, each mapped to exactly one code.
+
+use std::fmt;
+
+use crate::kinds::{Kind, Permission};
+use crate::names::{HostName, KeyName, Nonce};
+use crate::payload::PayloadError;
+use crate::store_path::StorePathError;
+
+/// The error codes PRODUCT.md fixes; the `error` field of every error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed request.
+    BadRequest,
+    /// No trusted signature verifies.
+    BadSignature,
+    /// No signature is by a trusted key.
+    UnknownKey,
+    /// The key may not sign this kind, or the message is for another endpoint.
+    Forbidden,
+    /// The message is for another host.
+    WrongHost,
+    /// The validity window has passed.
+    Expired,
+    /// The validity window has not begun.
+    NotYetValid,
+    /// The nonce or deploy id was used before.
+    Replayed,
+    /// Older than the active deploy, without permission to go back.
+    Downgrade,
+    /// A deploy is already running.
+    Busy,
+    /// No such deploy.
+    NotFound,
+    /// The request body is too large.
+    PayloadTooLarge,
+    /// The store path is malformed.
+    InvalidStorePath,
+    /// Something failed on the host; details only in its log.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::BadSignature => "bad_signature",
+            ErrorCode::UnknownKey => "unknown_key",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::WrongHost => "wrong_host",
+            ErrorCode::Expired => "expired",
+            ErrorCode::NotYetValid => "not_yet_valid",
+            ErrorCode::Replayed => "replayed",
+            ErrorCode::Downgrade => "downgrade",
+            ErrorCode::Busy => "busy",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::InvalidStorePath => "invalid_store_path",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status PRODUCT.md pairs with the code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::BadSignature | ErrorCode::UnknownKey => 401,
+            ErrorCode::Forbidden
+            | ErrorCode::WrongHost
+            | ErrorCode::Expired
+            | ErrorCode::NotYetValid => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Replayed | ErrorCode::Downgrade | ErrorCode::Busy => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::InvalidStorePath => 422,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The JSON body of every error answer: `{"error": CODE, "message": SENTENCE}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// The stable code.
+    pub error: ErrorCode,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// Why a signed message was rejected. Each variant has one stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum RejectError {
+    /// The input is larger than any valid envelope.
+    #[error("the envelope is {size} bytes, more than the {limit} allowed")]
+    TooLarge {
+        /// Bytes received.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The envelope is not UTF-8 JSON of the DSSE shape.
+    #[error("malformed envelope")]
+    MalformedEnvelope(#[source] crate::envelope::EnvelopeError),
+    /// No signature is by a trusted key.
+    #[error("no signature is by a trusted key (key ids: {keyids})")]
+    UnknownKey {
+        /// The key ids the envelope named, shortened.
+        keyids: String,
+    },
+    /// Signatures by trusted keys are there but none verifies.
+    #[error("the signature by {key} does not verify")]
+    BadSignature {
+        /// The first trusted key that was tried.
+        key: KeyName,
+    },
+    /// The verified payload is not a valid message.
+    #[error("malformed payload")]
+    MalformedPayload(#[source] PayloadError),
+    /// The message is of another kind than the endpoint takes.
+    #[error("a {found} message was sent where a {expected} message is required")]
+    WrongKind {
+        /// What the endpoint takes.
+        expected: Kind,
+        /// What was signed.
+        found: Kind,
+    },
+    /// The message does not authorise this exact request (another deploy id,
+    /// another read path).
+    #[error("the message authorises {authorised}, not {requested}")]
+    WrongTarget {
+        /// What the message names.
+        authorised: String,
+        /// What was requested.
+        requested: String,
+    },
+    /// No key that signed may do this.
+    #[error("key {key} may not {permission:?}")]
+    NotPermitted {
+        /// The key whose signature verified.
+        key: KeyName,
+        /// The permission it lacks.
+        permission: Permission,
+    },
+    /// The message names another host.
+    #[error("the message is for host {found}, this is {expected}")]
+    WrongHost {
+        /// This host.
+        expected: HostName,
+        /// The host in the message.
+        found: HostName,
+    },
+    /// Now is after the window (plus skew).
+    #[error("the message expired at {expires_at}, it is now {now}")]
+    Expired {
+        /// End of the window.
+        expires_at: u64,
+        /// The verifier's clock.
+        now: u64,
+    },
+    /// Now is before the window (minus skew).
+    #[error("the message is valid from {issued_at}, it is now {now}")]
+    NotYetValid {
+        /// Start of the window.
+        issued_at: u64,
+        /// The verifier's clock.
+        now: u64,
+    },
+    /// The nonce was seen before.
+    #[error("nonce {nonce} was already used")]
+    Replayed {
+        /// The reused nonce.
+        nonce: Nonce,
+    },
+    /// The store path is malformed.
+    #[error(transparent)]
+    InvalidStorePath(StorePathError),
+    /// Older than the active deploy, and no permission to go back.
+    #[error("the request was issued at {issued_at}, before the active deploy's {active_issued_at}; {why}")]
+    Downgrade {
+        /// The request's `issued_at`.
+        issued_at: u64,
+        /// The active deploy's `issued_at`.
+        active_issued_at: u64,
+        /// What is missing: the flag or the key's permission.
+        why: &'static str,
+    },
+    /// The store of seen nonces failed.
+    #[error("the nonce store failed")]
+    NonceStore(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl RejectError {
+    /// The stable code for this rejection.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            RejectError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            RejectError::MalformedEnvelope(_) | RejectError::MalformedPayload(_) => {
+                ErrorCode::BadRequest
+            }
+            RejectError::UnknownKey { .. } => ErrorCode::UnknownKey,
+            RejectError::BadSignature { .. } => ErrorCode::BadSignature,
+            RejectError::WrongKind { .. }
+            | RejectError::WrongTarget { .. }
+            | RejectError::NotPermitted { .. } => ErrorCode::Forbidden,
+            RejectError::WrongHost { .. } => ErrorCode::WrongHost,
+            RejectError::Expired { .. } => ErrorCode::Expired,
+            RejectError::NotYetValid { .. } => ErrorCode::NotYetValid,
+            RejectError::Replayed { .. } => ErrorCode::Replayed,
+            RejectError::InvalidStorePath(_) => ErrorCode::InvalidStorePath,
+            RejectError::Downgrade { .. } => ErrorCode::Downgrade,
+            RejectError::NonceStore(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The error and its causes as one sentence, for an error body's `message`.
+    pub fn message(&self) -> String {
+        let mut message = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(error) = cause {
+            message.push_str(": ");
+            message.push_str(&error.to_string());
+            cause = error.source();
+        }
+        message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_their_wire_names() {
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::InvalidStorePath,
+            ErrorCode::NotYetValid,
+        ] {
+            let json = serde_json::to_string(&code).expect("json");
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+        assert_eq!(ErrorCode::Busy.http_status(), 409);
+        assert_eq!(ErrorCode::UnknownKey.http_status(), 401);
+    }
+}

@@ -1,0 +1,44 @@
+//! deployd's trust boundary: keys, the signed wire format and its verification.
+//!
+//! Every message a deployd host acts on is a DSSE envelope ([`Envelope`])
+//! signed with an Ed25519 key in Nix's key-file format ([`SecretKey`],
+//! [`PublicKey`]). The [`Verifier`] checks the signature over the exact bytes
+//! received, then parses the payload into a [`Message`] whose fields check
+//! themselves ([`StorePath`], [`HostName`], [`Nonce`], ...), then runs the
+//! remaining checks of PRODUCT.md in order. Senders build and sign messages
+//! with [`Message::new`] and [`Message::sign`].
+//!
+//! This crate has no I/O beyond reading key files and no async runtime.
+
+mod envelope;
+mod error;
+mod keys;
+mod kinds;
+mod names;
+mod payload;
+mod replay;
+mod sign;
+mod store_path;
+mod trust;
+mod verify;
+
+pub use envelope::{
+    pre_authentication_encoding, Envelope, EnvelopeError, EnvelopeSignature, MAX_ENVELOPE_BYTES,
+    MAX_SIGNATURES, PAYLOAD_TYPE,
+};
+pub use error::{ErrorBody, ErrorCode, RejectError};
+pub use keys::{KeyError, PublicKey, SecretKey};
+pub use kinds::{Action, Kind, Permission, Permissions};
+pub use names::{DeployId, HostName, KeyName, NameError, Nonce, Revision};
+pub use payload::{
+    DeployRef, DeployRequest, Message, PayloadError, ReadRequest, Request, MAX_CONFIRM_WITHIN_S,
+    MAX_WINDOW_S,
+};
+pub use replay::{Clock, FixedClock, MemoryNonceStore, NonceStore, NonceStoreError, SystemClock};
+pub use sign::DEFAULT_LIFETIME_S;
+pub use store_path::{StorePath, StorePathError, StorePathRule, STORE_DIR};
+pub use trust::{DuplicateKeyName, TrustedKey, TrustedKeys};
+pub use verify::{Arrival, Endpoint, Verified, Verifier, CLOCK_SKEW_S};
+
+/// Re-exported so users name the same signature types as this crate.
+pub use ed25519_dalek;

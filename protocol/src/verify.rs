@@ -1,0 +1,292 @@
+//! The verifier: every check PRODUCT.md lists, in its order, each failure with
+//! its own error.
+//!
+//! 1. the envelope parses (bounded size, UTF-8, DSSE shape);
+//! 2. a signature is by a trusted key (`unknown_key`);
+//! 3. such a signature verifies, with `verify_strict`, over the received
+//!    payload bytes (`bad_signature`);
+//! 4. the payload parses: deployd's type, known fields only (`bad_request`);
+//! 5. the kind matches the endpoint and a signing key may sign it (`forbidden`);
+//! 6. the host is this host (`wrong_host`);
+//! 7. now is inside the window, give or take [`CLOCK_SKEW_S`] (`expired`,
+//!    `not_yet_valid`);
+//! 8. the nonce was never seen (`replayed`);
+//! 9. the store path is well formed (`invalid_store_path`);
+//! 10. a deploy is not older than the active one, unless it says
+//!     `allow_downgrade` and a signing key may downgrade (`downgrade`).
+//!
+//! Only when all hold is the nonce recorded: a rejected message changes nothing.
+
+use crate::envelope::{Envelope, MAX_ENVELOPE_BYTES};
+use crate::error::RejectError;
+use crate::kinds::{Kind, Permission};
+use crate::names::{quote, DeployId, HostName, KeyName};
+use crate::payload::{parse_payload, Message, Request};
+use crate::replay::{Clock, NonceStore};
+use crate::trust::{TrustedKey, TrustedKeys};
+
+/// Clock difference tolerated between sender and host, in seconds.
+pub const CLOCK_SKEW_S: u64 = 2 * 60;
+
+/// The endpoint a message arrived at: what it must authorise.
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoint<'a> {
+    /// `POST /v1/deploy`.
+    Deploy,
+    /// `POST /v1/deploys/{deploy_id}/confirm`.
+    Confirm {
+        /// The deploy named in the URL.
+        deploy_id: &'a DeployId,
+    },
+    /// `POST /v1/rollback`.
+    Rollback,
+    /// A read request that needs a signature.
+    Read {
+        /// Its HTTP method.
+        method: &'a str,
+        /// Its path (with the query, if any).
+        path: &'a str,
+    },
+}
+
+impl Endpoint<'_> {
+    fn kind(&self) -> Kind {
+        match self {
+            Endpoint::Deploy => Kind::Deploy,
+            Endpoint::Confirm { .. } => Kind::Confirm,
+            Endpoint::Rollback => Kind::Rollback,
+            Endpoint::Read { .. } => Kind::Read,
+        }
+    }
+}
+
+/// What the host knows when a message arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    /// Where the message was sent.
+    pub endpoint: Endpoint<'a>,
+    /// `issued_at` of the deploy that made the active system, if known.
+    pub active_issued_at: Option<u64>,
+}
+
+/// A message that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The trusted key that authorised it.
+    pub key: KeyName,
+    /// The message.
+    pub message: Message,
+}
+
+/// Checks signed messages for one host.
+pub struct Verifier {
+    trusted: TrustedKeys,
+    host: HostName,
+    clock: Box<dyn Clock>,
+}
+
+impl Verifier {
+    /// A verifier for `host`, trusting `trusted`, reading time from `clock`.
+    pub fn new(trusted: TrustedKeys, host: HostName, clock: Box<dyn Clock>) -> Self {
+        Verifier {
+            trusted,
+            host,
+            clock,
+        }
+    }
+
+    /// The host this verifier accepts messages for.
+    pub fn host(&self) -> &HostName {
+        &self.host
+    }
+
+    /// Runs every check on the received bytes and, when all pass, records the
+    /// nonce in `nonces`.
+    pub fn verify(
+        &self,
+        bytes: &[u8],
+        arrival: &Arrival<'_>,
+        nonces: &mut dyn NonceStore,
+    ) -> Result<Verified, RejectError> {
+        let envelope = parse_bounded(bytes)?;
+        let signers = self.verified_signers(&envelope)?;
+        let message = parse_payload(envelope.payload_type(), envelope.payload())
+            .map_err(RejectError::MalformedPayload)?;
+        let key = authorise(&signers, &message, &arrival.endpoint)?;
+        self.check_host(&message.host)?;
+        self.check_window(&message)?;
+        if let Some(nonce) = message.request.nonce() {
+            if nonces.contains(nonce).map_err(RejectError::NonceStore)? {
+                return Err(RejectError::Replayed {
+                    nonce: nonce.clone(),
+                });
+            }
+        }
+        let message = message
+            .check_store_path()
+            .map_err(RejectError::InvalidStorePath)?;
+        check_downgrade(&signers, &message, arrival.active_issued_at)?;
+        if let Some(nonce) = message.request.nonce() {
+            let keep_until = message.expires_at.saturating_add(CLOCK_SKEW_S);
+            if !nonces
+                .insert(nonce, keep_until)
+                .map_err(RejectError::NonceStore)?
+            {
+                return Err(RejectError::Replayed {
+                    nonce: nonce.clone(),
+                });
+            }
+        }
+        Ok(Verified { key, message })
+    }
+
+    /// Steps 2 and 3: the trusted keys whose signatures verify.
+    fn verified_signers(&self, envelope: &Envelope) -> Result<Vec<&TrustedKey>, RejectError> {
+        let claimed: Vec<&TrustedKey> = envelope
+            .signatures()
+            .iter()
+            .filter_map(|signature| self.trusted.get(&signature.keyid))
+            .collect();
+        let Some(first) = claimed.first() else {
+            let keyids: Vec<&str> = envelope
+                .signatures()
+                .iter()
+                .map(|signature| signature.keyid.as_str())
+                .collect();
+            return Err(RejectError::UnknownKey {
+                keyids: quote(&keyids.join(", ")),
+            });
+        };
+        let pae = envelope.pre_authentication_encoding();
+        let signers: Vec<&TrustedKey> = envelope
+            .signatures()
+            .iter()
+            .filter_map(|signature| {
+                let trusted = self.trusted.get(&signature.keyid)?;
+                let key = trusted.key.verifying_key();
+                key.verify_strict(&pae, &signature.sig)
+                    .ok()
+                    .map(|()| trusted)
+            })
+            .collect();
+        if signers.is_empty() {
+            return Err(RejectError::BadSignature {
+                key: first.key.name().clone(),
+            });
+        }
+        Ok(signers)
+    }
+
+    fn check_host(&self, host: &HostName) -> Result<(), RejectError> {
+        if host != &self.host {
+            return Err(RejectError::WrongHost {
+                expected: self.host.clone(),
+                found: host.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_window<P>(&self, message: &Message<P>) -> Result<(), RejectError> {
+        let now = self.clock.now();
+        if now.saturating_add(CLOCK_SKEW_S) < message.issued_at {
+            return Err(RejectError::NotYetValid {
+                issued_at: message.issued_at,
+                now,
+            });
+        }
+        if now > message.expires_at.saturating_add(CLOCK_SKEW_S) {
+            return Err(RejectError::Expired {
+                expires_at: message.expires_at,
+                now,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn parse_bounded(bytes: &[u8]) -> Result<Envelope, RejectError> {
+    if bytes.len() > MAX_ENVELOPE_BYTES {
+        return Err(RejectError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_ENVELOPE_BYTES,
+        });
+    }
+    Envelope::parse(bytes).map_err(RejectError::MalformedEnvelope)
+}
+
+/// Step 5: the message is for this endpoint and a signer may sign its kind.
+/// Returns the key that authorises it.
+fn authorise<P>(
+    signers: &[&TrustedKey],
+    message: &Message<P>,
+    endpoint: &Endpoint<'_>,
+) -> Result<KeyName, RejectError> {
+    let found = message.request.kind();
+    if found != endpoint.kind() {
+        return Err(RejectError::WrongKind {
+            expected: endpoint.kind(),
+            found,
+        });
+    }
+    match (&message.request, endpoint) {
+        (Request::Confirm(reference), Endpoint::Confirm { deploy_id })
+            if &reference.deploy_id != *deploy_id =>
+        {
+            return Err(RejectError::WrongTarget {
+                authorised: format!("confirming deploy {}", reference.deploy_id),
+                requested: format!("confirming deploy {deploy_id}"),
+            });
+        }
+        (Request::Read(read), Endpoint::Read { method, path })
+            if read.method != *method || read.path != *path =>
+        {
+            return Err(RejectError::WrongTarget {
+                authorised: format!("{} {}", read.method, read.path),
+                requested: quote(&format!("{method} {path}")),
+            });
+        }
+        _ => {}
+    }
+    let permission = found.permission();
+    signers
+        .iter()
+        .find(|signer| signer.allows(permission))
+        .map(|signer| signer.key.name().clone())
+        .ok_or_else(|| RejectError::NotPermitted {
+            key: signers[0].key.name().clone(),
+            permission,
+        })
+}
+
+/// Step 10: an older deploy needs `allow_downgrade` and a key that may downgrade.
+fn check_downgrade(
+    signers: &[&TrustedKey],
+    message: &Message,
+    active_issued_at: Option<u64>,
+) -> Result<(), RejectError> {
+    let Request::Deploy(deploy) = &message.request else {
+        return Ok(());
+    };
+    let Some(active_issued_at) = active_issued_at else {
+        return Ok(());
+    };
+    if message.issued_at >= active_issued_at {
+        return Ok(());
+    }
+    let why = if !deploy.allow_downgrade {
+        "the request does not set allow_downgrade"
+    } else if !signers
+        .iter()
+        .any(|signer| signer.allows(Permission::Deploy) && signer.allows(Permission::Downgrade))
+    {
+        "no key that signed it may downgrade"
+    } else {
+        return Ok(());
+    };
+    Err(RejectError::Downgrade {
+        issued_at: message.issued_at,
+        active_issued_at,
+        why,
+    })
+}

@@ -1,0 +1,59 @@
+//! DSSE allows several signatures: any trusted one that verifies suffices, and
+//! untrusted or broken ones beside it do no harm.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::fixture::{assert_code, deploy_message, envelope_value, Fixture};
+
+#[test]
+fn a_trusted_signature_among_strangers_suffices() {
+    let mut fixture = Fixture::new();
+    let bytes = deploy_message()
+        .sign(&[&fixture.stranger, &fixture.ops])
+        .to_json();
+    let verified = fixture
+        .verify_deploy(&bytes)
+        .expect("one trusted signature");
+    assert_eq!(verified.key.as_str(), "ops-1");
+}
+
+#[test]
+fn a_broken_trusted_signature_beside_a_good_one_does_no_harm() {
+    let mut fixture = Fixture::new();
+    let bytes = deploy_message()
+        .sign(&[&fixture.deployer, &fixture.ops])
+        .to_json();
+    let mut envelope = envelope_value(&bytes);
+    envelope["signatures"][0]["sig"] = Value::String(STANDARD.encode([7u8; 64]));
+    let verified = fixture
+        .verify_deploy(&serde_json::to_vec(&envelope).expect("json"))
+        .expect("the good signature suffices");
+    assert_eq!(verified.key.as_str(), "ops-1");
+}
+
+#[test]
+fn the_authorising_key_is_one_that_may_sign_the_kind() {
+    let mut fixture = Fixture::new();
+    let bytes = deploy_message()
+        .sign(&[&fixture.reader, &fixture.deployer])
+        .to_json();
+    let verified = fixture
+        .verify_deploy(&bytes)
+        .expect("the deployer may deploy");
+    assert_eq!(verified.key.as_str(), "ci-1");
+}
+
+#[test]
+fn too_many_signatures_are_refused() {
+    let mut fixture = Fixture::new();
+    let bytes = deploy_message().sign(&[&fixture.ops]).to_json();
+    let mut envelope = envelope_value(&bytes);
+    let one = envelope["signatures"][0].clone();
+    envelope["signatures"] = json!(vec![one; 9]);
+    assert_code(
+        fixture.verify_deploy(&serde_json::to_vec(&envelope).expect("json")),
+        "bad_request",
+    );
+}
