@@ -31,7 +31,11 @@ fn deploy_envelope(key: &SecretKey) -> Vec<u8> {
     )
     .expect("random source");
     request.flake = Some("git+ssh://git.example/fleet".into());
-    request.rev = Some("0123456789abcdef0123456789abcdef01234567".parse().expect("rev"));
+    request.rev = Some(
+        "0123456789abcdef0123456789abcdef01234567"
+            .parse()
+            .expect("rev"),
+    );
     let message = Message::new(
         "sambirano".parse().expect("host"),
         Request::Deploy(request),
