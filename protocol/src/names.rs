@@ -214,7 +214,7 @@ fn check_deploy_id(value: &str) -> Result<(), &'static str> {
 }
 
 fn check_nonce(value: &str) -> Result<(), &'static str> {
-    if value.len() < 32 || value.len() > 128 || value.len() % 2 != 0 {
+    if value.len() < 32 || value.len() > 128 || !value.len().is_multiple_of(2) {
         return Err("must be 16 to 64 bytes written as hex");
     }
     if !is_lower_hex(value) {
