@@ -1,0 +1,244 @@
+//! The toy flake: a real git repository holding a flake with
+//! `nixosConfigurations.<host>.config.system.build.toplevel` for every lab
+//! host, and helpers that commit new revisions of the fleet (a changed
+//! system, a failing switch, a switch that breaks the network, a new kernel,
+//! a large closure).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::run::{run, stdout_text};
+
+const FLAKE_NIX: &str = include_str!("../toy-flake/flake.nix");
+const TOY_SYSTEM_NIX: &str = include_str!("../toy-flake/toy-system.nix");
+
+/// What `settings.nix` says about the fleet; each commit writes it anew.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FleetSettings {
+    /// The Nix system double (`x86_64-linux`).
+    pub system: String,
+    /// The hosts, in order.
+    pub hosts: Vec<String>,
+    /// The NixOS release the toy systems claim.
+    pub version: String,
+    /// Changes every system when it changes.
+    pub label: u32,
+    /// The kernel version (a change means a reboot is needed).
+    pub kernel: String,
+    /// Hosts whose switch fails.
+    pub fail_switch: Vec<String>,
+    /// Hosts whose switch takes their network down.
+    pub break_network: Vec<String>,
+    /// Extra paths in every closure, for benchmarks.
+    pub bulk_paths: u32,
+    /// Random bytes in each extra path.
+    pub bulk_bytes_per_path: u64,
+}
+
+impl FleetSettings {
+    /// The first revision of a fleet of `hosts`.
+    pub fn new(hosts: &[String]) -> Self {
+        FleetSettings {
+            system: nix_system(),
+            hosts: hosts.to_vec(),
+            version: "24.05".into(),
+            label: 1,
+            kernel: "6.6.1".into(),
+            fail_switch: Vec::new(),
+            break_network: Vec::new(),
+            bulk_paths: 0,
+            bulk_bytes_per_path: 0,
+        }
+    }
+
+    /// The settings as a Nix expression.
+    pub fn to_nix(&self) -> String {
+        let list = |items: &[String]| {
+            let quoted: Vec<String> = items.iter().map(|item| format!("{item:?} ")).collect();
+            format!("[ {}]", quoted.concat())
+        };
+        format!(
+            "{{\n  system = {:?};\n  hosts = {};\n  version = {:?};\n  label = \"{}\";\n  kernel = {:?};\n  failSwitch = {};\n  breakNetwork = {};\n  bulk = {{\n    paths = {};\n    bytesPerPath = {};\n  }};\n}}\n",
+            self.system,
+            list(&self.hosts),
+            self.version,
+            self.label,
+            self.kernel,
+            list(&self.fail_switch),
+            list(&self.break_network),
+            self.bulk_paths,
+            self.bulk_bytes_per_path,
+        )
+    }
+}
+
+/// The Nix system double of this machine.
+pub fn nix_system() -> String {
+    format!("{}-linux", std::env::consts::ARCH)
+}
+
+/// A git repository holding the lab's flake.
+#[derive(Debug)]
+pub struct ToyFlake {
+    dir: PathBuf,
+    settings: FleetSettings,
+}
+
+impl ToyFlake {
+    /// Creates the repository in `dir` with a first commit for `hosts`.
+    pub fn create(dir: &Path, hosts: &[String]) -> Result<(ToyFlake, String)> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join("flake.nix"), FLAKE_NIX)?;
+        std::fs::write(dir.join("toy-system.nix"), TOY_SYSTEM_NIX)?;
+        git(dir, &["init", "-q", "-b", "main"])?;
+        let mut flake = ToyFlake {
+            dir: dir.to_owned(),
+            settings: FleetSettings::new(hosts),
+        };
+        let rev = flake.commit("A fleet of toy NixOS systems", |_| {})?;
+        Ok((flake, rev))
+    }
+
+    /// Opens an existing repository made by [`ToyFlake::create`].
+    pub fn open(dir: &Path, settings: FleetSettings) -> ToyFlake {
+        ToyFlake {
+            dir: dir.to_owned(),
+            settings,
+        }
+    }
+
+    /// The repository's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The settings of the last commit.
+    pub fn settings(&self) -> &FleetSettings {
+        &self.settings
+    }
+
+    /// Changes the settings, commits them, and returns the new revision.
+    pub fn commit(
+        &mut self,
+        message: &str,
+        change: impl FnOnce(&mut FleetSettings),
+    ) -> Result<String> {
+        change(&mut self.settings);
+        std::fs::write(self.dir.join("settings.nix"), self.settings.to_nix())?;
+        git(&self.dir, &["add", "-A"])?;
+        git(&self.dir, &["commit", "-q", "--allow-empty", "-m", message])?;
+        git(&self.dir, &["rev-parse", "HEAD"])
+    }
+
+    /// A revision in which every host's system changed.
+    pub fn commit_changed_system(&mut self) -> Result<String> {
+        self.commit("Change every system", |settings| {
+            settings.label += 1;
+            settings.fail_switch.clear();
+            settings.break_network.clear();
+        })
+    }
+
+    /// A revision in which `host`'s switch fails (the others are unchanged).
+    pub fn commit_failing_switch(&mut self, host: &str) -> Result<String> {
+        let host = host.to_owned();
+        self.commit("A system whose switch fails", move |settings| {
+            settings.fail_switch = vec![host];
+        })
+    }
+
+    /// A revision in which `host`'s switch takes its network down.
+    pub fn commit_network_breaking(&mut self, host: &str) -> Result<String> {
+        let host = host.to_owned();
+        self.commit(
+            "A system whose switch breaks the network",
+            move |settings| {
+                settings.break_network = vec![host];
+            },
+        )
+    }
+
+    /// A revision with a new kernel on every host.
+    pub fn commit_new_kernel(&mut self, version: &str) -> Result<String> {
+        let version = version.to_owned();
+        self.commit("A new kernel", move |settings| settings.kernel = version)
+    }
+
+    /// A revision whose closures hold `paths` more paths of `bytes_per_path`.
+    pub fn commit_large_closure(&mut self, paths: u32, bytes_per_path: u64) -> Result<String> {
+        self.commit("A large closure", move |settings| {
+            settings.bulk_paths = paths;
+            settings.bulk_bytes_per_path = bytes_per_path;
+        })
+    }
+
+    /// The revision of the last commit.
+    pub fn head(&self) -> Result<String> {
+        git(&self.dir, &["rev-parse", "HEAD"])
+    }
+
+    /// The flake reference of revision `rev`.
+    pub fn reference(&self, rev: &str) -> String {
+        format!("git+file://{}?rev={rev}", self.dir.display())
+    }
+
+    /// The installable of `host`'s system at revision `rev`.
+    pub fn installable(&self, rev: &str, host: &str) -> String {
+        format!(
+            "{}#nixosConfigurations.{host}.config.system.build.toplevel",
+            self.reference(rev)
+        )
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    let output = run(Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=deployd lab",
+            "-c",
+            "user.email=lab@deployd.invalid",
+        ])
+        .args(["-c", "commit.gpgsign=false"])
+        .args(args))?;
+    Ok(stdout_text(&output))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_render_as_nix() {
+        let mut settings = FleetSettings::new(&["sambirano".into(), "isalo".into()]);
+        settings.fail_switch = vec!["isalo".into()];
+        let nix = settings.to_nix();
+        assert!(nix.contains(r#"hosts = [ "sambirano" "isalo" ];"#), "{nix}");
+        assert!(nix.contains(r#"failSwitch = [ "isalo" ];"#), "{nix}");
+        assert!(nix.contains(r#"breakNetwork = [ ];"#), "{nix}");
+        assert!(nix.contains(r#"label = "1";"#), "{nix}");
+    }
+
+    #[test]
+    fn commits_are_real_git_revisions() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut flake, first) =
+            ToyFlake::create(&dir.path().join("flake"), &["sambirano".into()]).expect("create");
+        assert_eq!(first.len(), 40);
+        let second = flake.commit_failing_switch("sambirano").expect("commit");
+        assert_ne!(first, second);
+        let settings = std::fs::read_to_string(flake.dir().join("settings.nix")).expect("read");
+        assert!(settings.contains(r#"failSwitch = [ "sambirano" ];"#));
+        assert_eq!(
+            flake.installable(&second, "sambirano"),
+            format!(
+                "git+file://{}/flake?rev={second}#nixosConfigurations.sambirano.config.system.build.toplevel",
+                dir.path().display()
+            )
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! A small static file server for the builder's binary cache (`lab
+//! serve-cache`): GET and HEAD of files under one directory, nothing else.
+//! It listens only on the lab's addresses. It can also be slowed down, so a
+//! test can stop the cache in the middle of a download.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+/// Longest request head read.
+const MAX_HEAD_BYTES: u64 = 8 * 1024;
+/// How long a client may take to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the server sends bodies.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pace {
+    /// Bytes per second for bodies; `None` sends as fast as it can.
+    pub bytes_per_second: Option<u64>,
+}
+
+/// Serves files under `root` on `listener` until the process ends.
+pub fn serve(root: &Path, listener: TcpListener, pace: Pace) -> Result<()> {
+    for stream in listener.incoming() {
+        let stream = stream.context("accepting a connection")?;
+        let root = root.to_owned();
+        thread::spawn(move || {
+            let _ = answer(&root, stream, pace);
+        });
+    }
+    Ok(())
+}
+
+fn answer(root: &Path, stream: TcpStream, pace: Pace) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    let mut reader = BufReader::new(stream.try_clone()?.take(MAX_HEAD_BYTES));
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Skip the headers; nothing in them matters here.
+    let mut header = String::new();
+    while reader.read_line(&mut header)? > 2 {
+        header.clear();
+    }
+    let mut words = request_line.split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let mut stream = stream;
+    if method != "GET" && method != "HEAD" {
+        return respond(&mut stream, "405 Method Not Allowed", None);
+    }
+    let Some(path) = resolve(root, target) else {
+        return respond(&mut stream, "404 Not Found", None);
+    };
+    match std::fs::read(&path) {
+        Ok(body) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes())?;
+            if method == "GET" {
+                send_body(&mut stream, &body, pace)?;
+            }
+            stream.flush()
+        }
+        Err(_) => respond(&mut stream, "404 Not Found", None),
+    }
+}
+
+fn send_body(stream: &mut TcpStream, body: &[u8], pace: Pace) -> std::io::Result<()> {
+    let Some(rate) = pace.bytes_per_second else {
+        return stream.write_all(body);
+    };
+    // Ten slices a second at the given rate.
+    let slice = usize::try_from(rate / 10).unwrap_or(usize::MAX).max(1);
+    for chunk in body.chunks(slice) {
+        stream.write_all(chunk)?;
+        thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn respond(stream: &mut TcpStream, status: &str, body: Option<&str>) -> std::io::Result<()> {
+    let body = body.unwrap_or("");
+    let answer = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(answer.as_bytes())
+}
+
+/// Maps a request target to a file under `root`; `None` for anything that
+/// tries to leave it.
+fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
+    let path = target.split(['?', '#']).next()?;
+    let relative = path.strip_prefix('/')?;
+    let safe = relative
+        .split('/')
+        .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\0'));
+    safe.then(|| root.join(relative))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_cannot_leave_the_root() {
+        let root = Path::new("/cache");
+        assert_eq!(
+            resolve(root, "/nix-cache-info"),
+            Some(PathBuf::from("/cache/nix-cache-info"))
+        );
+        assert_eq!(
+            resolve(root, "/nar/x.nar.xz?y=1"),
+            Some(PathBuf::from("/cache/nar/x.nar.xz"))
+        );
+        for bad in [
+            "/../etc/passwd",
+            "/nar/../../x",
+            "relative",
+            "/a//b",
+            "/",
+            "/./x",
+        ] {
+            assert_eq!(resolve(root, bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn serves_files_and_404s() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("nix-cache-info"), "StoreDir: /nix/store\n").expect("write");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let root = dir.path().to_owned();
+        thread::spawn(move || serve(&root, listener, Pace::default()));
+        let get = |path: &str| {
+            let mut stream = TcpStream::connect(address).expect("connect");
+            write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).expect("read");
+            answer
+        };
+        let found = get("/nix-cache-info");
+        assert!(found.starts_with("HTTP/1.1 200 OK"), "{found}");
+        assert!(found.ends_with("StoreDir: /nix/store\n"), "{found}");
+        assert!(get("/missing.narinfo").starts_with("HTTP/1.1 404"));
+        assert!(get("/../etc/passwd").starts_with("HTTP/1.1 404"));
+    }
+}

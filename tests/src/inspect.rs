@@ -1,0 +1,99 @@
+//! Reading a node's state from outside, and the manual steps of a deploy
+//! (what deployd automates), for the smoke test and the demo.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::node::Node;
+
+/// The system profile, as NixOS names it.
+pub const SYSTEM_PROFILE: &str = "/nix/var/nix/profiles/system";
+/// Where the toy `switch-to-configuration` records its runs.
+pub const SWITCH_LOG: &str = "/var/lib/lab/switch.log";
+/// When this file exists on a host, its toy switch fails.
+pub const FAIL_SWITCH_FLAG: &str = "/var/lib/lab/fail-switch";
+
+/// One run of a toy `switch-to-configuration`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchRecord {
+    /// The action it was run with.
+    pub action: String,
+    /// The system it belonged to.
+    pub system: String,
+}
+
+impl Node {
+    /// Every recorded run of `switch-to-configuration` on this node, oldest first.
+    pub fn switch_log(&self) -> Result<Vec<SwitchRecord>> {
+        let path = self.outside(SWITCH_LOG);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(text
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .map(|(action, system)| SwitchRecord {
+                action: action.to_owned(),
+                system: system.to_owned(),
+            })
+            .collect())
+    }
+
+    /// What `/run/current-system` points to, if anything.
+    pub fn current_system(&self) -> Option<String> {
+        read_link(&self.outside("/run/current-system"))
+    }
+
+    /// The system profile's current generation link (`system-2-link`).
+    pub fn profile_generation(&self) -> Option<String> {
+        read_link(&self.outside(SYSTEM_PROFILE))
+    }
+
+    /// The system the profile's current generation points to.
+    pub fn profile_system(&self) -> Option<String> {
+        let generation = self.profile_generation()?;
+        read_link(&self.outside(&format!("/nix/var/nix/profiles/{generation}")))
+    }
+
+    /// Makes the next toy switches on this host fail (or succeed again).
+    pub fn set_switch_failure(&self, fail: bool) -> Result<()> {
+        let flag = self.outside(FAIL_SWITCH_FLAG);
+        if fail {
+            std::fs::create_dir_all(flag.parent().context("flag has a parent")?)?;
+            std::fs::write(&flag, "")?;
+        } else if flag.exists() {
+            std::fs::remove_file(&flag)?;
+        }
+        Ok(())
+    }
+
+    /// Fetches `system` from the node's substituters, sets the system
+    /// profile and runs its `switch-to-configuration switch`: a deploy by
+    /// hand, the steps deployd automates.
+    pub fn deploy_by_hand(&self, system: &str) -> Result<()> {
+        self.run(&["nix-store", "--realise", system])
+            .context("fetching the system from the cache")?;
+        self.run(&["nix-env", "-p", SYSTEM_PROFILE, "--set", system])
+            .context("setting the system profile")?;
+        let switch = format!("{SYSTEM_PROFILE}/bin/switch-to-configuration");
+        self.run(&[&switch, "switch"]).context("switching")?;
+        Ok(())
+    }
+
+    /// Returns to the previous generation and switches to it.
+    pub fn roll_back_by_hand(&self) -> Result<()> {
+        self.run(&["nix-env", "-p", SYSTEM_PROFILE, "--rollback"])?;
+        let switch = format!("{SYSTEM_PROFILE}/bin/switch-to-configuration");
+        self.run(&[&switch, "switch"])?;
+        Ok(())
+    }
+}
+
+fn read_link(path: &Path) -> Option<String> {
+    std::fs::read_link(path)
+        .ok()
+        .map(|target| target.to_string_lossy().into_owned())
+}

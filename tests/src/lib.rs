@@ -1,0 +1,42 @@
+//! The deployd lab: a fleet of toy NixOS hosts on one machine, with real Nix.
+//!
+//! A [`Lab`] has a builder whose signed binary cache is served over HTTP, and
+//! hosts, each in its own network namespace on a private bridge (inside
+//! 198.18.0.0/16) with its own `/nix` store and database, system profile,
+//! `nix.conf` trusting only the builder's cache key, `/run` and `/var/lib`.
+//! A [`ToyFlake`] in a real git repository describes one toy NixOS system per
+//! host. Everything a lab makes is registered as it is made and removed by
+//! [`Lab::down`], on drop, or by the next lab if its owner died.
+//!
+//! The end-to-end tests use this library; the `lab` binary drives it by hand.
+
+mod flake;
+pub mod http;
+mod inspect;
+mod lab;
+pub mod net;
+mod node;
+mod registry;
+pub mod run;
+pub mod supervise;
+
+pub use flake::{nix_system, FleetSettings, ToyFlake};
+pub use inspect::{SwitchRecord, FAIL_SWITCH_FLAG, SWITCH_LOG, SYSTEM_PROFILE};
+pub use lab::{
+    host_name, nix_version, teardown, wait_for_port, Lab, LabOptions, CACHE_PORT, MAX_HOSTS,
+};
+pub use node::{Node, BOUND_DIRS};
+pub use registry::{orphaned_labs, LabState, ProcessId, REGISTRY_DIR};
+
+/// Whether this process runs as root, which labs need (namespaces, mounts).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .map(|ids| ids.split_whitespace().next() == Some("0"))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,156 @@
+//! `lab`: make, use and remove a deployd lab by hand.
+//!
+//! `lab up`, `lab status`, `lab exec HOST -- CMD...`, `lab down`, `lab demo`;
+//! `lab supervise` and `lab serve-cache` are what the lab runs inside its
+//! nodes.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use deployd_lab::http::{serve, Pace};
+use deployd_lab::supervise::{supervise, SuperviseOptions};
+use deployd_lab::{is_root, Lab, LabOptions};
+
+mod demo;
+
+/// The deployd lab: toy NixOS hosts in network namespaces, with real Nix.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// The lab's directory (its state, stores, cache and flake).
+    #[arg(long, global = true, default_value = "/tmp/deployd-lab")]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make a lab: a builder serving a signed binary cache, and hosts.
+    Up {
+        /// How many hosts.
+        #[arg(long, default_value_t = 3)]
+        hosts: usize,
+    },
+    /// Remove the lab and everything it made.
+    Down,
+    /// Run a command on a host (or on `builder`), inside its namespaces.
+    Exec {
+        /// The host's name.
+        host: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Show the lab's nodes and what each runs.
+    Status,
+    /// Make a lab and show deploys on it.
+    Demo {
+        /// Leave the lab up afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Run a program for ever, restarting it when it exits (used inside nodes).
+    #[command(hide = true)]
+    Supervise(SuperviseOptions),
+    /// Serve a directory over HTTP (the builder's binary cache).
+    #[command(hide = true)]
+    ServeCache {
+        /// The directory to serve.
+        #[arg(long)]
+        root: PathBuf,
+        /// The address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Slow bodies down to this many bytes per second.
+        #[arg(long)]
+        bytes_per_second: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("lab: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let needs_root = !matches!(
+        cli.command,
+        Command::Supervise(_) | Command::ServeCache { .. }
+    );
+    if needs_root && !is_root() {
+        bail!("the lab makes network namespaces and mounts: run it as root");
+    }
+    let lab_binary = std::env::current_exe().context("finding the lab binary")?;
+    match cli.command {
+        Command::Up { hosts } => {
+            let options = LabOptions {
+                hosts,
+                dir: Some(cli.dir),
+                lab_binary,
+                owned_by_this_process: false,
+            };
+            let lab = Lab::up(&options)?;
+            print_status(&lab);
+        }
+        Command::Down => Lab::open(&cli.dir, lab_binary)?.down()?,
+        Command::Exec { host, command } => {
+            let lab = Lab::open(&cli.dir, lab_binary)?;
+            let (program, args) = command.split_first().context("no command")?;
+            let status = lab
+                .node(&host)?
+                .command(program, args)
+                .status()
+                .with_context(|| format!("running {program} on {host}"))?;
+            return Ok(ExitCode::from(
+                status.code().unwrap_or(1).clamp(0, 255) as u8
+            ));
+        }
+        Command::Status => print_status(&Lab::open(&cli.dir, lab_binary)?),
+        Command::Demo { keep } => demo::run(&cli.dir, lab_binary, keep)?,
+        Command::Supervise(options) => supervise(&options)?,
+        Command::ServeCache {
+            root,
+            listen,
+            bytes_per_second,
+        } => {
+            let listener =
+                TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+            serve(&root, listener, Pace { bytes_per_second })?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the lab's nodes, addresses and systems.
+pub fn print_status(lab: &Lab) {
+    let state = lab.state();
+    println!("lab {} in {}", state.slot.bridge(), state.dir.display());
+    println!("  operator side (this namespace): {}", state.slot.gateway());
+    println!(
+        "  builder   {:<15} cache {} (key {})",
+        state.builder.address,
+        lab.cache_url(),
+        lab.cache_public_key()
+            .unwrap_or_else(|error| format!("unreadable: {error}"))
+    );
+    for host in lab.hosts() {
+        println!(
+            "  {:<9} {:<15} {} system {}",
+            host.name,
+            host.address,
+            host.profile_generation()
+                .unwrap_or_else(|| "no generation".into()),
+            host.current_system().unwrap_or_else(|| "none".into()),
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! What every lab test needs: root, and options for a lab owned by the test.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use deployd_lab::{is_root, LabOptions};
+
+/// Options for a lab of `hosts` hosts that lives as long as the test process.
+/// Fails the test (never skips it) when not run as root.
+pub fn lab_options(hosts: usize) -> LabOptions {
+    assert!(
+        is_root(),
+        "lab tests need root (network namespaces, mounts); CI runs them as root"
+    );
+    LabOptions {
+        hosts,
+        dir: None,
+        lab_binary: PathBuf::from(env!("CARGO_BIN_EXE_lab")),
+        owned_by_this_process: true,
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
+}

@@ -1,0 +1,23 @@
+# The lab's fleet: one toy NixOS system per host, described by settings.nix.
+# A flake without inputs, so it evaluates and builds offline.
+{
+  description = "deployd lab fleet of toy NixOS systems";
+
+  outputs =
+    { self }:
+    let
+      settings = import ./settings.nix;
+      toySystem = import ./toy-system.nix;
+      configuration = host: {
+        config.system.build.toplevel = toySystem { inherit host settings; };
+      };
+    in
+    {
+      nixosConfigurations = builtins.listToAttrs (
+        map (host: {
+          name = host;
+          value = configuration host;
+        }) settings.hosts
+      );
+    };
+}
