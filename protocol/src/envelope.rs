@@ -48,6 +48,9 @@ pub enum EnvelopeError {
         /// Bytes found.
         found: usize,
     },
+    /// Two signatures name the same key.
+    #[error("two signatures name the same key")]
+    DuplicateKeyid,
     /// No signature at all, or more than allowed.
     #[error("an envelope carries 1 to {MAX_SIGNATURES} signatures, this one {found}")]
     SignatureCount {
@@ -134,6 +137,14 @@ impl Envelope {
         let found = wire.signatures.len();
         if found == 0 || found > MAX_SIGNATURES {
             return Err(EnvelopeError::SignatureCount { found });
+        }
+        for (index, signature) in wire.signatures.iter().enumerate() {
+            if wire.signatures[..index]
+                .iter()
+                .any(|earlier| earlier.keyid == signature.keyid)
+            {
+                return Err(EnvelopeError::DuplicateKeyid);
+            }
         }
         let payload = decode("payload", &wire.payload)?;
         let signatures = wire

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::kinds::{Kind, Permission};
-use crate::names::{HostName, KeyName, Nonce};
+use crate::names::{at_most, HostName, KeyName, Nonce};
 use crate::payload::PayloadError;
 use crate::store_path::StorePathError;
 
@@ -96,6 +96,9 @@ pub struct ErrorBody {
     /// A sentence for people.
     pub message: String,
 }
+
+/// The longest [`RejectError::message`], in characters.
+pub const MAX_MESSAGE_CHARS: usize = 400;
 
 /// Why a signed message was rejected. Each variant has one stable code.
 #[derive(Debug, thiserror::Error)]
@@ -222,16 +225,30 @@ impl RejectError {
         }
     }
 
-    /// The error and its causes as one sentence, for an error body's `message`.
+    /// The error and its causes as one sentence, for an error body's
+    /// `message` and for the log: control characters escaped and at most
+    /// [`MAX_MESSAGE_CHARS`] long, since parts of it may come from the
+    /// request. An `internal` error says nothing of its cause (log it with
+    /// `{:#}` or through [`std::error::Error::source`] instead).
     pub fn message(&self) -> String {
-        let mut message = self.to_string();
+        if self.code() == ErrorCode::Internal {
+            return "the host failed to handle the request; its log has the details".to_owned();
+        }
+        let mut parts = vec![self.to_string()];
         let mut cause = std::error::Error::source(self);
         while let Some(error) = cause {
-            message.push_str(": ");
-            message.push_str(&error.to_string());
+            parts.push(error.to_string());
             cause = error.source();
         }
-        message
+        let mut escaped = String::new();
+        for c in parts.join(": ").chars() {
+            if c.is_control() {
+                escaped.extend(c.escape_debug());
+            } else {
+                escaped.push(c);
+            }
+        }
+        at_most(escaped.chars(), MAX_MESSAGE_CHARS)
     }
 }
 
@@ -240,17 +257,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_serialize_as_their_wire_names() {
-        for code in [
-            ErrorCode::BadRequest,
-            ErrorCode::PayloadTooLarge,
-            ErrorCode::InvalidStorePath,
-            ErrorCode::NotYetValid,
-        ] {
-            let json = serde_json::to_string(&code).expect("json");
-            assert_eq!(json, format!("\"{}\"", code.as_str()));
+    fn every_code_has_its_wire_name_and_status() {
+        let table = [
+            (ErrorCode::BadRequest, "bad_request", 400),
+            (ErrorCode::BadSignature, "bad_signature", 401),
+            (ErrorCode::UnknownKey, "unknown_key", 401),
+            (ErrorCode::Forbidden, "forbidden", 403),
+            (ErrorCode::WrongHost, "wrong_host", 403),
+            (ErrorCode::Expired, "expired", 403),
+            (ErrorCode::NotYetValid, "not_yet_valid", 403),
+            (ErrorCode::Replayed, "replayed", 409),
+            (ErrorCode::Downgrade, "downgrade", 409),
+            (ErrorCode::Busy, "busy", 409),
+            (ErrorCode::NotFound, "not_found", 404),
+            (ErrorCode::PayloadTooLarge, "payload_too_large", 413),
+            (ErrorCode::InvalidStorePath, "invalid_store_path", 422),
+            (ErrorCode::Internal, "internal", 500),
+        ];
+        for (code, name, status) in table {
+            assert_eq!(code.as_str(), name);
+            assert_eq!(
+                serde_json::to_string(&code).expect("json"),
+                format!("\"{name}\"")
+            );
+            assert_eq!(
+                serde_json::from_str::<ErrorCode>(&format!("\"{name}\"")).expect("parse"),
+                code
+            );
+            assert_eq!(code.http_status(), status, "{name}");
         }
-        assert_eq!(ErrorCode::Busy.http_status(), 409);
-        assert_eq!(ErrorCode::UnknownKey.http_status(), 401);
+    }
+
+    #[test]
+    fn messages_escape_control_characters_and_are_bounded() {
+        let error = RejectError::UnknownKey {
+            keyids: "x".repeat(1000) + "\n\u{1b}[31m",
+        };
+        let message = error.message();
+        assert!(!message.chars().any(char::is_control), "{message}");
+        assert!(message.chars().count() <= MAX_MESSAGE_CHARS + 3);
+    }
+
+    #[test]
+    fn internal_errors_tell_the_client_nothing_of_their_cause() {
+        let cause = std::io::Error::other("/var/lib/deployd/nonces: disk full");
+        let error = RejectError::NonceStore(Box::new(cause));
+        assert_eq!(error.code(), ErrorCode::Internal);
+        assert!(
+            !error.message().contains("disk full"),
+            "{}",
+            error.message()
+        );
     }
 }

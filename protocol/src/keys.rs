@@ -7,6 +7,7 @@
 //! `Display`, redacts its `Debug` and is wiped from memory on drop.
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -57,6 +58,12 @@ pub enum KeyError {
         #[source]
         source: std::io::Error,
     },
+    /// The key file is far larger than any key.
+    #[error("{path} is larger than {MAX_KEY_FILE_BYTES} bytes: not a key file")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
     /// The operating system's random source failed.
     #[error("no randomness from the operating system")]
     Random(#[source] getrandom::Error),
@@ -76,24 +83,47 @@ pub struct SecretKey {
     key: SigningKey,
 }
 
-/// Splits `NAME:BASE64`, checks the name and decodes the key bytes.
+/// The largest key file read; real ones are under 200 bytes.
+const MAX_KEY_FILE_BYTES: u64 = 4096;
+
+/// Splits `NAME:BASE64`, checks the name and decodes the key bytes into a
+/// buffer that is wiped on drop, whether decoding succeeds or not.
 fn split_key_text(text: &str) -> Result<(KeyName, Zeroizing<Vec<u8>>), KeyError> {
     let (name, encoded) = text
         .trim_end()
         .split_once(':')
         .ok_or(KeyError::MissingColon)?;
     let name = name.parse().map_err(KeyError::Name)?;
-    let bytes = STANDARD.decode(encoded).map_err(KeyError::Base64)?;
-    Ok((name, Zeroizing::new(bytes)))
+    let mut bytes = Zeroizing::new(vec![0u8; base64::decoded_len_estimate(encoded.len())]);
+    let length = STANDARD
+        .decode_slice(encoded, bytes.as_mut_slice())
+        .map_err(|error| match error {
+            base64::DecodeSliceError::DecodeError(error) => KeyError::Base64(error),
+            base64::DecodeSliceError::OutputSliceTooSmall => {
+                unreachable!("the buffer holds the estimated length")
+            }
+        })?;
+    bytes.truncate(length);
+    Ok((name, bytes))
 }
 
+/// Reads a key file into a buffer that is wiped on drop and never reallocated.
 fn read_key_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
-    std::fs::read_to_string(path)
-        .map(Zeroizing::new)
-        .map_err(|source| KeyError::Read {
+    let read_error = |source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut text = Zeroizing::new(String::with_capacity(MAX_KEY_FILE_BYTES as usize + 1));
+    file.take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(read_error)?;
+    if text.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(KeyError::TooLarge {
             path: path.to_owned(),
-            source,
-        })
+        });
+    }
+    Ok(text)
 }
 
 impl PublicKey {
@@ -196,10 +226,18 @@ impl SecretKey {
         SecretKey::from_key_file_text(&read_key_file(path)?)
     }
 
-    /// The text of the secret key file, in a buffer wiped on drop.
+    /// The text of the secret key file, in a buffer wiped on drop (sized up
+    /// front, so no copy is left behind by a reallocation).
     pub fn to_key_file_text(&self) -> Zeroizing<String> {
         let bytes = Zeroizing::new(self.key.to_keypair_bytes());
-        Zeroizing::new(format!("{}:{}", self.name, STANDARD.encode(bytes.as_ref())))
+        let encoded_length = base64::encoded_len(bytes.len(), true).unwrap_or(usize::MAX);
+        let mut text = Zeroizing::new(String::with_capacity(
+            self.name.as_str().len() + 1 + encoded_length,
+        ));
+        text.push_str(self.name.as_str());
+        text.push(':');
+        STANDARD.encode_string(bytes.as_ref(), &mut text);
+        text
     }
 
     /// The key's name, its id on the wire.
@@ -257,11 +295,27 @@ mod tests {
         let text = secret.to_key_file_text();
         let encoded = text.split_once(':').expect("colon").1;
         let debug = format!("{secret:?}");
-        assert!(
-            !debug.contains(encoded) && !debug.contains(&encoded[..10]),
-            "{debug}"
-        );
-        assert!(debug.contains("ops-1"));
+        assert_eq!(debug, r#"SecretKey { name: KeyName("ops-1"), .. }"#);
+        assert!(!debug.contains(encoded));
+    }
+
+    #[test]
+    fn key_files_load_and_huge_files_are_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secret = key("ops-1");
+        let path = dir.path().join("ops-1.secret");
+        std::fs::write(&path, secret.to_key_file_text().as_bytes()).expect("write");
+        let loaded = SecretKey::load(&path).expect("load");
+        assert_eq!(loaded.public_key(), secret.public_key());
+        std::fs::write(&path, "k:".repeat(3000)).expect("write");
+        assert!(matches!(
+            SecretKey::load(&path),
+            Err(KeyError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            PublicKey::load(&dir.path().join("missing")),
+            Err(KeyError::Read { .. })
+        ));
     }
 
     #[test]

@@ -14,11 +14,11 @@ const QUOTE_LIMIT: usize = 80;
 
 /// A name that failed its check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} {value:?}: {reason}")]
+#[error("invalid {what} \"{value}\": {reason}")]
 pub struct NameError {
     /// Which kind of name was being parsed ("host name", "nonce", ...).
     pub what: &'static str,
-    /// The rejected input, shortened to a few dozen characters.
+    /// The rejected input, escaped and shortened to a few dozen characters.
     pub value: String,
     /// Why it was rejected.
     pub reason: &'static str,
@@ -34,12 +34,23 @@ impl NameError {
     }
 }
 
-/// Shortens hostile input before it is echoed in an error.
+/// Makes hostile input safe to echo in an error or a log line: control and
+/// non-printing characters escaped, at most [`QUOTE_LIMIT`] characters kept.
 pub(crate) fn quote(value: &str) -> String {
-    match value.char_indices().nth(QUOTE_LIMIT) {
-        Some((end, _)) => format!("{}...", &value[..end]),
-        None => value.to_owned(),
+    at_most(value.chars().flat_map(char::escape_debug), QUOTE_LIMIT)
+}
+
+/// The first `limit` characters, with `...` when some were left out.
+pub(crate) fn at_most(chars: impl Iterator<Item = char>, limit: usize) -> String {
+    let mut text = String::new();
+    for (count, c) in chars.enumerate() {
+        if count == limit {
+            text.push_str("...");
+            break;
+        }
+        text.push(c);
     }
+    text
 }
 
 /// Declares a checked string newtype: the check is the only way in.
@@ -293,6 +304,13 @@ mod tests {
     fn deserialize_runs_the_check() {
         assert!(serde_json::from_str::<HostName>("\"ok\"").is_ok());
         assert!(serde_json::from_str::<HostName>("\"not ok\"").is_err());
+    }
+
+    #[test]
+    fn errors_escape_control_characters() {
+        let error = "a\n\u{1b}[2Jb".parse::<HostName>().expect_err("invalid");
+        assert_eq!(error.value, "a\\n\\u{1b}[2Jb");
+        assert!(!error.to_string().chars().any(char::is_control));
     }
 
     #[test]

@@ -25,11 +25,14 @@ const MAX_READ_PATH_BYTES: usize = 2048;
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
     /// The payload type is not deployd's.
-    #[error("payload type {found:?} is not {expected}", expected = crate::PAYLOAD_TYPE)]
+    #[error("payload type \"{found}\" is not {expected}", expected = crate::PAYLOAD_TYPE)]
     PayloadType {
         /// The type received, shortened.
         found: String,
     },
+    /// The payload is not UTF-8.
+    #[error("the payload is not UTF-8")]
+    NotUtf8(#[source] std::str::Utf8Error),
     /// The JSON is malformed, has unknown fields or a malformed value.
     #[error("invalid JSON payload")]
     Json(#[source] serde_json::Error),
@@ -139,30 +142,99 @@ pub struct ReadRequest {
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WirePayload {
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     kind: Option<Kind>,
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     host: Option<HostName>,
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     issued_at: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     expires_at: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     nonce: Option<Nonce>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     deploy_id: Option<DeployId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     store_path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     action: Option<Action>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     flake: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     rev: Option<Revision>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     allow_downgrade: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     confirm_within_s: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     method: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     path: Option<String>,
+}
+
+/// A field that is present must have a value: `null` is not "absent".
+fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// Takes a field the kind needs.
@@ -171,9 +243,9 @@ fn required<T>(kind: Kind, field: &'static str, value: Option<T>) -> Result<T, P
 }
 
 impl WirePayload {
-    /// Fails when any field outside `allowed` is present.
-    fn only(&self, kind: Kind, allowed: &[&str]) -> Result<(), PayloadError> {
-        let present = [
+    /// Every kind-specific field and whether it is present.
+    fn kind_fields(&self) -> [(&'static str, bool); 10] {
+        [
             ("nonce", self.nonce.is_some()),
             ("deploy_id", self.deploy_id.is_some()),
             ("store_path", self.store_path.is_some()),
@@ -184,8 +256,13 @@ impl WirePayload {
             ("confirm_within_s", self.confirm_within_s.is_some()),
             ("method", self.method.is_some()),
             ("path", self.path.is_some()),
-        ];
-        match present
+        ]
+    }
+
+    /// Fails when any field outside `allowed` is present.
+    fn only(&self, kind: Kind, allowed: &[&str]) -> Result<(), PayloadError> {
+        match self
+            .kind_fields()
             .iter()
             .find(|(field, is_present)| *is_present && !allowed.contains(field))
         {
@@ -298,7 +375,8 @@ pub(crate) fn parse_payload(
             found: quote(payload_type),
         });
     }
-    let wire: WirePayload = serde_json::from_slice(bytes).map_err(PayloadError::Json)?;
+    let text = std::str::from_utf8(bytes).map_err(PayloadError::NotUtf8)?;
+    let wire: WirePayload = serde_json::from_str(text).map_err(PayloadError::Json)?;
     let kind = wire.kind.ok_or(PayloadError::Value {
         field: "kind",
         reason: "missing",
@@ -399,5 +477,55 @@ impl Message {
             }
         }
         serde_json::to_vec(&wire).unwrap_or_else(|_| unreachable!("plain fields always serialize"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_specific_field_is_checked_for_foreign_kinds() {
+        // A field added to WirePayload but not to kind_fields() would be
+        // accepted by every kind; this keeps the two lists together.
+        let wire = WirePayload {
+            kind: Some(Kind::Deploy),
+            host: Some("h".parse().expect("host")),
+            issued_at: Some(1),
+            expires_at: Some(2),
+            nonce: Some("00".repeat(16).parse().expect("nonce")),
+            deploy_id: Some("d".parse().expect("id")),
+            store_path: Some(String::new()),
+            action: Some(Action::Switch),
+            flake: Some(String::new()),
+            rev: Some("0".repeat(40).parse().expect("rev")),
+            allow_downgrade: Some(true),
+            confirm_within_s: Some(1),
+            method: Some(String::new()),
+            path: Some(String::new()),
+        };
+        let json = serde_json::to_value(&wire).expect("json");
+        let mut serialized: Vec<&str> = json
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .filter(|key| !["kind", "host", "issued_at", "expires_at"].contains(key))
+            .collect();
+        let mut checked: Vec<&str> = wire.kind_fields().iter().map(|(name, _)| *name).collect();
+        serialized.sort_unstable();
+        checked.sort_unstable();
+        assert_eq!(serialized, checked);
+        assert!(wire.kind_fields().iter().all(|(_, present)| *present));
+    }
+
+    #[test]
+    fn null_is_not_absent() {
+        let payload = br#"{"kind":"read","host":"h","issued_at":1,"expires_at":2,"method":"GET","path":"/","nonce":null}"#;
+        let error = parse_payload(crate::PAYLOAD_TYPE, payload).expect_err("null nonce");
+        assert!(matches!(error, PayloadError::Json(_)), "{error:?}");
+        let without =
+            br#"{"kind":"read","host":"h","issued_at":1,"expires_at":2,"method":"GET","path":"/"}"#;
+        assert!(parse_payload(crate::PAYLOAD_TYPE, without).is_ok());
     }
 }

@@ -64,8 +64,9 @@ pub trait NonceStore {
     /// Whether `nonce` was recorded before.
     fn contains(&self, nonce: &Nonce) -> Result<bool, NonceStoreError>;
 
-    /// Records `nonce` until `keep_until` (Unix seconds). Returns `false` when
-    /// it was already there (a concurrent replay): the caller must reject.
+    /// Records `nonce` until `keep_until` (Unix seconds). Returns `false`,
+    /// changing nothing, when it was already there (a concurrent replay): the
+    /// caller must reject.
     fn insert(&mut self, nonce: &Nonce, keep_until: u64) -> Result<bool, NonceStoreError>;
 }
 
@@ -98,6 +99,12 @@ impl NonceStore for MemoryNonceStore {
     }
 
     fn insert(&mut self, nonce: &Nonce, keep_until: u64) -> Result<bool, NonceStoreError> {
-        Ok(self.keep_until.insert(nonce.clone(), keep_until).is_none())
+        match self.keep_until.entry(nonce.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => Ok(false),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(keep_until);
+                Ok(true)
+            }
+        }
     }
 }

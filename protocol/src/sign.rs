@@ -59,7 +59,7 @@ impl Message {
         Message {
             host,
             issued_at: now,
-            expires_at: now + lifetime_s.clamp(1, MAX_WINDOW_S),
+            expires_at: now.saturating_add(lifetime_s.clamp(1, MAX_WINDOW_S)),
             request,
         }
     }

@@ -23,9 +23,9 @@ pub struct StorePath(String);
 
 /// Why a string is not a store path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid store path {value:?}: {reason}")]
+#[error("invalid store path \"{value}\": {reason}")]
 pub struct StorePathError {
-    /// The rejected input, shortened.
+    /// The rejected input, escaped and shortened.
     pub value: String,
     /// The rule it broke.
     pub reason: StorePathRule,

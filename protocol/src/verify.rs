@@ -142,39 +142,37 @@ impl Verifier {
 
     /// Steps 2 and 3: the trusted keys whose signatures verify.
     fn verified_signers(&self, envelope: &Envelope) -> Result<Vec<&TrustedKey>, RejectError> {
-        let claimed: Vec<&TrustedKey> = envelope
-            .signatures()
-            .iter()
-            .filter_map(|signature| self.trusted.get(&signature.keyid))
-            .collect();
-        let Some(first) = claimed.first() else {
-            let keyids: Vec<&str> = envelope
-                .signatures()
-                .iter()
-                .map(|signature| signature.keyid.as_str())
-                .collect();
-            return Err(RejectError::UnknownKey {
-                keyids: quote(&keyids.join(", ")),
-            });
-        };
         let pae = envelope.pre_authentication_encoding();
-        let signers: Vec<&TrustedKey> = envelope
-            .signatures()
-            .iter()
-            .filter_map(|signature| {
-                let trusted = self.trusted.get(&signature.keyid)?;
-                let key = trusted.key.verifying_key();
-                key.verify_strict(&pae, &signature.sig)
-                    .ok()
-                    .map(|()| trusted)
-            })
-            .collect();
-        if signers.is_empty() {
-            return Err(RejectError::BadSignature {
-                key: first.key.name().clone(),
-            });
+        let mut first_trusted = None;
+        let mut signers = Vec::new();
+        // Key ids are unique within an envelope (its parser checks), so each
+        // trusted key costs at most one verification.
+        for signature in envelope.signatures() {
+            let Some(trusted) = self.trusted.get(&signature.keyid) else {
+                continue;
+            };
+            first_trusted.get_or_insert(trusted);
+            let key = trusted.key.verifying_key();
+            if key.verify_strict(&pae, &signature.sig).is_ok() {
+                signers.push(trusted);
+            }
         }
-        Ok(signers)
+        match first_trusted {
+            None => {
+                let keyids: Vec<&str> = envelope
+                    .signatures()
+                    .iter()
+                    .map(|signature| signature.keyid.as_str())
+                    .collect();
+                Err(RejectError::UnknownKey {
+                    keyids: quote(&keyids.join(", ")),
+                })
+            }
+            Some(first) if signers.is_empty() => Err(RejectError::BadSignature {
+                key: first.key.name().clone(),
+            }),
+            Some(_) => Ok(signers),
+        }
     }
 
     fn check_host(&self, host: &HostName) -> Result<(), RejectError> {

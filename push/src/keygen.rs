@@ -49,6 +49,7 @@ pub fn run(options: &KeygenOptions) -> Result<()> {
 }
 
 /// Creates `path` with `mode`, failing if it exists, and syncs it to disk.
+/// A file it created but could not fill is removed again.
 fn write_new(path: &Path, mode: u32, contents: &[u8]) -> Result<()> {
     let mut file: File = OpenOptions::new()
         .write(true)
@@ -56,7 +57,10 @@ fn write_new(path: &Path, mode: u32, contents: &[u8]) -> Result<()> {
         .mode(mode)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
+    let written = file.write_all(contents).and_then(|()| file.sync_all());
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(path);
+        return Err(error).with_context(|| format!("writing {}", path.display()));
+    }
+    Ok(())
 }

@@ -151,7 +151,10 @@ fn a_supervised_program_is_restarted_when_it_exits_or_is_killed() {
     // It prints the node's address, proving it runs inside the node.
     let argv = host.mounted_argv(
         "/bin/sh",
-        ["-c", "echo started on $(ip -4 -o addr show eth0); exec sleep 600"],
+        [
+            "-c",
+            "echo started on $(ip -4 -o addr show eth0); exec sleep 600",
+        ],
     );
     lab.supervise(&host, "sleeper", argv).expect("supervise");
     assert!(wait_until(Duration::from_secs(10), || lab

@@ -23,6 +23,8 @@ pub struct Fixture {
     pub reader: SecretKey,
     /// Trusted for deploys, not for downgrades.
     pub deployer: SecretKey,
+    /// Trusted to downgrade, and nothing else.
+    pub downgrader: SecretKey,
     /// Not trusted at all.
     pub stranger: SecretKey,
     pub clock: Arc<FixedClock>,
@@ -39,6 +41,7 @@ impl Fixture {
         let ops = key("ops-1");
         let reader = key("reader-1");
         let deployer = key("ci-1");
+        let downgrader = key("downgrade-1");
         let stranger = key("stranger-1");
         let trusted = TrustedKeys::new([
             TrustedKey {
@@ -48,6 +51,10 @@ impl Fixture {
             TrustedKey {
                 key: reader.public_key(),
                 may: [Permission::Read].into_iter().collect(),
+            },
+            TrustedKey {
+                key: downgrader.public_key(),
+                may: [Permission::Downgrade].into_iter().collect(),
             },
             TrustedKey {
                 key: deployer.public_key(),
@@ -63,6 +70,7 @@ impl Fixture {
             ops,
             reader,
             deployer,
+            downgrader,
             stranger,
             clock,
             verifier,
@@ -86,7 +94,18 @@ impl Fixture {
             endpoint,
             active_issued_at: active,
         };
-        self.verifier.verify(bytes, &arrival, &mut self.nonces)
+        let nonces_before = self.nonces.len();
+        let result = self.verifier.verify(bytes, &arrival, &mut self.nonces);
+        // Every rejection, in every test: nothing changes until a message is
+        // fully verified.
+        if result.is_err() {
+            assert_eq!(
+                self.nonces.len(),
+                nonces_before,
+                "a rejected message was recorded"
+            );
+        }
+        result
     }
 }
 

@@ -1,10 +1,12 @@
 //! One module per threat to the trust boundary; each proves that a message
-//! carrying that threat is rejected with its own stable code, and that the
-//! rejection leaves the nonce store untouched.
+//! carrying that threat is rejected with its own stable code. The fixture
+//! checks, for every rejection, that the nonce store was left untouched;
+//! `check_order` proves the checks run in PRODUCT.md's order.
 
 mod fixture;
 
 mod accepted;
+mod check_order;
 mod downgrade;
 mod expired;
 mod forbidden_kind;

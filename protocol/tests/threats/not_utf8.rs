@@ -1,6 +1,6 @@
 //! Threat: bytes that are not text, in the envelope or in the signed payload.
 
-use crate::fixture::{assert_code, sign_bytes, Fixture};
+use crate::fixture::{assert_code, deploy_json, sign_bytes, Fixture};
 
 #[test]
 fn a_non_utf8_envelope_is_a_bad_request() {
@@ -14,9 +14,27 @@ fn a_non_utf8_envelope_is_a_bad_request() {
 
 #[test]
 fn a_signed_non_utf8_payload_is_a_bad_request() {
+    // A valid deploy but for one byte that is not UTF-8, inside `flake`.
     let mut fixture = Fixture::new();
-    let bytes = sign_bytes(b"{\"kind\": \"deploy\xff\"}".to_vec(), &[&fixture.ops]);
-    assert_code(fixture.verify_deploy(&bytes), "bad_request");
+    let mut payload = deploy_json();
+    payload["flake"] = "MARK".into();
+    let text = serde_json::to_vec(&payload).expect("json");
+    let at = text.windows(4).position(|w| w == b"MARK").expect("marker");
+    let mut bytes = text.clone();
+    bytes[at] = 0xff;
+    let error = assert_code(
+        fixture.verify_deploy(&sign_bytes(bytes, &[&fixture.ops])),
+        "bad_request",
+    );
+    assert!(
+        error.message().contains("payload is not UTF-8"),
+        "{}",
+        error.message()
+    );
+    // The same payload with valid text is accepted: the byte was the problem.
+    fixture
+        .verify_deploy(&sign_bytes(text, &[&fixture.ops]))
+        .expect("valid");
 }
 
 #[test]
