@@ -1,42 +1,123 @@
-//! `deployd`: the host daemon. For now only its command line exists; the
-//! daemon itself (verify, pull, switch, report) is built on `deployd-protocol`.
+//! `deployd`: parse, load, bind, serve. `deployd check-config --config FILE`
+//! validates a config and exits (the NixOS module runs it at build time).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use deployd::{api, logging, notify, Config};
+use tokio_util::sync::CancellationToken;
 
 /// deployd: pull-based, signed deploys for NixOS hosts.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// The daemon's config file.
-    #[arg(long, default_value = "/etc/deployd/config.toml")]
+    /// The config file.
+    #[arg(long, default_value = "/etc/deployd/config.toml", global = true)]
     config: PathBuf,
+    /// Log debug messages too.
+    #[arg(long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate a config file and exit.
-    CheckConfig {
-        /// The config file to check.
-        #[arg(long)]
-        config: PathBuf,
-    },
+    /// Check a config file and exit: 0 when it is valid.
+    CheckConfig,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match &cli.command {
-        Some(Command::CheckConfig { config }) => config,
-        None => &cli.config,
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("deployd: {}", chain(&error));
+            return ExitCode::from(2);
+        }
     };
-    eprintln!(
-        "deployd {}: the daemon is not built yet; {} was not read",
-        env!("CARGO_PKG_VERSION"),
-        config.display()
+    if let Some(Command::CheckConfig) = cli.command {
+        eprintln!(
+            "deployd: {} is valid (host {}, {} trusted keys)",
+            cli.config.display(),
+            config.hostname,
+            config.trusted_keys.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    logging::init(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("deployd: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            log::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let listen = config.file.listen;
+    let daemon = deployd::start(config)
+        .await
+        .map_err(|error| format!("cannot open the state: {}", chain(&error)))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
+    log::info!(
+        "deployd {} listening on {listen}",
+        env!("CARGO_PKG_VERSION")
     );
-    ExitCode::from(2)
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    if let Some(interval) = notify::watchdog_interval() {
+        tokio::spawn(notify::keep_watchdog_fed(interval, shutdown.clone()));
+    }
+    notify::ready();
+    api::serve(listener, daemon, shutdown)
+        .await
+        .map_err(|error| format!("serving failed: {error}"))?;
+    log::info!("deployd stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        log::error!("cannot listen for signals; stop deployd with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    log::info!("shutting down");
+    notify::stopping();
+    shutdown.cancel();
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }

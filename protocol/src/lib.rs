@@ -10,6 +10,7 @@
 //!
 //! This crate has no I/O beyond reading key files and no async runtime.
 
+pub mod api;
 mod envelope;
 mod error;
 mod keys;

@@ -1,0 +1,44 @@
+//! `POST /v1/deploy`: a signed `deploy` envelope; anyone may call it, only a
+//! trusted key's signature makes it do anything. 202 with the deploy's id
+//! and status URL; the very same envelope again answers the same deploy.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use deployd_protocol::api::DeployAccepted;
+use deployd_protocol::MAX_ENVELOPE_BYTES;
+
+use super::ApiError;
+use crate::daemon::Daemon;
+use crate::pipeline;
+
+/// Accepts a deploy and starts it.
+pub async fn post_deploy(
+    State(daemon): State<Arc<Daemon>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<DeployAccepted>), ApiError> {
+    let body = read_body(body)?;
+    let (accepted, is_new) = daemon.accept_deploy(&body)?;
+    if is_new {
+        tokio::spawn(pipeline::run(daemon.clone(), accepted.deploy_id.clone()));
+    }
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// The body, or the right error for one too large or cut short.
+pub fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(MAX_ENVELOPE_BYTES)
+        } else {
+            ApiError::BadRequest(format!(
+                "cannot read the request body: {}",
+                rejection.body_text()
+            ))
+        }
+    })
+}

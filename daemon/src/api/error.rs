@@ -1,0 +1,100 @@
+//! `ApiError`: every error the API answers, mapped exhaustively to the codes
+//! and statuses PRODUCT.md fixes. A 500 logs its cause and tells the client
+//! nothing internal.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use deployd_protocol::{DeployId, ErrorBody, ErrorCode, RejectError};
+
+/// An error answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A signed message failed verification.
+    #[error(transparent)]
+    Rejected(#[from] RejectError),
+    /// A new message reuses the id of an earlier deploy.
+    #[error("deploy id {0} was already used")]
+    DeployIdReused(DeployId),
+    /// A deploy is running.
+    #[error("deploy {0} is running; one deploy at a time")]
+    Busy(DeployId),
+    /// No such deploy.
+    #[error("no deploy {0}")]
+    NotFound(String),
+    /// The body is larger than any valid request.
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// A malformed request outside any signed message.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Something failed on the host.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// An internal error with `cause`, which goes to the log only.
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ApiError::Internal(cause.into())
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::Rejected(error) => error.code(),
+            ApiError::DeployIdReused(_) => ErrorCode::Replayed,
+            ApiError::Busy(_) => ErrorCode::Busy,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The sentence for the client.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::Rejected(error) => error.message(),
+            ApiError::Internal(_) => {
+                "the host failed to handle the request; its log has the details".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.code();
+        if code == ErrorCode::Internal {
+            let cause: &dyn std::error::Error = match &self {
+                ApiError::Internal(cause) => cause.as_ref(),
+                ApiError::Rejected(error) => error,
+                other => other,
+            };
+            log::error!("internal error answering a request: {}", chain(cause));
+        } else {
+            log::info!("refused a request: {}: {}", code, self.message());
+        }
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorBody {
+            error: code,
+            message: self.message(),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// An error and its causes on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}

@@ -1,0 +1,69 @@
+//! `GET /v1/deploys/{id}/events`: Server-Sent Events. First every event so
+//! far, then the live ones, then `done` with the final record, and the
+//! stream ends. Open, or behind a signed `read` (config).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use deployd_protocol::api::{event_names, LogEvent};
+use futures_util::stream::{self, Stream, StreamExt};
+use tokio::sync::broadcast;
+
+use super::deploys::quote_id;
+use super::ApiError;
+use crate::daemon::Daemon;
+use crate::events::DeployEvent;
+
+/// Streams a deploy's events.
+pub async fn deploy_events(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let (history, receiver) = daemon
+        .subscribe(&id)
+        .ok_or_else(|| ApiError::NotFound(quote_id(&id)))?;
+    let finished = history
+        .iter()
+        .any(|event| matches!(event, DeployEvent::Done(_)));
+    let past = stream::iter(history);
+    let live = match (receiver, finished) {
+        (Some(receiver), false) => live_events(receiver).left_stream(),
+        _ => stream::empty().right_stream(),
+    };
+    let events = past.chain(live).map(|event| Ok(to_sse(&event)));
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Live events until `done` (included), or until the channel closes.
+fn live_events(receiver: broadcast::Receiver<DeployEvent>) -> impl Stream<Item = DeployEvent> {
+    stream::unfold(Some(receiver), |receiver| async move {
+        let mut receiver = receiver?;
+        match receiver.recv().await {
+            Ok(event @ DeployEvent::Done(_)) => Some((event, None)),
+            Ok(event) => Some((event, Some(receiver))),
+            // A slow reader missed some lines; say so and go on.
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                let note = format!("deployd: {missed} events were dropped for this reader");
+                Some((DeployEvent::Log(note), Some(receiver)))
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    })
+}
+
+fn to_sse(event: &DeployEvent) -> Event {
+    let (name, data) = match event {
+        DeployEvent::State(state) => (event_names::STATE, serde_json::to_string(state)),
+        DeployEvent::Log(line) => (
+            event_names::LOG,
+            serde_json::to_string(&LogEvent { line: line.clone() }),
+        ),
+        DeployEvent::Done(record) => (event_names::DONE, serde_json::to_string(record)),
+    };
+    Event::default()
+        .event(name)
+        .data(data.unwrap_or_else(|_| "{}".to_owned()))
+}

@@ -1,0 +1,81 @@
+//! `GET /v1/status` (the host's systems, generations and deploys),
+//! `GET /metrics` (Prometheus text) and `GET /healthz` (always open: 200
+//! when the daemon answers).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use deployd_protocol::api::{DeployRecord, DeploySummary, StatusResponse};
+
+use crate::daemon::Daemon;
+use crate::metrics::{render, Gauges};
+use crate::system::{read_link, reboot_required, Profile};
+
+/// The host's status.
+pub async fn get_status(State(daemon): State<Arc<Daemon>>) -> Json<StatusResponse> {
+    Json(status(&daemon))
+}
+
+/// Builds the status answer.
+pub fn status(daemon: &Daemon) -> StatusResponse {
+    let activation = &daemon.config.file.activation;
+    let current_system = read_link(&activation.current_system);
+    let (running, last) = daemon.running_and_last();
+    StatusResponse {
+        hostname: daemon.config.hostname.clone(),
+        reboot_required: current_reboot_required(daemon, current_system.as_deref()),
+        current_system,
+        booted_system: read_link(&activation.booted_system),
+        generations: Profile::new(&activation.system_profile).generations(),
+        active_deploy: running.as_ref().map(summary),
+        last_deploy: last.as_ref().map(summary),
+        daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
+        nix_version: daemon.nix_version.clone(),
+    }
+}
+
+fn current_reboot_required(daemon: &Daemon, current: Option<&str>) -> bool {
+    current.is_some_and(|system| {
+        reboot_required(
+            Path::new(system),
+            &daemon.config.file.activation.booted_system,
+        )
+    })
+}
+
+fn summary(record: &DeployRecord) -> DeploySummary {
+    DeploySummary {
+        deploy_id: record.deploy_id.clone(),
+        state: record.state,
+        store_path: record.store_path.clone(),
+        rev: record.rev.clone(),
+        finished_at_ms: record.finished_at_ms,
+    }
+}
+
+/// Prometheus metrics.
+pub async fn get_metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
+    let current = read_link(&daemon.config.file.activation.current_system);
+    let (running, _) = daemon.running_and_last();
+    let gauges = Gauges {
+        current_system: current.as_deref(),
+        reboot_required: current_reboot_required(&daemon, current.as_deref()),
+        deploying: running.is_some(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&daemon.counters(), &gauges),
+    )
+}
+
+/// Liveness.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}

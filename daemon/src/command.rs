@@ -1,0 +1,262 @@
+//! The one door to external programs. Every `nix-store`, `nix-env`,
+//! `systemd-run` and `switch-to-configuration` call goes through here: null
+//! stdin, killed when dropped or when its time is up, output streamed line by
+//! line to the caller (a deploy's log), and an error that names the argv, the
+//! exit status or signal and the tail of the output.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+/// Lines of output an error quotes.
+const TAIL_LINES: usize = 15;
+
+/// A program to run: argv and time limit, built by pure functions elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// How long it may run.
+    pub timeout: Duration,
+}
+
+impl Invocation {
+    /// `program args...`, with `timeout`.
+    pub fn new<I, S>(program: impl AsRef<Path>, args: I, timeout: Duration) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Invocation {
+            program: program.as_ref().to_owned(),
+            args: args.into_iter().map(Into::into).collect(),
+            timeout,
+        }
+    }
+
+    /// The command line, for logs and errors.
+    pub fn display(&self) -> String {
+        let mut words = vec![self.program.to_string_lossy().into_owned()];
+        words.extend(
+            self.args
+                .iter()
+                .map(|arg| arg.to_string_lossy().into_owned()),
+        );
+        words.join(" ")
+    }
+}
+
+/// How a program failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// It could not be started.
+    #[error("cannot start `{command}`")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It ran and failed.
+    #[error("`{command}` failed ({status}): {tail}")]
+    Failed {
+        /// The command line.
+        command: String,
+        /// Its exit status or signal.
+        status: ExitStatus,
+        /// The last lines of its output.
+        tail: String,
+    },
+    /// It ran out of time and was killed.
+    #[error("`{command}` did not finish within {timeout:?} and was killed")]
+    Timeout {
+        /// The command line.
+        command: String,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// Reading its output or waiting for it failed.
+    #[error("lost track of `{command}`")]
+    Wait {
+        /// The command line.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a successful run printed.
+#[derive(Debug, Clone, Default)]
+pub struct Captured {
+    /// Standard output, whole.
+    pub stdout: String,
+}
+
+/// Runs `invocation`, handing every output line (stdout and stderr) to
+/// `on_line`; fails unless it exits 0 in time.
+pub async fn run(
+    invocation: &Invocation,
+    mut on_line: impl FnMut(&str),
+) -> Result<Captured, CommandError> {
+    let command = invocation.display();
+    let mut child = Command::new(&invocation.program)
+        .args(&invocation.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| CommandError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    let (lines_tx, mut lines_rx) = mpsc::channel::<(bool, String)>(64);
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(forward_lines(stdout, true, lines_tx.clone()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(forward_lines(stderr, false, lines_tx));
+    }
+    let mut stdout = String::new();
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let collect = async {
+        while let Some((is_stdout, line)) = lines_rx.recv().await {
+            on_line(&line);
+            if is_stdout {
+                stdout.push_str(&line);
+                stdout.push('\n');
+            }
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+        child.wait().await
+    };
+    let status = match tokio::time::timeout(invocation.timeout, collect).await {
+        Err(_) => {
+            return Err(CommandError::Timeout {
+                command,
+                timeout: invocation.timeout,
+            })
+        }
+        Ok(Err(source)) => return Err(CommandError::Wait { command, source }),
+        Ok(Ok(status)) => status,
+    };
+    if !status.success() {
+        let tail = Vec::from(tail).join("\n");
+        return Err(CommandError::Failed {
+            command,
+            status,
+            tail,
+        });
+    }
+    Ok(Captured { stdout })
+}
+
+async fn forward_lines(
+    pipe: impl AsyncRead + Unpin,
+    is_stdout: bool,
+    lines: mpsc::Sender<(bool, String)>,
+) {
+    let mut reader = BufReader::new(pipe).lines();
+    while let Ok(Some(line)) = reader.next_line().await {
+        if lines.send((is_stdout, line)).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Starts `invocation` so that it outlives this process: its own session,
+/// output appended to `log`, no time limit here (the caller watches it).
+/// Returns its pid.
+pub fn spawn_detached(invocation: &Invocation, log: &Path) -> Result<u32, CommandError> {
+    let command = invocation.display();
+    let spawn_error = |source| CommandError::Spawn {
+        command: command.clone(),
+        source,
+    };
+    let output = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(spawn_error)?;
+    let errors = output.try_clone().map_err(spawn_error)?;
+    let mut std_command = std::process::Command::new(&invocation.program);
+    std_command
+        .args(&invocation.args)
+        .stdin(Stdio::null())
+        .stdout(output)
+        .stderr(errors);
+    std::os::unix::process::CommandExt::process_group(&mut std_command, 0);
+    let mut child = std_command.spawn().map_err(spawn_error)?;
+    let pid = child.id();
+    // Reap it if it ends while we run; after a restart nobody needs to.
+    std::thread::spawn(move || child.wait());
+    Ok(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, timeout: Duration) -> Invocation {
+        Invocation::new("/bin/sh", ["-c", script], timeout)
+    }
+
+    #[tokio::test]
+    async fn lines_stream_and_stdout_is_captured() {
+        let mut lines = Vec::new();
+        let captured = run(
+            &sh("echo out; echo err >&2; echo more", Duration::from_secs(5)),
+            |line| lines.push(line.to_owned()),
+        )
+        .await
+        .expect("runs");
+        assert_eq!(captured.stdout, "out\nmore\n");
+        lines.sort();
+        assert_eq!(lines, ["err", "more", "out"]);
+    }
+
+    #[tokio::test]
+    async fn failure_names_command_status_and_tail() {
+        let error = run(&sh("echo why >&2; exit 4", Duration::from_secs(5)), |_| {})
+            .await
+            .expect_err("exit 4");
+        let message = error.to_string();
+        assert!(message.contains("/bin/sh -c echo why"), "{message}");
+        assert!(message.contains("exit status: 4"), "{message}");
+        assert!(message.ends_with("why"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_program_is_killed() {
+        let started = std::time::Instant::now();
+        let error = run(&sh("sleep 30", Duration::from_millis(200)), |_| {})
+            .await
+            .expect_err("timeout");
+        assert!(matches!(error, CommandError::Timeout { .. }));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_spawn_error() {
+        let error = run(
+            &Invocation::new("/nonexistent/program", ["x"], Duration::from_secs(1)),
+            |_| {},
+        )
+        .await
+        .expect_err("missing");
+        assert!(matches!(error, CommandError::Spawn { .. }));
+    }
+}

@@ -1,0 +1,393 @@
+//! The daemon's config file (TOML). PRODUCT.md fixes `listen`, `hostname`,
+//! `state_dir`, `[[trusted_keys]]` and `[nix]`; the other keys are deployd's
+//! own, each with a default, documented in the README. Unknown keys are
+//! errors, secrets are never inline (keys are public; files are paths), and
+//! [`Config::load`] checks everything a running daemon would trip on later.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use deployd_protocol::{HostName, KeyError, Permissions, PublicKey, TrustedKey, TrustedKeys};
+
+/// Why a config cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys.
+    #[error("invalid config {path}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint, with line and column.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A trusted key cannot be used.
+    #[error("trusted key {index}")]
+    TrustedKey {
+        /// Its position in `[[trusted_keys]]`, from 1.
+        index: usize,
+        /// Why.
+        #[source]
+        source: KeyError,
+    },
+    /// A value is out of its bounds or inconsistent with another.
+    #[error("{0}")]
+    Invalid(String),
+    /// No host name given, and the machine's cannot be read.
+    #[error("no hostname in the config and the machine's host name is unusable")]
+    Hostname(#[source] deployd_protocol::NameError),
+}
+
+/// The config file as written.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Address and port of the HTTP API.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// This host's name, as deploy requests must name it; default: the machine's.
+    pub hostname: Option<HostName>,
+    /// Where deploy records, logs and seen nonces live.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Whether read endpoints require a signed `read` message.
+    #[serde(default)]
+    pub read_requires_signature: bool,
+    /// How many finished deploys are kept.
+    #[serde(default = "default_history_limit")]
+    pub history_limit: usize,
+    /// Who may sign what.
+    #[serde(default)]
+    pub trusted_keys: Vec<TrustedKeyEntry>,
+    /// Where closures come from, and the Nix programs.
+    pub nix: NixSection,
+    /// How systems are activated.
+    #[serde(default)]
+    pub activation: ActivationSection,
+}
+
+/// One `[[trusted_keys]]` entry.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedKeyEntry {
+    /// `NAME:base64` of the public key.
+    pub key: Option<String>,
+    /// Or a file holding it.
+    pub key_file: Option<PathBuf>,
+    /// What it may sign; default all of `deploy`, `rollback`, `downgrade`, `read`.
+    #[serde(default)]
+    pub may: Option<Permissions>,
+}
+
+/// `[nix]`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NixSection {
+    /// The binary caches closures are fetched from, and no others.
+    pub substituters: Vec<String>,
+    /// The keys those caches sign with; Nix refuses paths signed otherwise.
+    pub trusted_public_keys: Vec<String>,
+    /// `nix-store` program.
+    #[serde(default = "default_nix_store")]
+    pub nix_store: PathBuf,
+    /// `nix-env` program.
+    #[serde(default = "default_nix_env")]
+    pub nix_env: PathBuf,
+    /// Longest fetch, in seconds.
+    #[serde(default = "default_fetch_timeout_s")]
+    pub fetch_timeout_s: u64,
+}
+
+/// `[activation]`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivationSection {
+    /// The system profile.
+    #[serde(default = "default_system_profile")]
+    pub system_profile: PathBuf,
+    /// The link to the running system.
+    #[serde(default = "default_current_system")]
+    pub current_system: PathBuf,
+    /// The link to the system the machine booted.
+    #[serde(default = "default_booted_system")]
+    pub booted_system: PathBuf,
+    /// Longest `switch-to-configuration` run, in seconds.
+    #[serde(default = "default_switch_timeout_s")]
+    pub switch_timeout_s: u64,
+    /// `systemd-run` program, used when systemd runs the machine.
+    #[serde(default = "default_systemd_run")]
+    pub systemd_run: PathBuf,
+    /// `systemctl` program, used when systemd runs the machine.
+    #[serde(default = "default_systemctl")]
+    pub systemctl: PathBuf,
+}
+
+impl Default for ActivationSection {
+    fn default() -> Self {
+        ActivationSection {
+            system_profile: default_system_profile(),
+            current_system: default_current_system(),
+            booted_system: default_booted_system(),
+            switch_timeout_s: default_switch_timeout_s(),
+            systemd_run: default_systemd_run(),
+            systemctl: default_systemctl(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 9797))
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/deployd")
+}
+fn default_history_limit() -> usize {
+    100
+}
+fn default_nix_store() -> PathBuf {
+    PathBuf::from("nix-store")
+}
+fn default_nix_env() -> PathBuf {
+    PathBuf::from("nix-env")
+}
+fn default_fetch_timeout_s() -> u64 {
+    3600
+}
+fn default_system_profile() -> PathBuf {
+    PathBuf::from("/nix/var/nix/profiles/system")
+}
+fn default_current_system() -> PathBuf {
+    PathBuf::from("/run/current-system")
+}
+fn default_booted_system() -> PathBuf {
+    PathBuf::from("/run/booted-system")
+}
+fn default_switch_timeout_s() -> u64 {
+    900
+}
+fn default_systemd_run() -> PathBuf {
+    PathBuf::from("systemd-run")
+}
+fn default_systemctl() -> PathBuf {
+    PathBuf::from("systemctl")
+}
+
+/// A checked config, ready to run on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file as written.
+    pub file: ConfigFile,
+    /// This host's name (from the file or the machine).
+    pub hostname: HostName,
+    /// The trusted deploy keys.
+    pub trusted_keys: TrustedKeys,
+}
+
+impl Config {
+    /// Reads, parses and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Parses and checks config text; `path` is only named in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        file.validate()?;
+        let hostname = match &file.hostname {
+            Some(name) => name.clone(),
+            None => machine_hostname()?,
+        };
+        let trusted_keys = load_trusted_keys(&file.trusted_keys)?;
+        Ok(Config {
+            file,
+            hostname,
+            trusted_keys,
+        })
+    }
+
+    /// The fetch timeout.
+    pub fn fetch_timeout(&self) -> Duration {
+        Duration::from_secs(self.file.nix.fetch_timeout_s)
+    }
+
+    /// The switch timeout.
+    pub fn switch_timeout(&self) -> Duration {
+        Duration::from_secs(self.file.activation.switch_timeout_s)
+    }
+}
+
+impl ConfigFile {
+    /// Checks what parsing alone cannot.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if self.trusted_keys.is_empty() {
+            return invalid("no [[trusted_keys]]: nothing could ever be deployed");
+        }
+        if self.nix.substituters.is_empty() {
+            return invalid("[nix] substituters is empty: closures could not be fetched");
+        }
+        if self.nix.trusted_public_keys.is_empty() {
+            return invalid(
+                "[nix] trusted_public_keys is empty: Nix would accept no cache signature",
+            );
+        }
+        for key in &self.nix.trusted_public_keys {
+            key.parse::<PublicKey>().map_err(|error| {
+                ConfigError::Invalid(format!("[nix] trusted_public_keys: {key:?}: {error}"))
+            })?;
+        }
+        for url in &self.nix.substituters {
+            if url.contains(char::is_whitespace) || !url.contains("://") {
+                return Err(ConfigError::Invalid(format!(
+                    "[nix] substituters: {url:?} is not a store URL"
+                )));
+            }
+        }
+        if !self.state_dir.is_absolute() {
+            return invalid("state_dir must be an absolute path");
+        }
+        if self.history_limit == 0 {
+            return invalid("history_limit must be at least 1");
+        }
+        if self.nix.fetch_timeout_s == 0 || self.activation.switch_timeout_s == 0 {
+            return invalid("timeouts must be at least 1 second");
+        }
+        Ok(())
+    }
+}
+
+fn load_trusted_keys(entries: &[TrustedKeyEntry]) -> Result<TrustedKeys, ConfigError> {
+    let mut keys = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let index = index + 1;
+        let key = match (&entry.key, &entry.key_file) {
+            (Some(text), None) => text.parse(),
+            (None, Some(path)) => PublicKey::load(path),
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "trusted key {index}: give exactly one of key and key_file"
+                )))
+            }
+        }
+        .map_err(|source| ConfigError::TrustedKey { index, source })?;
+        keys.push(TrustedKey {
+            key,
+            may: entry.may.unwrap_or_default(),
+        });
+    }
+    TrustedKeys::new(keys).map_err(|error| ConfigError::Invalid(error.to_string()))
+}
+
+fn machine_hostname() -> Result<HostName, ConfigError> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    text.trim().parse().map_err(ConfigError::Hostname)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> String {
+        deployd_protocol::SecretKey::generate(name.parse().expect("name"))
+            .expect("random")
+            .public_key()
+            .to_string()
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"))
+    }
+
+    /// A minimal config, and its deploy key and cache key.
+    fn minimal() -> (String, String, String) {
+        let (deploy, cache) = (key("ops-1"), key("kelyus-1"));
+        let text = format!(
+            "hostname = \"sambirano\"\n[[trusted_keys]]\nkey = \"{deploy}\"\n[nix]\nsubstituters = [\"http://kelyus:5000\"]\ntrusted_public_keys = [\"{cache}\"]\n"
+        );
+        (text, deploy, cache)
+    }
+
+    #[test]
+    fn the_product_example_parses_with_defaults() {
+        let config = parse(&minimal().0).expect("valid");
+        assert_eq!(config.hostname.as_str(), "sambirano");
+        assert_eq!(config.file.listen.to_string(), "[::]:9797");
+        assert_eq!(config.file.state_dir, PathBuf::from("/var/lib/deployd"));
+        let key = config.trusted_keys.get("ops-1").expect("trusted");
+        assert_eq!(key.may, Permissions::ALL);
+        assert!(!config.file.read_requires_signature);
+    }
+
+    #[test]
+    fn permissions_and_key_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key_file = dir.path().join("ops.public");
+        let (text, deploy, _) = minimal();
+        std::fs::write(&key_file, format!("{deploy}\n")).expect("write");
+        let text = text.replace(
+            &format!("key = \"{deploy}\""),
+            &format!("key_file = {:?}\nmay = [\"read\"]", key_file),
+        );
+        let config = parse(&text).expect("valid");
+        let key = config.trusted_keys.get("ops-1").expect("trusted");
+        assert!(key.allows(deployd_protocol::Permission::Read));
+        assert!(!key.allows(deployd_protocol::Permission::Deploy));
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong() {
+        let (minimal, deploy, cache) = minimal();
+        let cases = [
+            (
+                format!("surprise = 1\n{minimal}"),
+                "unknown field `surprise`",
+            ),
+            (
+                minimal.replace("[[trusted_keys]]\nkey", "[[trusted_keys]]\nkeyy"),
+                "unknown field",
+            ),
+            (minimal.replace(&deploy, "ops-1:short"), "trusted key 1"),
+            (
+                minimal.replace("http://kelyus:5000", "kelyus"),
+                "not a store URL",
+            ),
+            (minimal.replace(&cache, "nonsense"), "trusted_public_keys"),
+            (
+                minimal.replace("hostname = \"sambirano\"", "hostname = \"a b\""),
+                "invalid",
+            ),
+            (format!("state_dir = \"relative\"\n{minimal}"), "absolute"),
+            (
+                minimal.replace(&format!("[[trusted_keys]]\nkey = \"{deploy}\"\n"), ""),
+                "no [[trusted_keys]]",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text).expect_err(expected);
+            let mut message = error.to_string();
+            let mut cause = std::error::Error::source(&error);
+            while let Some(inner) = cause {
+                message.push_str(&format!(": {inner}"));
+                cause = inner.source();
+            }
+            assert!(message.contains(expected), "{expected}: {message}");
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The daemon's shared state and its rules: who may start a deploy, one
+//! deploy at a time, retries answered with the deploy they repeat, and every
+//! change of a deploy written to disk before the step it announces is taken,
+//! then told to its subscribers, the journal and systemd.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use deployd_protocol::api::{
+    DeployAccepted, DeployFailure, DeployRecord, DeployState, PhaseRecord, StateEvent,
+};
+use deployd_protocol::{
+    Arrival, DeployId, Endpoint, RejectError, Request, SystemClock, Verified, Verifier,
+};
+
+use crate::api::ApiError;
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::events::{DeployEvent, LiveEvents};
+use crate::metrics::Counters;
+use crate::notify;
+use crate::state::{DeployStore, DiskNonceStore, PendingNonce, Progress, StateError, StoredDeploy};
+
+/// Log lines kept in a record's `log_tail`.
+const LOG_TAIL_LINES: usize = 20;
+/// Log lines kept per deploy; later lines are counted, not kept.
+const MAX_LOG_LINES: usize = 20_000;
+
+/// The daemon: config, verifier and the state every request and deploy shares.
+pub struct Daemon {
+    /// The checked config.
+    pub config: Config,
+    /// Checks every signed message.
+    verifier: Verifier,
+    /// What `nix-store --version` said at start.
+    pub nix_version: Option<String>,
+    /// Whether systemd runs this machine (switches then run in transient units).
+    pub systemd: bool,
+    /// Records, nonces and live events; one lock, held briefly.
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    store: DeployStore,
+    nonces: DiskNonceStore,
+    /// Events of the deploys running in this process.
+    live: HashMap<DeployId, LiveEvents>,
+    /// Lines logged per running deploy.
+    log_lines: HashMap<DeployId, usize>,
+    counters: Counters,
+}
+
+impl Daemon {
+    /// Loads the state under the config's `state_dir`.
+    pub fn open(config: Config, nix_version: Option<String>) -> Result<Arc<Daemon>, StateError> {
+        let state_dir = &config.file.state_dir;
+        std::fs::create_dir_all(state_dir).map_err(|source| StateError::Io {
+            action: "creating",
+            path: state_dir.clone(),
+            source,
+        })?;
+        let (store, problems) = DeployStore::load(state_dir, config.file.history_limit)?;
+        for problem in problems {
+            log::warn!("unreadable deploy record: {problem}");
+        }
+        let nonces = DiskNonceStore::load(state_dir.join("nonces.json"))?;
+        let verifier = Verifier::new(
+            config.trusted_keys.clone(),
+            config.hostname.clone(),
+            Box::new(SystemClock),
+        );
+        let counters = Counters::from_history(store.newest_first().map(|d| &d.record));
+        Ok(Arc::new(Daemon {
+            verifier,
+            nix_version,
+            systemd: std::path::Path::new("/run/systemd/system").is_dir(),
+            config,
+            inner: Mutex::new(Inner {
+                store,
+                nonces,
+                live: HashMap::new(),
+                log_lines: HashMap::new(),
+                counters,
+            }),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (every write
+        // is whole), so a poisoned lock is still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Verifies a message that needs no nonce (a signed read).
+    pub fn verify_read(
+        &self,
+        bytes: &[u8],
+        method: &str,
+        path: &str,
+    ) -> Result<Verified, RejectError> {
+        let arrival = Arrival {
+            endpoint: Endpoint::Read { method, path },
+            active_issued_at: None,
+        };
+        let mut unused = deployd_protocol::MemoryNonceStore::default();
+        self.verifier.verify(bytes, &arrival, &mut unused)
+    }
+
+    /// Handles `POST /v1/deploy`: verifies, refuses or records the deploy.
+    /// Returns the accepted deploy's id and whether it is new (to be run).
+    pub fn accept_deploy(&self, bytes: &[u8]) -> Result<(DeployAccepted, bool), ApiError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let arrival = Arrival {
+            endpoint: Endpoint::Deploy,
+            active_issued_at: inner.store.active().map(|active| active.issued_at),
+        };
+        let mut pending = PendingNonce::default();
+        let verified =
+            match self
+                .verifier
+                .verify(bytes, &arrival, &mut inner.nonces.verifying(&mut pending))
+            {
+                Ok(verified) => verified,
+                Err(RejectError::Replayed { nonce }) => {
+                    // The very same envelope again is a client's retry.
+                    return match inner.store.find_by_envelope(bytes) {
+                        Some(existing) => Ok((accepted(&existing.record.deploy_id), false)),
+                        None => Err(RejectError::Replayed { nonce }.into()),
+                    };
+                }
+                Err(error) => return Err(error.into()),
+            };
+        let Request::Deploy(request) = verified.message.request else {
+            return Err(ApiError::internal(
+                "the verifier passed a non-deploy message",
+            ));
+        };
+        if inner.store.get(request.deploy_id.as_str()).is_some() {
+            return Err(ApiError::DeployIdReused(request.deploy_id));
+        }
+        if let Some(running) = inner.store.running() {
+            return Err(ApiError::Busy(running.record.deploy_id.clone()));
+        }
+        let now = now_ms();
+        let deploy = StoredDeploy {
+            record: DeployRecord {
+                deploy_id: request.deploy_id.clone(),
+                host: verified.message.host,
+                store_path: request.store_path,
+                action: request.action,
+                flake: request.flake,
+                rev: request.rev,
+                key: verified.key,
+                issued_at: verified.message.issued_at,
+                state: DeployState::Received,
+                phases: vec![PhaseRecord {
+                    state: DeployState::Received,
+                    started_at_ms: now,
+                    ended_at_ms: None,
+                }],
+                error: None,
+                previous_system: None,
+                reboot_required: false,
+                log_tail: Vec::new(),
+                created_at_ms: now,
+                finished_at_ms: None,
+            },
+            progress: Progress {
+                sequence: inner.store.next_sequence(),
+                ..Progress::default()
+            },
+        };
+        inner
+            .nonces
+            .commit(pending, now / 1000)
+            .map_err(ApiError::internal)?;
+        inner
+            .store
+            .insert(deploy.clone(), bytes)
+            .map_err(ApiError::internal)?;
+        let mut events = LiveEvents::default();
+        events.push(DeployEvent::State(StateEvent {
+            state: DeployState::Received,
+            at_ms: now,
+        }));
+        inner.live.insert(request.deploy_id.clone(), events);
+        log::info!(
+            deploy_id = request.deploy_id.as_str(),
+            store_path = deploy.record.store_path.as_str(),
+            rev = deploy.record.rev.as_ref().map_or("", |rev| rev.as_str()),
+            key = deploy.record.key.as_str();
+            "deploy {} received: {} {}",
+            request.deploy_id,
+            deploy.record.action,
+            deploy.record.store_path
+        );
+        Ok((accepted(&request.deploy_id), true))
+    }
+
+    /// A copy of a deploy as it stands.
+    pub fn deploy(&self, id: &str) -> Option<StoredDeploy> {
+        self.lock().store.get(id).cloned()
+    }
+
+    /// Records, newest first, at most `limit`.
+    pub fn history(&self, limit: usize) -> Vec<DeployRecord> {
+        self.lock()
+            .store
+            .newest_first()
+            .take(limit)
+            .map(|deploy| deploy.record.clone())
+            .collect()
+    }
+
+    /// The deploy still running, and the last one that ended.
+    pub fn running_and_last(&self) -> (Option<DeployRecord>, Option<DeployRecord>) {
+        let inner = self.lock();
+        (
+            inner.store.running().map(|d| d.record.clone()),
+            inner.store.last_finished().map(|d| d.record.clone()),
+        )
+    }
+
+    /// The metrics counters.
+    pub fn counters(&self) -> Counters {
+        self.lock().counters.clone()
+    }
+
+    /// What a subscriber to `id`'s events gets: the events so far and, while
+    /// the deploy runs, a receiver for the rest.
+    pub fn subscribe(
+        &self,
+        id: &str,
+    ) -> Option<(
+        Vec<DeployEvent>,
+        Option<tokio::sync::broadcast::Receiver<DeployEvent>>,
+    )> {
+        let inner = self.lock();
+        let deploy = inner.store.get(id)?;
+        if let Some(live) = inner.live.get(&deploy.record.deploy_id) {
+            let (history, receiver) = live.subscribe();
+            return Some((history, Some(receiver)));
+        }
+        let log_file = inner.store.log_file(&deploy.record.deploy_id);
+        let lines = std::fs::read_to_string(log_file)
+            .map(|text| text.lines().map(str::to_owned).collect())
+            .unwrap_or_default();
+        Some((crate::events::replay(&deploy.record, lines), None))
+    }
+
+    /// Changes a deploy's progress and writes it down, before the step it
+    /// announces is taken.
+    pub fn update(
+        &self,
+        id: &DeployId,
+        change: impl FnOnce(&mut StoredDeploy),
+    ) -> Result<StoredDeploy, StateError> {
+        let mut inner = self.lock();
+        let mut deploy = inner
+            .store
+            .get(id.as_str())
+            .cloned()
+            .ok_or_else(|| missing_record(id))?;
+        change(&mut deploy);
+        inner.store.save(&deploy)?;
+        Ok(deploy)
+    }
+
+    /// Moves a deploy to `state` (not a final one: see [`Daemon::finish`]).
+    pub fn enter(&self, id: &DeployId, state: DeployState) -> Result<(), StateError> {
+        let now = now_ms();
+        let deploy = self.update(id, |deploy| {
+            close_phase(&mut deploy.record, now);
+            deploy.record.state = state;
+            deploy.record.phases.push(PhaseRecord {
+                state,
+                started_at_ms: now,
+                ended_at_ms: None,
+            });
+        })?;
+        self.emit(id, DeployEvent::State(StateEvent { state, at_ms: now }));
+        notify::status(&format!("deploy {id}: {state}"));
+        log::info!(
+            deploy_id = id.as_str(),
+            store_path = deploy.record.store_path.as_str();
+            "deploy {id}: {state}"
+        );
+        Ok(())
+    }
+
+    /// Ends a deploy in `state` (succeeded, failed or rolled back).
+    pub fn finish(
+        &self,
+        id: &DeployId,
+        state: DeployState,
+        failure: Option<DeployFailure>,
+    ) -> Result<DeployRecord, StateError> {
+        let now = now_ms();
+        let deploy = self.update(id, |deploy| {
+            close_phase(&mut deploy.record, now);
+            deploy.record.state = state;
+            deploy.record.phases.push(PhaseRecord {
+                state,
+                started_at_ms: now,
+                ended_at_ms: Some(now),
+            });
+            deploy.record.error = failure.clone();
+            deploy.record.finished_at_ms = Some(now);
+        })?;
+        let record = deploy.record;
+        {
+            let mut inner = self.lock();
+            inner.counters.count(&record);
+            if let Some(mut live) = inner.live.remove(id) {
+                live.push(DeployEvent::State(StateEvent { state, at_ms: now }));
+                live.push(DeployEvent::Done(Box::new(record.clone())));
+            }
+            inner.log_lines.remove(id);
+        }
+        notify::status(&format!("idle; deploy {id} {state}"));
+        let reason = failure
+            .as_ref()
+            .map_or("", |failure| failure.message.as_str());
+        match state {
+            DeployState::Succeeded => log::info!(deploy_id = id.as_str(); "deploy {id}: succeeded"),
+            _ => log::warn!(deploy_id = id.as_str(); "deploy {id}: {state}: {reason}"),
+        }
+        Ok(record)
+    }
+
+    /// Adds a line to a deploy's log: its file, its record's tail, its events.
+    pub fn log(&self, id: &DeployId, line: &str) {
+        let mut inner = self.lock();
+        let count = inner.log_lines.entry(id.clone()).or_insert(0);
+        *count += 1;
+        if *count > MAX_LOG_LINES {
+            return;
+        }
+        let line = if *count == MAX_LOG_LINES {
+            "deployd: log limit reached; further lines are dropped".to_owned()
+        } else {
+            line.to_owned()
+        };
+        let path = inner.store.log_file(id);
+        if let Err(error) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| writeln!(file, "{line}"))
+        {
+            log::warn!("cannot append to {}: {error}", path.display());
+        }
+        if let Some(live) = inner.live.get_mut(id) {
+            live.push(DeployEvent::Log(line.clone()));
+        }
+        // The tail reaches disk with the next state change.
+        inner.store.push_log_tail(id, line, LOG_TAIL_LINES);
+    }
+
+    fn emit(&self, id: &DeployId, event: DeployEvent) {
+        if let Some(live) = self.lock().live.get_mut(id) {
+            live.push(event);
+        }
+    }
+
+    /// Makes a deploy found unfinished at start live again, so its events
+    /// stream while it is finished.
+    pub fn revive(&self, id: &DeployId) {
+        let mut inner = self.lock();
+        if let Some(deploy) = inner.store.get(id.as_str()) {
+            let mut events = LiveEvents::default();
+            for event in crate::events::replay(&deploy.record, Vec::new()) {
+                events.push(event);
+            }
+            inner.live.insert(id.clone(), events);
+        }
+    }
+
+    /// The deploy still running, if any (at start: one left by a crash).
+    pub fn unfinished(&self) -> Option<DeployId> {
+        self.lock()
+            .store
+            .running()
+            .map(|d| d.record.deploy_id.clone())
+    }
+
+    /// Records the deploy that made the active system.
+    pub fn set_active(&self, record: &DeployRecord) -> Result<(), StateError> {
+        self.lock().store.set_active(crate::state::ActiveDeploy {
+            deploy_id: record.deploy_id.clone(),
+            issued_at: record.issued_at,
+            store_path: record.store_path.clone(),
+        })
+    }
+
+    /// The output and status files of a deploy's `n`th detached switch.
+    pub fn switch_files(&self, id: &DeployId, n: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+        self.lock().store.switch_files(id, n)
+    }
+}
+
+fn accepted(id: &DeployId) -> DeployAccepted {
+    DeployAccepted {
+        deploy_id: id.clone(),
+        status_url: format!("/v1/deploys/{id}"),
+    }
+}
+
+fn close_phase(record: &mut DeployRecord, now: u64) {
+    if let Some(phase) = record.phases.last_mut() {
+        phase.ended_at_ms.get_or_insert(now);
+    }
+}
+
+fn missing_record(id: &DeployId) -> StateError {
+    StateError::Io {
+        action: "finding the record of",
+        path: id.as_str().into(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    }
+}

@@ -1,0 +1,166 @@
+//! `GET /metrics` in Prometheus' text format: deploys by outcome, deploy
+//! durations, the current system, the last success, whether a reboot is
+//! needed, and whether a deploy runs.
+
+use std::fmt::Write;
+
+use deployd_protocol::api::{DeployRecord, DeployState};
+
+/// Counts since the daemon started, seeded from the kept history.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    succeeded: u64,
+    failed: u64,
+    rolled_back: u64,
+    duration_sum_s: f64,
+    duration_count: u64,
+    last_success_ms: Option<u64>,
+}
+
+impl Counters {
+    /// Counters as if every kept finished deploy had just ended.
+    pub fn from_history<'a>(records: impl Iterator<Item = &'a DeployRecord>) -> Self {
+        let mut counters = Counters::default();
+        for record in records {
+            counters.count(record);
+        }
+        counters
+    }
+
+    /// Counts a finished deploy.
+    pub fn count(&mut self, record: &DeployRecord) {
+        match record.state {
+            DeployState::Succeeded => {
+                self.succeeded += 1;
+                self.last_success_ms = self.last_success_ms.max(record.finished_at_ms);
+            }
+            DeployState::Failed => self.failed += 1,
+            DeployState::RolledBack => self.rolled_back += 1,
+            _ => return,
+        }
+        if let Some(finished) = record.finished_at_ms {
+            self.duration_sum_s += finished.saturating_sub(record.created_at_ms) as f64 / 1000.0;
+            self.duration_count += 1;
+        }
+    }
+}
+
+/// What the host looks like now, for the gauges.
+pub struct Gauges<'a> {
+    /// `/run/current-system`.
+    pub current_system: Option<&'a str>,
+    /// Whether the current system needs a reboot.
+    pub reboot_required: bool,
+    /// Whether a deploy runs.
+    pub deploying: bool,
+}
+
+/// Renders the metrics.
+pub fn render(counters: &Counters, gauges: &Gauges<'_>) -> String {
+    let mut text = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(text, "{name}{labels} {value}");
+        }
+    };
+    let outcome = |name: &str, count: u64| (format!("{{outcome=\"{name}\"}}"), count.to_string());
+    metric(
+        "deployd_deploys_total",
+        "counter",
+        "Deploys that ended, by outcome.",
+        &[
+            outcome("succeeded", counters.succeeded),
+            outcome("failed", counters.failed),
+            outcome("rolled_back", counters.rolled_back),
+        ],
+    );
+    // A summary's samples are `name_sum` and `name_count`: the suffix is
+    // written where labels would go.
+    metric(
+        "deployd_deploy_duration_seconds",
+        "summary",
+        "Time from receiving a deploy to its end.",
+        &[
+            ("_sum".into(), format!("{:.3}", counters.duration_sum_s)),
+            ("_count".into(), counters.duration_count.to_string()),
+        ],
+    );
+    if let Some(system) = gauges.current_system {
+        metric(
+            "deployd_current_system_info",
+            "gauge",
+            "The running system (/run/current-system).",
+            &[(format!("{{store_path=\"{}\"}}", escape(system)), "1".into())],
+        );
+    }
+    if let Some(last) = counters.last_success_ms {
+        metric(
+            "deployd_last_success_timestamp_seconds",
+            "gauge",
+            "When the last deploy succeeded.",
+            &[(String::new(), format!("{:.3}", last as f64 / 1000.0))],
+        );
+    }
+    let flag = |on: bool| if on { "1" } else { "0" }.to_owned();
+    metric(
+        "deployd_reboot_required",
+        "gauge",
+        "Whether the running system needs a reboot (kernel, initrd or modules changed).",
+        &[(String::new(), flag(gauges.reboot_required))],
+    );
+    metric(
+        "deployd_deploy_in_progress",
+        "gauge",
+        "Whether a deploy is running.",
+        &[(String::new(), flag(gauges.deploying))],
+    );
+    text
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let counters = Counters {
+            succeeded: 2,
+            failed: 1,
+            rolled_back: 0,
+            duration_sum_s: 1.5,
+            duration_count: 3,
+            last_success_ms: Some(1_800_000_000_500),
+        };
+        let gauges = Gauges {
+            current_system: Some("/nix/store/abc-nixos-system"),
+            reboot_required: true,
+            deploying: false,
+        };
+        let text = render(&counters, &gauges);
+        for line in [
+            "# TYPE deployd_deploys_total counter",
+            "deployd_deploys_total{outcome=\"succeeded\"} 2",
+            "deployd_deploys_total{outcome=\"failed\"} 1",
+            "deployd_deploys_total{outcome=\"rolled_back\"} 0",
+            "deployd_deploy_duration_seconds_sum 1.500",
+            "deployd_deploy_duration_seconds_count 3",
+            "deployd_current_system_info{store_path=\"/nix/store/abc-nixos-system\"} 1",
+            "deployd_last_success_timestamp_seconds 1800000000.500",
+            "deployd_reboot_required 1",
+            "deployd_deploy_in_progress 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! A deploy, step by step: fetch → check it is a NixOS system → set the
+//! profile → switch → succeeded; or roll back when the switch fails. Each
+//! step that changes the machine is written into the deploy's progress
+//! before it is taken, so [`run`] can also finish a deploy that a previous
+//! daemon left unfinished: it never activates a system twice, and it ends
+//! every deploy in a truthful state.
+
+mod nix;
+mod switch;
+
+pub use nix::version as nix_version_invocation;
+pub use switch::SwitchOutcome;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use deployd_protocol::api::{DeployFailure, DeployState};
+use deployd_protocol::{Action, DeployId};
+
+use crate::command;
+use crate::daemon::Daemon;
+use crate::state::{StateError, StoredDeploy};
+use crate::system::{check_nixos_system, read_link, reboot_required, Profile};
+
+/// The switch numbers of a deploy's detached switches.
+const FORWARD_SWITCH: u32 = 1;
+const ROLLBACK_SWITCH: u32 = 2;
+
+/// How a deploy ends.
+struct Ending {
+    state: DeployState,
+    failure: Option<DeployFailure>,
+}
+
+impl Ending {
+    fn succeeded() -> Self {
+        Ending {
+            state: DeployState::Succeeded,
+            failure: None,
+        }
+    }
+
+    fn failed(code: &str, message: impl Into<String>) -> Self {
+        Ending {
+            state: DeployState::Failed,
+            failure: Some(failure(code, message)),
+        }
+    }
+
+    fn rolled_back(code: &str, message: impl Into<String>) -> Self {
+        Ending {
+            state: DeployState::RolledBack,
+            failure: Some(failure(code, message)),
+        }
+    }
+}
+
+fn failure(code: &str, message: impl Into<String>) -> DeployFailure {
+    DeployFailure {
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Runs (or resumes) deploy `id` to its end.
+pub async fn run(daemon: Arc<Daemon>, id: DeployId) {
+    let ending = match drive(&daemon, &id).await {
+        Ok(ending) => ending,
+        Err(error) => {
+            log::error!(deploy_id = id.as_str(); "deploy {id}: cannot record its progress: {error:#?}");
+            Ending::failed("internal", "deployd could not record the deploy's progress")
+        }
+    };
+    if let Some(failure) = &ending.failure {
+        daemon.log(&id, &format!("deployd: {}", failure.message));
+    }
+    if let Err(error) = daemon.finish(&id, ending.state, ending.failure) {
+        log::error!(deploy_id = id.as_str(); "deploy {id}: cannot record its end: {error:#?}");
+    }
+}
+
+async fn drive(daemon: &Daemon, id: &DeployId) -> Result<Ending, StateError> {
+    let Some(deploy) = daemon.deploy(id.as_str()) else {
+        return Ok(Ending::failed("internal", "the deploy's record vanished"));
+    };
+    match deploy.record.state {
+        DeployState::Received => start(daemon, id, &deploy).await,
+        DeployState::Fetching => Ok(Ending::failed(
+            "interrupted",
+            "deployd stopped while fetching; nothing was changed",
+        )),
+        DeployState::Activating => resume_activation(daemon, id, &deploy).await,
+        state => Ok(Ending::failed(
+            "interrupted",
+            format!("deployd stopped in state {state}; nothing more was done"),
+        )),
+    }
+}
+
+/// Whether the system asked for is already what `action` would produce.
+fn already_active(daemon: &Daemon, deploy: &StoredDeploy) -> bool {
+    let activation = &daemon.config.file.activation;
+    let wanted = Some(deploy.record.store_path.to_string());
+    let running = read_link(&activation.current_system) == wanted;
+    let in_profile = Profile::new(&activation.system_profile).current_system() == wanted;
+    match deploy.record.action {
+        Action::Switch => running && in_profile,
+        Action::Boot => in_profile,
+        Action::Test | Action::DryActivate => running,
+    }
+}
+
+async fn start(
+    daemon: &Daemon,
+    id: &DeployId,
+    deploy: &StoredDeploy,
+) -> Result<Ending, StateError> {
+    if already_active(daemon, deploy) {
+        daemon.log(id, "deployd: this system is already active; nothing to do");
+        return Ok(Ending::succeeded());
+    }
+    daemon.enter(id, DeployState::Fetching)?;
+    let system = &deploy.record.store_path;
+    let gc_root = gc_root(daemon, "fetched")?;
+    let fetch = nix::realise(&daemon.config, system, &gc_root);
+    daemon.log(id, &format!("deployd: fetching with {}", fetch.display()));
+    if let Err(error) = command::run(&fetch, |line| daemon.log(id, line)).await {
+        return Ok(Ending::failed(
+            "fetch_failed",
+            format!("fetching {system} failed: {error}"),
+        ));
+    }
+    if let Err(message) = check_nixos_system(Path::new(system.as_str())) {
+        return Ok(Ending::failed("not_a_system", message));
+    }
+    daemon.enter(id, DeployState::Activating)?;
+    activate(daemon, id, deploy).await
+}
+
+async fn activate(
+    daemon: &Daemon,
+    id: &DeployId,
+    deploy: &StoredDeploy,
+) -> Result<Ending, StateError> {
+    let activation = &daemon.config.file.activation;
+    let profile = Profile::new(&activation.system_profile);
+    let action = deploy.record.action;
+    let previous_system = match action {
+        Action::Boot => profile.current_system(),
+        _ => read_link(&activation.current_system).or_else(|| profile.current_system()),
+    };
+    let previous_generation = profile.current_generation();
+    let system = deploy.record.store_path.clone();
+    daemon.update(id, |deploy| {
+        deploy.record.previous_system = previous_system.clone();
+        deploy.progress.previous_generation = previous_generation;
+        deploy.progress.profile_change_started = action.sets_profile();
+    })?;
+    if action.sets_profile() {
+        let set = nix::set_profile(&daemon.config, &system);
+        if let Err(error) = command::run(&set, |line| daemon.log(id, line)).await {
+            // `nix-env --set` replaces the profile link atomically, or not at all.
+            return Ok(Ending::failed(
+                "profile_failed",
+                format!("setting the system profile failed: {error}"),
+            ));
+        }
+    }
+    let launch = match switch::launch(daemon, id, FORWARD_SWITCH, (system.as_str(), action)).await {
+        Ok(launch) => launch,
+        Err(error) => {
+            let why = format!("switch-to-configuration could not start: {error}");
+            return roll_back(daemon, id, why).await;
+        }
+    };
+    let deploy = daemon.update(id, |deploy| deploy.progress.switch = Some(launch.clone()))?;
+    let outcome = switch::wait(daemon, id, &launch).await;
+    conclude_switch(daemon, id, &deploy, outcome).await
+}
+
+/// After the new system's switch ended: succeed, or roll back.
+async fn conclude_switch(
+    daemon: &Daemon,
+    id: &DeployId,
+    deploy: &StoredDeploy,
+    outcome: SwitchOutcome,
+) -> Result<Ending, StateError> {
+    let action = deploy.record.action;
+    match outcome {
+        SwitchOutcome::Failed(why) if action == Action::DryActivate => Ok(Ending::failed(
+            "switch_failed",
+            format!("dry-activate failed: {why}"),
+        )),
+        SwitchOutcome::Failed(why) => roll_back(daemon, id, why).await,
+        SwitchOutcome::Succeeded => {
+            let system = deploy.record.store_path.as_str();
+            if action == Action::Test {
+                let root = gc_root(daemon, "test")?;
+                let keep = nix::add_gc_root(&daemon.config, system, &root);
+                if let Err(error) = command::run(&keep, |line| daemon.log(id, line)).await {
+                    daemon.log(
+                        id,
+                        &format!("deployd: could not keep a GC root for the test system: {error}"),
+                    );
+                }
+            }
+            if action != Action::DryActivate {
+                let booted = &daemon.config.file.activation.booted_system;
+                let reboot = reboot_required(Path::new(system), booted);
+                let deploy = daemon.update(id, |deploy| deploy.record.reboot_required = reboot)?;
+                daemon.set_active(&deploy.record)?;
+            }
+            Ok(Ending::succeeded())
+        }
+    }
+}
+
+/// The new system's switch failed: return to the previous generation.
+async fn roll_back(daemon: &Daemon, id: &DeployId, why: String) -> Result<Ending, StateError> {
+    let Some(deploy) = daemon.deploy(id.as_str()) else {
+        return Ok(Ending::failed("internal", "the deploy's record vanished"));
+    };
+    let action = deploy.record.action;
+    let (Some(previous), true) = (
+        deploy.record.previous_system.clone(),
+        deploy.progress.previous_generation.is_some() || !action.sets_profile(),
+    ) else {
+        return Ok(Ending::failed(
+            "switch_failed",
+            format!("{why}; there is no previous system to roll back to"),
+        ));
+    };
+    daemon.log(id, &format!("deployd: {why}; rolling back to {previous}"));
+    if let (true, Some(number)) = (action.sets_profile(), deploy.progress.previous_generation) {
+        let back = nix::switch_generation(&daemon.config, number);
+        if let Err(error) = command::run(&back, |line| daemon.log(id, line)).await {
+            return Ok(Ending::failed(
+                "rollback_failed",
+                format!("{why}; setting the profile back failed: {error}"),
+            ));
+        }
+    }
+    let launch =
+        match switch::launch(daemon, id, ROLLBACK_SWITCH, (previous.as_str(), action)).await {
+            Ok(launch) => launch,
+            Err(error) => {
+                return Ok(Ending::failed(
+                    "rollback_failed",
+                    format!("{why}; the previous system's switch could not start: {error}"),
+                ))
+            }
+        };
+    daemon.update(id, |deploy| {
+        deploy.progress.rollback_switch = Some(launch.clone())
+    })?;
+    conclude_rollback(daemon, id, &launch, why).await
+}
+
+async fn conclude_rollback(
+    daemon: &Daemon,
+    id: &DeployId,
+    launch: &crate::state::SwitchLaunch,
+    why: String,
+) -> Result<Ending, StateError> {
+    Ok(match switch::wait(daemon, id, launch).await {
+        SwitchOutcome::Succeeded => Ending::rolled_back(
+            "switch_failed",
+            format!(
+                "{why}; the previous system {} is active again",
+                launch.system
+            ),
+        ),
+        SwitchOutcome::Failed(rollback_why) => Ending::failed(
+            "rollback_failed",
+            format!(
+                "{why}; switching back to {} failed too: {rollback_why}",
+                launch.system
+            ),
+        ),
+    })
+}
+
+/// Finishes a deploy that a previous daemon left in `activating`.
+async fn resume_activation(
+    daemon: &Daemon,
+    id: &DeployId,
+    deploy: &StoredDeploy,
+) -> Result<Ending, StateError> {
+    daemon.log(
+        id,
+        "deployd: restarted during activation; finishing the deploy",
+    );
+    let progress = &deploy.progress;
+    if let Some(launch) = &progress.rollback_switch {
+        return conclude_rollback(daemon, id, launch, "the switch failed".into()).await;
+    }
+    if let Some(launch) = &progress.switch {
+        // Never run it again: wait for the one that was started.
+        let outcome = switch::wait(daemon, id, launch).await;
+        return conclude_switch(daemon, id, deploy, outcome).await;
+    }
+    let profile = Profile::new(&daemon.config.file.activation.system_profile);
+    let profile_moved = progress.profile_change_started
+        && profile.current_generation() != progress.previous_generation;
+    match (profile_moved, progress.previous_generation) {
+        (false, _) => Ok(Ending::failed(
+            "interrupted",
+            "deployd stopped before the switch ran; nothing was changed",
+        )),
+        (true, Some(number)) => {
+            let back = nix::switch_generation(&daemon.config, number);
+            match command::run(&back, |line| daemon.log(id, line)).await {
+                Ok(_) => Ok(Ending::rolled_back(
+                    "interrupted",
+                    format!("deployd stopped before the switch ran; the profile is back at generation {number}"),
+                )),
+                Err(error) => Ok(Ending::failed(
+                    "rollback_failed",
+                    format!("deployd stopped before the switch ran, and setting the profile back failed: {error}"),
+                )),
+            }
+        }
+        (true, None) => Ok(Ending::failed(
+            "interrupted",
+            "deployd stopped before the switch ran; the profile holds the new system, which was never activated",
+        )),
+    }
+}
+
+/// The path of a GC root deployd keeps (`fetched`, `test`).
+fn gc_root(daemon: &Daemon, name: &str) -> Result<PathBuf, StateError> {
+    let dir = daemon.config.file.state_dir.join("gc-roots");
+    std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
+        action: "creating",
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir.join(name))
+}

@@ -1,0 +1,184 @@
+//! The argv of every Nix call a deploy makes, built by pure functions so they
+//! can be checked exactly. Only classic commands and `--option`, which Nix
+//! 2.8, current Nix and Lix all know.
+
+use std::path::Path;
+
+use deployd_protocol::StorePath;
+
+use crate::command::Invocation;
+use crate::config::Config;
+
+/// Realises `system` from the configured caches only, checked against the
+/// configured keys only, with a GC root at `gc_root` so it survives until the
+/// profile holds it.
+pub fn realise(config: &Config, system: &StorePath, gc_root: &Path) -> Invocation {
+    let nix = &config.file.nix;
+    Invocation::new(
+        &nix.nix_store,
+        [
+            "--realise".into(),
+            system.as_str().into(),
+            "--add-root".into(),
+            gc_root.as_os_str().to_owned(),
+            "--option".into(),
+            "substituters".into(),
+            nix.substituters.join(" ").into(),
+            "--option".into(),
+            "trusted-public-keys".into(),
+            nix.trusted_public_keys.join(" ").into(),
+            "--option".into(),
+            "require-sigs".into(),
+            "true".into(),
+            "--option".into(),
+            "narinfo-cache-negative-ttl".into(),
+            "0".into(),
+        ],
+        config.fetch_timeout(),
+    )
+}
+
+/// Points the system profile at `system` (a new generation).
+pub fn set_profile(config: &Config, system: &StorePath) -> Invocation {
+    let activation = &config.file.activation;
+    Invocation::new(
+        &config.file.nix.nix_env,
+        [
+            "-p".into(),
+            activation.system_profile.as_os_str().to_owned(),
+            "--set".into(),
+            system.as_str().into(),
+        ],
+        config.switch_timeout(),
+    )
+}
+
+/// Points the system profile back at generation `number`.
+pub fn switch_generation(config: &Config, number: u64) -> Invocation {
+    let activation = &config.file.activation;
+    Invocation::new(
+        &config.file.nix.nix_env,
+        [
+            "-p".into(),
+            activation.system_profile.as_os_str().to_owned(),
+            "--switch-generation".into(),
+            number.to_string().into(),
+        ],
+        config.switch_timeout(),
+    )
+}
+
+/// Keeps `system` (already in the store) alive through a GC root at `gc_root`.
+pub fn add_gc_root(config: &Config, system: &str, gc_root: &Path) -> Invocation {
+    Invocation::new(
+        &config.file.nix.nix_store,
+        [
+            "--realise".into(),
+            system.into(),
+            "--add-root".into(),
+            gc_root.as_os_str().to_owned(),
+        ],
+        config.fetch_timeout(),
+    )
+}
+
+/// `nix-store --version`.
+pub fn version(config: &Config) -> Invocation {
+    Invocation::new(
+        &config.file.nix.nix_store,
+        ["--version"],
+        std::time::Duration::from_secs(10),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn config() -> Config {
+        let key = deployd_protocol::SecretKey::generate("ops-1".parse().expect("name"))
+            .expect("random")
+            .public_key();
+        let cache = deployd_protocol::SecretKey::generate("kelyus-1".parse().expect("name"))
+            .expect("random")
+            .public_key();
+        let text = format!(
+            "hostname = \"sambirano\"\n[[trusted_keys]]\nkey = \"{key}\"\n[nix]\nsubstituters = [\"http://kelyus:5000\", \"https://cache.example\"]\ntrusted_public_keys = [\"{cache}\"]\n"
+        );
+        Config::from_toml(&text, Path::new("test.toml")).expect("config")
+    }
+
+    fn argv(invocation: &Invocation) -> Vec<OsString> {
+        let mut argv = vec![invocation.program.clone().into_os_string()];
+        argv.extend(invocation.args.iter().cloned());
+        argv
+    }
+
+    #[test]
+    fn realise_uses_the_configured_caches_and_keys_only() {
+        let config = config();
+        let system: StorePath = "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-x"
+            .parse()
+            .expect("path");
+        let invocation = realise(
+            &config,
+            &system,
+            Path::new("/var/lib/deployd/gc-roots/fetched"),
+        );
+        let keys = config.file.nix.trusted_public_keys.join(" ");
+        let expected: Vec<OsString> = [
+            "nix-store",
+            "--realise",
+            system.as_str(),
+            "--add-root",
+            "/var/lib/deployd/gc-roots/fetched",
+            "--option",
+            "substituters",
+            "http://kelyus:5000 https://cache.example",
+            "--option",
+            "trusted-public-keys",
+            &keys,
+            "--option",
+            "require-sigs",
+            "true",
+            "--option",
+            "narinfo-cache-negative-ttl",
+            "0",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        assert_eq!(argv(&invocation), expected);
+    }
+
+    #[test]
+    fn profile_commands() {
+        let config = config();
+        let system: StorePath = "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-x"
+            .parse()
+            .expect("path");
+        let set: Vec<OsString> = [
+            "nix-env",
+            "-p",
+            "/nix/var/nix/profiles/system",
+            "--set",
+            system.as_str(),
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        assert_eq!(argv(&set_profile(&config, &system)), set);
+        let back: Vec<OsString> = [
+            "nix-env",
+            "-p",
+            "/nix/var/nix/profiles/system",
+            "--switch-generation",
+            "7",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        assert_eq!(argv(&switch_generation(&config, 7)), back);
+    }
+}

@@ -1,0 +1,259 @@
+//! Deploy records on disk and in memory, with bounded history.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use deployd_protocol::api::DeployRecord;
+use deployd_protocol::{Action, DeployId, StorePath};
+
+use super::{read_json, write_atomically, write_json, StateError};
+
+/// A deploy as the daemon keeps it: the public record plus what it needs to
+/// finish the deploy truthfully after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredDeploy {
+    /// What the API shows.
+    pub record: DeployRecord,
+    /// Where the work stands.
+    pub progress: Progress,
+}
+
+/// The steps of a deploy that changed the machine, each written down before
+/// it is taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// Creation order, across restarts.
+    pub sequence: u64,
+    /// The profile generation before this deploy (to roll back to).
+    pub previous_generation: Option<u64>,
+    /// Set just before the system profile is changed.
+    pub profile_change_started: bool,
+    /// The switch of the new system, once launched.
+    pub switch: Option<SwitchLaunch>,
+    /// The switch back to the previous system, once launched.
+    pub rollback_switch: Option<SwitchLaunch>,
+}
+
+/// A `switch-to-configuration` started so that it outlives the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SwitchLaunch {
+    /// The system whose script runs.
+    pub system: String,
+    /// The action it was given.
+    pub action: Action,
+    /// Its pid (the wrapper's), when started without systemd.
+    pub pid: Option<u32>,
+    /// Its transient unit, when started through systemd.
+    pub unit: Option<String>,
+    /// Where its output goes.
+    pub log_file: PathBuf,
+    /// Where its exit status appears when it ends.
+    pub status_file: PathBuf,
+}
+
+/// The deploy that made the active system, for downgrade protection.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ActiveDeploy {
+    /// Its id.
+    pub deploy_id: DeployId,
+    /// Its `issued_at`.
+    pub issued_at: u64,
+    /// Its system.
+    pub store_path: StorePath,
+}
+
+/// All deploy records: the last `history_limit` finished ones and any
+/// running one.
+#[derive(Debug)]
+pub struct DeployStore {
+    dir: PathBuf,
+    active_file: PathBuf,
+    history_limit: usize,
+    by_sequence: BTreeMap<u64, StoredDeploy>,
+    active: Option<ActiveDeploy>,
+}
+
+impl DeployStore {
+    /// Loads `state_dir/deploys/`; unreadable records are moved aside (and
+    /// reported in the returned list), never fatal.
+    pub fn load(state_dir: &Path, history_limit: usize) -> Result<(Self, Vec<String>), StateError> {
+        let dir = state_dir.join("deploys");
+        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
+            action: "creating",
+            path: dir.clone(),
+            source,
+        })?;
+        let mut by_sequence = BTreeMap::new();
+        let mut problems = Vec::new();
+        let entries = std::fs::read_dir(&dir).map_err(|source| StateError::Io {
+            action: "listing",
+            path: dir.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            match read_json::<StoredDeploy>(&path) {
+                Ok(Some(deploy)) => {
+                    by_sequence.insert(deploy.progress.sequence, deploy);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    let aside = path.with_extension("json.unreadable");
+                    let _ = std::fs::rename(&path, &aside);
+                    problems.push(format!("{error}; moved to {}", aside.display()));
+                }
+            }
+        }
+        let active_file = state_dir.join("active.json");
+        let active = read_json(&active_file)?;
+        let store = DeployStore {
+            dir,
+            active_file,
+            history_limit,
+            by_sequence,
+            active,
+        };
+        Ok((store, problems))
+    }
+
+    /// The next creation sequence number.
+    pub fn next_sequence(&self) -> u64 {
+        self.by_sequence
+            .keys()
+            .next_back()
+            .map_or(1, |last| last + 1)
+    }
+
+    /// Adds a new deploy: its envelope first, then its record; then drops
+    /// the oldest finished deploys beyond the history limit.
+    pub fn insert(&mut self, deploy: StoredDeploy, envelope: &[u8]) -> Result<(), StateError> {
+        write_atomically(&self.envelope_file(&deploy.record.deploy_id), envelope)?;
+        self.save(&deploy)?;
+        self.by_sequence.insert(deploy.progress.sequence, deploy);
+        self.prune();
+        Ok(())
+    }
+
+    /// Writes a deploy's record (before the step it announces is taken).
+    pub fn save(&mut self, deploy: &StoredDeploy) -> Result<(), StateError> {
+        write_json(&self.record_file(&deploy.record.deploy_id), deploy)?;
+        self.by_sequence
+            .insert(deploy.progress.sequence, deploy.clone());
+        Ok(())
+    }
+
+    /// Adds a line to a deploy's log tail, in memory (it is written with the
+    /// record's next save), keeping the last `limit` lines.
+    pub fn push_log_tail(&mut self, id: &DeployId, line: String, limit: usize) {
+        let deploy = self
+            .by_sequence
+            .values_mut()
+            .find(|deploy| &deploy.record.deploy_id == id);
+        if let Some(deploy) = deploy {
+            let tail = &mut deploy.record.log_tail;
+            tail.push(line);
+            if tail.len() > limit {
+                tail.remove(0);
+            }
+        }
+    }
+
+    fn prune(&mut self) {
+        let finished: Vec<u64> = self
+            .by_sequence
+            .iter()
+            .filter(|(_, deploy)| deploy.record.state.is_final())
+            .map(|(sequence, _)| *sequence)
+            .collect();
+        let excess = finished.len().saturating_sub(self.history_limit);
+        for sequence in finished.into_iter().take(excess) {
+            if let Some(deploy) = self.by_sequence.remove(&sequence) {
+                let id = &deploy.record.deploy_id;
+                let (switch_log, switch_status) = self.switch_files(id, 1);
+                let (rollback_log, rollback_status) = self.switch_files(id, 2);
+                for path in [
+                    self.record_file(id),
+                    self.envelope_file(id),
+                    self.log_file(id),
+                    switch_log,
+                    switch_status,
+                    rollback_log,
+                    rollback_status,
+                ] {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+    }
+
+    /// The deploy with this id.
+    pub fn get(&self, id: &str) -> Option<&StoredDeploy> {
+        self.by_sequence
+            .values()
+            .find(|deploy| deploy.record.deploy_id.as_str() == id)
+    }
+
+    /// The deploy that came in these exact envelope bytes, if any.
+    pub fn find_by_envelope(&self, bytes: &[u8]) -> Option<&StoredDeploy> {
+        self.by_sequence.values().rev().find(|deploy| {
+            std::fs::read(self.envelope_file(&deploy.record.deploy_id))
+                .is_ok_and(|stored| stored == bytes)
+        })
+    }
+
+    /// Records, newest first.
+    pub fn newest_first(&self) -> impl Iterator<Item = &StoredDeploy> {
+        self.by_sequence.values().rev()
+    }
+
+    /// The deploy still running, if any.
+    pub fn running(&self) -> Option<&StoredDeploy> {
+        self.by_sequence
+            .values()
+            .find(|deploy| !deploy.record.state.is_final())
+    }
+
+    /// The last deploy that ended.
+    pub fn last_finished(&self) -> Option<&StoredDeploy> {
+        self.newest_first()
+            .find(|deploy| deploy.record.state.is_final())
+    }
+
+    /// The deploy that made the active system.
+    pub fn active(&self) -> Option<&ActiveDeploy> {
+        self.active.as_ref()
+    }
+
+    /// Records the deploy that made the active system.
+    pub fn set_active(&mut self, active: ActiveDeploy) -> Result<(), StateError> {
+        write_json(&self.active_file, &active)?;
+        self.active = Some(active);
+        Ok(())
+    }
+
+    /// A deploy's record file.
+    pub fn record_file(&self, id: &DeployId) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// A deploy's envelope file.
+    pub fn envelope_file(&self, id: &DeployId) -> PathBuf {
+        self.dir.join(format!("{id}.envelope"))
+    }
+
+    /// A deploy's full log.
+    pub fn log_file(&self, id: &DeployId) -> PathBuf {
+        self.dir.join(format!("{id}.log"))
+    }
+
+    /// The output and status files of a deploy's `n`th detached switch.
+    pub fn switch_files(&self, id: &DeployId, n: u32) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{id}.switch-{n}.log")),
+            self.dir.join(format!("{id}.switch-{n}.status")),
+        )
+    }
+}
