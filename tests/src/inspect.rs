@@ -13,6 +13,8 @@ pub const SYSTEM_PROFILE: &str = "/nix/var/nix/profiles/system";
 pub const SWITCH_LOG: &str = "/var/lib/lab/switch.log";
 /// When this file exists on a host, its toy switch fails.
 pub const FAIL_SWITCH_FLAG: &str = "/var/lib/lab/fail-switch";
+/// When this file exists on a host, its toy switch first sleeps that many seconds.
+pub const SWITCH_DELAY_FILE: &str = "/var/lib/lab/switch-delay";
 
 /// One run of a toy `switch-to-configuration`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +69,20 @@ impl Node {
         } else if flag.exists() {
             std::fs::remove_file(&flag)?;
         }
+        Ok(())
+    }
+
+    /// Makes the next toy switches on this host take `seconds` longer (0: none).
+    pub fn set_switch_delay(&self, seconds: u32) -> Result<()> {
+        let file = self.outside(SWITCH_DELAY_FILE);
+        if seconds == 0 {
+            if file.exists() {
+                std::fs::remove_file(&file)?;
+            }
+            return Ok(());
+        }
+        std::fs::create_dir_all(file.parent().context("file has a parent")?)?;
+        std::fs::write(&file, seconds.to_string())?;
         Ok(())
     }
 

@@ -53,8 +53,8 @@ pub struct Lab {
     state: LabState,
     flake: ToyFlake,
     lab_binary: PathBuf,
-    /// Supervisors started by this process, reaped at teardown.
-    children: Vec<Child>,
+    /// Supervisors started by this process: (node, program name, process).
+    supervisors: Vec<(String, String, Child)>,
     /// Set once torn down, so drop does nothing more.
     down: bool,
 }
@@ -121,7 +121,7 @@ impl Lab {
             state,
             flake,
             lab_binary: options.lab_binary.clone(),
-            children: Vec::new(),
+            supervisors: Vec::new(),
             down: false,
         };
         if let Err(error) = lab.build_up() {
@@ -139,7 +139,7 @@ impl Lab {
             state,
             flake,
             lab_binary,
-            children: Vec::new(),
+            supervisors: Vec::new(),
             down: false,
         })
     }
@@ -183,8 +183,12 @@ impl Lab {
     }
 
     fn start_cache_server(&mut self) -> Result<()> {
+        self.serve_cache(None)
+    }
+
+    fn serve_cache(&mut self, bytes_per_second: Option<u64>) -> Result<()> {
         let listen = self.cache_address();
-        let serve: Vec<OsString> = vec![
+        let mut serve: Vec<OsString> = vec![
             self.lab_binary.clone().into_os_string(),
             "serve-cache".into(),
             "--root".into(),
@@ -192,9 +196,43 @@ impl Lab {
             "--listen".into(),
             listen.to_string().into(),
         ];
+        if let Some(rate) = bytes_per_second {
+            serve.extend(["--bytes-per-second".into(), rate.to_string().into()]);
+        }
         let builder = self.state.builder.clone();
         self.supervise(&builder, "cache-server", serve)?;
         wait_for_port(listen, Duration::from_secs(10))
+    }
+
+    /// Stops the builder's cache server: the cache is down until
+    /// [`Lab::start_cache`].
+    pub fn stop_cache(&mut self) -> Result<()> {
+        let builder = self.state.builder.clone();
+        self.stop_supervised(&builder, "cache-server")
+    }
+
+    /// Starts the builder's cache server again, at full speed or slowed to
+    /// `bytes_per_second`.
+    pub fn start_cache(&mut self, bytes_per_second: Option<u64>) -> Result<()> {
+        self.serve_cache(bytes_per_second)
+    }
+
+    /// Stops a supervised program for good: its supervisor first, so it is
+    /// not restarted, then the program (both by pid).
+    pub fn stop_supervised(&mut self, node: &Node, name: &str) -> Result<()> {
+        let position = self
+            .supervisors
+            .iter()
+            .position(|(netns, program, _)| netns == &node.netns && program == name)
+            .with_context(|| format!("{name} is not supervised on {}", node.name))?;
+        let (_, _, mut supervisor) = self.supervisors.remove(position);
+        let _ = supervisor.kill();
+        let _ = supervisor.wait();
+        if let Some(pid) = self.supervised_pid(node, name) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            std::fs::remove_file(node.root.join(format!("{name}.pid")))?;
+        }
+        Ok(())
     }
 
     /// Starts `argv` on `node` under `lab supervise`, which restarts it
@@ -221,7 +259,8 @@ impl Lab {
         let child = command
             .spawn()
             .with_context(|| format!("starting the supervisor of {name} on {}", node.name))?;
-        self.children.push(child);
+        self.supervisors
+            .push((node.netns.clone(), name.to_owned(), child));
         Ok(())
     }
 
@@ -250,11 +289,16 @@ impl Lab {
         Ok(systems)
     }
 
-    /// Signs `paths` (with their closures) on the builder and copies them
-    /// into the cache.
+    /// Signs `paths` (with their closures) on the builder with the cache key
+    /// and copies them into the cache.
     pub fn publish(&self, paths: &[&str]) -> Result<()> {
-        let key = self.cache_secret_key_file();
-        let key = key.to_str().context("key path is not UTF-8")?;
+        self.publish_signed_by(paths, &self.cache_secret_key_file())
+    }
+
+    /// Signs `paths` with the secret key in `key_file` (which hosts may not
+    /// trust) and copies them into the cache.
+    pub fn publish_signed_by(&self, paths: &[&str], key_file: &Path) -> Result<()> {
+        let key = key_file.to_str().context("key path is not UTF-8")?;
         let mut sign = vec!["nix", "store", "sign", "-k", key, "-r"];
         sign.extend_from_slice(paths);
         self.state.builder.run(&sign)?;
@@ -273,9 +317,9 @@ impl Lab {
         }
         self.down = true;
         let result = teardown(&self.state);
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+        for (_, _, supervisor) in &mut self.supervisors {
+            let _ = supervisor.kill();
+            let _ = supervisor.wait();
         }
         result
     }
@@ -284,6 +328,11 @@ impl Lab {
     pub fn save(&mut self) -> Result<()> {
         self.state.settings = self.flake.settings().clone();
         self.state.save()
+    }
+
+    /// The `lab` binary this lab runs its services with.
+    pub fn lab_binary(&self) -> &Path {
+        &self.lab_binary
     }
 
     /// The lab's description.

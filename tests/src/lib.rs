@@ -10,6 +10,7 @@
 //!
 //! The end-to-end tests use this library; the `lab` binary drives it by hand.
 
+mod deployd;
 mod flake;
 pub mod http;
 mod inspect;
@@ -20,8 +21,9 @@ mod registry;
 pub mod run;
 pub mod supervise;
 
+pub use deployd::{sibling_binary, TrustedDeployKey, DEPLOYD_CONFIG, DEPLOYD_PORT, DEPLOYD_STATE_DIR};
 pub use flake::{nix_system, FleetSettings, ToyFlake};
-pub use inspect::{SwitchRecord, FAIL_SWITCH_FLAG, SWITCH_LOG, SYSTEM_PROFILE};
+pub use inspect::{SwitchRecord, FAIL_SWITCH_FLAG, SWITCH_DELAY_FILE, SWITCH_LOG, SYSTEM_PROFILE};
 pub use lab::{
     host_name, nix_version, teardown, wait_for_port, Lab, LabOptions, CACHE_PORT, MAX_HOSTS,
 };

@@ -4,8 +4,9 @@
 # It has what deployd looks at: `nixos-version`, `bin/switch-to-configuration`,
 # and `kernel`, `initrd` and `kernel-modules` links (for reboot detection),
 # plus dependencies in its closure. Its switch-to-configuration records every
-# action it runs on the host in /var/lib/lab/switch.log and fails when the
-# settings say so, or when /var/lib/lab/fail-switch exists on the host.
+# action it runs on the host in /var/lib/lab/switch.log, fails when the
+# settings say so or when /var/lib/lab/fail-switch exists on the host, and
+# first sleeps as many seconds as /var/lib/lab/switch-delay says, if it exists.
 { host, settings }:
 let
   inherit (settings) system;
@@ -65,6 +66,9 @@ build "nixos-system-${host}-${settings.label}" ''
   esac
   mkdir -p /var/lib/lab
   echo "\$action $out" >> /var/lib/lab/switch.log
+  if [ -e /var/lib/lab/switch-delay ]; then
+    sleep "\$(cat /var/lib/lab/switch-delay)"
+  fi
   if [ "\$action" = dry-activate ]; then
     echo "would activate $out"
     exit 0

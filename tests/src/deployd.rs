@@ -1,0 +1,90 @@
+//! Running the real `deployd` on a lab host: its config (trusting the keys a
+//! test gives it and the lab's cache), supervision as systemd's
+//! `Restart=always` would, and its address.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::lab::{wait_for_port, Lab};
+use crate::node::Node;
+
+/// The port deployd listens on in the lab.
+pub const DEPLOYD_PORT: u16 = 9797;
+/// Where a host's deployd config is, seen on the host.
+pub const DEPLOYD_CONFIG: &str = "/var/lib/deployd.toml";
+/// deployd's state directory on a host.
+pub const DEPLOYD_STATE_DIR: &str = "/var/lib/deployd";
+
+/// A deploy key a host trusts, and what it may do (`None`: everything).
+#[derive(Debug, Clone)]
+pub struct TrustedDeployKey {
+    /// `NAME:base64` of the public key.
+    pub public_key: String,
+    /// The `may` list.
+    pub may: Option<Vec<String>>,
+}
+
+impl Lab {
+    /// Writes `host`'s deployd config: its name, the keys it trusts, the
+    /// lab's cache as its only substituter, and `extra` TOML at the end.
+    pub fn write_deployd_config(&self, host: &Node, trusted: &[TrustedDeployKey], extra: &str) -> Result<()> {
+        let mut text = format!(
+            "listen = \"0.0.0.0:{DEPLOYD_PORT}\"\nhostname = \"{}\"\nstate_dir = \"{DEPLOYD_STATE_DIR}\"\n",
+            host.name
+        );
+        for key in trusted {
+            text.push_str(&format!("\n[[trusted_keys]]\nkey = \"{}\"\n", key.public_key));
+            if let Some(may) = &key.may {
+                let quoted: Vec<String> = may.iter().map(|p| format!("\"{p}\"")).collect();
+                text.push_str(&format!("may = [{}]\n", quoted.join(", ")));
+            }
+        }
+        text.push_str(&format!(
+            "\n[nix]\nsubstituters = [\"{}\"]\ntrusted_public_keys = [\"{}\"]\n",
+            self.cache_url(),
+            self.cache_public_key()?
+        ));
+        text.push_str(extra);
+        std::fs::write(host.outside(DEPLOYD_CONFIG), text)?;
+        Ok(())
+    }
+
+    /// Starts `deployd` on `host` under supervision and waits until it
+    /// answers on its port.
+    pub fn start_deployd(&mut self, host: &Node) -> Result<()> {
+        let binary = self.deployd_binary()?;
+        let argv = host.mounted_argv(&binary, ["--config", DEPLOYD_CONFIG]);
+        self.supervise(host, "deployd", argv)?;
+        wait_for_port(
+            (host.address, DEPLOYD_PORT).into(),
+            Duration::from_secs(20),
+        )
+        .with_context(|| format!("deployd on {} did not come up; see {}", host.name, host.root.join("deployd.log").display()))
+    }
+
+    /// The base URL of `host`'s deployd.
+    pub fn deployd_url(&self, host: &Node) -> String {
+        format!("http://{}:{DEPLOYD_PORT}", host.address)
+    }
+
+    /// The `deployd` binary: beside the `lab` binary, as cargo builds them.
+    pub fn deployd_binary(&self) -> Result<PathBuf> {
+        sibling_binary(self.lab_binary(), "deployd")
+    }
+}
+
+/// The binary `name` in the same directory as `lab_binary`.
+pub fn sibling_binary(lab_binary: &Path, name: &str) -> Result<PathBuf> {
+    let path = lab_binary
+        .parent()
+        .context("the lab binary has no directory")?
+        .join(name);
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
+    Ok(path)
+}

@@ -1,0 +1,149 @@
+//! Talking to the real deployd on lab hosts: signed requests made with the
+//! protocol crate, the HTTP API read with a plain client, the event stream
+//! parsed as Server-Sent Events.
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use deployd_lab::{Lab, Node, TrustedDeployKey};
+use deployd_protocol::api::{DeployRecord, StatusResponse};
+use deployd_protocol::{Action, DeployId, DeployRequest, Message, Request, SecretKey};
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// A fresh key named `name`.
+pub fn key(name: &str) -> SecretKey {
+    SecretKey::generate(name.parse().expect("key name")).expect("random source")
+}
+
+/// The key as a host should trust it, with all permissions or only `may`.
+pub fn trusted(key: &SecretKey, may: Option<&[&str]>) -> TrustedDeployKey {
+    TrustedDeployKey {
+        public_key: key.public_key().to_string(),
+        may: may.map(|may| may.iter().map(|p| (*p).to_owned()).collect()),
+    }
+}
+
+/// Configures and starts deployd on every host of `lab`, trusting `keys`.
+pub fn start_fleet(lab: &mut Lab, keys: &[TrustedDeployKey]) {
+    for host in lab.hosts().to_vec() {
+        lab.write_deployd_config(&host, keys, "").expect("config");
+        lab.start_deployd(&host).expect("deployd up");
+    }
+}
+
+/// A signed `deploy` of `system` to `host`, issued now.
+pub fn deploy_message(host: &Node, id: &str, system: &str, action: Action) -> Message {
+    let request = DeployRequest::new(
+        id.parse::<DeployId>().expect("deploy id"),
+        system.parse().expect("store path"),
+        action,
+    )
+    .expect("random source");
+    Message::new(host.name.parse().expect("host"), Request::Deploy(request), now(), 300)
+}
+
+/// The HTTP client the tests use.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// POSTs `body` to `url`; returns the status and the JSON answer.
+pub fn post(url: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let response = http().post(url).body(body).send().expect("POST");
+    let status = response.status().as_u16();
+    (status, response.json().expect("JSON answer"))
+}
+
+/// GETs `url`; returns the status and the JSON answer.
+pub fn get(url: &str) -> (u16, serde_json::Value) {
+    let response = http().get(url).send().expect("GET");
+    let status = response.status().as_u16();
+    (status, response.json().expect("JSON answer"))
+}
+
+/// Sends a deploy and expects it accepted; returns its id.
+pub fn deploy(lab: &Lab, host: &Node, message: &Message, key: &SecretKey) -> String {
+    let url = format!("{}/v1/deploy", lab.deployd_url(host));
+    let (status, answer) = post(&url, message.sign(&[key]).to_json());
+    assert_eq!(status, 202, "{answer}");
+    answer["deploy_id"].as_str().expect("deploy_id").to_owned()
+}
+
+/// A deploy's record.
+pub fn record(lab: &Lab, host: &Node, id: &str) -> DeployRecord {
+    let (status, answer) = get(&format!("{}/v1/deploys/{id}", lab.deployd_url(host)));
+    assert_eq!(status, 200, "{answer}");
+    serde_json::from_value(answer).expect("a deploy record")
+}
+
+/// Waits until deploy `id` has ended; returns its record.
+pub fn wait_for_end(lab: &Lab, host: &Node, id: &str, timeout: Duration) -> DeployRecord {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(response) = http()
+            .get(format!("{}/v1/deploys/{id}", lab.deployd_url(host)))
+            .send()
+        {
+            if let Ok(record) = response.json::<DeployRecord>() {
+                if record.state.is_final() {
+                    return record;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "deploy {id} on {} did not end", host.name);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until deploy `id` is in `state`.
+pub fn wait_for_state(lab: &Lab, host: &Node, id: &str, state: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (_, answer) = get(&format!("{}/v1/deploys/{id}", lab.deployd_url(host)));
+        if answer["state"] == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "deploy {id} never reached {state}: {answer}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The host's `/v1/status`.
+pub fn status(lab: &Lab, host: &Node) -> StatusResponse {
+    let (code, answer) = get(&format!("{}/v1/status", lab.deployd_url(host)));
+    assert_eq!(code, 200, "{answer}");
+    serde_json::from_value(answer).expect("a status answer")
+}
+
+/// Reads a deploy's whole event stream: (event name, data) pairs, until the
+/// server ends it.
+pub fn events(lab: &Lab, host: &Node, id: &str) -> Vec<(String, String)> {
+    let response = http()
+        .get(format!("{}/v1/deploys/{id}/events", lab.deployd_url(host)))
+        .send()
+        .expect("GET events");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut events = Vec::new();
+    let (mut name, mut data) = (String::new(), String::new());
+    for line in BufReader::new(response).lines() {
+        let line = line.expect("stream line");
+        if let Some(value) = line.strip_prefix("event:") {
+            name = value.trim().to_owned();
+        } else if let Some(value) = line.strip_prefix("data:") {
+            data.push_str(value.trim_start());
+        } else if line.is_empty() && !name.is_empty() {
+            events.push((std::mem::take(&mut name), std::mem::take(&mut data)));
+        }
+    }
+    events
+}
