@@ -18,11 +18,18 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         }
     };
     let temporary = path.with_extension("tmp");
-    let mut file = File::create(&temporary).map_err(io("creating", &temporary))?;
-    file.write_all(bytes).map_err(io("writing", &temporary))?;
-    file.sync_all().map_err(io("syncing", &temporary))?;
-    drop(file);
-    std::fs::rename(&temporary, path).map_err(io("renaming", path))?;
+    let written = File::create(&temporary)
+        .map_err(io("creating", &temporary))
+        .and_then(|mut file| {
+            file.write_all(bytes).map_err(io("writing", &temporary))?;
+            file.sync_all().map_err(io("syncing", &temporary))
+        })
+        .and_then(|()| std::fs::rename(&temporary, path).map_err(io("renaming", path)));
+    if let Err(error) = written {
+        // Leave nothing behind: a failed write changes nothing.
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error);
+    }
     if let Some(dir) = path.parent() {
         File::open(dir)
             .and_then(|dir| dir.sync_all())

@@ -34,9 +34,13 @@ impl DiskNonceStore {
         let Some((nonce, keep_until)) = pending.0 else {
             return Ok(());
         };
-        self.keep_until.retain(|_, until| *until >= now);
-        self.keep_until.insert(nonce.to_string(), keep_until);
-        write_json(&self.path, &self.keep_until)
+        let mut next = self.keep_until.clone();
+        next.retain(|_, until| *until >= now);
+        next.insert(nonce.to_string(), keep_until);
+        // Memory follows the disk only once the disk has it.
+        write_json(&self.path, &next)?;
+        self.keep_until = next;
+        Ok(())
     }
 
     /// How many nonces are kept.
