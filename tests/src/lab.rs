@@ -169,7 +169,10 @@ impl Lab {
     }
 
     fn write_nix_configs(&self) -> Result<()> {
-        let builder = "sandbox = false\nsubstituters =\nrequire-sigs = true\nexperimental-features = nix-command flakes\n";
+        // Builds run as root, not as `nixbld` users: Nix kills every process
+        // of a build user before using it, and the stores of two labs (or
+        // of the machine) would share those users and kill each other's builds.
+        let builder = "sandbox = false\nbuild-users-group =\nsubstituters =\nrequire-sigs = true\nexperimental-features = nix-command flakes\n";
         std::fs::write(self.state.builder.outside("/etc/nix/nix.conf"), builder)?;
         let host = format!(
             "sandbox = false\nsubstituters = {}\ntrusted-public-keys = {}\nrequire-sigs = true\nnarinfo-cache-negative-ttl = 0\nconnect-timeout = 5\n",
