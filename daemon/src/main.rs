@@ -75,10 +75,10 @@ async fn run(config: Config) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
-    log::info!(
-        "deployd {} listening on {listen}",
-        env!("CARGO_PKG_VERSION")
-    );
+    let bound = listener
+        .local_addr()
+        .map_err(|error| format!("cannot read the bound address: {error}"))?;
+    log::info!("deployd {} listening on {bound}", env!("CARGO_PKG_VERSION"));
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     if let Some(interval) = notify::watchdog_interval() {

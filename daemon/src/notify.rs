@@ -29,10 +29,17 @@ pub fn stopping() {
     send(&[NotifyState::Stopping]);
 }
 
-/// The watchdog interval systemd asked for, if any.
+/// The watchdog interval systemd asked for, if any: `WATCHDOG_USEC`, when
+/// `WATCHDOG_PID` is unset or names this process (as libsystemd's
+/// `sd_watchdog_enabled` reads them).
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0;
-    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec))
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec))
 }
 
 /// Pings the watchdog at half its interval until `shutdown`.
