@@ -12,7 +12,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use deployd_protocol::{Action, DeployRequest, Message, Request, SecretKey};
 
 /// Collects notify messages until `done` says enough or `timeout` passes.
-fn receive_until(socket: &UnixDatagram, timeout: Duration, mut done: impl FnMut(&[String]) -> bool) -> Vec<String> {
+fn receive_until(
+    socket: &UnixDatagram,
+    timeout: Duration,
+    mut done: impl FnMut(&[String]) -> bool,
+) -> Vec<String> {
     let deadline = Instant::now() + timeout;
     let mut messages = Vec::new();
     let mut buffer = [0u8; 4096];
@@ -34,7 +38,9 @@ fn ready_status_watchdog_and_stopping() {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
-    socket.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
     let ops = SecretKey::generate("ops-1".parse().expect("name")).expect("random");
     let cache = SecretKey::generate("cache-1".parse().expect("name")).expect("random");
     let config = dir.path().join("config.toml");
@@ -71,7 +77,10 @@ fn ready_status_watchdog_and_stopping() {
     let mut line = String::new();
     let address = loop {
         line.clear();
-        assert!(stderr.read_line(&mut line).expect("read") > 0, "deployd exited before listening");
+        assert!(
+            stderr.read_line(&mut line).expect("read") > 0,
+            "deployd exited before listening"
+        );
         if let Some((_, address)) = line.trim().split_once("listening on ") {
             break address.to_owned();
         }
@@ -85,16 +94,26 @@ fn ready_status_watchdog_and_stopping() {
     assert!(count(&messages, "WATCHDOG=1") >= 3, "{messages:?}");
 
     // A deploy (whose fetch fails: the cache is unreachable) reports its phases.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     let request = DeployRequest::new(
         "notify-1".parse().expect("id"),
-        "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-sambirano".parse().expect("path"),
+        "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-sambirano"
+            .parse()
+            .expect("path"),
         Action::Switch,
     )
     .expect("random");
-    let body = Message::new("sambirano".parse().expect("host"), Request::Deploy(request), now, 60)
-        .sign(&[&ops])
-        .to_json();
+    let body = Message::new(
+        "sambirano".parse().expect("host"),
+        Request::Deploy(request),
+        now,
+        60,
+    )
+    .sign(&[&ops])
+    .to_json();
     let mut stream = TcpStream::connect(&address).expect("connect");
     write!(
         stream,
@@ -109,15 +128,23 @@ fn ready_status_watchdog_and_stopping() {
     let messages = receive_until(&socket, Duration::from_secs(30), |m| {
         m.iter().any(|l| l == "STATUS=idle; deploy notify-1 failed")
     });
-    assert!(messages.contains(&"STATUS=deploy notify-1: fetching".to_owned()), "{messages:?}");
-    assert!(messages.contains(&"STATUS=idle; deploy notify-1 failed".to_owned()), "{messages:?}");
+    assert!(
+        messages.contains(&"STATUS=deploy notify-1: fetching".to_owned()),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&"STATUS=idle; deploy notify-1 failed".to_owned()),
+        "{messages:?}"
+    );
 
     let terminated = Command::new("kill")
         .args(["-TERM", &daemon.id().to_string()])
         .status()
         .expect("kill");
     assert!(terminated.success());
-    let messages = receive_until(&socket, Duration::from_secs(10), |m| m.contains(&"STOPPING=1".to_owned()));
+    let messages = receive_until(&socket, Duration::from_secs(10), |m| {
+        m.contains(&"STOPPING=1".to_owned())
+    });
     assert!(messages.contains(&"STOPPING=1".to_owned()), "{messages:?}");
     let status = daemon.wait().expect("wait");
     assert!(status.success(), "deployd exited with {status}");

@@ -29,13 +29,21 @@ pub struct TrustedDeployKey {
 impl Lab {
     /// Writes `host`'s deployd config: its name, the keys it trusts, the
     /// lab's cache as its only substituter, and `extra` TOML at the end.
-    pub fn write_deployd_config(&self, host: &Node, trusted: &[TrustedDeployKey], extra: &str) -> Result<()> {
+    pub fn write_deployd_config(
+        &self,
+        host: &Node,
+        trusted: &[TrustedDeployKey],
+        extra: &str,
+    ) -> Result<()> {
         let mut text = format!(
             "listen = \"0.0.0.0:{DEPLOYD_PORT}\"\nhostname = \"{}\"\nstate_dir = \"{DEPLOYD_STATE_DIR}\"\n",
             host.name
         );
         for key in trusted {
-            text.push_str(&format!("\n[[trusted_keys]]\nkey = \"{}\"\n", key.public_key));
+            text.push_str(&format!(
+                "\n[[trusted_keys]]\nkey = \"{}\"\n",
+                key.public_key
+            ));
             if let Some(may) = &key.may {
                 let quoted: Vec<String> = may.iter().map(|p| format!("\"{p}\"")).collect();
                 text.push_str(&format!("may = [{}]\n", quoted.join(", ")));
@@ -57,11 +65,15 @@ impl Lab {
         let binary = self.deployd_binary()?;
         let argv = host.mounted_argv(&binary, ["--config", DEPLOYD_CONFIG]);
         self.supervise(host, "deployd", argv)?;
-        wait_for_port(
-            (host.address, DEPLOYD_PORT).into(),
-            Duration::from_secs(20),
+        wait_for_port((host.address, DEPLOYD_PORT).into(), Duration::from_secs(20)).with_context(
+            || {
+                format!(
+                    "deployd on {} did not come up; see {}",
+                    host.name,
+                    host.root.join("deployd.log").display()
+                )
+            },
         )
-        .with_context(|| format!("deployd on {} did not come up; see {}", host.name, host.root.join("deployd.log").display()))
     }
 
     /// The base URL of `host`'s deployd.

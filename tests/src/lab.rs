@@ -232,7 +232,9 @@ impl Lab {
         let _ = supervisor.kill();
         let _ = supervisor.wait();
         if let Some(pid) = self.supervised_pid(node, name) {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             std::fs::remove_file(node.root.join(format!("{name}.pid")))?;
         }
         Ok(())

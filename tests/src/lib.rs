@@ -21,7 +21,9 @@ mod registry;
 pub mod run;
 pub mod supervise;
 
-pub use deployd::{sibling_binary, TrustedDeployKey, DEPLOYD_CONFIG, DEPLOYD_PORT, DEPLOYD_STATE_DIR};
+pub use deployd::{
+    sibling_binary, TrustedDeployKey, DEPLOYD_CONFIG, DEPLOYD_PORT, DEPLOYD_STATE_DIR,
+};
 pub use flake::{nix_system, FleetSettings, ToyFlake};
 pub use inspect::{SwitchRecord, FAIL_SWITCH_FLAG, SWITCH_DELAY_FILE, SWITCH_LOG, SYSTEM_PROFILE};
 pub use lab::{

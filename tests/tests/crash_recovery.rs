@@ -10,7 +10,9 @@ use std::time::Duration;
 use deployd_lab::{Lab, Node, DEPLOYD_STATE_DIR};
 use deployd_protocol::api::{DeployRecord, DeployState};
 use deployd_protocol::Action;
-use support::deployd::{deploy, deploy_message, key, start_fleet, trusted, wait_for_end, wait_for_state};
+use support::deployd::{
+    deploy, deploy_message, key, start_fleet, trusted, wait_for_end, wait_for_state,
+};
 use support::{lab_options, wait_until};
 
 /// Kills the host's deployd with SIGKILL and waits for its restart.
@@ -35,17 +37,23 @@ fn assert_state_whole(host: &Node) {
     let mut checked = 0;
     for path in [dir.join("nonces.json"), dir.join("active.json")]
         .into_iter()
-        .chain(std::fs::read_dir(dir.join("deploys")).expect("deploys").flatten().map(|e| e.path()))
+        .chain(
+            std::fs::read_dir(dir.join("deploys"))
+                .expect("deploys")
+                .flatten()
+                .map(|e| e.path()),
+        )
     {
         let name = path.to_string_lossy().into_owned();
         if !name.ends_with(".json") || !path.exists() {
             assert!(!name.ends_with(".tmp"), "a temporary file was left: {name}");
             continue;
         }
-        let value: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("read")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("read"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         if name.contains("/deploys/") {
-            serde_json::from_value::<DeployRecord>(value["record"].clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            serde_json::from_value::<DeployRecord>(value["record"].clone())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         checked += 1;
     }
@@ -59,19 +67,35 @@ fn setup(hosts: usize) -> (Lab, deployd_protocol::SecretKey, Node, String) {
     let host = lab.hosts()[0].clone();
     let rev = lab.flake().head().expect("head");
     let first = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
-    let id = deploy(&lab, &host, &deploy_message(&host, "first", &first, Action::Switch), &ops);
-    assert_eq!(wait_for_end(&lab, &host, &id, Duration::from_secs(60)).state, DeployState::Succeeded);
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "first", &first, Action::Switch),
+        &ops,
+    );
+    assert_eq!(
+        wait_for_end(&lab, &host, &id, Duration::from_secs(60)).state,
+        DeployState::Succeeded
+    );
     (lab, ops, host, first)
 }
 
 #[test]
 fn killed_while_fetching_the_deploy_fails_and_nothing_changed() {
     let (mut lab, ops, host, first) = setup(1);
-    let rev = lab.flake_mut().commit_large_closure(10, 200_000).expect("commit");
+    let rev = lab
+        .flake_mut()
+        .commit_large_closure(10, 200_000)
+        .expect("commit");
     let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
     lab.stop_cache().expect("stop cache");
     lab.start_cache(Some(100_000)).expect("slow cache");
-    let id = deploy(&lab, &host, &deploy_message(&host, "fetching", &system, Action::Switch), &ops);
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "fetching", &system, Action::Switch),
+        &ops,
+    );
     wait_for_state(&lab, &host, &id, "fetching", Duration::from_secs(30));
 
     kill_deployd(&lab, &host);
@@ -90,28 +114,58 @@ fn killed_while_switching_the_deploy_still_succeeds_once() {
     let rev = lab.flake_mut().commit_changed_system().expect("commit");
     let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
     host.set_switch_delay(3).expect("delay");
-    let id = deploy(&lab, &host, &deploy_message(&host, "switching", &system, Action::Switch), &ops);
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "switching", &system, Action::Switch),
+        &ops,
+    );
     wait_for_state(&lab, &host, &id, "activating", Duration::from_secs(30));
-    assert!(wait_until(Duration::from_secs(20), || host.switch_log().expect("log").len() == 2));
+    assert!(wait_until(Duration::from_secs(20), || host
+        .switch_log()
+        .expect("log")
+        .len()
+        == 2));
 
     kill_deployd(&lab, &host);
     let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
     assert_eq!(host.current_system().as_ref(), Some(&system));
     assert_eq!(host.profile_system().as_ref(), Some(&system));
-    let runs: Vec<String> = host.switch_log().expect("log").into_iter().map(|r| r.system).collect();
-    assert_eq!(runs.iter().filter(|s| **s == system).count(), 1, "activated twice: {runs:?}");
+    let runs: Vec<String> = host
+        .switch_log()
+        .expect("log")
+        .into_iter()
+        .map(|r| r.system)
+        .collect();
+    assert_eq!(
+        runs.iter().filter(|s| **s == system).count(),
+        1,
+        "activated twice: {runs:?}"
+    );
     assert_state_whole(&host);
 }
 
 #[test]
 fn killed_while_a_failing_switch_runs_the_restarted_daemon_rolls_back() {
     let (mut lab, ops, host, first) = setup(1);
-    let rev = lab.flake_mut().commit_failing_switch(&host.name).expect("commit");
+    let rev = lab
+        .flake_mut()
+        .commit_failing_switch(&host.name)
+        .expect("commit");
     let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
     host.set_switch_delay(3).expect("delay");
-    let id = deploy(&lab, &host, &deploy_message(&host, "failing", &system, Action::Switch), &ops);
-    assert!(wait_until(Duration::from_secs(30), || host.switch_log().expect("log").len() == 2));
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "failing", &system, Action::Switch),
+        &ops,
+    );
+    assert!(wait_until(Duration::from_secs(30), || host
+        .switch_log()
+        .expect("log")
+        .len()
+        == 2));
     host.set_switch_delay(0).expect("no delay");
 
     kill_deployd(&lab, &host);
@@ -119,7 +173,12 @@ fn killed_while_a_failing_switch_runs_the_restarted_daemon_rolls_back() {
     assert_eq!(record.state, DeployState::RolledBack, "{record:?}");
     assert_eq!(host.current_system().as_ref(), Some(&first));
     assert_eq!(host.profile_system().as_ref(), Some(&first));
-    let runs: Vec<String> = host.switch_log().expect("log").into_iter().map(|r| r.system).collect();
+    let runs: Vec<String> = host
+        .switch_log()
+        .expect("log")
+        .into_iter()
+        .map(|r| r.system)
+        .collect();
     assert_eq!(runs, [first.clone(), system.clone(), first.clone()]);
     assert_state_whole(&host);
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use deployd_lab::{Lab, SwitchRecord};
 use deployd_protocol::api::{DeployState, StateEvent};
 use deployd_protocol::Action;
-use support::deployd::{deploy, deploy_message, events, key, start_fleet, status, trusted, wait_for_end};
+use support::deployd::{
+    deploy, deploy_message, events, key, start_fleet, status, trusted, wait_for_end,
+};
 use support::lab_options;
 
 #[test]
@@ -25,7 +27,12 @@ fn two_hosts_are_deployed_in_parallel() {
     let ids: Vec<String> = hosts
         .iter()
         .map(|host| {
-            let mut message = deploy_message(host, &format!("{}-1", host.name), &systems[&host.name], Action::Switch);
+            let mut message = deploy_message(
+                host,
+                &format!("{}-1", host.name),
+                &systems[&host.name],
+                Action::Switch,
+            );
             if let deployd_protocol::Request::Deploy(request) = &mut message.request {
                 request.rev = Some(rev.parse().expect("rev"));
             }
@@ -43,7 +50,12 @@ fn two_hosts_are_deployed_in_parallel() {
         let states: Vec<DeployState> = record.phases.iter().map(|p| p.state).collect();
         assert_eq!(
             states,
-            [DeployState::Received, DeployState::Fetching, DeployState::Activating, DeployState::Succeeded]
+            [
+                DeployState::Received,
+                DeployState::Fetching,
+                DeployState::Activating,
+                DeployState::Succeeded
+            ]
         );
 
         // The host itself.
@@ -52,7 +64,10 @@ fn two_hosts_are_deployed_in_parallel() {
         assert_eq!(host.current_system().as_ref(), Some(system));
         assert_eq!(
             host.switch_log().expect("switch log"),
-            vec![SwitchRecord { action: "switch".into(), system: system.clone() }]
+            vec![SwitchRecord {
+                action: "switch".into(),
+                system: system.clone()
+            }]
         );
 
         // What deployd says about it.
@@ -72,14 +87,24 @@ fn two_hosts_are_deployed_in_parallel() {
         let states: Vec<DeployState> = events
             .iter()
             .filter(|(name, _)| name == "state")
-            .map(|(_, data)| serde_json::from_str::<StateEvent>(data).expect("state event").state)
+            .map(|(_, data)| {
+                serde_json::from_str::<StateEvent>(data)
+                    .expect("state event")
+                    .state
+            })
             .collect();
         assert_eq!(states.first(), Some(&DeployState::Received));
         assert_eq!(states.last(), Some(&DeployState::Succeeded));
-        assert!(events.iter().any(|(name, data)| name == "log" && data.contains("activated")), "{events:?}");
+        assert!(
+            events
+                .iter()
+                .any(|(name, data)| name == "log" && data.contains("activated")),
+            "{events:?}"
+        );
         let (last_name, last_data) = events.last().expect("events");
         assert_eq!(last_name, "done");
-        let done: deployd_protocol::api::DeployRecord = serde_json::from_str(last_data).expect("record");
+        let done: deployd_protocol::api::DeployRecord =
+            serde_json::from_str(last_data).expect("record");
         assert_eq!(done, support::deployd::record(&lab, host, id));
     }
 }
@@ -92,15 +117,102 @@ fn deploying_the_active_system_again_succeeds_at_once() {
     let host = lab.hosts()[0].clone();
     let rev = lab.flake().head().expect("head");
     let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
-    let first = deploy(&lab, &host, &deploy_message(&host, "first", &system, Action::Switch), &ops);
-    assert_eq!(wait_for_end(&lab, &host, &first, Duration::from_secs(60)).state, DeployState::Succeeded);
+    let first = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "first", &system, Action::Switch),
+        &ops,
+    );
+    assert_eq!(
+        wait_for_end(&lab, &host, &first, Duration::from_secs(60)).state,
+        DeployState::Succeeded
+    );
 
-    let again = deploy(&lab, &host, &deploy_message(&host, "again", &system, Action::Switch), &ops);
+    let again = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "again", &system, Action::Switch),
+        &ops,
+    );
     let record = wait_for_end(&lab, &host, &again, Duration::from_secs(10));
     assert_eq!(record.state, DeployState::Succeeded);
-    assert!(record.phases.iter().all(|p| p.state != DeployState::Activating), "{record:?}");
+    assert!(
+        record
+            .phases
+            .iter()
+            .all(|p| p.state != DeployState::Activating),
+        "{record:?}"
+    );
     assert_eq!(host.switch_log().expect("log").len(), 1, "activated twice");
     assert_eq!(host.profile_generation().as_deref(), Some("system-1-link"));
     let took_ms = record.finished_at_ms.expect("finished") - record.created_at_ms;
     eprintln!("no-op deploy took {took_ms} ms from request to succeeded");
+}
+
+#[test]
+fn a_subscriber_joining_mid_deploy_gets_the_past_then_the_live_events() {
+    let mut lab = Lab::up(&lab_options(1)).expect("lab up");
+    let ops = key("ops-1");
+    start_fleet(&mut lab, &[trusted(&ops, None)]);
+    let host = lab.hosts()[0].clone();
+    let rev = lab.flake().head().expect("head");
+    let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
+    host.set_switch_delay(2).expect("delay");
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "watched", &system, Action::Switch),
+        &ops,
+    );
+    support::deployd::wait_for_state(&lab, &host, &id, "activating", Duration::from_secs(30));
+    assert!(
+        host.switch_log().expect("log").len() <= 1,
+        "the switch ended before the subscriber joined"
+    );
+
+    let events = events(&lab, &host, &id);
+    let states: Vec<DeployState> = events
+        .iter()
+        .filter(|(name, _)| name == "state")
+        .map(|(_, data)| {
+            serde_json::from_str::<StateEvent>(data)
+                .expect("state")
+                .state
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            DeployState::Received,
+            DeployState::Fetching,
+            DeployState::Activating,
+            DeployState::Succeeded
+        ]
+    );
+    // The switch's output came after the subscriber joined.
+    assert!(events
+        .iter()
+        .any(|(name, data)| name == "log" && data.contains("activated")));
+    assert_eq!(events.last().map(|(name, _)| name.as_str()), Some("done"));
+
+    let metrics = support::deployd::http()
+        .get(format!("{}/metrics", lab.deployd_url(&host)))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(
+        metrics.contains("deployd_deploys_total{outcome=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "deployd_current_system_info{{store_path=\"{system}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("deployd_last_success_timestamp_seconds "),
+        "{metrics}"
+    );
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use deployd_lab::{Lab, Node};
 use deployd_protocol::api::{DeployRecord, DeployState};
 use deployd_protocol::Action;
-use support::deployd::{deploy, deploy_message, key, start_fleet, trusted, wait_for_end, wait_for_state};
+use support::deployd::{
+    deploy, deploy_message, key, start_fleet, trusted, wait_for_end, wait_for_state,
+};
 use support::lab_options;
 
 /// The host as a failed fetch must leave it: no generation, nothing running,
@@ -26,7 +28,10 @@ fn assert_fetch_failed(record: &DeployRecord, expected: &str) {
     let error = record.error.as_ref().expect("an error");
     assert_eq!(error.code, "fetch_failed");
     assert!(error.message.contains(expected), "{}", error.message);
-    assert!(!record.phases.iter().any(|p| p.state == DeployState::Activating));
+    assert!(!record
+        .phases
+        .iter()
+        .any(|p| p.state == DeployState::Activating));
 }
 
 fn build(lab: &Lab, host: &Node) -> String {
@@ -59,10 +64,18 @@ fn a_closure_signed_by_an_untrusted_key_is_refused() {
         .expect("rogue key");
     lab.publish_signed_by(&[&system], &rogue).expect("publish");
 
-    let id = deploy(&lab, &host, &deploy_message(&host, "rogue", &system, Action::Switch), &ops);
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "rogue", &system, Action::Switch),
+        &ops,
+    );
     let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
     assert_fetch_failed(&record, "not signed by any of the keys");
-    assert!(!host.outside(&system).exists(), "the unsigned path entered the store");
+    assert!(
+        !host.outside(&system).exists(),
+        "the unsigned path entered the store"
+    );
     assert_untouched(&host);
 }
 
@@ -73,7 +86,12 @@ fn a_path_the_cache_lacks_fails() {
     start_fleet(&mut lab, &[trusted(&ops, None)]);
     let host = lab.hosts()[0].clone();
     let system = build(&lab, &host);
-    let id = deploy(&lab, &host, &deploy_message(&host, "missing", &system, Action::Switch), &ops);
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "missing", &system, Action::Switch),
+        &ops,
+    );
     let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
     assert_fetch_failed(&record, "fetching");
     assert_untouched(&host);
@@ -86,17 +104,28 @@ fn the_cache_going_down_mid_fetch_fails() {
     start_fleet(&mut lab, &[trusted(&ops, None)]);
     let host = lab.hosts()[0].clone();
     // Ten paths of 200 kB, served at 100 kB/s: the fetch takes about 20 s.
-    let rev = lab.flake_mut().commit_large_closure(10, 200_000).expect("commit");
+    let rev = lab
+        .flake_mut()
+        .commit_large_closure(10, 200_000)
+        .expect("commit");
     let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
     lab.stop_cache().expect("stop cache");
     lab.start_cache(Some(100_000)).expect("slow cache");
 
-    let id = deploy(&lab, &host, &deploy_message(&host, "cut", &system, Action::Switch), &ops);
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "cut", &system, Action::Switch),
+        &ops,
+    );
     wait_for_state(&lab, &host, &id, "fetching", Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
     lab.stop_cache().expect("cache down");
     let record = wait_for_end(&lab, &host, &id, Duration::from_secs(120));
     assert_fetch_failed(&record, "fetching");
-    assert!(!host.outside(&system).exists(), "the system got into the store");
+    assert!(
+        !host.outside(&system).exists(),
+        "the system got into the store"
+    );
     assert_untouched(&host);
 }

@@ -30,7 +30,9 @@ fn snapshot(host: &Node) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn collect(dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let key = path.to_string_lossy().into_owned();
@@ -46,7 +48,11 @@ fn collect(dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
 
 /// Fails naming the files that differ, not dumping them.
 #[track_caller]
-fn assert_unchanged(before: &BTreeMap<String, Vec<u8>>, after: &BTreeMap<String, Vec<u8>>, what: &str) {
+fn assert_unchanged(
+    before: &BTreeMap<String, Vec<u8>>,
+    after: &BTreeMap<String, Vec<u8>>,
+    what: &str,
+) {
     let changed: Vec<&String> = before
         .keys()
         .chain(after.keys())
@@ -67,8 +73,15 @@ impl Case<'_> {
         let before = snapshot(self.host);
         let url = format!("{}/v1/deploy", self.lab.deployd_url(self.host));
         let (got_status, answer) = post(&url, body);
-        assert_eq!((got_status, answer["error"].as_str()), (status, Some(code)), "{what}: {answer}");
-        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {answer}");
+        assert_eq!(
+            (got_status, answer["error"].as_str()),
+            (status, Some(code)),
+            "{what}: {answer}"
+        );
+        assert!(
+            answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {answer}"
+        );
         assert_unchanged(&before, &snapshot(self.host), what);
     }
 }
@@ -89,7 +102,10 @@ fn with_nonce_of(message: &Message, other: &Message) -> Message {
 fn every_error_code_from_a_real_request_and_the_host_unchanged() {
     let mut lab = Lab::up(&lab_options(1)).expect("lab up");
     let (ops, reader, stranger) = (key("ops-1"), key("reader-1"), key("stranger-1"));
-    start_fleet(&mut lab, &[trusted(&ops, None), trusted(&reader, Some(&["read"]))]);
+    start_fleet(
+        &mut lab,
+        &[trusted(&ops, None), trusted(&reader, Some(&["read"]))],
+    );
     let host = lab.hosts()[0].clone();
     let rev = lab.flake().head().expect("head");
     let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
@@ -97,54 +113,144 @@ fn every_error_code_from_a_real_request_and_the_host_unchanged() {
     let first_bytes = signed(&first, &ops);
     let url = format!("{}/v1/deploy", lab.deployd_url(&host));
     assert_eq!(post(&url, first_bytes.clone()).0, 202);
-    assert_eq!(wait_for_end(&lab, &host, "first", Duration::from_secs(60)).state, DeployState::Succeeded);
+    assert_eq!(
+        wait_for_end(&lab, &host, "first", Duration::from_secs(60)).state,
+        DeployState::Succeeded
+    );
     let new_rev = lab.flake_mut().commit_changed_system().expect("commit");
     let new_system = lab.build_and_publish(&new_rev).expect("build")[&host.name].clone();
-    let case = Case { lab: &lab, host: &host };
+    let case = Case {
+        lab: &lab,
+        host: &host,
+    };
     let fresh = |id: &str| deploy_message(&host, id, &system, Action::Switch);
 
     // The very same envelope again is a retry: the same deploy, nothing new.
     let before = snapshot(&host);
     let (status, answer) = post(&url, first_bytes.clone());
-    assert_eq!((status, answer["deploy_id"].as_str()), (202, Some("first")), "{answer}");
+    assert_eq!(
+        (status, answer["deploy_id"].as_str()),
+        (202, Some("first")),
+        "{answer}"
+    );
     assert_unchanged(&before, &snapshot(&host), "a retry");
 
     case.refused("garbage", b"{".to_vec(), 400, "bad_request");
-    case.refused("a huge body", vec![b' '; 100 * 1024], 413, "payload_too_large");
-    case.refused("an unknown key", signed(&fresh("u"), &stranger), 401, "unknown_key");
-    let mut forged: serde_json::Value = serde_json::from_slice(&signed(&fresh("f"), &stranger)).expect("json");
+    case.refused(
+        "a huge body",
+        vec![b' '; 100 * 1024],
+        413,
+        "payload_too_large",
+    );
+    case.refused(
+        "an unknown key",
+        signed(&fresh("u"), &stranger),
+        401,
+        "unknown_key",
+    );
+    let mut forged: serde_json::Value =
+        serde_json::from_slice(&signed(&fresh("f"), &stranger)).expect("json");
     forged["signatures"][0]["keyid"] = json!("ops-1");
-    case.refused("a forged signature", serde_json::to_vec(&forged).expect("json"), 401, "bad_signature");
-    case.refused("a read-only key", signed(&fresh("r"), &reader), 403, "forbidden");
+    case.refused(
+        "a forged signature",
+        serde_json::to_vec(&forged).expect("json"),
+        401,
+        "bad_signature",
+    );
+    case.refused(
+        "a read-only key",
+        signed(&fresh("r"), &reader),
+        403,
+        "forbidden",
+    );
     let mut elsewhere = fresh("w");
     elsewhere.host = "kelyus".parse().expect("host");
     case.refused("another host", signed(&elsewhere, &ops), 403, "wrong_host");
-    let old = Message::new(host.name.parse().expect("host"), fresh("o").request, now() - 3600, 300);
+    let old = Message::new(
+        host.name.parse().expect("host"),
+        fresh("o").request,
+        now() - 3600,
+        300,
+    );
     case.refused("an old message", signed(&old, &ops), 403, "expired");
-    let future = Message::new(host.name.parse().expect("host"), fresh("n").request, now() + 3600, 300);
-    case.refused("a future message", signed(&future, &ops), 403, "not_yet_valid");
-    case.refused("a reused nonce", signed(&with_nonce_of(&fresh("second"), &first), &ops), 409, "replayed");
-    case.refused("a reused deploy id", signed(&fresh("first"), &ops), 409, "replayed");
-    let older = Message::new(host.name.parse().expect("host"), fresh("older").request, first.issued_at - 60, 300);
+    let future = Message::new(
+        host.name.parse().expect("host"),
+        fresh("n").request,
+        now() + 3600,
+        300,
+    );
+    case.refused(
+        "a future message",
+        signed(&future, &ops),
+        403,
+        "not_yet_valid",
+    );
+    case.refused(
+        "a reused nonce",
+        signed(&with_nonce_of(&fresh("second"), &first), &ops),
+        409,
+        "replayed",
+    );
+    case.refused(
+        "a reused deploy id",
+        signed(&fresh("first"), &ops),
+        409,
+        "replayed",
+    );
+    let older = Message::new(
+        host.name.parse().expect("host"),
+        fresh("older").request,
+        first.issued_at - 60,
+        300,
+    );
     case.refused("an older request", signed(&older, &ops), 409, "downgrade");
-    let mut payload: serde_json::Value = serde_json::from_slice(&fresh("p").to_payload_bytes()).expect("json");
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&fresh("p").to_payload_bytes()).expect("json");
     payload["store_path"] = json!("/nix/store/../../etc/shadow");
-    let envelope = Envelope::sign(PAYLOAD_TYPE, serde_json::to_vec(&payload).expect("json"), &[&ops]);
-    case.refused("a path outside the store", envelope.to_json(), 422, "invalid_store_path");
+    let envelope = Envelope::sign(
+        PAYLOAD_TYPE,
+        serde_json::to_vec(&payload).expect("json"),
+        &[&ops],
+    );
+    case.refused(
+        "a path outside the store",
+        envelope.to_json(),
+        422,
+        "invalid_store_path",
+    );
 
     let before = snapshot(&host);
-    let (status, answer) = get(&format!("{}/v1/deploys/no-such-deploy", lab.deployd_url(&host)));
-    assert_eq!((status, answer["error"].as_str()), (404, Some("not_found")), "{answer}");
+    let (status, answer) = get(&format!(
+        "{}/v1/deploys/no-such-deploy",
+        lab.deployd_url(&host)
+    ));
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (404, Some("not_found")),
+        "{answer}"
+    );
     assert_unchanged(&before, &snapshot(&host), "a missing deploy");
 
     // busy: a slow switch of a new system is running.
     host.set_switch_delay(4).expect("delay");
-    deploy(&lab, &host, &deploy_message(&host, "slow", &new_system, Action::Switch), &ops);
+    deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "slow", &new_system, Action::Switch),
+        &ops,
+    );
     wait_for_state(&lab, &host, "slow", "activating", Duration::from_secs(30));
     let queued = deploy_message(&host, "queued", &new_system, Action::Test);
     let (status, answer) = post(&url, signed(&queued, &ops));
-    assert_eq!((status, answer["error"].as_str()), (409, Some("busy")), "{answer}");
-    assert_eq!(get(&format!("{}/v1/deploys/queued", lab.deployd_url(&host))).0, 404);
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (409, Some("busy")),
+        "{answer}"
+    );
+    assert_eq!(
+        get(&format!("{}/v1/deploys/queued", lab.deployd_url(&host))).0,
+        404
+    );
     wait_for_end(&lab, &host, "slow", Duration::from_secs(60));
     host.set_switch_delay(0).expect("no delay");
     // Refused as busy, its nonce was not spent: the same envelope now goes through.
@@ -157,8 +263,16 @@ fn every_error_code_from_a_real_request_and_the_host_unchanged() {
     std::fs::remove_file(&nonces).expect("remove nonces");
     std::fs::create_dir(&nonces).expect("block nonces");
     std::fs::write(nonces.join("keep"), "").expect("non-empty");
-    case.refused("a broken state directory", signed(&fresh("broken"), &ops), 500, "internal");
+    case.refused(
+        "a broken state directory",
+        signed(&fresh("broken"), &ops),
+        500,
+        "internal",
+    );
     let (_, answer) = post(&url, signed(&fresh("broken-2"), &ops));
     let message = answer["message"].as_str().expect("message");
-    assert!(!message.contains("nonces"), "an internal error leaked its cause: {message}");
+    assert!(
+        !message.contains("nonces"),
+        "an internal error leaked its cause: {message}"
+    );
 }

@@ -257,3 +257,81 @@ impl DeployStore {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deployd_protocol::api::{DeployRecord, DeployState};
+
+    fn deploy(sequence: u64, state: DeployState) -> StoredDeploy {
+        StoredDeploy {
+            record: DeployRecord {
+                deploy_id: format!("d{sequence}").parse().expect("id"),
+                host: "h".parse().expect("host"),
+                store_path: "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-x"
+                    .parse()
+                    .expect("path"),
+                action: Action::Switch,
+                flake: None,
+                rev: None,
+                key: "k".parse().expect("key"),
+                issued_at: 0,
+                state,
+                phases: Vec::new(),
+                error: None,
+                previous_system: None,
+                reboot_required: false,
+                log_tail: Vec::new(),
+                created_at_ms: 0,
+                finished_at_ms: None,
+            },
+            progress: Progress {
+                sequence,
+                ..Progress::default()
+            },
+        }
+    }
+
+    #[test]
+    fn history_is_bounded_and_survives_a_reload() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut store, _) = DeployStore::load(dir.path(), 3).expect("load");
+        for sequence in 1..=5 {
+            store
+                .insert(deploy(sequence, DeployState::Succeeded), b"{}")
+                .expect("insert");
+        }
+        store
+            .insert(deploy(6, DeployState::Fetching), b"{}")
+            .expect("insert");
+        let kept: Vec<String> = store
+            .newest_first()
+            .map(|d| d.record.deploy_id.to_string())
+            .collect();
+        assert_eq!(kept, ["d6", "d5", "d4", "d3"]);
+        assert!(!store.record_file(&"d1".parse().expect("id")).exists());
+        assert!(!store.envelope_file(&"d2".parse().expect("id")).exists());
+
+        let (reloaded, problems) = DeployStore::load(dir.path(), 3).expect("reload");
+        assert!(problems.is_empty());
+        assert_eq!(
+            reloaded
+                .running()
+                .map(|d| d.record.deploy_id.to_string())
+                .as_deref(),
+            Some("d6")
+        );
+        assert_eq!(reloaded.next_sequence(), 7);
+    }
+
+    #[test]
+    fn an_unreadable_record_is_moved_aside() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("deploys")).expect("dir");
+        std::fs::write(dir.path().join("deploys/broken.json"), "{").expect("write");
+        let (store, problems) = DeployStore::load(dir.path(), 3).expect("load");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(store.newest_first().next().is_none());
+        assert!(dir.path().join("deploys/broken.json.unreadable").exists());
+    }
+}

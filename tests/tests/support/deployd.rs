@@ -46,7 +46,12 @@ pub fn deploy_message(host: &Node, id: &str, system: &str, action: Action) -> Me
         action,
     )
     .expect("random source");
-    Message::new(host.name.parse().expect("host"), Request::Deploy(request), now(), 300)
+    Message::new(
+        host.name.parse().expect("host"),
+        Request::Deploy(request),
+        now(),
+        300,
+    )
 }
 
 /// The HTTP client the tests use.
@@ -100,7 +105,11 @@ pub fn wait_for_end(lab: &Lab, host: &Node, id: &str, timeout: Duration) -> Depl
                 }
             }
         }
-        assert!(Instant::now() < deadline, "deploy {id} on {} did not end", host.name);
+        assert!(
+            Instant::now() < deadline,
+            "deploy {id} on {} did not end",
+            host.name
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -113,7 +122,10 @@ pub fn wait_for_state(lab: &Lab, host: &Node, id: &str, state: &str, timeout: Du
         if answer["state"] == state {
             return;
         }
-        assert!(Instant::now() < deadline, "deploy {id} never reached {state}: {answer}");
+        assert!(
+            Instant::now() < deadline,
+            "deploy {id} never reached {state}: {answer}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -1,0 +1,198 @@
+//! The router, through `tower::ServiceExt::oneshot`, without a network:
+//! signed reads, the body limit, unknown routes and deploys, history, and
+//! the metrics text.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use deployd::{api, Config, Daemon};
+use deployd_protocol::{Message, ReadRequest, Request as Signed, SecretKey};
+use tower::ServiceExt;
+
+struct Host {
+    daemon: Arc<Daemon>,
+    ops: SecretKey,
+    reader: SecretKey,
+    _dir: tempfile::TempDir,
+}
+
+fn host(signed_reads: bool) -> Host {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ops = SecretKey::generate("ops-1".parse().expect("name")).expect("random");
+    let reader = SecretKey::generate("reader-1".parse().expect("name")).expect("random");
+    let cache = SecretKey::generate("cache-1".parse().expect("name")).expect("random");
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let text = format!(
+        "hostname = \"sambirano\"\nstate_dir = \"{}\"\nread_requires_signature = {signed_reads}\n\
+         [[trusted_keys]]\nkey = \"{}\"\nmay = [\"deploy\"]\n\
+         [[trusted_keys]]\nkey = \"{}\"\nmay = [\"read\"]\n\
+         [nix]\nsubstituters = [\"http://127.0.0.1:9\"]\ntrusted_public_keys = [\"{}\"]\n\
+         [activation]\nsystem_profile = \"{}\"\ncurrent_system = \"{}\"\nbooted_system = \"{}\"\n",
+        path("state"),
+        ops.public_key(),
+        reader.public_key(),
+        cache.public_key(),
+        path("profiles/system"),
+        path("current-system"),
+        path("booted-system"),
+    );
+    let config = Config::from_toml(&text, Path::new("test.toml")).expect("config");
+    let daemon = Daemon::open(config, None).expect("daemon");
+    Host {
+        daemon,
+        ops,
+        reader,
+        _dir: dir,
+    }
+}
+
+async fn send(host: &Host, request: Request<Body>) -> (StatusCode, serde_json::Value, String) {
+    let response = api::router(host.daemon.clone())
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_default(),
+        text,
+    )
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).expect("request")
+}
+
+fn signed_get(path: &str, key: &SecretKey, signed_path: &str) -> Request<Body> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let message = Message::new(
+        "sambirano".parse().expect("host"),
+        Signed::Read(ReadRequest::new("GET", signed_path)),
+        now,
+        60,
+    );
+    let header = format!("DSSE {}", STANDARD.encode(message.sign(&[key]).to_json()));
+    Request::get(path)
+        .header("authorization", header)
+        .body(Body::empty())
+        .expect("request")
+}
+
+#[tokio::test]
+async fn open_reads_need_no_signature() {
+    let host = host(false);
+    let (status, body, _) = send(&host, get("/v1/status")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["hostname"], "sambirano");
+    let (status, body, _) = send(&host, get("/v1/deploys?limit=5")).await;
+    assert_eq!((status, body), (StatusCode::OK, serde_json::json!([])));
+}
+
+#[tokio::test]
+async fn signed_reads_are_enforced() {
+    let host = host(true);
+    let (status, body, _) = send(&host, get("/v1/status")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request"))
+    );
+
+    let (status, body, _) = send(&host, signed_get("/v1/status", &host.reader, "/v1/status")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["hostname"], "sambirano");
+
+    // Signed for another path, or by a key that may not read.
+    let (status, body, _) =
+        send(&host, signed_get("/v1/status", &host.reader, "/v1/deploys")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, body, _) = send(&host, signed_get("/v1/status", &host.ops, "/v1/status")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, body, _) = send(&host, signed_get("/metrics", &host.reader, "/metrics")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The query is part of what is signed.
+    let (status, _, _) = send(
+        &host,
+        signed_get("/v1/deploys?limit=1", &host.reader, "/v1/deploys?limit=1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(
+        &host,
+        signed_get("/v1/deploys?limit=999", &host.reader, "/v1/deploys?limit=1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // /healthz stays open.
+    let (status, _, text) = send(&host, get("/healthz")).await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "ok\n"));
+}
+
+#[tokio::test]
+async fn limits_and_unknowns() {
+    let host = host(false);
+    let huge = Request::post("/v1/deploy")
+        .body(Body::from(vec![b' '; 200 * 1024]))
+        .expect("request");
+    let (status, body, _) = send(&host, huge).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
+
+    let (status, body, _) = send(&host, get("/v1/deploys/nope")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, body, _) = send(&host, get("/v2/anything")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, body, _) = send(&host, get("/v1/deploys?limit=-1")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request"))
+    );
+
+    let unsigned = Request::post("/v1/deploy")
+        .body(Body::from("{}"))
+        .expect("request");
+    let (status, body, _) = send(&host, unsigned).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request"))
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let host = host(false);
+    let (status, _, text) = send(&host, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains("# TYPE deployd_deploys_total counter"),
+        "{text}"
+    );
+    assert!(text.contains("deployd_deploy_in_progress 0"), "{text}");
+    assert!(text.contains("deployd_reboot_required 0"), "{text}");
+}
