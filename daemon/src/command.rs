@@ -201,8 +201,11 @@ pub fn spawn_detached(invocation: &Invocation, log: &Path) -> Result<u32, Comman
     std::os::unix::process::CommandExt::process_group(&mut std_command, 0);
     let mut child = std_command.spawn().map_err(spawn_error)?;
     let pid = child.id();
-    // Reap it if it ends while we run; after a restart nobody needs to.
-    std::thread::spawn(move || child.wait());
+    // Reap it if it ends while we run; after a restart nobody needs to. Without
+    // a thread to reap it, it stays a zombie until the daemon exits: harmless.
+    let _ = std::thread::Builder::new()
+        .name("reap-switch".into())
+        .spawn(move || child.wait());
     Ok(pid)
 }
 

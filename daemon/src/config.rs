@@ -48,6 +48,9 @@ pub enum ConfigError {
     Hostname(#[source] deployd_protocol::NameError),
 }
 
+/// The longest timeout a config may set: a week.
+pub const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
+
 /// The config file as written.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -266,8 +269,18 @@ impl ConfigFile {
         if self.history_limit == 0 {
             return invalid("history_limit must be at least 1");
         }
-        if self.nix.fetch_timeout_s == 0 || self.activation.switch_timeout_s == 0 {
-            return invalid("timeouts must be at least 1 second");
+        for (name, seconds) in [
+            ("[nix] fetch_timeout_s", self.nix.fetch_timeout_s),
+            (
+                "[activation] switch_timeout_s",
+                self.activation.switch_timeout_s,
+            ),
+        ] {
+            if seconds == 0 || seconds > MAX_TIMEOUT_S {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be 1 to {MAX_TIMEOUT_S} seconds"
+                )));
+            }
         }
         Ok(())
     }

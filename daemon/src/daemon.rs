@@ -11,7 +11,8 @@ use deployd_protocol::api::{
     DeployAccepted, DeployFailure, DeployRecord, DeployState, PhaseRecord, StateEvent,
 };
 use deployd_protocol::{
-    Arrival, DeployId, Endpoint, RejectError, Request, SystemClock, Verified, Verifier,
+    Action, Arrival, DeployId, Endpoint, RejectError, Request, StorePath, SystemClock, Verified,
+    Verifier,
 };
 
 use crate::api::ApiError;
@@ -21,6 +22,7 @@ use crate::events::{DeployEvent, LiveEvents};
 use crate::metrics::Counters;
 use crate::notify;
 use crate::state::{DeployStore, DiskNonceStore, PendingNonce, Progress, StateError, StoredDeploy};
+use crate::system::Profile;
 
 /// Log lines kept in a record's `log_tail`.
 const LOG_TAIL_LINES: usize = 20;
@@ -39,7 +41,14 @@ pub struct Daemon {
     pub systemd: bool,
     /// Records, nonces and live events; one lock, held briefly.
     inner: Mutex<Inner>,
+    /// Cancelled on SIGTERM: the server, event streams and background tasks stop.
+    shutdown: tokio_util::sync::CancellationToken,
+    /// Event streams open at once are bounded.
+    streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Event streams served at once.
+pub const MAX_EVENT_STREAMS: usize = 64;
 
 struct Inner {
     store: DeployStore,
@@ -76,6 +85,8 @@ impl Daemon {
             nix_version,
             systemd: std::path::Path::new("/run/systemd/system").is_dir(),
             config,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
             inner: Mutex::new(Inner {
                 store,
                 nonces,
@@ -84,6 +95,16 @@ impl Daemon {
                 counters,
             }),
         }))
+    }
+
+    /// The token that stops everything on shutdown.
+    pub fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// A permit to serve one event stream, if fewer than the maximum are open.
+    pub fn stream_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.streams.clone().try_acquire_owned().ok()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -114,33 +135,114 @@ impl Daemon {
     pub fn accept_deploy(&self, bytes: &[u8]) -> Result<(DeployAccepted, bool), ApiError> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let arrival = Arrival {
-            endpoint: Endpoint::Deploy,
-            active_issued_at: inner.store.active().map(|active| active.issued_at),
+        let Some((verified, pending)) = self.admit(inner, bytes, Endpoint::Deploy)? else {
+            return retry(inner, bytes);
         };
-        let mut pending = PendingNonce::default();
-        let verified =
-            match self
-                .verifier
-                .verify(bytes, &arrival, &mut inner.nonces.verifying(&mut pending))
-            {
-                Ok(verified) => verified,
-                Err(RejectError::Replayed { nonce }) => {
-                    // The very same envelope again is a client's retry.
-                    return match inner.store.find_by_envelope(bytes) {
-                        Some(existing) => Ok((accepted(&existing.record.deploy_id), false)),
-                        None => Err(RejectError::Replayed { nonce }.into()),
-                    };
-                }
-                Err(error) => return Err(error.into()),
-            };
         let Request::Deploy(request) = verified.message.request else {
             return Err(ApiError::internal(
                 "the verifier passed a non-deploy message",
             ));
         };
-        if inner.store.get(request.deploy_id.as_str()).is_some() {
-            return Err(ApiError::DeployIdReused(request.deploy_id));
+        if request.confirm_within_s.is_some() {
+            return Err(ApiError::BadRequest(
+                "this host does not support confirm_within_s (magic rollback) yet".into(),
+            ));
+        }
+        let new = NewDeploy {
+            deploy_id: request.deploy_id,
+            store_path: request.store_path,
+            action: request.action,
+            flake: request.flake,
+            rev: request.rev,
+            rollback_to_generation: None,
+        };
+        self.record_new(
+            inner,
+            (new, verified.key, verified.message.issued_at),
+            pending,
+            bytes,
+        )
+    }
+
+    /// Handles `POST /v1/rollback`: a new deploy, with the id the message
+    /// names, back to the profile's previous generation.
+    pub fn accept_rollback(&self, bytes: &[u8]) -> Result<(DeployAccepted, bool), ApiError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some((verified, pending)) = self.admit(inner, bytes, Endpoint::Rollback)? else {
+            return retry(inner, bytes);
+        };
+        let Request::Rollback(reference) = verified.message.request else {
+            return Err(ApiError::internal(
+                "the verifier passed a non-rollback message",
+            ));
+        };
+        let profile = Profile::new(&self.config.file.activation.system_profile);
+        let current = profile.current_generation();
+        let previous = profile
+            .generations()
+            .into_iter()
+            .rfind(|generation| Some(generation.number) < current)
+            .ok_or_else(|| {
+                ApiError::BadRequest("there is no previous generation to roll back to".into())
+            })?;
+        let store_path: StorePath = previous.system.parse().map_err(|error| {
+            ApiError::internal(format!("generation {}: {error}", previous.number))
+        })?;
+        // The revision it was built from, when a kept deploy says so.
+        let built_from = inner.store.newest_first().find(|deploy| {
+            deploy.record.store_path == store_path && deploy.record.state == DeployState::Succeeded
+        });
+        let new = NewDeploy {
+            deploy_id: reference.deploy_id,
+            rev: built_from.and_then(|deploy| deploy.record.rev.clone()),
+            flake: built_from.and_then(|deploy| deploy.record.flake.clone()),
+            store_path,
+            action: Action::Switch,
+            rollback_to_generation: Some(previous.number),
+        };
+        self.record_new(
+            inner,
+            (new, verified.key, verified.message.issued_at),
+            pending,
+            bytes,
+        )
+    }
+
+    /// Verifies a message that starts a deploy. `None` when its nonce was
+    /// seen: the caller checks for a retry of the very same envelope.
+    fn admit(
+        &self,
+        inner: &mut Inner,
+        bytes: &[u8],
+        endpoint: Endpoint<'_>,
+    ) -> Result<Option<(Verified, PendingNonce)>, ApiError> {
+        let arrival = Arrival {
+            endpoint,
+            active_issued_at: inner.store.active().map(|active| active.issued_at),
+        };
+        let mut pending = PendingNonce::default();
+        match self
+            .verifier
+            .verify(bytes, &arrival, &mut inner.nonces.verifying(&mut pending))
+        {
+            Ok(verified) => Ok(Some((verified, pending))),
+            Err(RejectError::Replayed { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Refuses a reused id or a second deploy, else records the new deploy
+    /// (nonce first, then envelope and record) and makes its events live.
+    fn record_new(
+        &self,
+        inner: &mut Inner,
+        (new, key, issued_at): (NewDeploy, deployd_protocol::KeyName, u64),
+        pending: PendingNonce,
+        bytes: &[u8],
+    ) -> Result<(DeployAccepted, bool), ApiError> {
+        if inner.store.get(new.deploy_id.as_str()).is_some() {
+            return Err(ApiError::DeployIdReused(new.deploy_id));
         }
         if let Some(running) = inner.store.running() {
             return Err(ApiError::Busy(running.record.deploy_id.clone()));
@@ -148,14 +250,14 @@ impl Daemon {
         let now = now_ms();
         let deploy = StoredDeploy {
             record: DeployRecord {
-                deploy_id: request.deploy_id.clone(),
-                host: verified.message.host,
-                store_path: request.store_path,
-                action: request.action,
-                flake: request.flake,
-                rev: request.rev,
-                key: verified.key,
-                issued_at: verified.message.issued_at,
+                deploy_id: new.deploy_id.clone(),
+                host: self.config.hostname.clone(),
+                store_path: new.store_path,
+                action: new.action,
+                flake: new.flake,
+                rev: new.rev,
+                key,
+                issued_at,
                 state: DeployState::Received,
                 phases: vec![PhaseRecord {
                     state: DeployState::Received,
@@ -171,6 +273,7 @@ impl Daemon {
             },
             progress: Progress {
                 sequence: inner.store.next_sequence(),
+                rollback_to_generation: new.rollback_to_generation,
                 ..Progress::default()
             },
         };
@@ -187,18 +290,19 @@ impl Daemon {
             state: DeployState::Received,
             at_ms: now,
         }));
-        inner.live.insert(request.deploy_id.clone(), events);
+        inner.live.insert(new.deploy_id.clone(), events);
+        let record = &deploy.record;
         log::info!(
-            deploy_id = request.deploy_id.as_str(),
-            store_path = deploy.record.store_path.as_str(),
-            rev = deploy.record.rev.as_ref().map_or("", |rev| rev.as_str()),
-            key = deploy.record.key.as_str();
+            deploy_id = record.deploy_id.as_str(),
+            store_path = record.store_path.as_str(),
+            rev = record.rev.as_ref().map_or("", |rev| rev.as_str()),
+            key = record.key.as_str();
             "deploy {} received: {} {}",
-            request.deploy_id,
-            deploy.record.action,
-            deploy.record.store_path
+            record.deploy_id,
+            record.action,
+            record.store_path
         );
-        Ok((accepted(&request.deploy_id), true))
+        Ok((accepted(&new.deploy_id), true))
     }
 
     /// A copy of a deploy as it stands.
@@ -223,6 +327,23 @@ impl Daemon {
             inner.store.running().map(|d| d.record.clone()),
             inner.store.last_finished().map(|d| d.record.clone()),
         )
+    }
+
+    /// The deploy that made the active system.
+    pub fn current_deploy(&self) -> Option<deployd_protocol::api::DeploySummary> {
+        let inner = self.lock();
+        let active = inner.store.active()?;
+        Some(match inner.store.get(active.deploy_id.as_str()) {
+            Some(deploy) => crate::api::summary(&deploy.record),
+            None => deployd_protocol::api::DeploySummary {
+                deploy_id: active.deploy_id.clone(),
+                state: DeployState::Succeeded,
+                store_path: active.store_path.clone(),
+                rev: active.rev.clone(),
+                finished_at_ms: None,
+                error: None,
+            },
+        })
     }
 
     /// The metrics counters.
@@ -394,12 +515,36 @@ impl Daemon {
             deploy_id: record.deploy_id.clone(),
             issued_at: record.issued_at,
             store_path: record.store_path.clone(),
+            rev: record.rev.clone(),
         })
     }
 
-    /// The output and status files of a deploy's `n`th detached switch.
-    pub fn switch_files(&self, id: &DeployId, n: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+    /// The output, status and pid files of a deploy's `n`th detached switch.
+    pub fn switch_files(
+        &self,
+        id: &DeployId,
+        n: u32,
+    ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
         self.lock().store.switch_files(id, n)
+    }
+}
+
+/// What a new deploy is, before it is recorded.
+struct NewDeploy {
+    deploy_id: DeployId,
+    store_path: StorePath,
+    action: Action,
+    flake: Option<String>,
+    rev: Option<deployd_protocol::Revision>,
+    rollback_to_generation: Option<u64>,
+}
+
+/// A message whose nonce was seen: the very same envelope again is a
+/// client's retry and answers the deploy it started; anything else is a replay.
+fn retry(inner: &Inner, bytes: &[u8]) -> Result<(DeployAccepted, bool), ApiError> {
+    match inner.store.find_by_envelope(bytes) {
+        Some(existing) => Ok((accepted(&existing.record.deploy_id), false)),
+        None => Err(ApiError::Replayed),
     }
 }
 

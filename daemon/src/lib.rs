@@ -34,7 +34,7 @@ pub async fn start(config: Config) -> Result<Arc<Daemon>, state::StateError> {
     if let Some(id) = daemon.unfinished() {
         log::warn!(deploy_id = id.as_str(); "deploy {id} was unfinished at start; finishing it");
         daemon.revive(&id);
-        tokio::spawn(pipeline::run(daemon.clone(), id));
+        pipeline::spawn(daemon.clone(), id);
     }
     Ok(daemon)
 }

@@ -79,7 +79,7 @@ async fn run(config: Config) -> Result<(), String> {
         .local_addr()
         .map_err(|error| format!("cannot read the bound address: {error}"))?;
     log::info!("deployd {} listening on {bound}", env!("CARGO_PKG_VERSION"));
-    let shutdown = CancellationToken::new();
+    let shutdown = daemon.shutdown_token();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     if let Some(interval) = notify::watchdog_interval() {
         tokio::spawn(notify::keep_watchdog_fed(interval, shutdown.clone()));

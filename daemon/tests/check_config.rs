@@ -14,7 +14,10 @@ fn check(text: &str) -> (Option<i32>, String) {
         .arg(&path)
         .output()
         .expect("run deployd");
-    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -28,7 +31,10 @@ fn valid_and_invalid_configs() {
     );
     let (code, stderr) = check(&valid);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("host sambirano, 1 trusted keys"), "{stderr}");
+    assert!(
+        stderr.contains("host sambirano, 1 trusted keys"),
+        "{stderr}"
+    );
 
     let (code, stderr) = check(&valid.replace("trusted_keys]]\nkey", "trusted_keys]]\nkey_file"));
     assert_eq!(code, Some(2), "{stderr}");

@@ -139,6 +139,8 @@ pub struct DeploySummary {
     pub rev: Option<Revision>,
     /// When it ended.
     pub finished_at_ms: Option<u64>,
+    /// Why it failed or rolled back, when it did.
+    pub error: Option<String>,
 }
 
 /// One generation of the system profile.
@@ -163,6 +165,8 @@ pub struct StatusResponse {
     pub booted_system: Option<String>,
     /// The system profile's generations, oldest first.
     pub generations: Vec<Generation>,
+    /// The deploy that made the active system (its `rev` is what the host runs).
+    pub current_deploy: Option<DeploySummary>,
     /// The deploy running now.
     pub active_deploy: Option<DeploySummary>,
     /// The last deploy that ended.

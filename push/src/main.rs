@@ -1,23 +1,47 @@
 //! `push`: the operator's command line. Parses arguments and hands each
-//! subcommand its options; exit status as PRODUCT.md fixes it (0 success,
-//! 1 a host failed, 2 bad usage, config or input).
+//! subcommand its options; exit status as PRODUCT.md fixes it (0 every host
+//! succeeded, 1 at least one failed, 2 bad usage, config or input).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod build;
+mod client;
+mod deploy;
+mod follow;
+mod inventory;
 mod keygen;
+mod keys;
+mod log;
+mod nix;
+mod outcome;
+mod progress;
+mod revision;
+mod rollback;
+mod session;
+mod sign;
+mod status;
+mod table;
 
-/// push: build, sign and send deploys to deployd hosts.
+/// push: build, sign and send deploys to deployd hosts, and follow them.
 #[derive(Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    deploy: deploy::DeployOptions,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Show every host's revision, system, state and last deploy.
+    Status(status::StatusOptions),
+    /// Show a deploy's log, live while it runs.
+    Log(log::LogOptions),
+    /// Return a host to its previous generation.
+    Rollback(rollback::RollbackOptions),
     /// Make a deploy key pair in Nix's key-file format: NAME.secret (mode
     /// 0600) and NAME.public. Refuses to overwrite either file.
     Keygen(keygen::KeygenOptions),
@@ -28,13 +52,35 @@ const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Keygen(options) => keygen::run(&options),
+    if let Some(Command::Keygen(options)) = &cli.command {
+        return report(keygen::run(options).map(|()| ExitCode::SUCCESS));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return report(Err(error.into())),
     };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            None => deploy::run(cli.deploy).await,
+            Some(Command::Status(options)) => status::run(options).await,
+            Some(Command::Log(options)) => log::run(options).await,
+            Some(Command::Rollback(options)) => rollback::run(options).await,
+            Some(Command::Keygen(_)) => unreachable!("handled above"),
+        }
+    });
+    report(result)
+}
+
+/// The exit status, printing the error (on one line) when there is one.
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
-            eprintln!("push: {error:#}");
+            eprintln!("push: {}", inventory::one_line(&format!("{error:#}")));
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }

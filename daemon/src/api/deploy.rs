@@ -1,6 +1,7 @@
-//! `POST /v1/deploy`: a signed `deploy` envelope; anyone may call it, only a
-//! trusted key's signature makes it do anything. 202 with the deploy's id
-//! and status URL; the very same envelope again answers the same deploy.
+//! `POST /v1/deploy` (a signed `deploy` envelope) and `POST /v1/rollback` (a
+//! signed `rollback`): anyone may call them, only a trusted key's signature
+//! makes them do anything. 202 with the deploy's id and status URL; the very
+//! same envelope again answers the same deploy.
 
 use std::sync::Arc;
 
@@ -22,9 +23,30 @@ pub async fn post_deploy(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<DeployAccepted>), ApiError> {
     let body = read_body(body)?;
-    let (accepted, is_new) = daemon.accept_deploy(&body)?;
+    // Verification and the synced writes of acceptance block: not on the
+    // threads that serve requests.
+    let accepting = daemon.clone();
+    let (accepted, is_new) = tokio::task::spawn_blocking(move || accepting.accept_deploy(&body))
+        .await
+        .map_err(ApiError::internal)??;
     if is_new {
-        tokio::spawn(pipeline::run(daemon.clone(), accepted.deploy_id.clone()));
+        pipeline::spawn(daemon.clone(), accepted.deploy_id.clone());
+    }
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Accepts a rollback (a deploy back to the previous generation) and starts it.
+pub async fn post_rollback(
+    State(daemon): State<Arc<Daemon>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<DeployAccepted>), ApiError> {
+    let body = read_body(body)?;
+    let accepting = daemon.clone();
+    let (accepted, is_new) = tokio::task::spawn_blocking(move || accepting.accept_rollback(&body))
+        .await
+        .map_err(ApiError::internal)??;
+    if is_new {
+        pipeline::spawn(daemon.clone(), accepted.deploy_id.clone());
     }
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }

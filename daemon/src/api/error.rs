@@ -13,12 +13,18 @@ pub enum ApiError {
     /// A signed message failed verification.
     #[error(transparent)]
     Rejected(#[from] RejectError),
+    /// A message's nonce was used before (and it is not a retry of the same envelope).
+    #[error("this message's nonce was already used")]
+    Replayed,
     /// A new message reuses the id of an earlier deploy.
     #[error("deploy id {0} was already used")]
     DeployIdReused(DeployId),
     /// A deploy is running.
     #[error("deploy {0} is running; one deploy at a time")]
     Busy(DeployId),
+    /// Too many event streams are open.
+    #[error("too many event streams are open; try again later")]
+    TooManyStreams,
     /// No such deploy.
     #[error("no deploy {0}")]
     NotFound(String),
@@ -43,8 +49,8 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ApiError::Rejected(error) => error.code(),
-            ApiError::DeployIdReused(_) => ErrorCode::Replayed,
-            ApiError::Busy(_) => ErrorCode::Busy,
+            ApiError::Replayed | ApiError::DeployIdReused(_) => ErrorCode::Replayed,
+            ApiError::Busy(_) | ApiError::TooManyStreams => ErrorCode::Busy,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::BadRequest(_) => ErrorCode::BadRequest,

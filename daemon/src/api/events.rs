@@ -22,6 +22,7 @@ pub async fn deploy_events(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let permit = daemon.stream_permit().ok_or(ApiError::TooManyStreams)?;
     let (history, receiver) = daemon
         .subscribe(&id)
         .ok_or_else(|| ApiError::NotFound(quote_id(&id)))?;
@@ -33,7 +34,14 @@ pub async fn deploy_events(
         (Some(receiver), false) => live_events(receiver).left_stream(),
         _ => stream::empty().right_stream(),
     };
-    let events = past.chain(live).map(|event| Ok(to_sse(&event)));
+    // The stream ends at shutdown too, and holds its permit until it ends.
+    let events = past
+        .chain(live)
+        .take_until(daemon.shutdown_token().cancelled_owned())
+        .map(move |event| {
+            let _held = &permit;
+            Ok(to_sse(&event))
+        });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

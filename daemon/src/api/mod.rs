@@ -7,20 +7,23 @@ mod deploys;
 mod error;
 mod events;
 mod read_auth;
+mod serve;
 mod status;
 
 pub use error::ApiError;
+pub use status::summary;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use deployd_protocol::MAX_ENVELOPE_BYTES;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::timeout::TimeoutLayer;
+use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::daemon::Daemon;
 
@@ -31,15 +34,13 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 256;
 
 /// The API's routes.
 pub fn router(daemon: Arc<Daemon>) -> Router {
+    let timed = axum::middleware::from_fn(answer_within_timeout);
     let reads = Router::new()
         .route("/v1/deploys", get(deploys::list_deploys))
         .route("/v1/deploys/{id}", get(deploys::get_deploy))
         .route("/v1/status", get(status::get_status))
         .route("/metrics", get(status::get_metrics))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ));
+        .layer(timed.clone());
     let streams = Router::new().route("/v1/deploys/{id}/events", get(events::deploy_events));
     let signed_reads = reads
         .merge(streams)
@@ -49,24 +50,33 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         ));
     let writes = Router::new()
         .route("/v1/deploy", post(deploy::post_deploy))
+        .route("/v1/rollback", post(deploy::post_rollback))
         .layer(DefaultBodyLimit::max(MAX_ENVELOPE_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ));
+        .layer(timed);
     Router::new()
         .route("/healthz", get(status::healthz))
         .merge(signed_reads)
         .merge(writes)
-        .fallback(not_found)
-        .layer(tower::limit::ConcurrencyLimitLayer::new(
-            MAX_CONCURRENT_REQUESTS,
-        ))
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_route)
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
         .with_state(daemon)
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::NotFound(format!("route {}", deploys::quote_id(uri.path())))
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("route {method} {}", deploys::quote_id(uri.path())))
+}
+
+/// Ends a request that takes too long with a JSON error, like every other.
+async fn answer_within_timeout(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::BadRequest(format!("the request took longer than {REQUEST_TIMEOUT:?}"))
+            .into_response(),
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then lets
@@ -76,7 +86,5 @@ pub async fn serve(
     daemon: Arc<Daemon>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(daemon))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    serve::serve_router(listener, router(daemon), shutdown).await
 }

@@ -31,6 +31,7 @@ pub fn status(daemon: &Daemon) -> StatusResponse {
         current_system,
         booted_system: read_link(&activation.booted_system),
         generations: Profile::new(&activation.system_profile).generations(),
+        current_deploy: daemon.current_deploy(),
         active_deploy: running.as_ref().map(summary),
         last_deploy: last.as_ref().map(summary),
         daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -47,13 +48,18 @@ fn current_reboot_required(daemon: &Daemon, current: Option<&str>) -> bool {
     })
 }
 
-fn summary(record: &DeployRecord) -> DeploySummary {
+/// A deploy's summary.
+pub fn summary(record: &DeployRecord) -> DeploySummary {
     DeploySummary {
         deploy_id: record.deploy_id.clone(),
         state: record.state,
         store_path: record.store_path.clone(),
         rev: record.rev.clone(),
         finished_at_ms: record.finished_at_ms,
+        error: record
+            .error
+            .as_ref()
+            .map(|error| format!("{}: {}", error.code, error.message)),
     }
 }
 

@@ -62,6 +62,22 @@ fn failure(code: &str, message: impl Into<String>) -> DeployFailure {
     }
 }
 
+/// Starts deploy `id` in the background; should its task panic, the deploy
+/// still ends (`failed`, `internal`) instead of blocking the host for ever.
+pub fn spawn(daemon: Arc<Daemon>, id: DeployId) {
+    tokio::spawn(async move {
+        let task = tokio::spawn(run(daemon.clone(), id.clone()));
+        if let Err(error) = task.await {
+            log::error!(deploy_id = id.as_str(); "deploy {id}: its task ended abnormally: {error}");
+            let failure = failure(
+                "internal",
+                "the deploy's task ended abnormally; see the host's log",
+            );
+            let _ = daemon.finish(&id, DeployState::Failed, Some(failure));
+        }
+    });
+}
+
 /// Runs (or resumes) deploy `id` to its end.
 pub async fn run(daemon: Arc<Daemon>, id: DeployId) {
     let ending = match drive(&daemon, &id).await {
@@ -157,25 +173,45 @@ async fn activate(
         deploy.progress.profile_change_started = action.sets_profile();
     })?;
     if action.sets_profile() {
-        let set = nix::set_profile(&daemon.config, &system);
-        if let Err(error) = command::run(&set, |line| daemon.log(id, line)).await {
-            // `nix-env --set` replaces the profile link atomically, or not at all.
+        // A requested rollback moves the profile back; a deploy adds a generation.
+        let change = match deploy.progress.rollback_to_generation {
+            Some(number) => nix::switch_generation(&daemon.config, number),
+            None => nix::set_profile(&daemon.config, &system),
+        };
+        if let Err(error) = command::run(&change, |line| daemon.log(id, line)).await {
+            // `nix-env` replaces the profile link atomically, or not at all.
             return Ok(Ending::failed(
                 "profile_failed",
                 format!("setting the system profile failed: {error}"),
             ));
         }
     }
-    let launch = match switch::launch(daemon, id, FORWARD_SWITCH, (system.as_str(), action)).await {
-        Ok(launch) => launch,
-        Err(error) => {
-            let why = format!("switch-to-configuration could not start: {error}");
-            return roll_back(daemon, id, why).await;
-        }
-    };
-    let deploy = daemon.update(id, |deploy| deploy.progress.switch = Some(launch.clone()))?;
-    let outcome = switch::wait(daemon, id, &launch).await;
-    conclude_switch(daemon, id, &deploy, outcome).await
+    let outcome = run_switch(daemon, id, FORWARD_SWITCH, (system.as_str(), action)).await?;
+    conclude_switch(daemon, id, deploy, outcome).await
+}
+
+/// Plans switch `n`, writes the plan into the record, starts it, waits.
+async fn run_switch(
+    daemon: &Daemon,
+    id: &DeployId,
+    n: u32,
+    target: (&str, Action),
+) -> Result<SwitchOutcome, StateError> {
+    let launch = switch::plan(daemon, id, n, target);
+    daemon.update(id, |deploy| {
+        let slot = if n == FORWARD_SWITCH {
+            &mut deploy.progress.switch
+        } else {
+            &mut deploy.progress.rollback_switch
+        };
+        *slot = Some(launch.clone());
+    })?;
+    if let Err(error) = switch::start(daemon, id, &launch).await {
+        return Ok(SwitchOutcome::Failed(format!(
+            "switch-to-configuration could not start: {error}"
+        )));
+    }
+    Ok(switch::wait(daemon, id, &launch).await)
 }
 
 /// After the new system's switch ended: succeed, or roll back.
@@ -187,31 +223,51 @@ async fn conclude_switch(
 ) -> Result<Ending, StateError> {
     let action = deploy.record.action;
     match outcome {
+        SwitchOutcome::NeverStarted => undo_profile(daemon, id, "the switch never started").await,
         SwitchOutcome::Failed(why) if action == Action::DryActivate => Ok(Ending::failed(
             "switch_failed",
             format!("dry-activate failed: {why}"),
         )),
         SwitchOutcome::Failed(why) => roll_back(daemon, id, why).await,
         SwitchOutcome::Succeeded => {
-            let system = deploy.record.store_path.as_str();
-            if action == Action::Test {
-                let root = gc_root(daemon, "test")?;
-                let keep = nix::add_gc_root(&daemon.config, system, &root);
-                if let Err(error) = command::run(&keep, |line| daemon.log(id, line)).await {
-                    daemon.log(
-                        id,
-                        &format!("deployd: could not keep a GC root for the test system: {error}"),
-                    );
-                }
-            }
-            if action != Action::DryActivate {
-                let booted = &daemon.config.file.activation.booted_system;
-                let reboot = reboot_required(Path::new(system), booted);
-                let deploy = daemon.update(id, |deploy| deploy.record.reboot_required = reboot)?;
-                daemon.set_active(&deploy.record)?;
-            }
+            record_success(daemon, id, deploy).await;
             Ok(Ending::succeeded())
         }
+    }
+}
+
+/// The new system is active: keep what a success keeps. The switch has run,
+/// so nothing here may turn the deploy into a failure; problems are logged.
+async fn record_success(daemon: &Daemon, id: &DeployId, deploy: &StoredDeploy) {
+    let action = deploy.record.action;
+    let system = deploy.record.store_path.as_str();
+    if action == Action::Test {
+        let kept = match gc_root(daemon, "test") {
+            Ok(root) => command::run(&nix::add_gc_root(&daemon.config, system, &root), |line| {
+                daemon.log(id, line)
+            })
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = kept {
+            daemon.log(
+                id,
+                &format!("deployd: could not keep a GC root for the test system: {error}"),
+            );
+        }
+    }
+    if action == Action::DryActivate {
+        return;
+    }
+    let booted = &daemon.config.file.activation.booted_system;
+    let reboot = reboot_required(Path::new(system), booted);
+    let recorded = daemon
+        .update(id, |deploy| deploy.record.reboot_required = reboot)
+        .and_then(|deploy| daemon.set_active(&deploy.record));
+    if let Err(error) = recorded {
+        log::error!(deploy_id = id.as_str(); "deploy {id} succeeded but could not be recorded as active: {error:#?}");
     }
 }
 
@@ -240,44 +296,25 @@ async fn roll_back(daemon: &Daemon, id: &DeployId, why: String) -> Result<Ending
             ));
         }
     }
-    let launch =
-        match switch::launch(daemon, id, ROLLBACK_SWITCH, (previous.as_str(), action)).await {
-            Ok(launch) => launch,
-            Err(error) => {
-                return Ok(Ending::failed(
-                    "rollback_failed",
-                    format!("{why}; the previous system's switch could not start: {error}"),
-                ))
-            }
-        };
-    daemon.update(id, |deploy| {
-        deploy.progress.rollback_switch = Some(launch.clone())
-    })?;
-    conclude_rollback(daemon, id, &launch, why).await
+    let outcome = run_switch(daemon, id, ROLLBACK_SWITCH, (previous.as_str(), action)).await?;
+    Ok(conclude_rollback(&previous, outcome, why))
 }
 
-async fn conclude_rollback(
-    daemon: &Daemon,
-    id: &DeployId,
-    launch: &crate::state::SwitchLaunch,
-    why: String,
-) -> Result<Ending, StateError> {
-    Ok(match switch::wait(daemon, id, launch).await {
+fn conclude_rollback(previous: &str, outcome: SwitchOutcome, why: String) -> Ending {
+    match outcome {
         SwitchOutcome::Succeeded => Ending::rolled_back(
             "switch_failed",
-            format!(
-                "{why}; the previous system {} is active again",
-                launch.system
-            ),
+            format!("{why}; the previous system {previous} is active again"),
         ),
         SwitchOutcome::Failed(rollback_why) => Ending::failed(
             "rollback_failed",
-            format!(
-                "{why}; switching back to {} failed too: {rollback_why}",
-                launch.system
-            ),
+            format!("{why}; switching back to {previous} failed too: {rollback_why}"),
         ),
-    })
+        SwitchOutcome::NeverStarted => Ending::failed(
+            "rollback_failed",
+            format!("{why}; the switch back to {previous} never started"),
+        ),
+    }
 }
 
 /// Finishes a deploy that a previous daemon left in `activating`.
@@ -292,37 +329,55 @@ async fn resume_activation(
     );
     let progress = &deploy.progress;
     if let Some(launch) = &progress.rollback_switch {
-        return conclude_rollback(daemon, id, launch, "the switch failed".into()).await;
+        let why = "the switch failed".to_owned();
+        let outcome = match switch::wait(daemon, id, launch).await {
+            // Planned but never started: it has not run, so run it now.
+            SwitchOutcome::NeverStarted => match switch::start(daemon, id, launch).await {
+                Ok(()) => switch::wait(daemon, id, launch).await,
+                Err(error) => SwitchOutcome::Failed(error.to_string()),
+            },
+            outcome => outcome,
+        };
+        return Ok(conclude_rollback(&launch.system, outcome, why));
     }
     if let Some(launch) = &progress.switch {
         // Never run it again: wait for the one that was started.
         let outcome = switch::wait(daemon, id, launch).await;
         return conclude_switch(daemon, id, deploy, outcome).await;
     }
+    undo_profile(daemon, id, "deployd stopped before the switch ran").await
+}
+
+/// Nothing was activated: set the profile back if this deploy moved it.
+async fn undo_profile(daemon: &Daemon, id: &DeployId, why: &str) -> Result<Ending, StateError> {
+    let Some(deploy) = daemon.deploy(id.as_str()) else {
+        return Ok(Ending::failed("internal", "the deploy's record vanished"));
+    };
+    let progress = &deploy.progress;
     let profile = Profile::new(&daemon.config.file.activation.system_profile);
     let profile_moved = progress.profile_change_started
         && profile.current_generation() != progress.previous_generation;
     match (profile_moved, progress.previous_generation) {
         (false, _) => Ok(Ending::failed(
             "interrupted",
-            "deployd stopped before the switch ran; nothing was changed",
+            format!("{why}; nothing was changed"),
         )),
         (true, Some(number)) => {
             let back = nix::switch_generation(&daemon.config, number);
             match command::run(&back, |line| daemon.log(id, line)).await {
                 Ok(_) => Ok(Ending::rolled_back(
                     "interrupted",
-                    format!("deployd stopped before the switch ran; the profile is back at generation {number}"),
+                    format!("{why}; the profile is back at generation {number}"),
                 )),
                 Err(error) => Ok(Ending::failed(
                     "rollback_failed",
-                    format!("deployd stopped before the switch ran, and setting the profile back failed: {error}"),
+                    format!("{why}, and setting the profile back failed: {error}"),
                 )),
             }
         }
         (true, None) => Ok(Ending::failed(
             "interrupted",
-            "deployd stopped before the switch ran; the profile holds the new system, which was never activated",
+            format!("{why}; the profile holds the new system, which was never activated"),
         )),
     }
 }

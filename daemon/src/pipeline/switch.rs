@@ -1,10 +1,15 @@
 //! Running `switch-to-configuration` so that it outlives deployd: a switch
 //! that restarts deployd itself must still complete, and its outcome must
 //! still be known. With systemd it runs in a transient unit
-//! (`systemd-run`); without, as a detached process in its own session.
-//! Either way a small wrapper writes its exit status to a file when it ends,
-//! and the daemon (this one, or the next after a restart) waits for that
-//! file while it streams the switch's output into the deploy's log.
+//! (`systemd-run`); without, as a detached process in its own process group.
+//! Either way a small wrapper writes its pid when it starts and the script's
+//! exit status when it ends, and the daemon (this one, or the next after a
+//! restart) waits for that status while it streams the switch's output into
+//! the deploy's log.
+//!
+//! A launch is planned (its files named) and written into the deploy's
+//! record before it is started, so a restarted daemon always knows whether a
+//! switch may have run.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,31 +20,38 @@ use crate::command::{self, CommandError, Invocation};
 use crate::daemon::Daemon;
 use crate::state::SwitchLaunch;
 
-/// Writes the script's exit status atomically once it ends.
-/// `$1` script, `$2` action, `$3` status file.
-const WRAPPER: &str = r#""$1" "$2"; echo $? > "$3.tmp" && mv "$3.tmp" "$3""#;
+/// Writes the wrapper's pid, runs the script, writes its exit status; both
+/// files atomically. `$1` script, `$2` action, `$3` status file, `$4` pid file.
+const WRAPPER: &str =
+    r#"echo $$ > "$4.tmp" && mv "$4.tmp" "$4"; "$1" "$2"; echo $? > "$3.tmp" && mv "$3.tmp" "$3""#;
 
 /// How often a running switch is looked at.
 const POLL: Duration = Duration::from_millis(100);
+/// How long a planned switch may take to write its pid before it counts as
+/// never started.
+const START_GRACE: Duration = Duration::from_secs(10);
 
 /// How a switch ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwitchOutcome {
     /// Exit status 0.
     Succeeded,
-    /// Another exit status, or it vanished, or it ran out of time.
+    /// Another exit status, or it vanished, or it ran out of time (and was stopped).
     Failed(String),
+    /// It was planned but never started (the daemon stopped in between).
+    NeverStarted,
 }
 
 /// The argv of a detached switch: the wrapper around the system's script.
-pub fn wrapper_argv(system: &str, action: Action, status_file: &Path) -> Vec<String> {
+pub fn wrapper_argv(launch: &SwitchLaunch) -> Vec<String> {
     vec![
         "-c".into(),
         WRAPPER.into(),
         "deployd-switch".into(),
-        format!("{system}/bin/switch-to-configuration"),
-        action.as_str().into(),
-        status_file.to_string_lossy().into_owned(),
+        format!("{}/bin/switch-to-configuration", launch.system),
+        launch.action.as_str().into(),
+        launch.status_file.to_string_lossy().into_owned(),
+        launch.pid_file.to_string_lossy().into_owned(),
     ]
 }
 
@@ -48,49 +60,68 @@ pub fn unit_name(id: &DeployId, n: u32) -> String {
     format!("deployd-switch-{id}-{n}")
 }
 
-/// Starts the `n`th switch of deploy `id`: `system`'s script with `action`.
-pub async fn launch(
+/// Names the files of deploy `id`'s `n`th switch: `system`'s script with `action`.
+pub fn plan(
     daemon: &Daemon,
     id: &DeployId,
     n: u32,
     (system, action): (&str, Action),
-) -> Result<SwitchLaunch, CommandError> {
-    let (log_file, status_file) = daemon.switch_files(id, n);
-    let _ = std::fs::remove_file(&status_file);
-    let wrapper = wrapper_argv(system, action, &status_file);
-    let activation = &daemon.config.file.activation;
-    let (pid, unit) = if daemon.systemd {
-        let unit = unit_name(id, n);
-        let mut args = vec![
-            format!("--unit={unit}"),
-            "--description=deployd switch-to-configuration".into(),
-            "--collect".into(),
-            format!("--property=StandardOutput=append:{}", log_file.display()),
-            format!("--property=StandardError=append:{}", log_file.display()),
-            "/bin/sh".into(),
-        ];
-        args.extend(wrapper);
-        let invocation = Invocation::new(&activation.systemd_run, args, Duration::from_secs(30));
-        command::run(&invocation, |line| daemon.log(id, line)).await?;
-        (None, Some(unit))
-    } else {
-        let invocation = Invocation::new("/bin/sh", wrapper, daemon.config.switch_timeout());
-        (Some(command::spawn_detached(&invocation, &log_file)?), None)
-    };
-    Ok(SwitchLaunch {
+) -> SwitchLaunch {
+    let (log_file, status_file, pid_file) = daemon.switch_files(id, n);
+    SwitchLaunch {
         system: system.to_owned(),
         action,
-        pid,
-        unit,
+        unit: daemon.systemd.then(|| unit_name(id, n)),
         log_file,
         status_file,
-    })
+        pid_file,
+    }
 }
 
-/// Waits for a launched switch to end, streaming its output into the
-/// deploy's log from `from_byte` on. Gives up after the switch timeout.
+/// Starts a planned switch.
+pub async fn start(
+    daemon: &Daemon,
+    id: &DeployId,
+    launch: &SwitchLaunch,
+) -> Result<(), CommandError> {
+    for stale in [&launch.status_file, &launch.pid_file] {
+        let _ = std::fs::remove_file(stale);
+    }
+    let wrapper = wrapper_argv(launch);
+    match &launch.unit {
+        Some(unit) => {
+            let mut args = vec![
+                format!("--unit={unit}"),
+                "--description=deployd switch-to-configuration".into(),
+                "--collect".into(),
+                format!(
+                    "--property=StandardOutput=append:{}",
+                    launch.log_file.display()
+                ),
+                format!(
+                    "--property=StandardError=append:{}",
+                    launch.log_file.display()
+                ),
+                "/bin/sh".into(),
+            ];
+            args.extend(wrapper);
+            let systemd_run = &daemon.config.file.activation.systemd_run;
+            let invocation = Invocation::new(systemd_run, args, Duration::from_secs(30));
+            command::run(&invocation, |line| daemon.log(id, line)).await?;
+        }
+        None => {
+            let invocation = Invocation::new("/bin/sh", wrapper, daemon.config.switch_timeout());
+            command::spawn_detached(&invocation, &launch.log_file)?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits for a switch to end, streaming its output into the deploy's log.
+/// Stops it when it runs past the switch timeout.
 pub async fn wait(daemon: &Daemon, id: &DeployId, launch: &SwitchLaunch) -> SwitchOutcome {
-    let deadline = tokio::time::Instant::now() + daemon.config.switch_timeout();
+    let started = tokio::time::Instant::now();
+    let timeout = daemon.config.switch_timeout();
     let mut offset = 0;
     loop {
         offset = stream_new_output(daemon, id, &launch.log_file, offset);
@@ -98,20 +129,50 @@ pub async fn wait(daemon: &Daemon, id: &DeployId, launch: &SwitchLaunch) -> Swit
             stream_new_output(daemon, id, &launch.log_file, offset);
             return outcome;
         }
-        if !still_running(daemon, launch).await {
-            // It may have written its status just before we looked.
-            if let Some(outcome) = read_status(&launch.status_file) {
-                return outcome;
+        match read_pid(&launch.pid_file) {
+            None if started.elapsed() > START_GRACE => return SwitchOutcome::NeverStarted,
+            Some(pid) if !process_runs(pid) => {
+                // It may have written its status just before we looked.
+                return read_status(&launch.status_file).unwrap_or_else(|| {
+                    SwitchOutcome::Failed(
+                        "switch-to-configuration ended without reporting its exit status".into(),
+                    )
+                });
             }
-            return SwitchOutcome::Failed(
-                "switch-to-configuration ended without reporting its exit status".into(),
-            );
+            _ => {}
         }
-        if tokio::time::Instant::now() >= deadline {
+        if started.elapsed() > timeout {
+            stop(daemon, id, launch).await;
             return SwitchOutcome::Failed(format!(
-                "switch-to-configuration did not finish within {:?}",
-                daemon.config.switch_timeout()
+                "switch-to-configuration did not finish within {timeout:?} and was stopped"
             ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Stops a switch and everything it started, and waits until it is gone.
+async fn stop(daemon: &Daemon, id: &DeployId, launch: &SwitchLaunch) {
+    let invocation = match (&launch.unit, read_pid(&launch.pid_file)) {
+        (Some(unit), _) => Invocation::new(
+            &daemon.config.file.activation.systemctl,
+            ["stop", unit.as_str()],
+            Duration::from_secs(60),
+        ),
+        // The wrapper leads its own process group: kill the group.
+        (None, Some(pid)) => Invocation::new(
+            "kill",
+            ["-KILL", "--", &format!("-{pid}")],
+            Duration::from_secs(10),
+        ),
+        (None, None) => return,
+    };
+    if let Err(error) = command::run(&invocation, |line| daemon.log(id, line)).await {
+        daemon.log(id, &format!("deployd: stopping the switch failed: {error}"));
+    }
+    for _ in 0..100 {
+        if !read_pid(&launch.pid_file).is_some_and(process_runs) {
+            return;
         }
         tokio::time::sleep(POLL).await;
     }
@@ -125,19 +186,8 @@ fn read_status(path: &Path) -> Option<SwitchOutcome> {
     })
 }
 
-async fn still_running(daemon: &Daemon, launch: &SwitchLaunch) -> bool {
-    if let Some(pid) = launch.pid {
-        return process_runs(pid);
-    }
-    let Some(unit) = &launch.unit else {
-        return false;
-    };
-    let invocation = Invocation::new(
-        &daemon.config.file.activation.systemctl,
-        ["is-active", "--quiet", unit.as_str()],
-        Duration::from_secs(10),
-    );
-    command::run(&invocation, |_| {}).await.is_ok()
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// Whether `pid` is a live process (not a zombie).
@@ -154,13 +204,14 @@ fn process_runs(pid: u32) -> bool {
 /// Copies the lines added to `log_file` since `offset` into the deploy's log;
 /// returns the new offset (at a line end).
 fn stream_new_output(daemon: &Daemon, id: &DeployId, log_file: &Path, offset: u64) -> u64 {
-    let Ok(bytes) = std::fs::read(log_file) else {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(log_file) else {
         return offset;
     };
-    let start = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    let new = &bytes[start..];
+    let mut new = Vec::new();
+    if file.seek(SeekFrom::Start(offset)).is_err() || file.read_to_end(&mut new).is_err() {
+        return offset;
+    }
     let Some(last_newline) = new.iter().rposition(|b| *b == b'\n') else {
         return offset;
     };
@@ -173,21 +224,33 @@ fn stream_new_output(daemon: &Daemon, id: &DeployId, log_file: &Path, offset: u6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    fn launch(dir: &Path, system: &str) -> SwitchLaunch {
+        SwitchLaunch {
+            system: system.to_owned(),
+            action: Action::Switch,
+            unit: None,
+            log_file: dir.join("switch.log"),
+            status_file: dir.join("switch.status"),
+            pid_file: dir.join("switch.pid"),
+        }
+    }
 
     #[test]
-    fn the_wrapper_runs_the_script_and_records_its_status() {
-        let argv = wrapper_argv(
-            "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-x",
-            Action::Switch,
-            Path::new("/var/lib/deployd/deploys/d.switch-1.status"),
-        );
+    fn the_wrapper_runs_the_script_and_records_its_status_and_pid() {
+        let argv = wrapper_argv(&launch(
+            Path::new("/s"),
+            "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-x",
+        ));
         assert_eq!(argv[0], "-c");
         assert_eq!(
             argv[3..],
             [
-                "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-x/bin/switch-to-configuration",
+                "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-x/bin/switch-to-configuration",
                 "switch",
-                "/var/lib/deployd/deploys/d.switch-1.status"
+                "/s/switch.status",
+                "/s/switch.pid"
             ]
         );
         assert_eq!(
@@ -206,7 +269,7 @@ mod tests {
                 SwitchOutcome::Failed("switch-to-configuration exited with status 3".into()),
             ),
         ] {
-            let system = dir.path().join("system");
+            let system: PathBuf = dir.path().join("system");
             std::fs::create_dir_all(system.join("bin")).expect("dir");
             let script_path = system.join("bin/switch-to-configuration");
             std::fs::write(&script_path, format!("#!/bin/sh\n{script}\n")).expect("write");
@@ -215,15 +278,15 @@ mod tests {
                 .arg(&script_path)
                 .status()
                 .expect("chmod");
-            let status = dir.path().join("status");
-            let _ = std::fs::remove_file(&status);
-            let argv = wrapper_argv(&system.to_string_lossy(), Action::Switch, &status);
+            let launch = launch(dir.path(), &system.to_string_lossy());
+            let _ = std::fs::remove_file(&launch.status_file);
             let ran = std::process::Command::new("/bin/sh")
-                .args(&argv)
+                .args(wrapper_argv(&launch))
                 .status()
                 .expect("sh");
             assert!(ran.success());
-            assert_eq!(read_status(&status), Some(expected));
+            assert_eq!(read_status(&launch.status_file), Some(expected));
+            assert!(read_pid(&launch.pid_file).is_some());
         }
     }
 }

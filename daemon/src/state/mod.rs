@@ -7,10 +7,11 @@
 //! state_dir/
 //!   nonces.json                 seen nonces, until they expire
 //!   active.json                 the deploy that made the active system
-//!   deploys/<id>.json           a deploy's record and progress
-//!   deploys/<id>.envelope       the envelope it came in (retries compare it)
-//!   deploys/<id>.log            its full log
-//!   deploys/<id>.switch-<n>.*   a detached switch's output and exit status
+//!   deploys/<id>/record.json    a deploy's record and progress
+//!   deploys/<id>/envelope       the envelope it came in (retries compare it)
+//!   deploys/<id>/log            its full log
+//!   deploys/<id>/switch-<n>.*   a detached switch's output, pid and exit status
+//!   unreadable/<id>/            a deploy whose record could not be read at start
 //!   gc-roots/                   roots for what was fetched or `test`-activated
 //! ```
 

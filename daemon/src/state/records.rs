@@ -8,6 +8,9 @@ use deployd_protocol::{Action, DeployId, StorePath};
 
 use super::{read_json, write_atomically, write_json, StateError};
 
+/// The record's file name inside a deploy's directory.
+const RECORD_FILE: &str = "record.json";
+
 /// A deploy as the daemon keeps it: the public record plus what it needs to
 /// finish the deploy truthfully after a restart.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -32,23 +35,28 @@ pub struct Progress {
     pub switch: Option<SwitchLaunch>,
     /// The switch back to the previous system, once launched.
     pub rollback_switch: Option<SwitchLaunch>,
+    /// For a requested rollback: the generation to return to (the profile
+    /// moves back to it instead of gaining a new generation).
+    #[serde(default)]
+    pub rollback_to_generation: Option<u64>,
 }
 
-/// A `switch-to-configuration` started so that it outlives the daemon.
+/// A `switch-to-configuration` that outlives the daemon, written down before
+/// it is started.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SwitchLaunch {
     /// The system whose script runs.
     pub system: String,
     /// The action it was given.
     pub action: Action,
-    /// Its pid (the wrapper's), when started without systemd.
-    pub pid: Option<u32>,
     /// Its transient unit, when started through systemd.
     pub unit: Option<String>,
     /// Where its output goes.
     pub log_file: PathBuf,
     /// Where its exit status appears when it ends.
     pub status_file: PathBuf,
+    /// Where its wrapper writes its pid as it starts.
+    pub pid_file: PathBuf,
 }
 
 /// The deploy that made the active system, for downgrade protection.
@@ -60,6 +68,9 @@ pub struct ActiveDeploy {
     pub issued_at: u64,
     /// Its system.
     pub store_path: StorePath,
+    /// The revision it was built from.
+    #[serde(default)]
+    pub rev: Option<deployd_protocol::Revision>,
 }
 
 /// All deploy records: the last `history_limit` finished ones and any
@@ -91,18 +102,16 @@ impl DeployStore {
             source,
         })?;
         for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
+            let path = entry.path().join(RECORD_FILE);
             match read_json::<StoredDeploy>(&path) {
                 Ok(Some(deploy)) => {
                     by_sequence.insert(deploy.progress.sequence, deploy);
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    let aside = path.with_extension("json.unreadable");
-                    let _ = std::fs::rename(&path, &aside);
+                    let aside = state_dir.join("unreadable").join(entry.file_name());
+                    let _ = std::fs::create_dir_all(state_dir.join("unreadable"));
+                    let _ = std::fs::rename(entry.path(), &aside);
                     problems.push(format!("{error}; moved to {}", aside.display()));
                 }
             }
@@ -127,9 +136,15 @@ impl DeployStore {
             .map_or(1, |last| last + 1)
     }
 
-    /// Adds a new deploy: its envelope first, then its record; then drops
-    /// the oldest finished deploys beyond the history limit.
+    /// Adds a new deploy: its directory, its envelope, then its record; then
+    /// drops the oldest finished deploys beyond the history limit.
     pub fn insert(&mut self, deploy: StoredDeploy, envelope: &[u8]) -> Result<(), StateError> {
+        let dir = self.deploy_dir(&deploy.record.deploy_id);
+        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
+            action: "creating",
+            path: dir.clone(),
+            source,
+        })?;
         write_atomically(&self.envelope_file(&deploy.record.deploy_id), envelope)?;
         self.save(&deploy)?;
         self.by_sequence.insert(deploy.progress.sequence, deploy);
@@ -138,11 +153,14 @@ impl DeployStore {
     }
 
     /// Writes a deploy's record (before the step it announces is taken).
+    ///
+    /// Memory takes the change even when the disk refuses it, so a deploy
+    /// that ends while its record cannot be written still ends here (and
+    /// the host is not `busy` for ever).
     pub fn save(&mut self, deploy: &StoredDeploy) -> Result<(), StateError> {
-        write_json(&self.record_file(&deploy.record.deploy_id), deploy)?;
         self.by_sequence
             .insert(deploy.progress.sequence, deploy.clone());
-        Ok(())
+        write_json(&self.record_file(&deploy.record.deploy_id), deploy)
     }
 
     /// Adds a line to a deploy's log tail, in memory (it is written with the
@@ -171,20 +189,7 @@ impl DeployStore {
         let excess = finished.len().saturating_sub(self.history_limit);
         for sequence in finished.into_iter().take(excess) {
             if let Some(deploy) = self.by_sequence.remove(&sequence) {
-                let id = &deploy.record.deploy_id;
-                let (switch_log, switch_status) = self.switch_files(id, 1);
-                let (rollback_log, rollback_status) = self.switch_files(id, 2);
-                for path in [
-                    self.record_file(id),
-                    self.envelope_file(id),
-                    self.log_file(id),
-                    switch_log,
-                    switch_status,
-                    rollback_log,
-                    rollback_status,
-                ] {
-                    let _ = std::fs::remove_file(path);
-                }
+                let _ = std::fs::remove_dir_all(self.deploy_dir(&deploy.record.deploy_id));
             }
         }
     }
@@ -234,26 +239,33 @@ impl DeployStore {
         Ok(())
     }
 
+    /// A deploy's directory: everything of one deploy, removed together.
+    pub fn deploy_dir(&self, id: &DeployId) -> PathBuf {
+        self.dir.join(id.as_str())
+    }
+
     /// A deploy's record file.
     pub fn record_file(&self, id: &DeployId) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
+        self.deploy_dir(id).join(RECORD_FILE)
     }
 
     /// A deploy's envelope file.
     pub fn envelope_file(&self, id: &DeployId) -> PathBuf {
-        self.dir.join(format!("{id}.envelope"))
+        self.deploy_dir(id).join("envelope")
     }
 
     /// A deploy's full log.
     pub fn log_file(&self, id: &DeployId) -> PathBuf {
-        self.dir.join(format!("{id}.log"))
+        self.deploy_dir(id).join("log")
     }
 
-    /// The output and status files of a deploy's `n`th detached switch.
-    pub fn switch_files(&self, id: &DeployId, n: u32) -> (PathBuf, PathBuf) {
+    /// The output, status and pid files of a deploy's `n`th detached switch.
+    pub fn switch_files(&self, id: &DeployId, n: u32) -> (PathBuf, PathBuf, PathBuf) {
+        let dir = self.deploy_dir(id);
         (
-            self.dir.join(format!("{id}.switch-{n}.log")),
-            self.dir.join(format!("{id}.switch-{n}.status")),
+            dir.join(format!("switch-{n}.log")),
+            dir.join(format!("switch-{n}.status")),
+            dir.join(format!("switch-{n}.pid")),
         )
     }
 }
@@ -309,8 +321,9 @@ mod tests {
             .map(|d| d.record.deploy_id.to_string())
             .collect();
         assert_eq!(kept, ["d6", "d5", "d4", "d3"]);
-        assert!(!store.record_file(&"d1".parse().expect("id")).exists());
+        assert!(!store.deploy_dir(&"d1".parse().expect("id")).exists());
         assert!(!store.envelope_file(&"d2".parse().expect("id")).exists());
+        assert!(store.envelope_file(&"d3".parse().expect("id")).exists());
 
         let (reloaded, problems) = DeployStore::load(dir.path(), 3).expect("reload");
         assert!(problems.is_empty());
@@ -327,11 +340,11 @@ mod tests {
     #[test]
     fn an_unreadable_record_is_moved_aside() {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir_all(dir.path().join("deploys")).expect("dir");
-        std::fs::write(dir.path().join("deploys/broken.json"), "{").expect("write");
+        std::fs::create_dir_all(dir.path().join("deploys/broken")).expect("dir");
+        std::fs::write(dir.path().join("deploys/broken/record.json"), "{").expect("write");
         let (store, problems) = DeployStore::load(dir.path(), 3).expect("load");
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(store.newest_first().next().is_none());
-        assert!(dir.path().join("deploys/broken.json.unreadable").exists());
+        assert!(dir.path().join("unreadable/broken/record.json").exists());
     }
 }

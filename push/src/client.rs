@@ -1,0 +1,222 @@
+//! Talking to deployd hosts over HTTP: signed requests, status, records, and
+//! the event stream (Server-Sent Events, parsed here).
+
+use std::time::Duration;
+
+use deployd_protocol::api::{DeployAccepted, DeployRecord, StatusResponse};
+use deployd_protocol::ErrorBody;
+use futures_util::stream::{self, Stream, StreamExt};
+
+use crate::inventory::Target;
+
+/// How long connecting to a host may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a plain request may take (event streams have no limit).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a host did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// It could not be reached.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// It answered with an error.
+    #[error("{}: {}", .0.error, .0.message)]
+    Refused(ErrorBody),
+    /// It answered something that is not deployd's API.
+    #[error("unexpected answer: {0}")]
+    Protocol(String),
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// Its `event:` name.
+    pub name: String,
+    /// Its `data:`.
+    pub data: String,
+}
+
+/// An HTTP client for deployd hosts.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client with bounded connect times.
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Client { http }
+    }
+
+    /// A client that opens a new connection for every request.
+    pub fn fresh() -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Client { http }
+    }
+
+    /// Sends a signed envelope to `path`.
+    pub async fn send_signed(
+        &self,
+        target: &Target,
+        path: &str,
+        envelope: Vec<u8>,
+    ) -> Result<DeployAccepted, HostError> {
+        let request = self
+            .http
+            .post(format!("{}{path}", target.url))
+            .header("content-type", "application/json")
+            .timeout(REQUEST_TIMEOUT)
+            .body(envelope);
+        answer(request.send().await).await
+    }
+
+    /// The host's status.
+    pub async fn status(&self, target: &Target) -> Result<StatusResponse, HostError> {
+        self.get(target, "/v1/status").await
+    }
+
+    /// A deploy's record.
+    pub async fn record(&self, target: &Target, id: &str) -> Result<DeployRecord, HostError> {
+        self.get(target, &format!("/v1/deploys/{id}")).await
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        target: &Target,
+        path: &str,
+    ) -> Result<T, HostError> {
+        let request = self
+            .http
+            .get(format!("{}{path}", target.url))
+            .timeout(REQUEST_TIMEOUT);
+        answer(request.send().await).await
+    }
+
+    /// A deploy's event stream, from its first event.
+    pub async fn events(
+        &self,
+        target: &Target,
+        id: &str,
+    ) -> Result<impl Stream<Item = Result<SseEvent, HostError>>, HostError> {
+        let response = self
+            .http
+            .get(format!("{}/v1/deploys/{id}/events", target.url))
+            .send()
+            .await
+            .map_err(|error| HostError::Unreachable(error.to_string()))?;
+        let response = check(response).await?;
+        let chunks = response
+            .bytes_stream()
+            .map(|chunk| chunk.map_err(|error| HostError::Unreachable(error.to_string())));
+        Ok(parse_sse(chunks))
+    }
+}
+
+async fn answer<T: serde::de::DeserializeOwned>(
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, HostError> {
+    let response = sent.map_err(|error| HostError::Unreachable(error.to_string()))?;
+    let response = check(response).await?;
+    response
+        .json()
+        .await
+        .map_err(|error| HostError::Protocol(error.to_string()))
+}
+
+async fn check(response: reqwest::Response) -> Result<reqwest::Response, HostError> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    match response.json::<ErrorBody>().await {
+        Ok(body) => Err(HostError::Refused(body)),
+        Err(_) => Err(HostError::Protocol(format!("HTTP {status}"))),
+    }
+}
+
+/// Turns a byte stream into Server-Sent Events.
+pub fn parse_sse<S>(chunks: S) -> impl Stream<Item = Result<SseEvent, HostError>>
+where
+    S: Stream<Item = Result<bytes::Bytes, HostError>> + Unpin,
+{
+    stream::unfold(
+        (
+            chunks,
+            String::new(),
+            SseEvent {
+                name: String::new(),
+                data: String::new(),
+            },
+        ),
+        |(mut chunks, mut buffer, mut event)| async move {
+            loop {
+                if let Some(end) = buffer.find('\n') {
+                    let line: String = buffer.drain(..=end).collect();
+                    let line = line.trim_end_matches(['\n', '\r']);
+                    if line.is_empty() {
+                        if !event.name.is_empty() || !event.data.is_empty() {
+                            let done = std::mem::replace(
+                                &mut event,
+                                SseEvent {
+                                    name: String::new(),
+                                    data: String::new(),
+                                },
+                            );
+                            return Some((Ok(done), (chunks, buffer, event)));
+                        }
+                    } else if let Some(value) = line.strip_prefix("event:") {
+                        event.name = value.trim().to_owned();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        if !event.data.is_empty() {
+                            event.data.push('\n');
+                        }
+                        event
+                            .data
+                            .push_str(value.strip_prefix(' ').unwrap_or(value));
+                    }
+                    continue;
+                }
+                match chunks.next().await {
+                    Some(Ok(bytes)) => buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                    Some(Err(error)) => return Some((Err(error), (chunks, buffer, event))),
+                    None => return None,
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn parses_events_split_across_chunks() {
+        let chunks = stream::iter(
+            [
+                "event: state\ndata: {\"a\"",
+                ":1}\n\n: keep-alive\n\nevent: log\r\ndata: one\ndata: two\n\n",
+                "event: done\ndata: {}\n\n",
+            ]
+            .map(|text| Ok(bytes::Bytes::from(text))),
+        );
+        let events: Vec<SseEvent> = parse_sse(chunks).map(|e| e.expect("event")).collect().await;
+        let pairs: Vec<(&str, &str)> = events
+            .iter()
+            .map(|e| (e.name.as_str(), e.data.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [("state", "{\"a\":1}"), ("log", "one\ntwo"), ("done", "{}")]
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! `push [--host H]... [--all] [REV]`: resolve the revision, refuse a
+//! downgrade, build every host's system, make sure the cache has it, send one
+//! signed deploy per host (`--parallel N` at a time), follow them live, and
+//! print a summary. One unreachable host never stops the others.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use deployd_protocol::{Action, HostName, Revision, StorePath};
+use tokio::sync::Semaphore;
+
+use crate::build::{build, BuildPlan};
+use crate::client::{Client, HostError};
+use crate::inventory::{Inventory, Target};
+use crate::keys::signing_key;
+use crate::outcome::{self, HostResult};
+use crate::progress::Progress;
+use crate::revision::FlakeRepository;
+use crate::session::Session;
+use crate::sign::{self, DeployDetails};
+
+/// Options of `push` (the deploy itself).
+#[derive(Debug, clap::Args)]
+pub struct DeployOptions {
+    /// Deploy to this host (repeat for several).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<HostName>,
+    /// Deploy to every host of the inventory.
+    #[arg(long)]
+    pub all: bool,
+    /// How to activate: switch, boot, test or dry-activate.
+    #[arg(long, default_value = "switch")]
+    pub action: Action,
+    /// The flake's directory (with push.toml at its root).
+    #[arg(long, default_value = ".")]
+    pub flake: PathBuf,
+    /// Build on this machine over SSH (ssh-ng) instead of here.
+    #[arg(long, value_name = "HOST")]
+    pub build_host: Option<String>,
+    /// The deploy key (secret); default DEPLOYD_KEY_FILE, then push.toml.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Magic rollback: hosts roll back unless push confirms within SECONDS.
+    #[arg(long, value_name = "SECONDS")]
+    pub confirm: Option<u64>,
+    /// Allow a revision that does not descend from the one a host runs.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Deploy to at most N hosts at once (default: all).
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Send the deploys and exit without following them.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// The git revision to deploy (a commit, branch, tag or short hash).
+    #[arg(default_value = "HEAD")]
+    pub rev: String,
+}
+
+/// Everything the per-host tasks share.
+struct Shared {
+    session: Session,
+    options: DeployOptions,
+    rev: Revision,
+    flake: String,
+}
+
+/// Runs `push`.
+pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
+    if options.parallel == Some(0) {
+        bail!("--parallel must be at least 1");
+    }
+    if let Some(0) | Some(3601..) = options.confirm {
+        bail!("--confirm must be 1 to 3600 seconds");
+    }
+    let inventory = Inventory::load(&options.flake)?;
+    let targets = inventory.select(&options.hosts, options.all)?;
+    let key = signing_key(options.key.as_deref(), &inventory, &options.flake)?;
+    let repository = FlakeRepository::open(&options.flake)?;
+    let rev = repository.resolve(&options.rev)?;
+    let flake = repository.flake_reference(&rev);
+    let client = Client::new();
+    let names: Vec<String> = targets.iter().map(|t| t.name.to_string()).collect();
+    let progress = Progress::new(&names);
+    eprintln!("push: revision {rev} to {}", names.join(", "));
+
+    // Ask each host what it runs; refuse to go back without --allow-downgrade.
+    let mut results = Vec::new();
+    let mut reachable = Vec::new();
+    for (target, status) in statuses(&client, &targets).await {
+        match status {
+            Err(error) => {
+                progress.phase(target.name.as_str(), "unreachable");
+                results.push(HostResult {
+                    host: target.name.to_string(),
+                    rev: Some(rev.clone()),
+                    result: outcome::Result::Unreachable(error.to_string()),
+                    elapsed: Default::default(),
+                });
+            }
+            Ok(status) => {
+                let running = status.current_deploy.and_then(|deploy| deploy.rev);
+                if let (Some(running), false) = (running, options.allow_downgrade) {
+                    if repository.descends_from(&rev, &running) != Some(true) {
+                        bail!(
+                            "{} runs {running}, and {rev} does not descend from it; pass --allow-downgrade to deploy it anyway",
+                            target.name
+                        );
+                    }
+                }
+                reachable.push(target);
+            }
+        }
+    }
+
+    let systems = if reachable.is_empty() {
+        Default::default()
+    } else {
+        let hosts: Vec<HostName> = reachable.iter().map(|t| t.name.clone()).collect();
+        let build_host = options
+            .build_host
+            .clone()
+            .or(inventory.defaults.build_host.clone());
+        let sign_key_file = inventory
+            .defaults
+            .sign_key_file
+            .as_ref()
+            .map(|path| options.flake.join(path));
+        let plan = BuildPlan {
+            flake: &flake,
+            hosts: &hosts,
+            build_host: build_host.as_deref(),
+            copy_to: inventory.defaults.copy_to.as_deref(),
+            sign_key_file: sign_key_file.as_deref(),
+        };
+        let note = |line: &str| eprintln!("build: {line}");
+        match build(&plan, note).await {
+            Ok(systems) => systems,
+            Err(error) => {
+                eprintln!("push: the build failed: {error:#}");
+                return Ok(std::process::ExitCode::from(1));
+            }
+        }
+    };
+
+    let session = Session {
+        client,
+        key,
+        progress,
+        no_wait: options.no_wait,
+        confirm: options.confirm.is_some(),
+    };
+    let shared = Arc::new(Shared {
+        session,
+        rev,
+        flake,
+        options,
+    });
+    let permits = Arc::new(Semaphore::new(
+        shared.options.parallel.unwrap_or(reachable.len().max(1)),
+    ));
+    let tasks: Vec<_> = reachable
+        .into_iter()
+        .filter_map(|target| {
+            systems
+                .get(&target.name)
+                .cloned()
+                .map(|system| (target, system))
+        })
+        .map(|(target, system)| {
+            let (shared, permits) = (shared.clone(), permits.clone());
+            tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                deploy_host(&shared, &target, &system).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        match task.await {
+            Ok(result) => results.push(result),
+            Err(error) => eprintln!("push: a host's task failed: {error}"),
+        }
+    }
+    results.sort_by(|a, b| a.host.cmp(&b.host));
+    print!("{}", outcome::summary(&results));
+    Ok(outcome::exit_code(&results))
+}
+
+async fn statuses(
+    client: &Client,
+    targets: &[Target],
+) -> Vec<(
+    Target,
+    Result<deployd_protocol::api::StatusResponse, HostError>,
+)> {
+    let asks = targets
+        .iter()
+        .map(|target| async move { (target.clone(), client.status(target).await) });
+    futures_util::future::join_all(asks).await
+}
+
+/// Sends one host its deploy and follows it.
+async fn deploy_host(shared: &Shared, target: &Target, system: &StorePath) -> HostResult {
+    let started = Instant::now();
+    let host = target.name.as_str();
+    let options = &shared.options;
+    let details = DeployDetails {
+        action: options.action,
+        flake: Some(&shared.flake),
+        rev: Some(&shared.rev),
+        allow_downgrade: options.allow_downgrade,
+        confirm_within_s: options.confirm,
+    };
+    let session = &shared.session;
+    let result = match sign::deploy(&target.name, system, &details, &session.key) {
+        Ok((id, envelope)) => {
+            session
+                .send_and_follow(target, ("/v1/deploy", envelope), &id)
+                .await
+        }
+        Err(error) => outcome::Result::Refused(format!("cannot sign: {error:#}")),
+    };
+    session.progress.phase(host, outcome::phase(&result));
+    HostResult {
+        host: host.to_owned(),
+        rev: Some(shared.rev.clone()),
+        result,
+        elapsed: started.elapsed(),
+    }
+}

@@ -1,0 +1,95 @@
+//! Following one deploy to its end through its event stream, reconnecting
+//! when the stream drops (the host restarts, the network blips): the
+//! stream replays every event from the first, so the ones already seen are
+//! skipped.
+
+use std::time::{Duration, Instant};
+
+use deployd_protocol::api::{event_names, DeployRecord, DeployState, LogEvent, StateEvent};
+use futures_util::StreamExt;
+
+use crate::client::{Client, HostError};
+use crate::inventory::Target;
+
+/// How long a host may stay unreachable while a deploy is followed.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
+/// Pause between reconnections.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// What the follower reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// The deploy entered a state.
+    State(DeployState),
+    /// A log line.
+    Log(String),
+    /// The stream dropped; reconnecting.
+    Reconnecting(String),
+}
+
+/// Follows deploy `id` on `target` until it ends; returns its final record.
+pub async fn follow(
+    client: &Client,
+    target: &Target,
+    id: &str,
+    mut on_update: impl FnMut(Update),
+) -> Result<DeployRecord, HostError> {
+    let mut seen = 0usize;
+    let mut unreachable_since: Option<Instant> = None;
+    loop {
+        let failure = match client.events(target, id).await {
+            Ok(events) => {
+                unreachable_since = None;
+                let mut events = std::pin::pin!(events);
+                let mut index = 0usize;
+                let mut failure = "the event stream ended early".to_owned();
+                while let Some(event) = events.next().await {
+                    let event = match event {
+                        Ok(event) => event,
+                        Err(error) => {
+                            failure = error.to_string();
+                            break;
+                        }
+                    };
+                    index += 1;
+                    if index <= seen {
+                        continue;
+                    }
+                    seen = index;
+                    match event.name.as_str() {
+                        event_names::STATE => {
+                            if let Ok(state) = serde_json::from_str::<StateEvent>(&event.data) {
+                                on_update(Update::State(state.state));
+                            }
+                        }
+                        event_names::LOG => {
+                            if let Ok(log) = serde_json::from_str::<LogEvent>(&event.data) {
+                                on_update(Update::Log(log.line));
+                            }
+                        }
+                        event_names::DONE => {
+                            return serde_json::from_str(&event.data)
+                                .map_err(|error| HostError::Protocol(error.to_string()));
+                        }
+                        _ => {}
+                    }
+                }
+                failure
+            }
+            Err(HostError::Refused(body)) => return Err(HostError::Refused(body)),
+            Err(error) => error.to_string(),
+        };
+        // The stream may have ended because the deploy did; ask directly.
+        if let Ok(record) = client.record(target, id).await {
+            if record.state.is_final() {
+                return Ok(record);
+            }
+        }
+        let since = *unreachable_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > GIVE_UP_AFTER {
+            return Err(HostError::Unreachable(failure));
+        }
+        on_update(Update::Reconnecting(failure));
+        tokio::time::sleep(RECONNECT_DELAY).await;
+    }
+}

@@ -1,0 +1,56 @@
+//! `push log --host H [DEPLOY_ID]`: a deploy's log (the running one, else
+//! the last), live while it runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use deployd_protocol::{DeployId, HostName};
+
+use crate::client::Client;
+use crate::follow::{follow, Update};
+use crate::inventory::Inventory;
+
+/// Options of `push log`.
+#[derive(Debug, clap::Args)]
+pub struct LogOptions {
+    /// The host.
+    #[arg(long = "host", value_name = "HOST")]
+    pub host: HostName,
+    /// The flake's directory (with push.toml).
+    #[arg(long, default_value = ".")]
+    pub flake: PathBuf,
+    /// The deploy (default: the running one, else the last).
+    pub deploy_id: Option<DeployId>,
+}
+
+/// Runs `push log`.
+pub async fn run(options: LogOptions) -> Result<ExitCode> {
+    let inventory = Inventory::load(&options.flake)?;
+    let target = inventory.target(&options.host)?;
+    let client = Client::new();
+    let id = match options.deploy_id {
+        Some(id) => id,
+        None => {
+            let status = client
+                .status(&target)
+                .await
+                .with_context(|| format!("asking {} for its deploys", target.name))?;
+            match status.active_deploy.or(status.last_deploy) {
+                Some(deploy) => deploy.deploy_id,
+                None => bail!("{} has no deploy yet", target.name),
+            }
+        }
+    };
+    let record = follow(&client, &target, id.as_str(), |update| match update {
+        Update::State(state) => println!("== {state}"),
+        Update::Log(line) => println!("{line}"),
+        Update::Reconnecting(why) => eprintln!("push: reconnecting ({why})"),
+    })
+    .await
+    .with_context(|| format!("reading deploy {id} on {}", target.name))?;
+    if let Some(error) = &record.error {
+        println!("== {}: {}: {}", record.state, error.code, error.message);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,203 @@
+//! The argv of every Nix and SSH call `push` makes, built by pure functions;
+//! they run through deployd's one runner (`deployd::command`). Only commands
+//! and flags that Nix 2.8, current Nix and Lix share.
+
+use std::path::Path;
+use std::time::Duration;
+
+use deployd::command::Invocation;
+use deployd_protocol::HostName;
+
+/// Longest evaluation, build or copy.
+pub const NIX_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
+/// The experimental features the flake commands need.
+const FEATURES: [&str; 4] = [
+    "--extra-experimental-features",
+    "nix-command",
+    "--extra-experimental-features",
+    "flakes",
+];
+
+/// One evaluation of every host's system: `{host: {drv, out}}` as JSON.
+pub fn evaluate_systems(flake: &str, hosts: &[HostName]) -> Invocation {
+    let names: Vec<String> = hosts.iter().map(|host| format!("\"{host}\"")).collect();
+    let apply = format!(
+        "configurations: builtins.listToAttrs (map (host: {{ name = host; value = \
+         let system = configurations.${{host}}.config.system.build.toplevel; \
+         in {{ drv = system.drvPath; out = system.outPath; }}; }}) [ {} ])",
+        names.join(" ")
+    );
+    let mut args: Vec<String> = FEATURES.iter().map(|s| (*s).to_owned()).collect();
+    args.extend([
+        "eval".into(),
+        "--json".into(),
+        format!("{flake}#nixosConfigurations"),
+        "--apply".into(),
+        apply,
+    ]);
+    Invocation::new("nix", args, NIX_TIMEOUT)
+}
+
+/// Builds the derivations here (where `nix.buildMachines` may spread the work).
+pub fn realise(derivations: &[String]) -> Invocation {
+    let mut args = vec!["--realise".to_owned()];
+    args.extend(derivations.iter().cloned());
+    Invocation::new("nix-store", args, NIX_TIMEOUT)
+}
+
+/// Keeps `path` alive with a GC root at `root` (an indirect root).
+pub fn add_root(path: &str, root: &Path) -> Invocation {
+    Invocation::new(
+        "nix-store",
+        [
+            "--realise".into(),
+            path.to_owned(),
+            "--add-root".into(),
+            root.display().to_string(),
+        ],
+        NIX_TIMEOUT,
+    )
+}
+
+/// Copies derivations to the build host's store (`ssh-ng://`).
+pub fn copy_derivations(build_host: &str, derivations: &[String]) -> Invocation {
+    let mut args: Vec<String> = FEATURES[..2].iter().map(|s| (*s).to_owned()).collect();
+    args.extend([
+        "copy".into(),
+        "--derivation".into(),
+        "--to".into(),
+        format!("ssh-ng://{build_host}"),
+    ]);
+    args.extend(derivations.iter().cloned());
+    Invocation::new("nix", args, NIX_TIMEOUT)
+}
+
+/// Runs `script` on the build host with `ssh` (options from `NIX_SSHOPTS`,
+/// as Nix itself takes them).
+pub fn on_build_host(build_host: &str, script: &str) -> Invocation {
+    let mut args: Vec<String> = std::env::var("NIX_SSHOPTS")
+        .map(|options| options.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    args.extend([
+        "-o".into(),
+        "BatchMode=yes".into(),
+        build_host.to_owned(),
+        "--".into(),
+        script.to_owned(),
+    ]);
+    Invocation::new("ssh", args, NIX_TIMEOUT)
+}
+
+/// The script that builds the derivations on the build host and keeps a GC
+/// root there for each (`~/.local/state/deployd/gc-roots/<host>`).
+pub fn remote_build_script(builds: &[(HostName, String)]) -> String {
+    let mut script = String::from("set -e; mkdir -p ~/.local/state/deployd/gc-roots");
+    for (host, derivation) in builds {
+        script.push_str(&format!(
+            "; nix-store --realise {derivation} --add-root ~/.local/state/deployd/gc-roots/{host} >/dev/null"
+        ));
+    }
+    script
+}
+
+/// Copies built closures to the hosts' cache, from the build host's store
+/// when there is one, signing with `sign_key_file` when given.
+pub fn copy_closures(
+    copy_to: &str,
+    sign_key_file: Option<&Path>,
+    build_host: Option<&str>,
+    paths: &[String],
+) -> Invocation {
+    let mut target = copy_to.to_owned();
+    if let Some(key) = sign_key_file {
+        let separator = if target.contains('?') { '&' } else { '?' };
+        target.push_str(&format!("{separator}secret-key={}", key.display()));
+    }
+    let mut args: Vec<String> = FEATURES[..2].iter().map(|s| (*s).to_owned()).collect();
+    args.extend(["copy".into(), "--to".into(), target]);
+    if let Some(host) = build_host {
+        args.extend(["--from".into(), format!("ssh-ng://{host}")]);
+    }
+    args.extend(paths.iter().cloned());
+    Invocation::new("nix", args, NIX_TIMEOUT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(invocation: &Invocation) -> Vec<String> {
+        std::iter::once(invocation.program.display().to_string())
+            .chain(
+                invocation
+                    .args
+                    .iter()
+                    .map(|a| a.to_string_lossy().into_owned()),
+            )
+            .collect()
+    }
+
+    #[test]
+    fn one_evaluation_for_every_host() {
+        let hosts: Vec<HostName> =
+            vec!["sambirano".parse().expect("h"), "isalo".parse().expect("h")];
+        let argv = argv(&evaluate_systems("git+file:///fleet?rev=abc", &hosts));
+        assert_eq!(
+            argv[..7],
+            [
+                "nix",
+                "--extra-experimental-features",
+                "nix-command",
+                "--extra-experimental-features",
+                "flakes",
+                "eval",
+                "--json"
+            ]
+        );
+        assert_eq!(argv[7], "git+file:///fleet?rev=abc#nixosConfigurations");
+        assert!(
+            argv[9].ends_with("[ \"sambirano\" \"isalo\" ])"),
+            "{}",
+            argv[9]
+        );
+        assert!(argv[9].contains("drv = system.drvPath; out = system.outPath;"));
+    }
+
+    #[test]
+    fn copies_sign_when_asked_and_come_from_the_build_host() {
+        let paths = vec!["/nix/store/a-x".to_owned()];
+        assert_eq!(
+            argv(&copy_closures(
+                "file:///srv/cache",
+                Some(Path::new("/k/cache.secret")),
+                Some("root@kelyus"),
+                &paths
+            )),
+            [
+                "nix",
+                "--extra-experimental-features",
+                "nix-command",
+                "copy",
+                "--to",
+                "file:///srv/cache?secret-key=/k/cache.secret",
+                "--from",
+                "ssh-ng://root@kelyus",
+                "/nix/store/a-x"
+            ]
+        );
+        assert_eq!(
+            argv(&copy_closures("s3://bucket?region=eu", None, None, &paths))[3..6],
+            ["copy", "--to", "s3://bucket?region=eu"]
+        );
+    }
+
+    #[test]
+    fn remote_builds_keep_roots_on_the_build_host() {
+        let script =
+            remote_build_script(&[("sambirano".parse().expect("h"), "/nix/store/d-x.drv".into())]);
+        assert_eq!(
+            script,
+            "set -e; mkdir -p ~/.local/state/deployd/gc-roots; nix-store --realise /nix/store/d-x.drv --add-root ~/.local/state/deployd/gc-roots/sambirano >/dev/null"
+        );
+    }
+}

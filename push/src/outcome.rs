@@ -1,0 +1,113 @@
+//! How each host ended, the summary table, and the exit status PRODUCT.md
+//! fixes: 0 every host succeeded, 1 at least one failed, rolled back or was
+//! unreachable (2, bad usage or input, comes from errors before any host).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use deployd_protocol::api::{DeployRecord, DeployState};
+use deployd_protocol::Revision;
+
+use crate::table;
+
+/// What happened on one host.
+#[derive(Debug, Clone)]
+pub enum Result {
+    /// The deploy ended; its record.
+    Ended(Box<DeployRecord>),
+    /// Sent, not followed (`--no-wait`).
+    Sent(String),
+    /// The host refused the request.
+    Refused(String),
+    /// The host could not be reached.
+    Unreachable(String),
+}
+
+/// The word the progress display shows for a result.
+pub fn phase(result: &Result) -> &'static str {
+    match result {
+        Result::Ended(record) => record.state.as_str(),
+        Result::Sent(_) => "sent",
+        Result::Refused(_) => "refused",
+        Result::Unreachable(_) => "unreachable",
+    }
+}
+
+/// One host's line of the summary.
+#[derive(Debug, Clone)]
+pub struct HostResult {
+    /// The host.
+    pub host: String,
+    /// The revision sent.
+    pub rev: Option<Revision>,
+    /// What happened.
+    pub result: Result,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl HostResult {
+    /// Whether this host counts as a success.
+    pub fn succeeded(&self) -> bool {
+        match &self.result {
+            Result::Ended(record) => record.state == DeployState::Succeeded,
+            Result::Sent(_) => true,
+            Result::Refused(_) | Result::Unreachable(_) => false,
+        }
+    }
+
+    fn columns(&self) -> Vec<String> {
+        let rev = self
+            .rev
+            .as_ref()
+            .map_or("-".to_owned(), |rev| rev.as_str()[..12].to_owned());
+        let (result, reboot) = match &self.result {
+            Result::Ended(record) => (
+                record.state.to_string(),
+                if record.reboot_required { "yes" } else { "no" }.to_owned(),
+            ),
+            Result::Sent(_) => ("sent".to_owned(), "-".to_owned()),
+            Result::Refused(_) => ("refused".to_owned(), "-".to_owned()),
+            Result::Unreachable(_) => ("unreachable".to_owned(), "-".to_owned()),
+        };
+        vec![
+            self.host.clone(),
+            rev,
+            result,
+            table::age(self.elapsed.as_secs()),
+            reboot,
+        ]
+    }
+
+    fn detail(&self) -> Option<String> {
+        match &self.result {
+            Result::Ended(record) => record
+                .error
+                .as_ref()
+                .map(|error| format!("{}: {}", error.code, error.message)),
+            Result::Sent(id) => Some(format!("deploy {id} sent; follow it with push log")),
+            Result::Refused(why) | Result::Unreachable(why) => Some(why.clone()),
+        }
+    }
+}
+
+/// The summary table and the details of what went wrong.
+pub fn summary(results: &[HostResult]) -> String {
+    let rows: Vec<Vec<String>> = results.iter().map(HostResult::columns).collect();
+    let mut text = table::render(&["HOST", "REV", "RESULT", "TIME", "REBOOT"], &rows);
+    for result in results {
+        if let Some(detail) = result.detail().filter(|_| !result.succeeded()) {
+            text.push_str(&format!("{}: {detail}\n", result.host));
+        }
+    }
+    text
+}
+
+/// 0 when every host succeeded, else 1.
+pub fn exit_code(results: &[HostResult]) -> ExitCode {
+    if results.iter().all(HostResult::succeeded) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

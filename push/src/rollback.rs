@@ -1,0 +1,64 @@
+//! `push rollback --host H`: the host returns to its previous generation, as
+//! a deploy of its own with its own record.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use deployd_protocol::HostName;
+
+use crate::client::Client;
+use crate::inventory::Inventory;
+use crate::keys::signing_key;
+use crate::outcome::{self, HostResult};
+use crate::progress::Progress;
+use crate::session::Session;
+use crate::sign;
+
+/// Options of `push rollback`.
+#[derive(Debug, clap::Args)]
+pub struct RollbackOptions {
+    /// The host to roll back.
+    #[arg(long = "host", value_name = "HOST")]
+    pub host: HostName,
+    /// The flake's directory (with push.toml).
+    #[arg(long, default_value = ".")]
+    pub flake: PathBuf,
+    /// The deploy key (secret); default DEPLOYD_KEY_FILE, then push.toml.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Send the request and exit without following it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// Runs `push rollback`.
+pub async fn run(options: RollbackOptions) -> Result<ExitCode> {
+    let inventory = Inventory::load(&options.flake)?;
+    let target = inventory.target(&options.host)?;
+    let key = signing_key(options.key.as_deref(), &inventory, &options.flake)?;
+    let (id, envelope) = sign::rollback(&target.name, &key)?;
+    let session = Session {
+        client: Client::new(),
+        key,
+        progress: Progress::new(&[target.name.to_string()]),
+        no_wait: options.no_wait,
+        confirm: false,
+    };
+    let started = Instant::now();
+    let result = session
+        .send_and_follow(&target, ("/v1/rollback", envelope), &id)
+        .await;
+    session
+        .progress
+        .phase(target.name.as_str(), outcome::phase(&result));
+    let results = [HostResult {
+        host: target.name.to_string(),
+        rev: None,
+        result,
+        elapsed: started.elapsed(),
+    }];
+    print!("{}", outcome::summary(&results));
+    Ok(outcome::exit_code(&results))
+}

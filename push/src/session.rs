@@ -1,0 +1,85 @@
+//! A push session: the client, the key and the display that every host's
+//! task shares, and the one way a deploy is sent and followed to its end.
+
+use deployd_protocol::api::DeployState;
+use deployd_protocol::{DeployId, SecretKey};
+
+use crate::client::{Client, HostError};
+use crate::follow::{follow, Update};
+use crate::inventory::Target;
+use crate::outcome;
+use crate::progress::Progress;
+use crate::sign;
+
+/// What the per-host tasks share.
+pub struct Session {
+    /// Talks to the hosts.
+    pub client: Client,
+    /// Signs deploys and confirms.
+    pub key: SecretKey,
+    /// Shows progress.
+    pub progress: Progress,
+    /// Send and return without following.
+    pub no_wait: bool,
+    /// Confirm deploys that wait for it.
+    pub confirm: bool,
+}
+
+impl Session {
+    /// Sends a signed request to `path` that starts deploy `id`, then
+    /// follows it (confirming it when it waits for confirmation).
+    pub async fn send_and_follow(
+        &self,
+        target: &Target,
+        (path, envelope): (&str, Vec<u8>),
+        id: &DeployId,
+    ) -> outcome::Result {
+        let host = target.name.as_str();
+        match self.client.send_signed(target, path, envelope).await {
+            Err(HostError::Unreachable(why)) => return outcome::Result::Unreachable(why),
+            Err(error) => return outcome::Result::Refused(error.to_string()),
+            Ok(_) => {}
+        }
+        if self.no_wait {
+            return outcome::Result::Sent(id.to_string());
+        }
+        let followed = follow(&self.client, target, id.as_str(), |update| match update {
+            Update::State(state) => {
+                self.progress.phase(host, state.as_str());
+                if state == DeployState::AwaitingConfirm && self.confirm {
+                    self.send_confirm(target, id);
+                }
+            }
+            Update::Log(line) => self.progress.log(host, &line),
+            Update::Reconnecting(why) => self.progress.note(host, &format!("reconnecting ({why})")),
+        })
+        .await;
+        match followed {
+            Ok(record) => outcome::Result::Ended(Box::new(record)),
+            Err(HostError::Unreachable(why)) => outcome::Result::Unreachable(why),
+            Err(error) => outcome::Result::Refused(error.to_string()),
+        }
+    }
+
+    /// Sends the signed `confirm` of deploy `id` over a new connection: that
+    /// it gets through proves the host still reaches its operator.
+    fn send_confirm(&self, target: &Target, id: &DeployId) {
+        let host = target.name.as_str();
+        match sign::confirm(&target.name, id, &self.key) {
+            Ok(envelope) => {
+                self.progress.note(host, "confirming");
+                let (progress, target) = (self.progress.clone(), target.clone());
+                let path = format!("/v1/deploys/{id}/confirm");
+                tokio::spawn(async move {
+                    if let Err(error) = Client::fresh().send_signed(&target, &path, envelope).await
+                    {
+                        progress.note(target.name.as_str(), &format!("confirm failed: {error}"));
+                    }
+                });
+            }
+            Err(error) => self
+                .progress
+                .note(host, &format!("cannot sign the confirm: {error:#}")),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! `push status [--host H]...`: a table of the inventory's hosts: current
+//! revision and system, state, last deploy and its age, reboot needed.
+//! Unreachable hosts are marked; the exit status is 1 when one is.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use deployd_protocol::api::StatusResponse;
+use deployd_protocol::HostName;
+
+use crate::client::Client;
+use crate::inventory::Inventory;
+use crate::sign::now;
+use crate::table;
+
+/// Options of `push status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusOptions {
+    /// Only these hosts (default: all of the inventory).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<HostName>,
+    /// The flake's directory (with push.toml).
+    #[arg(long, default_value = ".")]
+    pub flake: PathBuf,
+}
+
+/// Runs `push status`.
+pub async fn run(options: StatusOptions) -> Result<ExitCode> {
+    let inventory = Inventory::load(&options.flake)?;
+    let targets = inventory.select(&options.hosts, options.hosts.is_empty())?;
+    let client = Client::new();
+    let asks = targets.iter().map(|target| {
+        let client = client.clone();
+        async move { (target.name.to_string(), client.status(target).await) }
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    let mut unreachable = false;
+    let rows: Vec<Vec<String>> = answers
+        .into_iter()
+        .map(|(host, answer)| match answer {
+            Ok(status) => row(host, &status),
+            Err(error) => {
+                unreachable = true;
+                let mut row = vec![host, "-".into(), "-".into(), "unreachable".into()];
+                row.extend(["-".into(), "-".into(), "-".into(), error.to_string()]);
+                row
+            }
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(
+            &[
+                "HOST",
+                "REV",
+                "SYSTEM",
+                "STATE",
+                "LAST DEPLOY",
+                "AGE",
+                "REBOOT",
+                "NOTE"
+            ],
+            &rows
+        )
+    );
+    Ok(if unreachable {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn row(host: String, status: &StatusResponse) -> Vec<String> {
+    let rev = status
+        .current_deploy
+        .as_ref()
+        .and_then(|deploy| deploy.rev.as_ref())
+        .map_or("-".to_owned(), |rev| rev.as_str()[..12].to_owned());
+    let system = status
+        .current_system
+        .as_deref()
+        .map_or("-".to_owned(), |path| {
+            path.split_once('-')
+                .map_or(path, |(_, name)| name)
+                .to_owned()
+        });
+    let (state, last, age) = match (&status.active_deploy, &status.last_deploy) {
+        (Some(active), _) => (
+            active.state.to_string(),
+            active.deploy_id.to_string(),
+            "-".to_owned(),
+        ),
+        (None, Some(last)) => (
+            last.state.to_string(),
+            last.deploy_id.to_string(),
+            last.finished_at_ms.map_or("-".to_owned(), |at| {
+                table::age(now().saturating_sub(at / 1000))
+            }),
+        ),
+        (None, None) => ("-".into(), "-".into(), "-".into()),
+    };
+    let note = match &status.last_deploy {
+        Some(last) if status.active_deploy.is_none() => last.error.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    vec![
+        host,
+        rev,
+        system,
+        state,
+        last,
+        age,
+        if status.reboot_required { "yes" } else { "no" }.into(),
+        note,
+    ]
+}
