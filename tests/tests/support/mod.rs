@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod deployd;
+pub mod push;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

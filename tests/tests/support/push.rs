@@ -1,0 +1,93 @@
+//! Running the real `push` against a lab: an inventory of the lab's hosts,
+//! a deploy key the hosts trust, the builder's cache as `copy_to` (signed
+//! with the cache key), and a GC root directory of the test's own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use deployd_lab::{sibling_binary, Lab};
+
+use super::deployd::{key, start_fleet, trusted};
+
+/// A lab whose hosts run deployd, and what `push` needs to reach them.
+pub struct PushLab {
+    /// The lab.
+    pub lab: Lab,
+    /// The deploy key file (secret) the hosts trust.
+    pub key_file: PathBuf,
+    /// `XDG_STATE_HOME` for push (its GC roots).
+    pub state_home: tempfile::TempDir,
+}
+
+impl PushLab {
+    /// A lab of `hosts` hosts, deployd running on each, an inventory written.
+    pub fn up(hosts: usize) -> PushLab {
+        let mut lab = Lab::up(&super::lab_options(hosts)).expect("lab up");
+        let ops = key("ops-1");
+        start_fleet(&mut lab, &[trusted(&ops, None)]);
+        let key_file = lab.dir().join("keys/ops-1.secret");
+        std::fs::write(&key_file, ops.to_key_file_text().as_bytes()).expect("key file");
+        write_inventory(&lab, "");
+        PushLab {
+            lab,
+            key_file,
+            state_home: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// Runs `push ARGS` in the flake's directory; returns its output.
+    pub fn push(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(sibling_binary(self.lab.lab_binary(), "push").expect("push binary"));
+        command
+            .current_dir(self.lab.flake().dir())
+            .env("DEPLOYD_KEY_FILE", &self.key_file)
+            .env("XDG_STATE_HOME", self.state_home.path())
+            // The operator's machine has no substituter (no network here).
+            .env("NIX_CONFIG", "substituters =")
+            .args(args);
+        command.output().expect("run push")
+    }
+
+    /// Where push keeps the GC root of `host`'s last built system.
+    pub fn gc_root(&self, host: &str) -> PathBuf {
+        self.state_home.path().join("deployd/gc-roots").join(host)
+    }
+}
+
+/// Writes `push.toml` at the flake's root (not committed: the work tree is
+/// dirty, which the build must ignore) with `extra` TOML in `[defaults]`.
+pub fn write_inventory(lab: &Lab, extra: &str) {
+    let mut text = format!(
+        "[defaults]\nport = {}\ncopy_to = \"file://{}\"\nsign_key_file = \"{}\"\n{extra}\n",
+        deployd_lab::DEPLOYD_PORT,
+        lab.cache_dir().display(),
+        lab.cache_secret_key_file().display(),
+    );
+    for host in lab.hosts() {
+        text.push_str(&format!("\n[hosts.{}]\naddress = \"{}\"\n", host.name, host.address));
+    }
+    std::fs::write(lab.flake().dir().join("push.toml"), text).expect("inventory");
+}
+
+/// The system the flake defines for `host` at `rev`, evaluated here.
+pub fn system_at(flake_dir: &Path, rev: &str, host: &str) -> String {
+    let installable = format!(
+        "git+file://{}?rev={rev}#nixosConfigurations.{host}.config.system.build.toplevel.outPath",
+        flake_dir.display()
+    );
+    let output = Command::new("nix")
+        .args(["--extra-experimental-features", "nix-command flakes", "eval", "--raw", &installable])
+        .env("NIX_CONFIG", "substituters =")
+        .output()
+        .expect("nix eval");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+/// Output as text, for assertions.
+pub fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
