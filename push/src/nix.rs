@@ -40,7 +40,8 @@ pub fn evaluate_systems(flake: &str, hosts: &[HostName]) -> Invocation {
 
 /// Builds the derivations here (where `nix.buildMachines` may spread the work).
 pub fn realise(derivations: &[String]) -> Invocation {
-    let mut args = vec!["--realise".to_owned()];
+    // GC roots are added right after, one per host.
+    let mut args = vec!["--realise".to_owned(), "--no-gc-warning".to_owned()];
     args.extend(derivations.iter().cloned());
     Invocation::new("nix-store", args, NIX_TIMEOUT)
 }

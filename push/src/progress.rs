@@ -13,7 +13,6 @@ struct HostLine {
     phase: String,
     fetched_paths: usize,
     started: Instant,
-    ended: bool,
 }
 
 /// The display, shared by the tasks that follow hosts.
@@ -39,7 +38,6 @@ impl Progress {
                     phase: "waiting".into(),
                     fetched_paths: 0,
                     started: now,
-                    ended: false,
                 };
                 (host.clone(), line)
             })
@@ -65,11 +63,10 @@ impl Progress {
     pub fn phase(&self, host: &str, phase: &str) {
         self.with(|inner| {
             if let Some(line) = inner.hosts.get_mut(host) {
+                if line.phase == phase {
+                    return;
+                }
                 line.phase = phase.to_owned();
-                line.ended = matches!(
-                    phase,
-                    "succeeded" | "failed" | "rolled_back" | "unreachable"
-                );
             }
             if inner.live {
                 inner.redraw();

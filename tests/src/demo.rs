@@ -1,17 +1,14 @@
-//! `lab demo`: a lab with three hosts, a revision deployed to all of them,
-//! then a revision whose switch fails on one host and is rolled back.
-//!
-//! deployd's daemon and `push` are not built yet, so the demo performs by
-//! hand, on each host, the steps deployd automates: fetch the system from
-//! the builder's signed cache, set the system profile, switch, and roll back
-//! when the switch fails.
+//! `lab demo`: a builder and three hosts running deployd; `push` deploys a
+//! revision of the toy flake to all three with live progress, then a
+//! revision whose switch fails on one host, which rolls itself back; then
+//! `push status`.
 
-use std::path::Path;
-use std::path::PathBuf;
-use std::thread;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 
 use anyhow::{Context, Result};
-use deployd_lab::{nix_version, Lab, LabOptions, Node};
+use deployd_lab::{nix_version, Lab, LabOptions, TrustedDeployKey};
+use deployd_protocol::SecretKey;
 
 /// Runs the demo in `dir`, replacing any lab already there.
 pub fn run(dir: &Path, lab_binary: PathBuf, keep: bool) -> Result<()> {
@@ -20,7 +17,7 @@ pub fn run(dir: &Path, lab_binary: PathBuf, keep: bool) -> Result<()> {
         Lab::open(dir, lab_binary.clone())?.down()?;
     }
     println!("== {}", nix_version()?);
-    println!("== making a lab: a builder and three hosts, each with its own network and Nix store");
+    println!("== a lab: a builder with a signed binary cache, and three hosts with their own network and Nix store");
     let options = LabOptions {
         hosts: 3,
         dir: Some(dir.to_owned()),
@@ -28,45 +25,43 @@ pub fn run(dir: &Path, lab_binary: PathBuf, keep: bool) -> Result<()> {
         owned_by_this_process: false,
     };
     let mut lab = Lab::up(&options)?;
-    crate::print_status(&lab);
 
-    let first = lab.flake().settings().clone();
+    println!("== a deploy key, trusted by every host's deployd");
+    let key = SecretKey::generate("ops-1".parse()?).context("making the deploy key")?;
+    let key_file = lab.dir().join("keys/ops-1.secret");
+    std::fs::write(&key_file, key.to_key_file_text().as_bytes())?;
+    let trusted = [TrustedDeployKey {
+        public_key: key.public_key().to_string(),
+        may: None,
+    }];
+    for host in lab.hosts().to_vec() {
+        lab.write_deployd_config(&host, &trusted, "")?;
+        lab.start_deployd(&host)?;
+    }
+    lab.write_push_inventory("")?;
+    crate::print_status(&lab);
+    let operator_state = lab.dir().join("operator");
+
     let rev = lab.flake().head()?;
     println!(
-        "\n== building revision {} on the builder, signing it into the cache",
+        "\n== push --all {}  (build here, sign into the cache, deploy in parallel)",
         &rev[..12]
     );
-    let systems = lab.build_and_publish(&rev)?;
-    println!("== deploying it to every host in parallel (fetch, set profile, switch)");
-    deploy_everywhere(&lab, |host| host.deploy_by_hand(&systems[&host.name]))?;
-    crate::print_status(&lab);
+    let pushed = push(&lab, &key_file, &operator_state, &["--all", &rev])?;
+    println!("== push exited with {pushed}");
 
-    let failing_host = first.hosts[1].clone();
-    let rev = lab.flake_mut().commit_failing_switch(&failing_host)?;
+    let failing = lab.hosts()[1].name.clone();
+    let rev = lab.flake_mut().commit_failing_switch(&failing)?;
     lab.save()?;
     println!(
-        "\n== revision {}: {failing_host}'s new system fails to switch",
+        "\n== push --all {}  ({failing}'s new system fails to switch: it rolls back)",
         &rev[..12]
     );
-    let systems = lab.build_and_publish(&rev)?;
-    deploy_everywhere(&lab, |host| {
-        match host.deploy_by_hand(&systems[&host.name]) {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                println!("   {}: switch failed ({error:#}); rolling back", host.name);
-                host.roll_back_by_hand()
-            }
-        }
-    })?;
-    crate::print_status(&lab);
-    for host in lab.hosts() {
-        let log = host.switch_log()?;
-        println!(
-            "   {} ran switch-to-configuration {} times",
-            host.name,
-            log.len()
-        );
-    }
+    let pushed = push(&lab, &key_file, &operator_state, &["--all", &rev])?;
+    println!("== push exited with {pushed} (1: a host rolled back)");
+
+    println!("\n== push status");
+    push(&lab, &key_file, &operator_state, &["status"])?;
     if keep {
         println!("\n== the lab stays up: lab status, lab exec HOST -- CMD, lab down");
     } else {
@@ -76,24 +71,10 @@ pub fn run(dir: &Path, lab_binary: PathBuf, keep: bool) -> Result<()> {
     Ok(())
 }
 
-fn deploy_everywhere(lab: &Lab, deploy: impl Fn(&Node) -> Result<()> + Sync) -> Result<()> {
-    thread::scope(|scope| {
-        let handles: Vec<_> = lab
-            .hosts()
-            .iter()
-            .map(|host| (host, scope.spawn(|| deploy(host))))
-            .collect();
-        for (host, handle) in handles {
-            let outcome = handle
-                .join()
-                .map_err(|_| anyhow::anyhow!("the deploy of {} panicked", host.name))?;
-            outcome.with_context(|| format!("deploying {}", host.name))?;
-            println!(
-                "   {}: {}",
-                host.name,
-                host.profile_generation().unwrap_or_default()
-            );
-        }
-        Ok(())
-    })
+/// Runs push with the terminal's output, so its live progress shows.
+fn push(lab: &Lab, key_file: &Path, state: &Path, args: &[&str]) -> Result<ExitStatus> {
+    lab.push_command(key_file, state)?
+        .args(args)
+        .status()
+        .context("running push")
 }

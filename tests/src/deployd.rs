@@ -3,6 +3,7 @@
 //! `Restart=always` would, and its address.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -79,6 +80,39 @@ impl Lab {
     /// The base URL of `host`'s deployd.
     pub fn deployd_url(&self, host: &Node) -> String {
         format!("http://{}:{DEPLOYD_PORT}", host.address)
+    }
+
+    /// Writes `push.toml` at the flake's root (not committed: the work tree
+    /// is dirty, which builds must ignore): every host at its address, the
+    /// builder's cache as `copy_to`, signed with the cache key; `extra` TOML
+    /// goes into `[defaults]`.
+    pub fn write_push_inventory(&self, extra: &str) -> Result<()> {
+        let mut text = format!(
+            "[defaults]\nport = {DEPLOYD_PORT}\ncopy_to = \"file://{}\"\nsign_key_file = \"{}\"\n{extra}\n",
+            self.cache_dir().display(),
+            self.cache_secret_key_file().display(),
+        );
+        for host in self.hosts() {
+            text.push_str(&format!(
+                "\n[hosts.{}]\naddress = \"{}\"\n",
+                host.name, host.address
+            ));
+        }
+        std::fs::write(self.flake().dir().join("push.toml"), text)?;
+        Ok(())
+    }
+
+    /// A `push` command run from the operator's side (this namespace) in the
+    /// flake's directory, signing with `key_file`, keeping its GC roots under
+    /// `state_home`, with no substituter on the operator's machine.
+    pub fn push_command(&self, key_file: &Path, state_home: &Path) -> Result<Command> {
+        let mut command = Command::new(sibling_binary(self.lab_binary(), "push")?);
+        command
+            .current_dir(self.flake().dir())
+            .env("DEPLOYD_KEY_FILE", key_file)
+            .env("XDG_STATE_HOME", state_home)
+            .env("NIX_CONFIG", "substituters =");
+        Ok(command)
     }
 
     /// The `deployd` binary: beside the `lab` binary, as cargo builds them.

@@ -1,5 +1,5 @@
-//! Reading a node's state from outside, and the manual steps of a deploy
-//! (what deployd automates), for the smoke test and the demo.
+//! Reading a node's state from outside, and the toy switch's controls
+//! (make it fail, make it slow).
 
 use std::path::Path;
 
@@ -83,27 +83,6 @@ impl Node {
         }
         std::fs::create_dir_all(file.parent().context("file has a parent")?)?;
         std::fs::write(&file, seconds.to_string())?;
-        Ok(())
-    }
-
-    /// Fetches `system` from the node's substituters, sets the system
-    /// profile and runs its `switch-to-configuration switch`: a deploy by
-    /// hand, the steps deployd automates.
-    pub fn deploy_by_hand(&self, system: &str) -> Result<()> {
-        self.run(&["nix-store", "--realise", system])
-            .context("fetching the system from the cache")?;
-        self.run(&["nix-env", "-p", SYSTEM_PROFILE, "--set", system])
-            .context("setting the system profile")?;
-        let switch = format!("{SYSTEM_PROFILE}/bin/switch-to-configuration");
-        self.run(&[&switch, "switch"]).context("switching")?;
-        Ok(())
-    }
-
-    /// Returns to the previous generation and switches to it.
-    pub fn roll_back_by_hand(&self) -> Result<()> {
-        self.run(&["nix-env", "-p", SYSTEM_PROFILE, "--rollback"])?;
-        let switch = format!("{SYSTEM_PROFILE}/bin/switch-to-configuration");
-        self.run(&[&switch, "switch"])?;
         Ok(())
     }
 }

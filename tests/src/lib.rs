@@ -19,6 +19,7 @@ pub mod net;
 mod node;
 mod registry;
 pub mod run;
+mod ssh;
 pub mod supervise;
 
 pub use deployd::{
@@ -31,6 +32,7 @@ pub use lab::{
 };
 pub use node::{Node, BOUND_DIRS};
 pub use registry::{orphaned_labs, LabState, ProcessId, REGISTRY_DIR};
+pub use ssh::SshAccess;
 
 /// Whether this process runs as root, which labs need (namespaces, mounts).
 pub fn is_root() -> bool {

@@ -17,12 +17,22 @@ fn push_all_deploys_exactly_that_commit_and_status_agrees() {
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
     for host in lab.hosts() {
         let expected = system_at(lab.flake().dir(), &rev, &host.name);
-        assert_eq!(host.current_system().as_ref(), Some(&expected), "{}", host.name);
+        assert_eq!(
+            host.current_system().as_ref(),
+            Some(&expected),
+            "{}",
+            host.name
+        );
         assert_eq!(host.profile_system().as_ref(), Some(&expected));
         let status = status(lab, host);
         let current = status.current_deploy.expect("current deploy");
         assert_eq!(current.rev.as_ref().map(|r| r.as_str()), Some(rev.as_str()));
-        assert!(stdout.lines().any(|l| l.starts_with(&host.name) && l.contains("succeeded") && l.contains(&rev[..12])), "{stdout}");
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&host.name)
+                && l.contains("succeeded")
+                && l.contains(&rev[..12])),
+            "{stdout}"
+        );
         // push keeps a GC root for what it built.
         let root = std::fs::read_link(fleet.gc_root(&host.name)).expect("gc root");
         assert_eq!(root.to_string_lossy(), expected);
@@ -31,8 +41,14 @@ fn push_all_deploys_exactly_that_commit_and_status_agrees() {
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
     for host in lab.hosts() {
-        let line = stdout.lines().find(|l| l.starts_with(&host.name)).expect("a line per host");
-        assert!(line.contains(&rev[..12]) && line.contains("succeeded"), "{line}");
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&host.name))
+            .expect("a line per host");
+        assert!(
+            line.contains(&rev[..12]) && line.contains("succeeded"),
+            "{line}"
+        );
     }
 }
 
@@ -40,25 +56,39 @@ fn push_all_deploys_exactly_that_commit_and_status_agrees() {
 fn a_host_down_does_not_stop_the_others() {
     let mut fleet = PushLab::up(3);
     let down = fleet.lab.hosts()[1].clone();
-    fleet.lab.stop_supervised(&down, "deployd").expect("stop deployd");
+    fleet
+        .lab
+        .stop_supervised(&down, "deployd")
+        .expect("stop deployd");
     let output = fleet.push(&["--all"]);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
     let rev = fleet.lab.flake().head().expect("head");
     for host in fleet.lab.hosts() {
-        let line = stdout.lines().find(|l| l.starts_with(&host.name)).expect("a line per host");
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&host.name))
+            .expect("a line per host");
         if host.name == down.name {
             assert!(line.contains("unreachable"), "{line}");
             assert_eq!(host.current_system(), None);
         } else {
             assert!(line.contains("succeeded"), "{line}");
-            assert_eq!(host.current_system(), Some(system_at(fleet.lab.flake().dir(), &rev, &host.name)));
+            assert_eq!(
+                host.current_system(),
+                Some(system_at(fleet.lab.flake().dir(), &rev, &host.name))
+            );
         }
     }
     let output = fleet.push(&["status"]);
     assert_eq!(output.status.code(), Some(1));
     let (stdout, _) = text(&output);
-    assert!(stdout.lines().any(|l| l.starts_with(&down.name) && l.contains("unreachable")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&down.name) && l.contains("unreachable")),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -66,19 +96,32 @@ fn a_revision_that_does_not_descend_needs_allow_downgrade() {
     let mut fleet = PushLab::up(1);
     let host = fleet.lab.hosts()[0].clone();
     let old = fleet.lab.flake().head().expect("head");
-    let new = fleet.lab.flake_mut().commit_changed_system().expect("commit");
+    let new = fleet
+        .lab
+        .flake_mut()
+        .commit_changed_system()
+        .expect("commit");
     assert_eq!(fleet.push(&["--all", &new]).status.code(), Some(0));
 
     let output = fleet.push(&["--all", &old]);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
-    assert!(stderr.contains("does not descend") && stderr.contains("--allow-downgrade"), "{stderr}");
+    assert!(
+        stderr.contains("does not descend") && stderr.contains("--allow-downgrade"),
+        "{stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 2, "{stderr}");
-    assert_eq!(host.current_system(), Some(system_at(fleet.lab.flake().dir(), &new, &host.name)));
+    assert_eq!(
+        host.current_system(),
+        Some(system_at(fleet.lab.flake().dir(), &new, &host.name))
+    );
 
     let output = fleet.push(&["--all", "--allow-downgrade", &old]);
     assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
-    assert_eq!(host.current_system(), Some(system_at(fleet.lab.flake().dir(), &old, &host.name)));
+    assert_eq!(
+        host.current_system(),
+        Some(system_at(fleet.lab.flake().dir(), &old, &host.name))
+    );
 }
 
 #[test]
@@ -88,12 +131,19 @@ fn a_dirty_work_tree_does_not_leak_into_the_build() {
     let rev = fleet.lab.flake().head().expect("head");
     let settings = fleet.lab.flake().dir().join("settings.nix");
     let committed = std::fs::read_to_string(&settings).expect("settings");
-    std::fs::write(&settings, committed.replace("label = \"1\"", "label = \"dirty\"")).expect("dirty");
+    std::fs::write(
+        &settings,
+        committed.replace("label = \"1\"", "label = \"dirty\""),
+    )
+    .expect("dirty");
     let output = fleet.push(&["--all"]);
     assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
     let system = host.current_system().expect("a system");
     assert_eq!(system, system_at(fleet.lab.flake().dir(), &rev, &host.name));
-    assert!(system.ends_with("-1") && !system.contains("dirty"), "{system}");
+    assert!(
+        system.ends_with("-1") && !system.contains("dirty"),
+        "{system}"
+    );
 }
 
 #[test]
@@ -102,7 +152,11 @@ fn push_rollback_returns_to_the_previous_system() {
     let host = fleet.lab.hosts()[0].clone();
     let first = fleet.lab.flake().head().expect("head");
     assert_eq!(fleet.push(&["--all"]).status.code(), Some(0));
-    let second = fleet.lab.flake_mut().commit_changed_system().expect("commit");
+    let second = fleet
+        .lab
+        .flake_mut()
+        .commit_changed_system()
+        .expect("commit");
     assert_eq!(fleet.push(&["--all"]).status.code(), Some(0));
     let first_system = system_at(fleet.lab.flake().dir(), &first, &host.name);
     assert_ne!(host.current_system(), Some(first_system.clone()));
@@ -114,8 +168,16 @@ fn push_rollback_returns_to_the_previous_system() {
     assert_eq!(host.profile_system(), Some(first_system));
     assert_eq!(host.profile_generation().as_deref(), Some("system-1-link"));
     let status = status(&fleet.lab, &host);
-    let last = status.last_deploy.expect("the rollback is a deploy of its own");
+    let last = status
+        .last_deploy
+        .expect("the rollback is a deploy of its own");
     assert_eq!(last.state, DeployState::Succeeded);
-    assert_eq!(status.current_deploy.and_then(|d| d.rev).map(|r| r.to_string()), Some(first));
+    assert_eq!(
+        status
+            .current_deploy
+            .and_then(|d| d.rev)
+            .map(|r| r.to_string()),
+        Some(first)
+    );
     let _ = second;
 }

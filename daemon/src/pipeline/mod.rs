@@ -133,6 +133,10 @@ async fn start(
 ) -> Result<Ending, StateError> {
     if already_active(daemon, deploy) {
         daemon.log(id, "deployd: this system is already active; nothing to do");
+        if deploy.record.action != Action::DryActivate {
+            // The same system, now from this (newer) request and revision.
+            daemon.set_active(&deploy.record)?;
+        }
         return Ok(Ending::succeeded());
     }
     daemon.enter(id, DeployState::Fetching)?;

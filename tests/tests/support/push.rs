@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use deployd_lab::{sibling_binary, Lab};
+use deployd_lab::Lab;
 
 use super::deployd::{key, start_fleet, trusted};
 
@@ -27,7 +27,7 @@ impl PushLab {
         start_fleet(&mut lab, &[trusted(&ops, None)]);
         let key_file = lab.dir().join("keys/ops-1.secret");
         std::fs::write(&key_file, ops.to_key_file_text().as_bytes()).expect("key file");
-        write_inventory(&lab, "");
+        lab.write_push_inventory("").expect("inventory");
         PushLab {
             lab,
             key_file,
@@ -37,14 +37,16 @@ impl PushLab {
 
     /// Runs `push ARGS` in the flake's directory; returns its output.
     pub fn push(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(sibling_binary(self.lab.lab_binary(), "push").expect("push binary"));
-        command
-            .current_dir(self.lab.flake().dir())
-            .env("DEPLOYD_KEY_FILE", &self.key_file)
-            .env("XDG_STATE_HOME", self.state_home.path())
-            // The operator's machine has no substituter (no network here).
-            .env("NIX_CONFIG", "substituters =")
-            .args(args);
+        self.push_with(args, &[])
+    }
+
+    /// Runs `push ARGS` with extra environment variables.
+    pub fn push_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = self
+            .lab
+            .push_command(&self.key_file, self.state_home.path())
+            .expect("push binary");
+        command.envs(env.iter().copied()).args(args);
         command.output().expect("run push")
     }
 
@@ -54,21 +56,6 @@ impl PushLab {
     }
 }
 
-/// Writes `push.toml` at the flake's root (not committed: the work tree is
-/// dirty, which the build must ignore) with `extra` TOML in `[defaults]`.
-pub fn write_inventory(lab: &Lab, extra: &str) {
-    let mut text = format!(
-        "[defaults]\nport = {}\ncopy_to = \"file://{}\"\nsign_key_file = \"{}\"\n{extra}\n",
-        deployd_lab::DEPLOYD_PORT,
-        lab.cache_dir().display(),
-        lab.cache_secret_key_file().display(),
-    );
-    for host in lab.hosts() {
-        text.push_str(&format!("\n[hosts.{}]\naddress = \"{}\"\n", host.name, host.address));
-    }
-    std::fs::write(lab.flake().dir().join("push.toml"), text).expect("inventory");
-}
-
 /// The system the flake defines for `host` at `rev`, evaluated here.
 pub fn system_at(flake_dir: &Path, rev: &str, host: &str) -> String {
     let installable = format!(
@@ -76,11 +63,21 @@ pub fn system_at(flake_dir: &Path, rev: &str, host: &str) -> String {
         flake_dir.display()
     );
     let output = Command::new("nix")
-        .args(["--extra-experimental-features", "nix-command flakes", "eval", "--raw", &installable])
+        .args([
+            "--extra-experimental-features",
+            "nix-command flakes",
+            "eval",
+            "--raw",
+            &installable,
+        ])
         .env("NIX_CONFIG", "substituters =")
         .output()
         .expect("nix eval");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).expect("utf-8")
 }
 

@@ -1,0 +1,116 @@
+//! Bad input to `push`: each is one clear line on stderr and exit status 2,
+//! before any host is contacted or anything is built.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use deployd_protocol::SecretKey;
+use support::{push, run};
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .status()
+        .expect("git");
+    assert!(status.success());
+}
+
+/// A flake repository with an inventory of one host and a valid key.
+fn flake() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        dir.path().join("flake.nix"),
+        "{ outputs = { self }: { }; }\n",
+    )
+    .expect("flake");
+    git(dir.path(), &["add", "flake.nix"]);
+    git(dir.path(), &["commit", "-q", "-m", "flake"]);
+    std::fs::write(
+        dir.path().join("push.toml"),
+        "[defaults]\nkey_file = \"ops.secret\"\n[hosts.sambirano]\naddress = \"127.0.0.1\"\nport = 9\n",
+    )
+    .expect("inventory");
+    let key = SecretKey::generate("ops-1".parse().expect("name")).expect("random");
+    std::fs::write(
+        dir.path().join("ops.secret"),
+        key.to_key_file_text().as_bytes(),
+    )
+    .expect("key");
+    dir
+}
+
+/// Runs push in `dir` and expects exit 2 with one stderr line containing `expected`.
+#[track_caller]
+fn refused(dir: &Path, args: &[&str], expected: &str) {
+    let output = run(push()
+        .current_dir(dir)
+        .env_remove("DEPLOYD_KEY_FILE")
+        .args(args));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    // clap adds its standard hint to usage errors; the error itself is one line.
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with("For more information, try"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{args:?}: not one line: {stderr}");
+    assert!(stderr.contains(expected), "{args:?}: {stderr}");
+}
+
+#[test]
+fn each_bad_input_is_one_line_and_exit_2() {
+    let dir = flake();
+    let path = dir.path();
+    refused(path, &["--host", "nope"], "unknown host nope");
+    refused(path, &["--host", "not a host"], "invalid host name");
+    refused(path, &[], "--host NAME, or use --all");
+    refused(
+        path,
+        &["--all", "--key", "/nonexistent/ops.secret"],
+        "cannot use the deploy key /nonexistent/ops.secret",
+    );
+    std::fs::write(path.join("bad.secret"), "ops-1:not-base64!").expect("write");
+    refused(path, &["--all", "--key", "bad.secret"], "not valid base64");
+    let public = SecretKey::generate("ops-1".parse().expect("name"))
+        .expect("random")
+        .public_key();
+    std::fs::write(path.join("public.secret"), public.to_string()).expect("write");
+    refused(
+        path,
+        &["--all", "--key", "public.secret"],
+        "a secret key has 64 bytes",
+    );
+    refused(
+        path,
+        &["--all", "no-such-revision"],
+        "no revision \"no-such-revision\"",
+    );
+    refused(path, &["--all", "--action", "reboot"], "invalid action");
+    refused(
+        path,
+        &["--all", "--parallel", "0"],
+        "--parallel must be at least 1",
+    );
+    std::fs::write(
+        path.join("push.toml"),
+        "[hosts.sambirano]\nadress = \"x\"\n",
+    )
+    .expect("write");
+    refused(path, &["--all"], "unknown field `adress`");
+    std::fs::remove_file(path.join("push.toml")).expect("remove");
+    refused(path, &["--all"], "cannot read the inventory");
+    refused(path, &["status"], "cannot read the inventory");
+}
