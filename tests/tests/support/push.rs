@@ -50,6 +50,19 @@ impl PushLab {
         command.output().expect("run push")
     }
 
+    /// Starts `push ARGS` in the background, its output piped.
+    pub fn spawn_push(&self, args: &[&str]) -> std::process::Child {
+        let mut command = self
+            .lab
+            .push_command(&self.key_file, self.state_home.path())
+            .expect("push binary");
+        command
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command.spawn().expect("start push")
+    }
+
     /// Where push keeps the GC root of `host`'s last built system.
     pub fn gc_root(&self, host: &str) -> PathBuf {
         self.state_home.path().join("deployd/gc-roots").join(host)
