@@ -196,3 +196,94 @@ async fn metrics_are_prometheus_text() {
     assert!(text.contains("deployd_deploy_in_progress 0"), "{text}");
     assert!(text.contains("deployd_reboot_required 0"), "{text}");
 }
+
+fn signed_deploy(id: &str) -> Message {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let request = deployd_protocol::DeployRequest::new(
+        id.parse().expect("id"),
+        "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-sambirano"
+            .parse()
+            .expect("path"),
+        deployd_protocol::Action::Switch,
+    )
+    .expect("random");
+    Message::new(
+        "sambirano".parse().expect("host"),
+        Signed::Deploy(request),
+        now,
+        60,
+    )
+}
+
+fn post(body: Vec<u8>) -> Request<Body> {
+    Request::post("/v1/deploy")
+        .body(Body::from(body))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn accept_retry_and_replays() {
+    let host = host(false);
+    let message = signed_deploy("first");
+    let bytes = message.sign(&[&host.ops]).to_json();
+    let (status, body, _) = send(&host, post(bytes.clone())).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["deploy_id"], "first");
+    assert_eq!(body["status_url"], "/v1/deploys/first");
+
+    // The very same envelope: the same deploy.
+    let (status, body, _) = send(&host, post(bytes)).await;
+    assert_eq!(
+        (status, body["deploy_id"].as_str()),
+        (StatusCode::ACCEPTED, Some("first"))
+    );
+
+    // Another message with the same nonce.
+    let mut reused = signed_deploy("second");
+    if let (Signed::Deploy(new), Signed::Deploy(old)) = (&mut reused.request, &message.request) {
+        new.nonce = old.nonce.clone();
+    }
+    let (status, body, _) = send(&host, post(reused.sign(&[&host.ops]).to_json())).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("replayed")),
+        "{body}"
+    );
+
+    // The same deploy id with a fresh nonce.
+    let again = signed_deploy("first").sign(&[&host.ops]).to_json();
+    let (status, body, _) = send(&host, post(again)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("replayed")),
+        "{body}"
+    );
+
+    // Magic rollback is refused until hosts support it.
+    let mut confirmable = signed_deploy("confirmable");
+    if let Signed::Deploy(request) = &mut confirmable.request {
+        request.confirm_within_s = Some(30);
+    }
+    let (status, body, _) = send(&host, post(confirmable.sign(&[&host.ops]).to_json())).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request")),
+        "{body}"
+    );
+
+    // A read-only key may not deploy; a GET on the deploy endpoint is no route.
+    let forbidden = signed_deploy("reader").sign(&[&host.reader]).to_json();
+    let (status, body, _) = send(&host, post(forbidden)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, body, _) = send(&host, get("/v1/deploy")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+}

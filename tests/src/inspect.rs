@@ -15,6 +15,8 @@ pub const SWITCH_LOG: &str = "/var/lib/lab/switch.log";
 pub const FAIL_SWITCH_FLAG: &str = "/var/lib/lab/fail-switch";
 /// When this file exists on a host, its toy switch first sleeps that many seconds.
 pub const SWITCH_DELAY_FILE: &str = "/var/lib/lab/switch-delay";
+/// While this file exists on a host, its toy switch waits.
+pub const SWITCH_GATE_FILE: &str = "/var/lib/lab/switch-gate";
 
 /// One run of a toy `switch-to-configuration`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +70,18 @@ impl Node {
             std::fs::write(&flag, "")?;
         } else if flag.exists() {
             std::fs::remove_file(&flag)?;
+        }
+        Ok(())
+    }
+
+    /// Closes (`true`) or opens the gate toy switches wait at on this host.
+    pub fn set_switch_gate(&self, closed: bool) -> Result<()> {
+        let file = self.outside(SWITCH_GATE_FILE);
+        if closed {
+            std::fs::create_dir_all(file.parent().context("file has a parent")?)?;
+            std::fs::write(&file, "")?;
+        } else if file.exists() {
+            std::fs::remove_file(&file)?;
         }
         Ok(())
     }

@@ -157,27 +157,40 @@ fn a_subscriber_joining_mid_deploy_gets_the_past_then_the_live_events() {
     let host = lab.hosts()[0].clone();
     let rev = lab.flake().head().expect("head");
     let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
-    host.set_switch_delay(2).expect("delay");
+    // The switch waits at a gate only this test opens, after it has subscribed.
+    host.set_switch_gate(true).expect("gate");
     let id = deploy(
         &lab,
         &host,
         &deploy_message(&host, "watched", &system, Action::Switch),
         &ops,
     );
-    support::deployd::wait_for_state(&lab, &host, &id, "activating", Duration::from_secs(30));
-    assert!(
-        host.switch_log().expect("log").len() <= 1,
-        "the switch ended before the subscriber joined"
-    );
+    assert!(support::wait_until(Duration::from_secs(30), || host
+        .switch_log()
+        .expect("log")
+        .len()
+        == 1));
 
-    let events = events(&lab, &host, &id);
+    let url = format!("{}/v1/deploys/{id}/events", lab.deployd_url(&host));
+    let response = support::deployd::http().get(url).send().expect("subscribe");
+    let mut reader = std::io::BufReader::new(response);
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut first).expect("first line");
+    assert!(first.starts_with("event: state"), "{first}");
+    // Subscribed while the switch is held: what follows can only come live.
+    host.set_switch_gate(false).expect("open the gate");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).expect("the stream ends");
+    let events = format!("{first}{rest}");
     let states: Vec<DeployState> = events
-        .iter()
-        .filter(|(name, _)| name == "state")
-        .map(|(_, data)| {
-            serde_json::from_str::<StateEvent>(data)
-                .expect("state")
-                .state
+        .split("\n\n")
+        .filter_map(|block| {
+            let data = block.lines().find_map(|l| l.strip_prefix("data:"))?;
+            block.contains("event: state").then(|| {
+                serde_json::from_str::<StateEvent>(data.trim())
+                    .expect("state")
+                    .state
+            })
         })
         .collect();
     assert_eq!(
@@ -189,11 +202,15 @@ fn a_subscriber_joining_mid_deploy_gets_the_past_then_the_live_events() {
             DeployState::Succeeded
         ]
     );
-    // The switch's output came after the subscriber joined.
-    assert!(events
-        .iter()
-        .any(|(name, data)| name == "log" && data.contains("activated")));
-    assert_eq!(events.last().map(|(name, _)| name.as_str()), Some("done"));
+    assert!(events.contains("activated"), "{events}");
+    assert!(
+        events
+            .trim_end()
+            .rsplit("\n\n")
+            .next()
+            .is_some_and(|last| last.starts_with("event: done")),
+        "{events}"
+    );
 
     let metrics = support::deployd::http()
         .get(format!("{}/metrics", lab.deployd_url(&host)))

@@ -122,7 +122,11 @@ fn the_cache_going_down_mid_fetch_fails() {
     std::thread::sleep(Duration::from_secs(2));
     lab.stop_cache().expect("cache down");
     let record = wait_for_end(&lab, &host, &id, Duration::from_secs(120));
-    assert_fetch_failed(&record, "fetching");
+    assert_fetch_failed(&record, "unable to download");
+    // The download had begun when the cache went down.
+    let log = std::fs::read_to_string(host.outside(&format!("/var/lib/deployd/deploys/{id}/log")))
+        .expect("log");
+    assert!(log.contains("copying path"), "{log}");
     assert!(
         !host.outside(&system).exists(),
         "the system got into the store"

@@ -189,19 +189,35 @@ fn push_follows_a_host_whose_daemon_restarts_mid_deploy() {
     host.set_switch_delay(3).expect("slow switch");
     let push = fleet.spawn_push(&["--all"]);
     assert!(
-        support::wait_until(std::time::Duration::from_secs(60), || host.switch_log().expect("log").len() == 1),
+        support::wait_until(std::time::Duration::from_secs(60), || host
+            .switch_log()
+            .expect("log")
+            .len()
+            == 1),
         "the switch never started"
     );
     // The daemon dies during the switch, as if the switch restarted it.
     let pid = fleet.lab.supervised_pid(&host, "deployd").expect("deployd");
-    assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill").success());
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success());
 
     let output = push.wait_with_output().expect("push ends");
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stderr.contains("reconnecting"), "{stderr}");
-    assert!(stdout.lines().any(|l| l.starts_with(&host.name) && l.contains("succeeded")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&host.name) && l.contains("succeeded")),
+        "{stdout}"
+    );
     assert_eq!(host.switch_log().expect("log").len(), 1, "switched twice");
     let rev = fleet.lab.flake().head().expect("head");
-    assert_eq!(host.current_system(), Some(system_at(fleet.lab.flake().dir(), &rev, &host.name)));
+    assert_eq!(
+        host.current_system(),
+        Some(system_at(fleet.lab.flake().dir(), &rev, &host.name))
+    );
 }

@@ -197,11 +197,12 @@ fn every_error_code_from_a_real_request_and_the_host_unchanged() {
         409,
         "replayed",
     );
+    // Issued before the active deploy, valid long enough not to expire first.
     let older = Message::new(
         host.name.parse().expect("host"),
         fresh("older").request,
-        first.issued_at - 60,
-        300,
+        first.issued_at - 1,
+        900,
     );
     case.refused("an older request", signed(&older, &ops), 409, "downgrade");
     let mut payload: serde_json::Value =

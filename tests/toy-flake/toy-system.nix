@@ -6,7 +6,8 @@
 # plus dependencies in its closure. Its switch-to-configuration records every
 # action it runs on the host in /var/lib/lab/switch.log, fails when the
 # settings say so or when /var/lib/lab/fail-switch exists on the host, and
-# first sleeps as many seconds as /var/lib/lab/switch-delay says, if it exists.
+# first sleeps as many seconds as /var/lib/lab/switch-delay says, if it exists,
+# then waits while /var/lib/lab/switch-gate exists.
 { host, settings }:
 let
   inherit (settings) system;
@@ -69,6 +70,9 @@ build "nixos-system-${host}-${settings.label}" ''
   if [ -e /var/lib/lab/switch-delay ]; then
     sleep "\$(cat /var/lib/lab/switch-delay)"
   fi
+  while [ -e /var/lib/lab/switch-gate ]; do
+    sleep 0.1
+  done
   if [ "\$action" = dry-activate ]; then
     echo "would activate $out"
     exit 0
