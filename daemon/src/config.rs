@@ -77,6 +77,73 @@ pub struct ConfigFile {
     /// How systems are activated.
     #[serde(default)]
     pub activation: ActivationSection,
+    /// What must hold after an activation, or it is rolled back.
+    #[serde(default)]
+    pub health: HealthSection,
+}
+
+/// `[health]`: checks run after every `switch` or `test` (after the
+/// confirmation, when one was asked for); retried until all pass or the
+/// deadline passes, then the deploy is rolled back.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSection {
+    /// Commands that must exit 0 (`[[health.commands]]`).
+    #[serde(default)]
+    pub commands: Vec<HealthCommand>,
+    /// `http://` URLs that must answer a GET with a 2xx status.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// Where systemd runs: `systemctl is-system-running --wait` must not
+    /// leave failed units other than `allowed_failed_units`.
+    #[serde(default = "default_true")]
+    pub systemd: bool,
+    /// Units whose failure does not fail the check.
+    #[serde(default)]
+    pub allowed_failed_units: Vec<String>,
+    /// How long the checks may keep failing before the deploy rolls back.
+    #[serde(default = "default_health_deadline_s")]
+    pub deadline_s: u64,
+    /// The pause between two rounds of checks.
+    #[serde(default = "default_health_interval_s")]
+    pub interval_s: u64,
+}
+
+/// One `[[health.commands]]`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCommand {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// How long one run may take.
+    #[serde(default = "default_health_command_timeout_s")]
+    pub timeout_s: u64,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        HealthSection {
+            commands: Vec::new(),
+            http: Vec::new(),
+            systemd: true,
+            allowed_failed_units: Vec::new(),
+            deadline_s: default_health_deadline_s(),
+            interval_s: default_health_interval_s(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_health_deadline_s() -> u64 {
+    60
+}
+fn default_health_interval_s() -> u64 {
+    2
+}
+fn default_health_command_timeout_s() -> u64 {
+    30
 }
 
 /// One `[[trusted_keys]]` entry.
@@ -262,6 +329,21 @@ impl ConfigFile {
                     "[nix] substituters: {url:?} is not a store URL"
                 )));
             }
+        }
+        for check in &self.health.commands {
+            if check.command.is_empty() || check.timeout_s == 0 || check.timeout_s > MAX_TIMEOUT_S {
+                return invalid("[[health.commands]] need a command and a timeout_s of 1 s to a week");
+            }
+        }
+        for url in &self.health.http {
+            if crate::pipeline::health::parse_http_url(url).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "[health] http: {url:?} is not an http://host[:port]/path URL"
+                )));
+            }
+        }
+        if self.health.deadline_s > MAX_TIMEOUT_S || self.health.interval_s == 0 {
+            return invalid("[health] deadline_s must be at most a week and interval_s at least 1");
         }
         if !self.state_dir.is_absolute() {
             return invalid("state_dir must be an absolute path");

@@ -143,11 +143,6 @@ impl Daemon {
                 "the verifier passed a non-deploy message",
             ));
         };
-        if request.confirm_within_s.is_some() {
-            return Err(ApiError::BadRequest(
-                "this host does not support confirm_within_s (magic rollback) yet".into(),
-            ));
-        }
         let new = NewDeploy {
             deploy_id: request.deploy_id,
             store_path: request.store_path,
@@ -155,6 +150,7 @@ impl Daemon {
             flake: request.flake,
             rev: request.rev,
             rollback_to_generation: None,
+            confirm_within_s: request.confirm_within_s,
         };
         self.record_new(
             inner,
@@ -200,6 +196,7 @@ impl Daemon {
             store_path,
             action: Action::Switch,
             rollback_to_generation: Some(previous.number),
+            confirm_within_s: None,
         };
         self.record_new(
             inner,
@@ -207,6 +204,36 @@ impl Daemon {
             pending,
             bytes,
         )
+    }
+
+    /// Handles `POST /v1/deploys/{id}/confirm`: a signed `confirm` of a
+    /// deploy that waits for it. A confirm of a deploy already confirmed (a
+    /// retry) answers the same; of one not waiting, `bad_request`.
+    pub fn confirm(&self, bytes: &[u8], id: &DeployId) -> Result<DeployAccepted, ApiError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(deploy) = inner.store.get(id.as_str()).cloned() else {
+            return Err(ApiError::NotFound(id.to_string()));
+        };
+        let verified = self.admit(inner, bytes, Endpoint::Confirm { deploy_id: id })?;
+        if deploy.progress.confirmed {
+            return Ok(accepted(id));
+        }
+        let Some((_, pending)) = verified else {
+            return Err(ApiError::Replayed);
+        };
+        if deploy.record.state != DeployState::AwaitingConfirm {
+            return Err(ApiError::BadRequest(format!(
+                "deploy {id} is {}, not waiting for confirmation",
+                deploy.record.state
+            )));
+        }
+        let mut confirmed = deploy;
+        confirmed.progress.confirmed = true;
+        inner.nonces.commit(pending, now_ms() / 1000).map_err(ApiError::internal)?;
+        inner.store.save(&confirmed).map_err(ApiError::internal)?;
+        log::info!(deploy_id = id.as_str(); "deploy {id} confirmed");
+        Ok(accepted(id))
     }
 
     /// Verifies a message that starts a deploy. `None` when its nonce was
@@ -274,6 +301,7 @@ impl Daemon {
             progress: Progress {
                 sequence: inner.store.next_sequence(),
                 rollback_to_generation: new.rollback_to_generation,
+                confirm_within_s: new.confirm_within_s,
                 ..Progress::default()
             },
         };
@@ -537,6 +565,7 @@ struct NewDeploy {
     flake: Option<String>,
     rev: Option<deployd_protocol::Revision>,
     rollback_to_generation: Option<u64>,
+    confirm_within_s: Option<u64>,
 }
 
 /// A message whose nonce was seen: the very same envelope again is a

@@ -7,7 +7,10 @@
 # action it runs on the host in /var/lib/lab/switch.log, fails when the
 # settings say so or when /var/lib/lab/fail-switch exists on the host, and
 # first sleeps as many seconds as /var/lib/lab/switch-delay says, if it exists,
-# then waits while /var/lib/lab/switch-gate exists.
+# then waits while /var/lib/lab/switch-gate exists; when
+# /var/lib/lab/switch-kills holds a pid, it sends it SIGTERM mid-switch. Like
+# NixOS's network setup, `switch` and `test` bring eth0 up, except for a
+# system built to break the network, which takes it down.
 { host, settings }:
 let
   inherit (settings) system;
@@ -73,6 +76,12 @@ build "nixos-system-${host}-${settings.label}" ''
   while [ -e /var/lib/lab/switch-gate ]; do
     sleep 0.1
   done
+  if [ -e /var/lib/lab/switch-kills ]; then
+    # Restarts deployd in the middle of the switch, as a changed unit would.
+    kill -TERM "\$(cat /var/lib/lab/switch-kills)"
+    rm -f /var/lib/lab/switch-kills
+    sleep 1
+  fi
   if [ "\$action" = dry-activate ]; then
     echo "would activate $out"
     exit 0
@@ -90,6 +99,8 @@ build "nixos-system-${host}-${settings.label}" ''
       if [ -n "${breakNetwork}" ]; then
         echo "toy switch takes eth0 down" >&2
         ip link set eth0 down
+      else
+        ip link set eth0 up
       fi
       ;;
   esac

@@ -1,5 +1,6 @@
-//! `POST /v1/deploy` (a signed `deploy` envelope) and `POST /v1/rollback` (a
-//! signed `rollback`): anyone may call them, only a trusted key's signature
+//! `POST /v1/deploy` (a signed `deploy` envelope), `POST /v1/rollback` (a
+//! signed `rollback`) and `POST /v1/deploys/{id}/confirm` (a signed
+//! `confirm`): anyone may call them, only a trusted key's signature
 //! makes them do anything. 202 with the deploy's id and status URL; the very
 //! same envelope again answers the same deploy.
 
@@ -7,11 +8,11 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use deployd_protocol::api::DeployAccepted;
-use deployd_protocol::MAX_ENVELOPE_BYTES;
+use deployd_protocol::{DeployId, MAX_ENVELOPE_BYTES};
 
 use super::ApiError;
 use crate::daemon::Daemon;
@@ -49,6 +50,23 @@ pub async fn post_rollback(
         pipeline::spawn(daemon.clone(), accepted.deploy_id.clone());
     }
     Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Confirms a deploy that waits for it (magic rollback).
+pub async fn post_confirm(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<DeployAccepted>, ApiError> {
+    let body = read_body(body)?;
+    let id: DeployId = id
+        .parse()
+        .map_err(|_| ApiError::NotFound(super::deploys::quote_id(&id)))?;
+    let confirming = daemon.clone();
+    let accepted = tokio::task::spawn_blocking(move || confirming.confirm(&body, &id))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(accepted))
 }
 
 /// The body, or the right error for one too large or cut short.

@@ -51,6 +51,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
     let writes = Router::new()
         .route("/v1/deploy", post(deploy::post_deploy))
         .route("/v1/rollback", post(deploy::post_rollback))
+        .route("/v1/deploys/{id}/confirm", post(deploy::post_confirm))
         .layer(DefaultBodyLimit::max(MAX_ENVELOPE_BYTES))
         .layer(timed);
     Router::new()

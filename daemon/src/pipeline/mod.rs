@@ -5,6 +5,7 @@
 //! daemon left unfinished: it never activates a system twice, and it ends
 //! every deploy in a truthful state.
 
+pub mod health;
 mod nix;
 mod switch;
 
@@ -106,6 +107,14 @@ async fn drive(daemon: &Daemon, id: &DeployId) -> Result<Ending, StateError> {
             "deployd stopped while fetching; nothing was changed",
         )),
         DeployState::Activating => resume_activation(daemon, id, &deploy).await,
+        DeployState::AwaitingConfirm => {
+            daemon.log(id, "deployd: restarted while waiting for the confirmation");
+            after_switch(daemon, id, &deploy, AfterSwitch::Confirm).await
+        }
+        DeployState::CheckingHealth => {
+            daemon.log(id, "deployd: restarted during the health checks; checking again");
+            after_switch(daemon, id, &deploy, AfterSwitch::Health).await
+        }
         state => Ok(Ending::failed(
             "interrupted",
             format!("deployd stopped in state {state}; nothing more was done"),
@@ -233,10 +242,70 @@ async fn conclude_switch(
             format!("dry-activate failed: {why}"),
         )),
         SwitchOutcome::Failed(why) => roll_back(daemon, id, why).await,
-        SwitchOutcome::Succeeded => {
-            record_success(daemon, id, deploy).await;
-            Ok(Ending::succeeded())
+        SwitchOutcome::Succeeded => after_switch(daemon, id, deploy, AfterSwitch::Confirm).await,
+    }
+}
+
+/// Where the steps after a successful switch begin (a restarted daemon
+/// resumes at the step it was in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterSwitch {
+    /// Wait for the confirmation, when one was asked for.
+    Confirm,
+    /// Run the health checks, when some are configured.
+    Health,
+}
+
+/// The new system runs: wait for its confirmation, check its health, and
+/// succeed, or roll back. Only `switch` and `test` activate now; `boot` and
+/// `dry-activate` succeed at once.
+async fn after_switch(
+    daemon: &Daemon,
+    id: &DeployId,
+    deploy: &StoredDeploy,
+    from: AfterSwitch,
+) -> Result<Ending, StateError> {
+    let activates_now = matches!(deploy.record.action, Action::Switch | Action::Test);
+    if activates_now && from == AfterSwitch::Confirm {
+        if let Some(window) = deploy.progress.confirm_within_s {
+            if !confirmed_in_time(daemon, id, window).await? {
+                return roll_back(daemon, id, format!("the deploy was not confirmed within {window} s")).await;
+            }
         }
+    }
+    if activates_now && health::configured(&daemon.config.file.health, daemon.systemd) {
+        daemon.enter(id, DeployState::CheckingHealth)?;
+        if let Err(report) = health::check(daemon, id).await {
+            return roll_back(daemon, id, format!("health checks failed: {report}")).await;
+        }
+    }
+    record_success(daemon, id, deploy).await;
+    Ok(Ending::succeeded())
+}
+
+/// Waits in `awaiting_confirm` until a signed `confirm` arrives or the
+/// window ends. The window's end is written down first, so a restarted
+/// daemon waits only for what is left of it.
+async fn confirmed_in_time(daemon: &Daemon, id: &DeployId, window_s: u64) -> Result<bool, StateError> {
+    let deadline_ms = match daemon.deploy(id.as_str()).and_then(|d| d.progress.confirm_deadline_ms) {
+        Some(deadline) => deadline,
+        None => {
+            let deadline = crate::clock::now_ms() + window_s * 1000;
+            daemon.update(id, |deploy| deploy.progress.confirm_deadline_ms = Some(deadline))?;
+            daemon.enter(id, DeployState::AwaitingConfirm)?;
+            daemon.log(id, &format!("deployd: waiting {window_s} s for the deploy to be confirmed"));
+            deadline
+        }
+    };
+    loop {
+        if daemon.deploy(id.as_str()).is_some_and(|d| d.progress.confirmed) {
+            daemon.log(id, "deployd: confirmed");
+            return Ok(true);
+        }
+        if crate::clock::now_ms() >= deadline_ms {
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 

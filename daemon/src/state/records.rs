@@ -39,6 +39,15 @@ pub struct Progress {
     /// moves back to it instead of gaining a new generation).
     #[serde(default)]
     pub rollback_to_generation: Option<u64>,
+    /// Magic rollback: the confirmation window the request asked for.
+    #[serde(default)]
+    pub confirm_within_s: Option<u64>,
+    /// When the confirmation window ends (Unix ms), once it has begun.
+    #[serde(default)]
+    pub confirm_deadline_ms: Option<u64>,
+    /// Whether a signed `confirm` arrived in time.
+    #[serde(default)]
+    pub confirmed: bool,
 }
 
 /// A `switch-to-configuration` that outlives the daemon, written down before

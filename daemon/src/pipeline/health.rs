@@ -1,0 +1,179 @@
+//! Health checks after an activation: commands that must exit 0 in time,
+//! `http://` URLs that must answer a GET with 2xx, and, where systemd runs,
+//! no failed unit but the allowed ones. All are run in rounds until one
+//! round passes or the deadline passes; the last round's report says why.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::command::{self, Invocation};
+use crate::config::HealthSection;
+use crate::daemon::Daemon;
+use deployd_protocol::DeployId;
+
+/// How long an HTTP check may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of an HTTP answer read (the status line is all that matters).
+const HTTP_READ_BYTES: u64 = 4096;
+
+/// Whether any check is configured (for this machine).
+pub fn configured(health: &HealthSection, systemd: bool) -> bool {
+    !health.commands.is_empty() || !health.http.is_empty() || (health.systemd && systemd)
+}
+
+/// Runs the checks in rounds until all pass (`Ok`) or the deadline passes
+/// (`Err` with the last round's failures).
+pub async fn check(daemon: &Daemon, id: &DeployId) -> Result<(), String> {
+    let health = &daemon.config.file.health;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(health.deadline_s);
+    let mut round = 1;
+    loop {
+        let failures = one_round(daemon, id, health).await;
+        if failures.is_empty() {
+            daemon.log(id, &format!("deployd: health checks passed (round {round})"));
+            return Ok(());
+        }
+        for failure in &failures {
+            daemon.log(id, &format!("deployd: health check failed (round {round}): {failure}"));
+        }
+        if tokio::time::Instant::now() + Duration::from_secs(health.interval_s) > deadline {
+            return Err(failures.join("; "));
+        }
+        tokio::time::sleep(Duration::from_secs(health.interval_s)).await;
+        round += 1;
+    }
+}
+
+async fn one_round(daemon: &Daemon, id: &DeployId, health: &HealthSection) -> Vec<String> {
+    let mut failures = Vec::new();
+    for check in &health.commands {
+        let Some((program, args)) = check.command.split_first() else {
+            continue;
+        };
+        let invocation = Invocation::new(program, args, Duration::from_secs(check.timeout_s));
+        if let Err(error) = command::run(&invocation, |line| daemon.log(id, line)).await {
+            failures.push(error.to_string());
+        }
+    }
+    for url in &health.http {
+        if let Err(why) = http_get(url).await {
+            failures.push(format!("GET {url}: {why}"));
+        }
+    }
+    if health.systemd && daemon.systemd {
+        if let Err(why) = systemd_state(daemon, id, &health.allowed_failed_units).await {
+            failures.push(why);
+        }
+    }
+    failures
+}
+
+/// `systemctl is-system-running --wait`, then the failed units, less the allowed.
+async fn systemd_state(daemon: &Daemon, id: &DeployId, allowed: &[String]) -> Result<(), String> {
+    let systemctl = &daemon.config.file.activation.systemctl;
+    let running = Invocation::new(systemctl, ["is-system-running", "--wait"], Duration::from_secs(300));
+    if command::run(&running, |_| {}).await.is_ok() {
+        return Ok(());
+    }
+    let list = Invocation::new(
+        systemctl,
+        ["list-units", "--state=failed", "--plain", "--no-legend", "--no-pager"],
+        Duration::from_secs(30),
+    );
+    let listed = command::run(&list, |line| daemon.log(id, line))
+        .await
+        .map_err(|error| format!("cannot list failed units: {error}"))?;
+    let failed: Vec<&str> = listed
+        .stdout
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|unit| !allowed.iter().any(|allowed| allowed == unit))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("failed units: {}", failed.join(", ")))
+    }
+}
+
+/// Splits `http://host[:port]/path` into (host, port, path).
+pub fn parse_http_url(url: &str) -> Option<(String, u16, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            (host.to_owned(), port.parse().ok()?)
+        }
+        _ => (authority.to_owned(), 80),
+    };
+    Some((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port, path.to_owned()))
+}
+
+/// A GET that must answer 2xx within [`HTTP_TIMEOUT`].
+async fn http_get(url: &str) -> Result<(), String> {
+    let (host, port, path) = parse_http_url(url).ok_or("not an http:// URL")?;
+    let exchange = async {
+        let mut stream = TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|error| error.to_string())?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: deployd\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.map_err(|error| error.to_string())?;
+        let mut answer = Vec::new();
+        stream
+            .take(HTTP_READ_BYTES)
+            .read_to_end(&mut answer)
+            .await
+            .map_err(|error| error.to_string())?;
+        let text = String::from_utf8_lossy(&answer);
+        let status = text.split_whitespace().nth(1).unwrap_or("");
+        if status.len() == 3 && status.starts_with('2') {
+            Ok(())
+        } else {
+            Err(format!("answered {:?}", text.lines().next().unwrap_or("nothing")))
+        }
+    };
+    tokio::time::timeout(HTTP_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("no answer within {HTTP_TIMEOUT:?}"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_urls() {
+        assert_eq!(parse_http_url("http://127.0.0.1:8080/health"), Some(("127.0.0.1".into(), 8080, "/health".into())));
+        assert_eq!(parse_http_url("http://localhost"), Some(("localhost".into(), 80, "/".into())));
+        assert_eq!(parse_http_url("http://[::1]:81/x?y"), Some(("::1".into(), 81, "/x?y".into())));
+        assert_eq!(parse_http_url("https://example.org/"), None);
+        assert_eq!(parse_http_url("http:///x"), None);
+        assert_eq!(parse_http_url("http://h/a b"), None);
+    }
+
+    #[tokio::test]
+    async fn http_checks_want_2xx() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            for status in ["200 OK", "503 Service Unavailable"] {
+                let (mut stream, _) = listener.accept().await.expect("accept");
+                let mut buffer = [0u8; 1024];
+                let _ = stream.read(&mut buffer).await;
+                let _ = stream.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}/health");
+        assert_eq!(http_get(&url).await, Ok(()));
+        assert!(http_get(&url).await.expect_err("503").contains("503"));
+        assert!(http_get("http://127.0.0.1:9/nothing").await.is_err());
+    }
+}
