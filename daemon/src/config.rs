@@ -200,6 +200,12 @@ pub struct ActivationSection {
     /// `systemctl` program, used when systemd runs the machine.
     #[serde(default = "default_systemctl")]
     pub systemctl: PathBuf,
+    /// deployd's own unit. After a deploy whose system runs another deployd
+    /// in it, the daemon exits once the deploy is recorded, and its service
+    /// manager starts the new one (the NixOS module sets
+    /// `restartIfChanged = false`, so a switch never stops deployd midway).
+    #[serde(default = "default_unit")]
+    pub unit: String,
 }
 
 impl Default for ActivationSection {
@@ -211,6 +217,7 @@ impl Default for ActivationSection {
             switch_timeout_s: default_switch_timeout_s(),
             systemd_run: default_systemd_run(),
             systemctl: default_systemctl(),
+            unit: default_unit(),
         }
     }
 }
@@ -250,6 +257,9 @@ fn default_systemd_run() -> PathBuf {
 }
 fn default_systemctl() -> PathBuf {
     PathBuf::from("systemctl")
+}
+fn default_unit() -> String {
+    "deployd.service".to_owned()
 }
 
 /// A checked config, ready to run on.
@@ -332,7 +342,9 @@ impl ConfigFile {
         }
         for check in &self.health.commands {
             if check.command.is_empty() || check.timeout_s == 0 || check.timeout_s > MAX_TIMEOUT_S {
-                return invalid("[[health.commands]] need a command and a timeout_s of 1 s to a week");
+                return invalid(
+                    "[[health.commands]] need a command and a timeout_s of 1 s to a week",
+                );
             }
         }
         for url in &self.health.http {

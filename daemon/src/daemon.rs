@@ -45,6 +45,9 @@ pub struct Daemon {
     shutdown: tokio_util::sync::CancellationToken,
     /// Event streams open at once are bounded.
     streams: Arc<tokio::sync::Semaphore>,
+    /// Set when the system just activated runs another deployd: the daemon
+    /// exits once the deploy is recorded, to be started anew.
+    restart_after_deploy: std::sync::atomic::AtomicBool,
 }
 
 /// Event streams served at once.
@@ -87,6 +90,7 @@ impl Daemon {
             config,
             shutdown: tokio_util::sync::CancellationToken::new(),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
+            restart_after_deploy: std::sync::atomic::AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 store,
                 nonces,
@@ -95,6 +99,18 @@ impl Daemon {
                 counters,
             }),
         }))
+    }
+
+    /// Asks for a restart once the running deploy is recorded.
+    pub fn request_restart(&self) {
+        self.restart_after_deploy
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a restart was asked for.
+    pub fn restart_requested(&self) -> bool {
+        self.restart_after_deploy
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The token that stops everything on shutdown.
@@ -230,7 +246,10 @@ impl Daemon {
         }
         let mut confirmed = deploy;
         confirmed.progress.confirmed = true;
-        inner.nonces.commit(pending, now_ms() / 1000).map_err(ApiError::internal)?;
+        inner
+            .nonces
+            .commit(pending, now_ms() / 1000)
+            .map_err(ApiError::internal)?;
         inner.store.save(&confirmed).map_err(ApiError::internal)?;
         log::info!(deploy_id = id.as_str(); "deploy {id} confirmed");
         Ok(accepted(id))

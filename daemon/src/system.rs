@@ -88,6 +88,42 @@ fn generation_number(profile: &str, link: &str) -> Option<u64> {
         .ok()
 }
 
+/// The store path (`/nix/store/<hash>-<name>`) a path lies in, if it does.
+pub fn store_path_of(path: &Path) -> Option<PathBuf> {
+    let relative = path.strip_prefix("/nix/store").ok()?;
+    let first = relative.components().next()?;
+    Some(Path::new("/nix/store").join(first))
+}
+
+/// Whether `system` runs another deployd than this process: the program its
+/// `unit`'s `ExecStart=` names lies in another store path than our own
+/// executable. Unknown (false) when either is not in the store.
+pub fn runs_another_daemon(system: &Path, unit: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(system.join("etc/systemd/system").join(unit)) else {
+        return false;
+    };
+    let program = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("ExecStart="))
+        .and_then(|command| {
+            command
+                .trim_start_matches(['@', '-', ':', '+', '!'])
+                .split_whitespace()
+                .next()
+        })
+        .map(PathBuf::from);
+    let ours = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.canonicalize().ok());
+    match (
+        program.as_deref().and_then(store_path_of),
+        ours.as_deref().and_then(store_path_of),
+    ) {
+        (Some(theirs), Some(ours)) => theirs != ours,
+        _ => false,
+    }
+}
+
 /// Why a store path is not a NixOS system.
 pub fn check_nixos_system(system: &Path) -> Result<(), String> {
     for required in ["nixos-version", "bin/switch-to-configuration"] {
@@ -159,6 +195,15 @@ mod tests {
         assert!(!reboot_required(&make("same", "/nix/store/k1"), &booted));
         assert!(reboot_required(&make("new", "/nix/store/k2"), &booted));
         assert!(!reboot_required(&booted, &dir.path().join("never-booted")));
+    }
+
+    #[test]
+    fn store_paths_of_programs() {
+        assert_eq!(
+            store_path_of(Path::new("/nix/store/abc-deployd-1/bin/deployd")),
+            Some(PathBuf::from("/nix/store/abc-deployd-1"))
+        );
+        assert_eq!(store_path_of(Path::new("/usr/bin/deployd")), None);
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct FleetSettings {
     pub bulk_paths: u32,
     /// Random bytes in each extra path.
     pub bulk_bytes_per_path: u64,
+    /// The deployd program the system's `deployd.service` runs ("": no unit).
+    #[serde(default)]
+    pub deployd_exec: String,
 }
 
 impl FleetSettings {
@@ -50,6 +53,7 @@ impl FleetSettings {
             break_network: Vec::new(),
             bulk_paths: 0,
             bulk_bytes_per_path: 0,
+            deployd_exec: String::new(),
         }
     }
 
@@ -60,7 +64,7 @@ impl FleetSettings {
             format!("[ {}]", quoted.concat())
         };
         format!(
-            "{{\n  system = {:?};\n  hosts = {};\n  version = {:?};\n  label = \"{}\";\n  kernel = {:?};\n  failSwitch = {};\n  breakNetwork = {};\n  bulk = {{\n    paths = {};\n    bytesPerPath = {};\n  }};\n}}\n",
+            "{{\n  system = {:?};\n  hosts = {};\n  version = {:?};\n  label = \"{}\";\n  kernel = {:?};\n  failSwitch = {};\n  breakNetwork = {};\n  bulk = {{\n    paths = {};\n    bytesPerPath = {};\n  }};\n  deploydExec = {:?};\n}}\n",
             self.system,
             list(&self.hosts),
             self.version,
@@ -70,6 +74,7 @@ impl FleetSettings {
             list(&self.break_network),
             self.bulk_paths,
             self.bulk_bytes_per_path,
+            self.deployd_exec,
         )
     }
 }

@@ -10,7 +10,8 @@ use deployd_lab::Lab;
 use deployd_protocol::api::DeployState;
 use deployd_protocol::{Action, DeployId, Request};
 use support::deployd::{
-    deploy, deploy_message, get, key, post, start_fleet, status, trusted, wait_for_end, wait_for_state,
+    deploy, deploy_message, get, key, post, start_fleet, status, trusted, wait_for_end,
+    wait_for_state,
 };
 use support::push::{system_at, text, PushLab};
 use support::{lab_options, wait_until};
@@ -21,42 +22,82 @@ fn a_switch_that_breaks_the_network_rolls_itself_back() {
     let host = fleet.lab.hosts()[0].clone();
     let first = fleet.lab.flake().head().expect("head");
     assert_eq!(fleet.push(&["--all"]).status.code(), Some(0));
-    fleet.lab.flake_mut().commit_network_breaking(&host.name).expect("commit");
+    fleet
+        .lab
+        .flake_mut()
+        .commit_network_breaking(&host.name)
+        .expect("commit");
 
     let output = fleet.push(&["--all", "--confirm", "20"]);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(stdout.lines().any(|l| l.starts_with(&host.name) && l.contains("rolled_back")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&host.name) && l.contains("rolled_back")),
+        "{stdout}"
+    );
     assert!(stdout.contains("not confirmed within 20 s"), "{stdout}");
     // Reachable again, on the previous system.
     let status = status(&fleet.lab, &host);
-    assert_eq!(status.current_system, Some(system_at(fleet.lab.flake().dir(), &first, &host.name)));
+    assert_eq!(
+        status.current_system,
+        Some(system_at(fleet.lab.flake().dir(), &first, &host.name))
+    );
     let output = fleet.push(&["status"]);
     let (stdout, _) = text(&output);
-    let line = stdout.lines().find(|l| l.starts_with(&host.name)).expect("status line");
-    assert!(line.contains("rolled_back") && line.contains("not confirmed"), "{line}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&host.name))
+        .expect("status line");
+    assert!(
+        line.contains("rolled_back") && line.contains("not confirmed"),
+        "{line}"
+    );
 }
 
 #[test]
 fn a_confirmed_deploy_succeeds() {
     let mut fleet = PushLab::up(1);
     let host = fleet.lab.hosts()[0].clone();
-    let rev = fleet.lab.flake_mut().commit_changed_system().expect("commit");
+    let rev = fleet
+        .lab
+        .flake_mut()
+        .commit_changed_system()
+        .expect("commit");
     let output = fleet.push(&["--all", "--confirm", "30"]);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert_eq!(host.current_system(), Some(system_at(fleet.lab.flake().dir(), &rev, &host.name)));
+    assert_eq!(
+        host.current_system(),
+        Some(system_at(fleet.lab.flake().dir(), &rev, &host.name))
+    );
     let last = status(&fleet.lab, &host).last_deploy.expect("a deploy");
     let record = support::deployd::record(&fleet.lab, &host, last.deploy_id.as_str());
-    assert!(record.phases.iter().any(|p| p.state == DeployState::AwaitingConfirm), "{record:?}");
+    assert!(
+        record
+            .phases
+            .iter()
+            .any(|p| p.state == DeployState::AwaitingConfirm),
+        "{record:?}"
+    );
     assert_eq!(record.state, DeployState::Succeeded);
 }
 
-fn health_lab(extra: &str) -> (Lab, deployd_protocol::SecretKey, deployd_lab::Node, String, String) {
+fn health_lab(
+    extra: &str,
+) -> (
+    Lab,
+    deployd_protocol::SecretKey,
+    deployd_lab::Node,
+    String,
+    String,
+) {
     let mut lab = Lab::up(&lab_options(1)).expect("lab up");
     let ops = key("ops-1");
     let host = lab.hosts()[0].clone();
-    lab.write_deployd_config(&host, &[trusted(&ops, None)], extra).expect("config");
+    lab.write_deployd_config(&host, &[trusted(&ops, None)], extra)
+        .expect("config");
     lab.start_deployd(&host).expect("deployd");
     let first_rev = lab.flake().head().expect("head");
     let first = lab.build_and_publish(&first_rev).expect("build")[&host.name].clone();
@@ -71,24 +112,42 @@ fn a_failing_health_command_rolls_back() {
     let (lab, ops, host, first, second) = health_lab(check);
     std::fs::create_dir_all(host.outside("/var/lib/lab")).expect("dir");
     std::fs::write(host.outside("/var/lib/lab/healthy"), "").expect("healthy");
-    let id = deploy(&lab, &host, &deploy_message(&host, "healthy", &first, Action::Switch), &ops);
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "healthy", &first, Action::Switch),
+        &ops,
+    );
     let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
-    assert!(record.phases.iter().any(|p| p.state == DeployState::CheckingHealth));
+    assert!(record
+        .phases
+        .iter()
+        .any(|p| p.state == DeployState::CheckingHealth));
 
     std::fs::remove_file(host.outside("/var/lib/lab/healthy")).expect("unhealthy");
-    let id = deploy(&lab, &host, &deploy_message(&host, "unhealthy", &second, Action::Switch), &ops);
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "unhealthy", &second, Action::Switch),
+        &ops,
+    );
     let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
     assert_eq!(record.state, DeployState::RolledBack, "{record:?}");
     let error = record.error.expect("error");
-    assert!(error.message.contains("health checks failed") && error.message.contains("not healthy"), "{}", error.message);
+    assert!(
+        error.message.contains("health checks failed") && error.message.contains("not healthy"),
+        "{}",
+        error.message
+    );
     assert_eq!(host.current_system(), Some(first.clone()));
     assert_eq!(host.profile_system(), Some(first));
 }
 
 #[test]
 fn a_failing_http_check_rolls_back() {
-    let check = "\n[health]\ndeadline_s = 2\ninterval_s = 1\nhttp = [\"http://127.0.0.1:8080/health\"]\n";
+    let check =
+        "\n[health]\ndeadline_s = 2\ninterval_s = 1\nhttp = [\"http://127.0.0.1:8080/health\"]\n";
     let (mut lab, ops, host, first, second) = health_lab(check);
     // A web server on the host, answering /health while it runs.
     let root = lab.dir().join("health-root");
@@ -103,17 +162,34 @@ fn a_failing_http_check_rolls_back() {
         "127.0.0.1:8080".into(),
     ];
     lab.supervise(&host, "web", serve).expect("web server");
-    assert!(wait_until(Duration::from_secs(10), || lab.supervised_pid(&host, "web").is_some()));
+    assert!(wait_until(Duration::from_secs(10), || lab
+        .supervised_pid(&host, "web")
+        .is_some()));
     std::thread::sleep(Duration::from_millis(500));
-    let id = deploy(&lab, &host, &deploy_message(&host, "served", &first, Action::Switch), &ops);
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "served", &first, Action::Switch),
+        &ops,
+    );
     let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
 
-    lab.stop_supervised(&host, "web").expect("stop the web server");
-    let id = deploy(&lab, &host, &deploy_message(&host, "unserved", &second, Action::Switch), &ops);
+    lab.stop_supervised(&host, "web")
+        .expect("stop the web server");
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "unserved", &second, Action::Switch),
+        &ops,
+    );
     let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
     assert_eq!(record.state, DeployState::RolledBack, "{record:?}");
-    assert!(record.error.expect("error").message.contains("GET http://127.0.0.1:8080/health"));
+    assert!(record
+        .error
+        .expect("error")
+        .message
+        .contains("GET http://127.0.0.1:8080/health"));
     assert_eq!(host.current_system(), Some(first));
 }
 
@@ -123,15 +199,28 @@ fn reboot_needed_for_a_new_kernel_only() {
     let ops = key("ops-1");
     start_fleet(&mut lab, &[trusted(&ops, None)]);
     let host = lab.hosts()[0].clone();
-    let first = lab.build_and_publish(&lab.flake().head().expect("head")).expect("build")[&host.name].clone();
-    let id = deploy(&lab, &host, &deploy_message(&host, "first", &first, Action::Switch), &ops);
+    let first = lab
+        .build_and_publish(&lab.flake().head().expect("head"))
+        .expect("build")[&host.name]
+        .clone();
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "first", &first, Action::Switch),
+        &ops,
+    );
     wait_for_end(&lab, &host, &id, Duration::from_secs(60));
     // The host "booted" the first system.
     std::os::unix::fs::symlink(&first, host.outside("/run/booted-system")).expect("booted");
 
     let same_kernel = lab.flake_mut().commit_changed_system().expect("commit");
     let same = lab.build_and_publish(&same_kernel).expect("build")[&host.name].clone();
-    let id = deploy(&lab, &host, &deploy_message(&host, "same-kernel", &same, Action::Switch), &ops);
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "same-kernel", &same, Action::Switch),
+        &ops,
+    );
     let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
     assert_eq!(record.state, DeployState::Succeeded);
     assert!(!record.reboot_required);
@@ -139,7 +228,12 @@ fn reboot_needed_for_a_new_kernel_only() {
 
     let new_kernel = lab.flake_mut().commit_new_kernel("6.12.0").expect("commit");
     let newer = lab.build_and_publish(&new_kernel).expect("build")[&host.name].clone();
-    let id = deploy(&lab, &host, &deploy_message(&host, "new-kernel", &newer, Action::Switch), &ops);
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "new-kernel", &newer, Action::Switch),
+        &ops,
+    );
     let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
     assert!(record.reboot_required, "{record:?}");
     assert!(status(&lab, &host).reboot_required);
@@ -158,18 +252,39 @@ fn killed_while_awaiting_confirmation_the_deploy_still_needs_its_confirm() {
     let ops = key("ops-1");
     start_fleet(&mut lab, &[trusted(&ops, None)]);
     let host = lab.hosts()[0].clone();
-    let system = lab.build_and_publish(&lab.flake().head().expect("head")).expect("build")[&host.name].clone();
+    let system = lab
+        .build_and_publish(&lab.flake().head().expect("head"))
+        .expect("build")[&host.name]
+        .clone();
     let mut message = deploy_message(&host, "confirm-me", &system, Action::Switch);
     if let Request::Deploy(request) = &mut message.request {
         request.confirm_within_s = Some(60);
     }
     deploy(&lab, &host, &message, &ops);
-    wait_for_state(&lab, &host, "confirm-me", "awaiting_confirm", Duration::from_secs(60));
+    wait_for_state(
+        &lab,
+        &host,
+        "confirm-me",
+        "awaiting_confirm",
+        Duration::from_secs(60),
+    );
 
     let pid = lab.supervised_pid(&host, "deployd").expect("deployd");
-    assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill").success());
-    assert!(wait_until(Duration::from_secs(20), || lab.supervised_pid(&host, "deployd").is_some_and(|p| p != pid)));
-    wait_for_state(&lab, &host, "confirm-me", "awaiting_confirm", Duration::from_secs(30));
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success());
+    assert!(wait_until(Duration::from_secs(20), || lab
+        .supervised_pid(&host, "deployd")
+        .is_some_and(|p| p != pid)));
+    wait_for_state(
+        &lab,
+        &host,
+        "confirm-me",
+        "awaiting_confirm",
+        Duration::from_secs(30),
+    );
 
     let id: DeployId = "confirm-me".parse().expect("id");
     let confirm = deployd_protocol::Message::new(
@@ -194,14 +309,111 @@ fn a_switch_that_restarts_the_daemon_still_succeeds() {
     let ops = key("ops-1");
     start_fleet(&mut lab, &[trusted(&ops, None)]);
     let host = lab.hosts()[0].clone();
-    let system = lab.build_and_publish(&lab.flake().head().expect("head")).expect("build")[&host.name].clone();
+    let system = lab
+        .build_and_publish(&lab.flake().head().expect("head"))
+        .expect("build")[&host.name]
+        .clone();
     let pid = lab.supervised_pid(&host, "deployd").expect("deployd");
     std::fs::create_dir_all(host.outside("/var/lib/lab")).expect("dir");
     std::fs::write(host.outside("/var/lib/lab/switch-kills"), pid.to_string()).expect("flag");
-    let id = deploy(&lab, &host, &deploy_message(&host, "restarts", &system, Action::Switch), &ops);
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "restarts", &system, Action::Switch),
+        &ops,
+    );
     let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
-    assert_ne!(lab.supervised_pid(&host, "deployd"), Some(pid), "deployd was not restarted");
+    assert_ne!(
+        lab.supervised_pid(&host, "deployd"),
+        Some(pid),
+        "deployd was not restarted"
+    );
     assert_eq!(host.switch_log().expect("log").len(), 1);
     assert_eq!(host.current_system(), Some(system));
+}
+
+#[test]
+fn a_system_with_another_deployd_restarts_the_daemon_after_the_deploy() {
+    let mut lab = Lab::up(&lab_options(1)).expect("lab up");
+    let ops = key("ops-1");
+    let host = lab.hosts()[0].clone();
+    lab.write_deployd_config(&host, &[trusted(&ops, None)], "")
+        .expect("config");
+    // deployd runs from the host's store, as on NixOS.
+    let binary = lab.deployd_binary().expect("deployd");
+    let added = host
+        .run(&["nix-store", "--add", binary.to_str().expect("utf-8")])
+        .expect("add");
+    let in_store = String::from_utf8(added.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let argv = host.mounted_argv(&in_store, ["--config", deployd_lab::DEPLOYD_CONFIG]);
+    lab.supervise(&host, "deployd", argv).expect("supervise");
+    deployd_lab::wait_for_port(
+        (host.address, deployd_lab::DEPLOYD_PORT).into(),
+        Duration::from_secs(20),
+    )
+    .expect("up");
+
+    let same = lab
+        .flake_mut()
+        .commit("The same deployd", |settings| {
+            settings.deployd_exec = in_store.clone()
+        })
+        .expect("commit");
+    let system = lab.build_and_publish(&same).expect("build")[&host.name].clone();
+    let pid = lab.supervised_pid(&host, "deployd").expect("pid");
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "same-daemon", &system, Action::Switch),
+        &ops,
+    );
+    let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
+    assert_eq!(
+        record.state,
+        DeployState::Succeeded,
+        "{:?}",
+        record.log_tail
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        lab.supervised_pid(&host, "deployd"),
+        Some(pid),
+        "restarted without a new deployd"
+    );
+
+    let other = lab
+        .flake_mut()
+        .commit("Another deployd", |settings| {
+            settings.deployd_exec =
+                "/nix/store/00000000000000000000000000000000-deployd-2/bin/deployd".into()
+        })
+        .expect("commit");
+    let system = lab.build_and_publish(&other).expect("build")[&host.name].clone();
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "new-daemon", &system, Action::Switch),
+        &ops,
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || lab
+            .supervised_pid(&host, "deployd")
+            .is_some_and(|p| p != pid)),
+        "deployd did not restart for its new version"
+    );
+    let record = wait_for_end(&lab, &host, &id, Duration::from_secs(30));
+    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
+    assert!(
+        record
+            .log_tail
+            .iter()
+            .any(|l| l.contains("runs another deployd")),
+        "{:?}",
+        record.log_tail
+    );
+    assert_eq!(host.switch_log().expect("log").len(), 2);
 }

@@ -41,6 +41,10 @@ let
     /bin/mkdir -p $out
     echo ${host} > $out/hostname
     echo ${settings.label} > $out/label
+    if [ -n "${settings.deploydExec}" ]; then
+      /bin/mkdir -p $out/systemd/system
+      echo "ExecStart=${settings.deploydExec} --config /var/lib/deployd.toml" > $out/systemd/system/deployd.service
+    fi
   '';
   bulkPath =
     index:

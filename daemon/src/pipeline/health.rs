@@ -32,11 +32,17 @@ pub async fn check(daemon: &Daemon, id: &DeployId) -> Result<(), String> {
     loop {
         let failures = one_round(daemon, id, health).await;
         if failures.is_empty() {
-            daemon.log(id, &format!("deployd: health checks passed (round {round})"));
+            daemon.log(
+                id,
+                &format!("deployd: health checks passed (round {round})"),
+            );
             return Ok(());
         }
         for failure in &failures {
-            daemon.log(id, &format!("deployd: health check failed (round {round}): {failure}"));
+            daemon.log(
+                id,
+                &format!("deployd: health check failed (round {round}): {failure}"),
+            );
         }
         if tokio::time::Instant::now() + Duration::from_secs(health.interval_s) > deadline {
             return Err(failures.join("; "));
@@ -73,13 +79,23 @@ async fn one_round(daemon: &Daemon, id: &DeployId, health: &HealthSection) -> Ve
 /// `systemctl is-system-running --wait`, then the failed units, less the allowed.
 async fn systemd_state(daemon: &Daemon, id: &DeployId, allowed: &[String]) -> Result<(), String> {
     let systemctl = &daemon.config.file.activation.systemctl;
-    let running = Invocation::new(systemctl, ["is-system-running", "--wait"], Duration::from_secs(300));
+    let running = Invocation::new(
+        systemctl,
+        ["is-system-running", "--wait"],
+        Duration::from_secs(300),
+    );
     if command::run(&running, |_| {}).await.is_ok() {
         return Ok(());
     }
     let list = Invocation::new(
         systemctl,
-        ["list-units", "--state=failed", "--plain", "--no-legend", "--no-pager"],
+        [
+            "list-units",
+            "--state=failed",
+            "--plain",
+            "--no-legend",
+            "--no-pager",
+        ],
         Duration::from_secs(30),
     );
     let listed = command::run(&list, |line| daemon.log(id, line))
@@ -114,7 +130,13 @@ pub fn parse_http_url(url: &str) -> Option<(String, u16, String)> {
         }
         _ => (authority.to_owned(), 80),
     };
-    Some((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port, path.to_owned()))
+    Some((
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port,
+        path.to_owned(),
+    ))
 }
 
 /// A GET that must answer 2xx within [`HTTP_TIMEOUT`].
@@ -125,7 +147,10 @@ async fn http_get(url: &str) -> Result<(), String> {
             .await
             .map_err(|error| error.to_string())?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: deployd\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.map_err(|error| error.to_string())?;
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|error| error.to_string())?;
         let mut answer = Vec::new();
         stream
             .take(HTTP_READ_BYTES)
@@ -137,7 +162,10 @@ async fn http_get(url: &str) -> Result<(), String> {
         if status.len() == 3 && status.starts_with('2') {
             Ok(())
         } else {
-            Err(format!("answered {:?}", text.lines().next().unwrap_or("nothing")))
+            Err(format!(
+                "answered {:?}",
+                text.lines().next().unwrap_or("nothing")
+            ))
         }
     };
     tokio::time::timeout(HTTP_TIMEOUT, exchange)
@@ -151,9 +179,18 @@ mod tests {
 
     #[test]
     fn http_urls() {
-        assert_eq!(parse_http_url("http://127.0.0.1:8080/health"), Some(("127.0.0.1".into(), 8080, "/health".into())));
-        assert_eq!(parse_http_url("http://localhost"), Some(("localhost".into(), 80, "/".into())));
-        assert_eq!(parse_http_url("http://[::1]:81/x?y"), Some(("::1".into(), 81, "/x?y".into())));
+        assert_eq!(
+            parse_http_url("http://127.0.0.1:8080/health"),
+            Some(("127.0.0.1".into(), 8080, "/health".into()))
+        );
+        assert_eq!(
+            parse_http_url("http://localhost"),
+            Some(("localhost".into(), 80, "/".into()))
+        );
+        assert_eq!(
+            parse_http_url("http://[::1]:81/x?y"),
+            Some(("::1".into(), 81, "/x?y".into()))
+        );
         assert_eq!(parse_http_url("https://example.org/"), None);
         assert_eq!(parse_http_url("http:///x"), None);
         assert_eq!(parse_http_url("http://h/a b"), None);
@@ -161,14 +198,18 @@ mod tests {
 
     #[tokio::test]
     async fn http_checks_want_2xx() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let port = listener.local_addr().expect("address").port();
         tokio::spawn(async move {
             for status in ["200 OK", "503 Service Unavailable"] {
                 let (mut stream, _) = listener.accept().await.expect("accept");
                 let mut buffer = [0u8; 1024];
                 let _ = stream.read(&mut buffer).await;
-                let _ = stream.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
+                let _ = stream
+                    .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                    .await;
             }
         });
         let url = format!("http://127.0.0.1:{port}/health");

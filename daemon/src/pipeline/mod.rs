@@ -21,7 +21,7 @@ use deployd_protocol::{Action, DeployId};
 use crate::command;
 use crate::daemon::Daemon;
 use crate::state::{StateError, StoredDeploy};
-use crate::system::{check_nixos_system, read_link, reboot_required, Profile};
+use crate::system::{check_nixos_system, read_link, reboot_required, runs_another_daemon, Profile};
 
 /// The switch numbers of a deploy's detached switches.
 const FORWARD_SWITCH: u32 = 1;
@@ -94,6 +94,10 @@ pub async fn run(daemon: Arc<Daemon>, id: DeployId) {
     if let Err(error) = daemon.finish(&id, ending.state, ending.failure) {
         log::error!(deploy_id = id.as_str(); "deploy {id}: cannot record its end: {error:#?}");
     }
+    if daemon.restart_requested() {
+        log::info!("restarting to run the deployd of the new system");
+        daemon.shutdown_token().cancel();
+    }
 }
 
 async fn drive(daemon: &Daemon, id: &DeployId) -> Result<Ending, StateError> {
@@ -112,7 +116,10 @@ async fn drive(daemon: &Daemon, id: &DeployId) -> Result<Ending, StateError> {
             after_switch(daemon, id, &deploy, AfterSwitch::Confirm).await
         }
         DeployState::CheckingHealth => {
-            daemon.log(id, "deployd: restarted during the health checks; checking again");
+            daemon.log(
+                id,
+                "deployd: restarted during the health checks; checking again",
+            );
             after_switch(daemon, id, &deploy, AfterSwitch::Health).await
         }
         state => Ok(Ending::failed(
@@ -269,7 +276,12 @@ async fn after_switch(
     if activates_now && from == AfterSwitch::Confirm {
         if let Some(window) = deploy.progress.confirm_within_s {
             if !confirmed_in_time(daemon, id, window).await? {
-                return roll_back(daemon, id, format!("the deploy was not confirmed within {window} s")).await;
+                return roll_back(
+                    daemon,
+                    id,
+                    format!("the deploy was not confirmed within {window} s"),
+                )
+                .await;
             }
         }
     }
@@ -286,19 +298,34 @@ async fn after_switch(
 /// Waits in `awaiting_confirm` until a signed `confirm` arrives or the
 /// window ends. The window's end is written down first, so a restarted
 /// daemon waits only for what is left of it.
-async fn confirmed_in_time(daemon: &Daemon, id: &DeployId, window_s: u64) -> Result<bool, StateError> {
-    let deadline_ms = match daemon.deploy(id.as_str()).and_then(|d| d.progress.confirm_deadline_ms) {
+async fn confirmed_in_time(
+    daemon: &Daemon,
+    id: &DeployId,
+    window_s: u64,
+) -> Result<bool, StateError> {
+    let deadline_ms = match daemon
+        .deploy(id.as_str())
+        .and_then(|d| d.progress.confirm_deadline_ms)
+    {
         Some(deadline) => deadline,
         None => {
             let deadline = crate::clock::now_ms() + window_s * 1000;
-            daemon.update(id, |deploy| deploy.progress.confirm_deadline_ms = Some(deadline))?;
+            daemon.update(id, |deploy| {
+                deploy.progress.confirm_deadline_ms = Some(deadline)
+            })?;
             daemon.enter(id, DeployState::AwaitingConfirm)?;
-            daemon.log(id, &format!("deployd: waiting {window_s} s for the deploy to be confirmed"));
+            daemon.log(
+                id,
+                &format!("deployd: waiting {window_s} s for the deploy to be confirmed"),
+            );
             deadline
         }
     };
     loop {
-        if daemon.deploy(id.as_str()).is_some_and(|d| d.progress.confirmed) {
+        if daemon
+            .deploy(id.as_str())
+            .is_some_and(|d| d.progress.confirmed)
+        {
             daemon.log(id, "deployd: confirmed");
             return Ok(true);
         }
@@ -333,6 +360,16 @@ async fn record_success(daemon: &Daemon, id: &DeployId, deploy: &StoredDeploy) {
     }
     if action == Action::DryActivate {
         return;
+    }
+    let activation = &daemon.config.file.activation;
+    if matches!(action, Action::Switch | Action::Test)
+        && runs_another_daemon(Path::new(system), &activation.unit)
+    {
+        daemon.log(
+            id,
+            "deployd: the new system runs another deployd; restarting once this deploy is recorded",
+        );
+        daemon.request_restart();
     }
     let booted = &daemon.config.file.activation.booted_system;
     let reboot = reboot_required(Path::new(system), booted);
