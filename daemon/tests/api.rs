@@ -262,17 +262,34 @@ async fn accept_retry_and_replays() {
         "{body}"
     );
 
-    // Magic rollback is refused until hosts support it.
-    let mut confirmable = signed_deploy("confirmable");
-    if let Signed::Deploy(request) = &mut confirmable.request {
-        request.confirm_within_s = Some(30);
-    }
-    let (status, body, _) = send(&host, post(confirmable.sign(&[&host.ops]).to_json())).await;
+    // A confirm of a deploy that does not wait for one.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let confirm = Message::new(
+        "sambirano".parse().expect("host"),
+        Signed::Confirm(
+            deployd_protocol::DeployRef::new("first".parse().expect("id")).expect("nonce"),
+        ),
+        now,
+        60,
+    );
+    let request = Request::post("/v1/deploys/first/confirm")
+        .body(Body::from(confirm.sign(&[&host.ops]).to_json()))
+        .expect("request");
+    let (status, body, _) = send(&host, request).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("bad_request")),
         "{body}"
     );
+    // The same confirm sent to another deploy's URL is forbidden.
+    let request = Request::post("/v1/deploys/other/confirm")
+        .body(Body::from(confirm.sign(&[&host.ops]).to_json()))
+        .expect("request");
+    let (status, _, _) = send(&host, request).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     // A read-only key may not deploy; a GET on the deploy endpoint is no route.
     let forbidden = signed_deploy("reader").sign(&[&host.reader]).to_json();
