@@ -118,7 +118,12 @@ pub fn wait_for_end(lab: &Lab, host: &Node, id: &str, timeout: Duration) -> Depl
 pub fn wait_for_state(lab: &Lab, host: &Node, id: &str, state: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
-        let (_, answer) = get(&format!("{}/v1/deploys/{id}", lab.deployd_url(host)));
+        // The daemon may be restarting: a refused connection is not an answer.
+        let answer: serde_json::Value = http()
+            .get(format!("{}/v1/deploys/{id}", lab.deployd_url(host)))
+            .send()
+            .and_then(|response| response.json())
+            .unwrap_or_default();
         if answer["state"] == state {
             return;
         }
