@@ -271,20 +271,41 @@ pub struct Config {
     pub hostname: HostName,
     /// The trusted deploy keys.
     pub trusted_keys: TrustedKeys,
+    /// The file it was read from.
+    pub path: PathBuf,
+}
+
+/// Whether `key_file`s are read (to run) or only checked to be absolute
+/// paths (at build time, where runtime secrets and credentials do not exist).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFiles {
+    /// Read and parse every key file.
+    Read,
+    /// Only check that each is an absolute path.
+    PathsOnly,
 }
 
 impl Config {
     /// Reads, parses and checks `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, KeyFiles::Read)
+    }
+
+    /// Reads, parses and checks `path`, reading key files or not.
+    pub fn load_with(path: &Path, key_files: KeyFiles) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::from_toml(&text, path)
+        Config::parse(&text, path, key_files)
     }
 
-    /// Parses and checks config text; `path` is only named in errors.
+    /// Parses and checks config text; `path` is where it comes from.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse(text, path, KeyFiles::Read)
+    }
+
+    fn parse(text: &str, path: &Path, key_files: KeyFiles) -> Result<Config, ConfigError> {
         let file: ConfigFile = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source,
@@ -294,11 +315,12 @@ impl Config {
             Some(name) => name.clone(),
             None => machine_hostname()?,
         };
-        let trusted_keys = load_trusted_keys(&file.trusted_keys)?;
+        let trusted_keys = load_trusted_keys(&file.trusted_keys, key_files)?;
         Ok(Config {
             file,
             hostname,
             trusted_keys,
+            path: path.to_owned(),
         })
     }
 
@@ -380,12 +402,23 @@ impl ConfigFile {
     }
 }
 
-fn load_trusted_keys(entries: &[TrustedKeyEntry]) -> Result<TrustedKeys, ConfigError> {
+fn load_trusted_keys(
+    entries: &[TrustedKeyEntry],
+    key_files: KeyFiles,
+) -> Result<TrustedKeys, ConfigError> {
     let mut keys = Vec::new();
     for (index, entry) in entries.iter().enumerate() {
         let index = index + 1;
         let key = match (&entry.key, &entry.key_file) {
             (Some(text), None) => text.parse(),
+            (None, Some(path)) if key_files == KeyFiles::PathsOnly => {
+                if !path.is_absolute() {
+                    return Err(ConfigError::Invalid(format!(
+                        "trusted key {index}: key_file must be an absolute path"
+                    )));
+                }
+                continue;
+            }
             (None, Some(path)) => PublicKey::load(path),
             _ => {
                 return Err(ConfigError::Invalid(format!(

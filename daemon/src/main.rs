@@ -25,19 +25,30 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check a config file and exit: 0 when it is valid.
-    CheckConfig,
+    CheckConfig {
+        /// Only check that key files are absolute paths, without reading
+        /// them (at build time, where runtime secrets do not exist).
+        #[arg(long)]
+        skip_key_files: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli.config) {
+    let key_files = match cli.command {
+        Some(Command::CheckConfig {
+            skip_key_files: true,
+        }) => deployd::config::KeyFiles::PathsOnly,
+        _ => deployd::config::KeyFiles::Read,
+    };
+    let config = match Config::load_with(&cli.config, key_files) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("deployd: {}", chain(&error));
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::CheckConfig) = cli.command {
+    if let Some(Command::CheckConfig { .. }) = cli.command {
         eprintln!(
             "deployd: {} is valid (host {}, {} trusted keys)",
             cli.config.display(),

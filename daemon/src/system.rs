@@ -97,21 +97,30 @@ pub fn store_path_of(path: &Path) -> Option<PathBuf> {
 
 /// Whether `system` runs another deployd than this process: the program its
 /// `unit`'s `ExecStart=` names lies in another store path than our own
-/// executable. Unknown (false) when either is not in the store.
-pub fn runs_another_daemon(system: &Path, unit: &str) -> bool {
+/// executable, or it is given another `--config` than `own_config`.
+/// Unknown (false) when the unit or the programs' store paths are unknown.
+pub fn runs_another_daemon(system: &Path, unit: &str, own_config: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(system.join("etc/systemd/system").join(unit)) else {
         return false;
     };
-    let program = text
+    let Some(command) = text
         .lines()
         .find_map(|line| line.trim().strip_prefix("ExecStart="))
-        .and_then(|command| {
-            command
-                .trim_start_matches(['@', '-', ':', '+', '!'])
-                .split_whitespace()
-                .next()
-        })
-        .map(PathBuf::from);
+    else {
+        return false;
+    };
+    let words: Vec<&str> = command
+        .trim_start_matches(['@', '-', ':', '+', '!'])
+        .split_whitespace()
+        .collect();
+    let config = words
+        .windows(2)
+        .find(|pair| pair[0] == "--config")
+        .map(|pair| Path::new(pair[1]));
+    if config.is_some_and(|config| config != own_config) {
+        return true;
+    }
+    let program = words.first().map(PathBuf::from);
     let ours = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.canonicalize().ok());

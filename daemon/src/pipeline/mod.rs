@@ -363,7 +363,7 @@ async fn record_success(daemon: &Daemon, id: &DeployId, deploy: &StoredDeploy) {
     }
     let activation = &daemon.config.file.activation;
     if matches!(action, Action::Switch | Action::Test)
-        && runs_another_daemon(Path::new(system), &activation.unit)
+        && runs_another_daemon(Path::new(system), &activation.unit, &daemon.config.path)
     {
         daemon.log(
             id,

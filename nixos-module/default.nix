@@ -1,0 +1,240 @@
+# deployd's NixOS module: `services.deployd`.
+#
+#   imports = [ deployd.nixosModules.default ];
+#   services.deployd.enable = true;
+#   services.deployd.trustedKeys = [ "ops-1:BASE64PUBLIC=" ];
+#
+# The settings are rendered to deployd's TOML config and checked with
+# `deployd check-config` at build time, so a bad config fails the build, not
+# the host.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}: let
+  cfg = config.services.deployd;
+  inherit (lib) mkEnableOption mkIf mkOption literalExpression types;
+  settingsFormat = pkgs.formats.toml {};
+  allPermissions = ["deploy" "rollback" "downgrade" "read"];
+
+  trustedKeyType = types.submodule {
+    options = {
+      key = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "ops-1:BASE64PUBLIC=";
+        description = "The deploy key's public half, `NAME:base64`, as `nix-store --generate-binary-cache-key` or `push keygen` write it.";
+      };
+      key_file = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/run/agenix/ops-1.public";
+        description = "Or a file holding it, read when deployd starts (a path as a string: it never enters the store).";
+      };
+      may = mkOption {
+        type = types.listOf (types.enum allPermissions);
+        default = allPermissions;
+        description = "What messages signed by this key may do.";
+      };
+    };
+  };
+
+  # The TOML config: settings without the options left unset (TOML has no null).
+  withoutNulls = value:
+    if lib.isAttrs value
+    then lib.mapAttrs (_: withoutNulls) (lib.filterAttrs (_: v: v != null) value)
+    else if lib.isList value
+    then map withoutNulls value
+    else value;
+  cleanSettings = withoutNulls cfg.settings;
+  configFile = settingsFormat.generate "deployd.toml" cleanSettings;
+  # `deployd check-config` at build time: a bad config fails the build. Key
+  # files are runtime files (agenix, credentials): only their paths are checked.
+  checkedConfig =
+    pkgs.runCommand "deployd-config" {
+      nativeBuildInputs = [cfg.package];
+    } ''
+      deployd check-config --skip-key-files --config ${configFile}
+      cp ${configFile} $out
+    '';
+
+  port = lib.toInt (lib.last (lib.splitString ":" cfg.settings.listen));
+
+  # Every `*_file` setting, with its path, to refuse secrets in the store.
+  fileSettings = let
+    walk = path: value:
+      if lib.isAttrs value
+      then lib.concatLists (lib.mapAttrsToList (name: walk (path ++ [name])) value)
+      else if lib.isList value
+      then lib.concatLists (lib.imap0 (index: walk (path ++ [(toString index)])) value)
+      else if lib.hasSuffix "_file" (lib.last ([""] ++ path)) && value != null
+      then [
+        {
+          name = lib.concatStringsSep "." path;
+          value = toString value;
+        }
+      ]
+      else [];
+  in
+    walk [] cfg.settings;
+in {
+  options.services.deployd = {
+    enable = mkEnableOption "deployd, which accepts signed deploy requests, pulls the system from trusted caches, switches and reports";
+
+    package = mkOption {
+      type = types.package;
+      description = "The deployd package (the flake's module sets its own).";
+    };
+
+    trustedKeys = mkOption {
+      type = types.listOf types.str;
+      default = [];
+      example = ["ops-1:BASE64PUBLIC="];
+      description = "Shorthand: deploy keys trusted for everything (deploy, rollback, downgrade, read). Added to `settings.trusted_keys`.";
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Open deployd's port in the firewall.";
+    };
+
+    settings = mkOption {
+      description = "deployd's config (`/etc/deployd/config.toml`); keys not declared here are passed through (see deployd's README).";
+      default = {};
+      type = types.submodule {
+        freeformType = settingsFormat.type;
+        options = {
+          listen = mkOption {
+            type = types.str;
+            default = "[::]:9797";
+            description = "Address and port of deployd's HTTP API.";
+          };
+          hostname = mkOption {
+            type = types.str;
+            default = config.networking.hostName;
+            defaultText = literalExpression "config.networking.hostName";
+            description = "The host name deploy requests must name.";
+          };
+          state_dir = mkOption {
+            type = types.str;
+            default = "/var/lib/deployd";
+            readOnly = true;
+            description = "Where deployd keeps its records (systemd's StateDirectory).";
+          };
+          read_requires_signature = mkOption {
+            type = types.bool;
+            default = false;
+            description = "Whether reads (status, records, events, metrics) need a signed `read` message.";
+          };
+          trusted_keys = mkOption {
+            type = types.listOf trustedKeyType;
+            default = [];
+            description = "Who may sign what. Deploy keys, not cache keys.";
+          };
+          nix = {
+            substituters = mkOption {
+              type = types.listOf types.str;
+              default = config.nix.settings.substituters or [];
+              defaultText = literalExpression "config.nix.settings.substituters";
+              description = "The only binary caches systems are fetched from (the builders' caches). The host's own substituters by default: Nix still checks every path against `trusted_public_keys`.";
+            };
+            trusted_public_keys = mkOption {
+              type = types.listOf types.str;
+              default = config.nix.settings.trusted-public-keys or [];
+              defaultText = literalExpression "config.nix.settings.trusted-public-keys";
+              description = "The only cache keys whose signatures are accepted (the builders' keys).";
+            };
+          };
+          health = mkOption {
+            type = types.submodule {
+              freeformType = settingsFormat.type;
+              options = {
+                deadline_s = mkOption {
+                  type = types.ints.positive;
+                  default = 60;
+                  description = "How long health checks may fail before the deploy rolls back.";
+                };
+                http = mkOption {
+                  type = types.listOf types.str;
+                  default = [];
+                  example = ["http://127.0.0.1:8080/health"];
+                  description = "URLs that must answer a GET with 2xx after a switch.";
+                };
+                allowed_failed_units = mkOption {
+                  type = types.listOf types.str;
+                  default = [];
+                  description = "Units whose failure does not fail the systemd check.";
+                };
+              };
+            };
+            default = {};
+            description = "Health checks after a switch; see `[health]` in deployd's README. Magic rollback is asked per deploy (`push --confirm SECONDS`).";
+          };
+        };
+      };
+    };
+  };
+
+  config = mkIf cfg.enable {
+    services.deployd.settings.trusted_keys =
+      map (key: {inherit key;}) cfg.trustedKeys;
+
+    assertions =
+      [
+        {
+          assertion = cfg.settings.trusted_keys != [];
+          message = "services.deployd: no deploy key is trusted, so nothing could ever be deployed. Set services.deployd.trustedKeys = [ \"ops-1:...\" ] (the .public file `push keygen ops-1` wrote).";
+        }
+        {
+          assertion = cfg.settings.nix.substituters != [] && cfg.settings.nix.trusted_public_keys != [];
+          message = "services.deployd: settings.nix.substituters and settings.nix.trusted_public_keys must name your builders' caches and keys; systems could not be fetched otherwise.";
+        }
+      ]
+      ++ map (key: {
+        assertion = (key.key == null) != (key.key_file == null);
+        message = "services.deployd: each trusted key needs exactly one of `key` and `key_file`.";
+      })
+      cfg.settings.trusted_keys
+      ++ map (setting: {
+        assertion = !(lib.hasPrefix builtins.storeDir setting.value);
+        message = "services.deployd: ${setting.name} = ${setting.value} is in the Nix store, which every user can read. Give secrets as paths outside the store, for example from agenix (/run/agenix/...) or systemd credentials.";
+      })
+      fileSettings;
+
+    environment.etc."deployd/config.toml".source = checkedConfig;
+
+    networking.firewall.allowedTCPPorts = lib.optional cfg.openFirewall port;
+
+    systemd.services.deployd = {
+      description = "deployd: signed, pull-based NixOS deploys";
+      wantedBy = ["multi-user.target"];
+      wants = ["network-online.target"];
+      after = ["network-online.target"];
+      # A switch never stops deployd midway: when a deploy brings another
+      # deployd (or config), the daemon records the deploy's end, then exits,
+      # and Restart=always starts the new one (see deployd's README, Restarts).
+      restartIfChanged = false;
+      # The programs it calls: nix-store, nix-env, systemd-run, systemctl.
+      path = [config.nix.package config.systemd.package];
+      serviceConfig = {
+        Type = "notify";
+        NotifyAccess = "main";
+        ExecStart = "${cfg.package}/bin/deployd --config ${checkedConfig}";
+        Restart = "always";
+        RestartSec = 2;
+        WatchdogSec = 60;
+        StateDirectory = "deployd";
+        StateDirectoryMode = "0700";
+        # Only hardening that cannot stop it from activating a system: it
+        # runs as root and must write the store, the profiles, /boot, /etc and
+        # start and stop units, so no ProtectSystem, ProtectHome, PrivateTmp,
+        # ProtectKernel* or capability bounding.
+        LockPersonality = true; # no exotic execution domains
+        RestrictRealtime = true; # no realtime scheduling
+        UMask = "0077"; # its state is its own
+      };
+    };
+  };
+}

@@ -1,0 +1,103 @@
+# Evaluates the module with nixpkgs' `lib` alone (full nixpkgs is not needed):
+# declarations stand in for the NixOS options the module sets, and a small
+# `pkgs` stands in for the two functions it calls (`formats.toml`, whose
+# `generate` here renders TOML with `toTOML` below, and `runCommand`).
+#
+#   nix-instantiate --eval --strict --json nixos-module/eval.nix \
+#     --arg lib 'import /path/to/nixpkgs.lib/lib' --arg host ./examples/sambirano.nix
+{
+  lib,
+  host,
+}: let
+  inherit (lib) mkOption types;
+  anything = mkOption {
+    type = types.attrsOf types.anything;
+    default = {};
+  };
+  stand-ins = {
+    options = {
+      assertions = mkOption {
+        type = types.listOf types.attrs;
+        default = [];
+      };
+      systemd.services = anything;
+      systemd.package = mkOption {default = "/nix/store/00000000000000000000000000000000-systemd";};
+      nix.package = mkOption {default = "/nix/store/00000000000000000000000000000000-nix";};
+      nix.settings = anything;
+      networking.hostName = mkOption {type = types.str;};
+      networking.firewall.allowedTCPPorts = mkOption {
+        type = types.listOf types.port;
+        default = [];
+      };
+      environment.etc = anything;
+    };
+  };
+
+  # TOML, enough for deployd's config: tables, arrays of tables, strings,
+  # integers, booleans and lists of them.
+  toTOML = let
+    value = v:
+      if builtins.isString v
+      then builtins.toJSON v
+      else if builtins.isBool v
+      then lib.boolToString v
+      else if builtins.isInt v
+      then toString v
+      else if builtins.isList v
+      then "[" + lib.concatMapStringsSep ", " value v + "]"
+      else throw "toTOML: unsupported value ${builtins.typeOf v}";
+    isTable = v: builtins.isAttrs v;
+    isTableList = v: builtins.isList v && v != [] && builtins.all builtins.isAttrs v;
+    table = prefix: attrs: let
+      plain = lib.filterAttrs (_: v: !(isTable v) && !(isTableList v)) attrs;
+      tables = lib.filterAttrs (_: isTable) attrs;
+      tableLists = lib.filterAttrs (_: isTableList) attrs;
+      name = key: lib.concatStringsSep "." (prefix ++ [key]);
+    in
+      lib.concatStrings (lib.mapAttrsToList (k: v: "${k} = ${value v}\n") plain)
+      + lib.concatStrings (lib.mapAttrsToList (k: v: "\n[${name k}]\n" + table (prefix ++ [k]) v) tables)
+      + lib.concatStrings (lib.mapAttrsToList (k: vs: lib.concatMapStrings (v: "\n[[${name k}]]\n" + table (prefix ++ [k]) v) vs) tableLists);
+  in
+    table [];
+
+  pkgs = {
+    formats.toml = {}: {
+      type = types.attrsOf types.anything;
+      generate = name: value: {
+        inherit name;
+        text = toTOML value;
+      };
+    };
+    runCommand = name: _: _: "/nix/store/00000000000000000000000000000000-${name}";
+  };
+
+  # The config the module renders: its settings without nulls, as the
+  # module's own `withoutNulls` cleans them.
+  rendered = (pkgs.formats.toml {}).generate "deployd.toml" (withoutNulls config.services.deployd.settings);
+  withoutNulls = value:
+    if lib.isAttrs value
+    then lib.mapAttrs (_: withoutNulls) (lib.filterAttrs (_: v: v != null) value)
+    else if lib.isList value
+    then map withoutNulls value
+    else value;
+
+  evaluated = lib.evalModules {
+    modules = [./default.nix stand-ins host];
+    specialArgs = {inherit pkgs;};
+  };
+  inherit (evaluated) config;
+in {
+  failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+  configToml = rendered.text;
+  unit = let
+    service = config.systemd.services.deployd or {};
+  in
+    if config.services.deployd.enable
+    then {
+      inherit (service) description wantedBy after restartIfChanged;
+      serviceConfig = service.serviceConfig;
+    }
+    else null;
+  firewall = config.networking.firewall.allowedTCPPorts;
+  etc = builtins.attrNames config.environment.etc;
+}
