@@ -4,6 +4,8 @@
 # unit and config, checks each config with the real `deployd check-config`,
 # and checks that every assertion fires on its bad example
 # (nixos-module/examples/bad/*.nix, whose first line names the expected message).
+# It also checks that each rendered config equals its fixture
+# (nixos-module/examples/<host>.toml), which CI checks with check-config.
 #
 #   nixos-module/check-examples.sh /path/to/nixpkgs.lib/lib [path/to/deployd]
 set -euo pipefail
@@ -32,6 +34,8 @@ PY
   echo "--- $name: deployd.toml"
   cat "$work/$name.toml"
   "$deployd" check-config --skip-key-files --config "$work/$name.toml"
+  # The fixture the README shows (and CI checks) is exactly what the module renders.
+  diff -u "$here/examples/$name.toml" "$work/$name.toml"
 done
 
 for bad in "$here"/examples/bad/*.nix; do

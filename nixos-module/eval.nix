@@ -30,6 +30,13 @@
         default = [];
       };
       environment.etc = anything;
+      # Options of the example builder, outside the module.
+      services.harmonia = anything;
+      nix.distributedBuilds = mkOption {default = false;};
+      nix.buildMachines = mkOption {
+        type = types.listOf types.anything;
+        default = [];
+      };
     };
   };
 

@@ -53,6 +53,16 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Format Nix files with alejandra, or with --check only say which are
+    /// not formatted (exit 1).
+    FormatNix {
+        /// Only check.
+        #[arg(long)]
+        check: bool,
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Run a program for ever, restarting it when it exits (used inside nodes).
     #[command(hide = true)]
     Supervise(SuperviseOptions),
@@ -117,6 +127,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status => print_status(&Lab::open(&cli.dir, lab_binary)?),
         Command::Demo { keep } => demo::run(&cli.dir, lab_binary, keep)?,
+        Command::FormatNix { check, files } => return format_nix(check, &files),
         Command::Supervise(options) => supervise(&options)?,
         Command::ServeCache {
             root,
@@ -129,6 +140,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Formats (or checks) Nix files with the alejandra formatter.
+fn format_nix(check: bool, files: &[PathBuf]) -> Result<ExitCode> {
+    let mut unformatted = 0;
+    for file in files {
+        let before =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let (status, after) = alejandra::format::in_memory(file.display().to_string(), before);
+        match status {
+            alejandra::format::Status::Error(error) => bail!("{}: {error}", file.display()),
+            alejandra::format::Status::Changed(false) => {}
+            alejandra::format::Status::Changed(true) if check => {
+                eprintln!("not formatted: {}", file.display());
+                unformatted += 1;
+            }
+            alejandra::format::Status::Changed(true) => {
+                std::fs::write(file, after)?;
+                eprintln!("formatted: {}", file.display());
+            }
+        }
+    }
+    Ok(if unformatted > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Prints the lab's nodes, addresses and systems.

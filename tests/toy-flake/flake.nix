@@ -3,21 +3,19 @@
 {
   description = "deployd lab fleet of toy NixOS systems";
 
-  outputs =
-    { self }:
-    let
-      settings = import ./settings.nix;
-      toySystem = import ./toy-system.nix;
-      configuration = host: {
-        config.system.build.toplevel = toySystem { inherit host settings; };
-      };
-    in
-    {
-      nixosConfigurations = builtins.listToAttrs (
-        map (host: {
-          name = host;
-          value = configuration host;
-        }) settings.hosts
-      );
+  outputs = {self}: let
+    settings = import ./settings.nix;
+    toySystem = import ./toy-system.nix;
+    configuration = host: {
+      config.system.build.toplevel = toySystem {inherit host settings;};
     };
+  in {
+    nixosConfigurations = builtins.listToAttrs (
+      map (host: {
+        name = host;
+        value = configuration host;
+      })
+      settings.hosts
+    );
+  };
 }

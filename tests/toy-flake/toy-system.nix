@@ -11,12 +11,13 @@
 # /var/lib/lab/switch-kills holds a pid, it sends it SIGTERM mid-switch. Like
 # NixOS's network setup, `switch` and `test` bring eth0 up, except for a
 # system built to break the network, which takes it down.
-{ host, settings }:
-let
+{
+  host,
+  settings,
+}: let
   inherit (settings) system;
   # Builds have no PATH; name every tool.
-  build =
-    name: script:
+  build = name: script:
     derivation {
       inherit name system;
       builder = "/bin/sh";
@@ -46,69 +47,74 @@ let
       echo "ExecStart=${settings.deploydExec} --config /var/lib/deployd.toml" > $out/systemd/system/deployd.service
     fi
   '';
-  bulkPath =
-    index:
+  bulkPath = index:
     build "bulk-${toString index}" ''
       /usr/bin/head -c ${toString settings.bulk.bytesPerPath} /dev/urandom > $out
     '';
   bulk = builtins.genList bulkPath settings.bulk.paths;
-  failSwitch = if has settings.failSwitch then "1" else "";
-  breakNetwork = if has settings.breakNetwork then "1" else "";
+  failSwitch =
+    if has settings.failSwitch
+    then "1"
+    else "";
+  breakNetwork =
+    if has settings.breakNetwork
+    then "1"
+    else "";
 in
-build "nixos-system-${host}-${settings.label}" ''
-  /bin/mkdir -p $out/bin
-  echo "${settings.version}.lab-${settings.label}" > $out/nixos-version
-  /bin/ln -s ${kernel}/bzImage $out/kernel
-  /bin/ln -s ${initrd}/initrd $out/initrd
-  /bin/ln -s ${kernelModules} $out/kernel-modules
-  /bin/ln -s ${etc} $out/etc
-  echo "${builtins.concatStringsSep " " bulk}" > $out/bulk-paths
-  /bin/cat > $out/bin/switch-to-configuration <<SCRIPT
-  #!/bin/sh
-  # Toy switch-to-configuration of the deployd lab.
-  export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-  action="\$1"
-  case "\$action" in
-    switch|boot|test|dry-activate) ;;
-    *) echo "usage: \$0 switch|boot|test|dry-activate" >&2; exit 1 ;;
-  esac
-  mkdir -p /var/lib/lab
-  echo "\$action $out" >> /var/lib/lab/switch.log
-  if [ -e /var/lib/lab/switch-delay ]; then
-    sleep "\$(cat /var/lib/lab/switch-delay)"
-  fi
-  while [ -e /var/lib/lab/switch-gate ]; do
-    sleep 0.1
-  done
-  if [ -e /var/lib/lab/switch-kills ]; then
-    # Restarts deployd in the middle of the switch, as a changed unit would.
-    kill -TERM "\$(cat /var/lib/lab/switch-kills)"
-    rm -f /var/lib/lab/switch-kills
-    sleep 1
-  fi
-  if [ "\$action" = dry-activate ]; then
-    echo "would activate $out"
-    exit 0
-  fi
-  if [ -n "${failSwitch}" ] || [ -e /var/lib/lab/fail-switch ]; then
-    echo "toy switch of $out fails on purpose" >&2
-    exit 1
-  fi
-  case "\$action" in
-    switch|boot) ln -sfn $out /var/lib/lab/boot-default ;;
-  esac
-  case "\$action" in
-    switch|test)
-      ln -sfn $out /run/current-system
-      if [ -n "${breakNetwork}" ]; then
-        echo "toy switch takes eth0 down" >&2
-        ip link set eth0 down
-      else
-        ip link set eth0 up
-      fi
-      ;;
-  esac
-  echo "activated $out (\$action)"
-  SCRIPT
-  /bin/chmod +x $out/bin/switch-to-configuration
-''
+  build "nixos-system-${host}-${settings.label}" ''
+    /bin/mkdir -p $out/bin
+    echo "${settings.version}.lab-${settings.label}" > $out/nixos-version
+    /bin/ln -s ${kernel}/bzImage $out/kernel
+    /bin/ln -s ${initrd}/initrd $out/initrd
+    /bin/ln -s ${kernelModules} $out/kernel-modules
+    /bin/ln -s ${etc} $out/etc
+    echo "${builtins.concatStringsSep " " bulk}" > $out/bulk-paths
+    /bin/cat > $out/bin/switch-to-configuration <<SCRIPT
+    #!/bin/sh
+    # Toy switch-to-configuration of the deployd lab.
+    export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+    action="\$1"
+    case "\$action" in
+      switch|boot|test|dry-activate) ;;
+      *) echo "usage: \$0 switch|boot|test|dry-activate" >&2; exit 1 ;;
+    esac
+    mkdir -p /var/lib/lab
+    echo "\$action $out" >> /var/lib/lab/switch.log
+    if [ -e /var/lib/lab/switch-delay ]; then
+      sleep "\$(cat /var/lib/lab/switch-delay)"
+    fi
+    while [ -e /var/lib/lab/switch-gate ]; do
+      sleep 0.1
+    done
+    if [ -e /var/lib/lab/switch-kills ]; then
+      # Restarts deployd in the middle of the switch, as a changed unit would.
+      kill -TERM "\$(cat /var/lib/lab/switch-kills)"
+      rm -f /var/lib/lab/switch-kills
+      sleep 1
+    fi
+    if [ "\$action" = dry-activate ]; then
+      echo "would activate $out"
+      exit 0
+    fi
+    if [ -n "${failSwitch}" ] || [ -e /var/lib/lab/fail-switch ]; then
+      echo "toy switch of $out fails on purpose" >&2
+      exit 1
+    fi
+    case "\$action" in
+      switch|boot) ln -sfn $out /var/lib/lab/boot-default ;;
+    esac
+    case "\$action" in
+      switch|test)
+        ln -sfn $out /run/current-system
+        if [ -n "${breakNetwork}" ]; then
+          echo "toy switch takes eth0 down" >&2
+          ip link set eth0 down
+        else
+          ip link set eth0 up
+        fi
+        ;;
+    esac
+    echo "activated $out (\$action)"
+    SCRIPT
+    /bin/chmod +x $out/bin/switch-to-configuration
+  ''

@@ -1,0 +1,116 @@
+# The VM test users with Nix and nixpkgs run through `nix flake check`: a
+# `cache` (harmonia, signing), a `target` running the module and trusting
+# only the cache's key, and a `deployer` running `push`.
+#
+# The target's next systems are its specialisations `next` (one more file in
+# /etc) and `failing` (an activation script that fails): full systems of the
+# same machine, so switching to them keeps the VM working. The deployer's
+# flake names them by derivation; push finds every output in the cache
+# (nothing is built in the VMs, which have no network), signs each deploy
+# and follows it.
+{
+  self,
+  pkgs,
+}: let
+  inherit (pkgs) lib;
+  push = self.packages.${pkgs.system}.push;
+  keys = pkgs.runCommand "deployd-test-keys" {nativeBuildInputs = [pkgs.nix push];} ''
+    mkdir $out
+    nix-store --generate-binary-cache-key cache-1 $out/cache.secret $out/cache.public
+    push keygen ops-1 --out $out
+    push keygen stranger-1 --out $out
+  '';
+  cachePublic = lib.fileContents "${keys}/cache.public";
+  toplevelOf = nodes: name: nodes.target.specialisation.${name}.configuration.system.build.toplevel;
+  # A flake whose `target` is the given system (by derivation and output).
+  fleetFlake = system:
+    pkgs.writeText "flake.nix" ''
+      {
+        outputs = { self }: {
+          nixosConfigurations.target.config.system.build.toplevel = {
+            type = "derivation";
+            drvPath = "${builtins.unsafeDiscardOutputDependency system.drvPath}";
+            outPath = "${builtins.unsafeDiscardStringContext system.outPath}";
+          };
+        };
+      }
+    '';
+in {
+  name = "deployd";
+  nodes = {
+    cache = {nodes, ...}: {
+      services.harmonia = {
+        enable = true;
+        signKeyPaths = ["${keys}/cache.secret"];
+        settings.bind = "[::]:5000";
+      };
+      networking.firewall.allowedTCPPorts = [5000];
+      system.extraDependencies = [nodes.target.system.build.toplevel];
+    };
+    target = {
+      imports = [self.nixosModules.default];
+      system.switch.enable = true;
+      nix.settings = {
+        substituters = lib.mkForce ["http://cache:5000"];
+        trusted-public-keys = lib.mkForce [cachePublic];
+      };
+      services.deployd = {
+        enable = true;
+        openFirewall = true;
+        trustedKeys = [(lib.fileContents "${keys}/ops-1.public")];
+      };
+      specialisation.next.configuration.environment.etc."deployd-test".text = "next";
+      specialisation.failing.configuration.system.activationScripts.failOnPurpose = "exit 1";
+    };
+    deployer = {nodes, ...}: {
+      environment.systemPackages = [push pkgs.git];
+      # The derivations the flake names must be valid here, to be realised.
+      system.extraDependencies = map (name: (toplevelOf nodes name).drvPath) ["next" "failing"];
+      nix.settings = {
+        substituters = lib.mkForce ["http://cache:5000"];
+        trusted-public-keys = lib.mkForce [cachePublic];
+        experimental-features = ["nix-command" "flakes"];
+      };
+    };
+  };
+  testScript = {nodes, ...}: let
+    next = toplevelOf nodes "next";
+  in ''
+    start_all()
+    cache.wait_for_unit("harmonia.service")
+    target.wait_for_unit("deployd.service")
+    target.wait_for_open_port(9797)
+
+    deployer.succeed(
+        "mkdir -p /root/fleet",
+        "printf '[defaults]\\nkey_file = \"${keys}/ops-1.secret\"\\n[hosts.target]\\n' > /root/fleet/push.toml",
+    )
+
+    def commit(flake):
+        deployer.succeed(
+            f"cp {flake} /root/fleet/flake.nix",
+            "cd /root/fleet && (test -d .git || git init -q) && git add flake.nix"
+            + " && git -c user.name=t -c user.email=t@t commit -qm next",
+        )
+
+    # The target ends on the new system.
+    commit("${fleetFlake next}")
+    deployer.succeed("cd /root/fleet && push --all")
+    target.succeed("test \"$(readlink -f /run/current-system)\" = ${next}")
+    target.succeed("test \"$(cat /etc/deployd-test)\" = next")
+
+    # A request signed by a key the target does not trust is refused.
+    deployer.succeed("sed -i 's|ops-1.secret|stranger-1.secret|' /root/fleet/push.toml")
+    out = deployer.fail("cd /root/fleet && push --all 2>&1")
+    assert "unknown_key" in out, out
+    deployer.succeed("sed -i 's|stranger-1.secret|ops-1.secret|' /root/fleet/push.toml")
+
+    # A failing switch rolls back to the previous system.
+    commit("${fleetFlake (toplevelOf nodes "failing")}")
+    out = deployer.fail("cd /root/fleet && push --all")
+    assert "rolled_back" in out, out
+    target.succeed("test \"$(readlink -f /run/current-system)\" = ${next}")
+    out = deployer.succeed("cd /root/fleet && push status")
+    assert "rolled_back" in out, out
+  '';
+}
