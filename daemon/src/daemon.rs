@@ -287,7 +287,7 @@ impl Daemon {
         pending: PendingNonce,
         bytes: &[u8],
     ) -> Result<(DeployAccepted, bool), ApiError> {
-        if inner.store.get(new.deploy_id.as_str()).is_some() {
+        if inner.store.id_used(new.deploy_id.as_str()) {
             return Err(ApiError::DeployIdReused(new.deploy_id));
         }
         if let Some(running) = inner.store.running() {

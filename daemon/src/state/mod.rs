@@ -7,6 +7,7 @@
 //! state_dir/
 //!   nonces.json                 seen nonces, until they expire
 //!   active.json                 the deploy that made the active system
+//!   deploy-ids                  every deploy id ever used (one per line)
 //!   deploys/<id>/record.json    a deploy's record and progress
 //!   deploys/<id>/envelope       the envelope it came in (retries compare it)
 //!   deploys/<id>/log            its full log

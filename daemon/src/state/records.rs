@@ -91,6 +91,10 @@ pub struct DeployStore {
     history_limit: usize,
     by_sequence: BTreeMap<u64, StoredDeploy>,
     active: Option<ActiveDeploy>,
+    /// Every deploy id ever used here, kept past the history limit: a
+    /// reused id is a replay however old the first deploy is.
+    used_ids: std::collections::HashSet<String>,
+    used_ids_file: PathBuf,
 }
 
 impl DeployStore {
@@ -127,12 +131,32 @@ impl DeployStore {
         }
         let active_file = state_dir.join("active.json");
         let active = read_json(&active_file)?;
+        let used_ids_file = state_dir.join("deploy-ids");
+        let mut used_ids: std::collections::HashSet<String> =
+            match std::fs::read_to_string(&used_ids_file) {
+                Ok(text) => text.lines().map(str::to_owned).collect(),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Default::default(),
+                Err(source) => {
+                    return Err(StateError::Io {
+                        action: "reading",
+                        path: used_ids_file,
+                        source,
+                    })
+                }
+            };
+        used_ids.extend(
+            by_sequence
+                .values()
+                .map(|deploy| deploy.record.deploy_id.to_string()),
+        );
         let store = DeployStore {
             dir,
             active_file,
             history_limit,
             by_sequence,
             active,
+            used_ids,
+            used_ids_file,
         };
         Ok((store, problems))
     }
@@ -148,6 +172,7 @@ impl DeployStore {
     /// Adds a new deploy: its directory, its envelope, then its record; then
     /// drops the oldest finished deploys beyond the history limit.
     pub fn insert(&mut self, deploy: StoredDeploy, envelope: &[u8]) -> Result<(), StateError> {
+        self.remember_id(&deploy.record.deploy_id)?;
         let dir = self.deploy_dir(&deploy.record.deploy_id);
         std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
             action: "creating",
@@ -201,6 +226,31 @@ impl DeployStore {
                 let _ = std::fs::remove_dir_all(self.deploy_dir(&deploy.record.deploy_id));
             }
         }
+    }
+
+    /// Whether a deploy with this id was ever recorded here.
+    pub fn id_used(&self, id: &str) -> bool {
+        self.used_ids.contains(id)
+    }
+
+    /// Appends `id` to the used ids (synced: a crash must not forget it).
+    fn remember_id(&mut self, id: &DeployId) -> Result<(), StateError> {
+        use std::io::Write;
+        let io = |source| StateError::Io {
+            action: "appending to",
+            path: self.used_ids_file.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.used_ids_file)
+            .map_err(io)?;
+        writeln!(file, "{id}")
+            .and_then(|()| file.sync_all())
+            .map_err(io)?;
+        self.used_ids.insert(id.to_string());
+        Ok(())
     }
 
     /// The deploy with this id.
@@ -330,6 +380,7 @@ mod tests {
             .map(|d| d.record.deploy_id.to_string())
             .collect();
         assert_eq!(kept, ["d6", "d5", "d4", "d3"]);
+        assert!(store.id_used("d1"), "a pruned deploy's id stays used");
         assert!(!store.deploy_dir(&"d1".parse().expect("id")).exists());
         assert!(!store.envelope_file(&"d2".parse().expect("id")).exists());
         assert!(store.envelope_file(&"d3".parse().expect("id")).exists());
@@ -344,6 +395,7 @@ mod tests {
             Some("d6")
         );
         assert_eq!(reloaded.next_sequence(), 7);
+        assert!(reloaded.id_used("d1") && reloaded.id_used("d6") && !reloaded.id_used("d7"));
     }
 
     #[test]
