@@ -4,46 +4,27 @@
 
 mod support;
 
-use std::time::Duration;
-
-use deployd_lab::Lab;
 use deployd_protocol::api::DeployState;
 use deployd_protocol::Action;
-use support::deployd::{deploy, deploy_message, key, start_fleet, trusted, wait_for_end};
-use support::lab_options;
+use support::deployd::OneHost;
 
 #[test]
 fn a_failed_switch_rolls_back_to_the_previous_system() {
-    let mut lab = Lab::up(&lab_options(1)).expect("lab up");
-    let ops = key("ops-1");
-    start_fleet(&mut lab, &[trusted(&ops, None)]);
-    let host = lab.hosts()[0].clone();
-    let good_rev = lab.flake().head().expect("head");
-    let good = lab.build_and_publish(&good_rev).expect("build")[&host.name].clone();
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "good", &good, Action::Switch),
-        &ops,
-    );
+    let mut one = OneHost::up();
+    let good = one.head_system();
     assert_eq!(
-        wait_for_end(&lab, &host, &id, Duration::from_secs(60)).state,
+        one.deploy_to_end("good", &good, Action::Switch).state,
         DeployState::Succeeded
     );
 
-    let bad_rev = lab
+    let bad_rev = one
+        .lab
         .flake_mut()
-        .commit_failing_switch(&host.name)
+        .commit_failing_switch(&one.host.name)
         .expect("commit");
-    let bad = lab.build_and_publish(&bad_rev).expect("build")[&host.name].clone();
+    let bad = one.system_at(&bad_rev);
     assert_ne!(good, bad);
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "bad", &bad, Action::Switch),
-        &ops,
-    );
-    let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
+    let record = one.deploy_to_end("bad", &bad, Action::Switch);
 
     assert_eq!(record.state, DeployState::RolledBack, "{record:?}");
     let error = record.error.expect("an error");
@@ -63,6 +44,7 @@ fn a_failed_switch_rolls_back_to_the_previous_system() {
         record.log_tail
     );
     // The previous system is active again, in the profile and running.
+    let host = &one.host;
     assert_eq!(host.profile_generation().as_deref(), Some("system-1-link"));
     assert_eq!(host.profile_system().as_ref(), Some(&good));
     assert_eq!(host.current_system().as_ref(), Some(&good));
@@ -84,22 +66,14 @@ fn a_failed_switch_rolls_back_to_the_previous_system() {
 
 #[test]
 fn a_failed_first_switch_has_nothing_to_roll_back_to() {
-    let mut lab = Lab::up(&lab_options(1)).expect("lab up");
-    let ops = key("ops-1");
-    start_fleet(&mut lab, &[trusted(&ops, None)]);
-    let host = lab.hosts()[0].clone();
-    let bad_rev = lab
+    let mut one = OneHost::up();
+    let bad_rev = one
+        .lab
         .flake_mut()
-        .commit_failing_switch(&host.name)
+        .commit_failing_switch(&one.host.name)
         .expect("commit");
-    let bad = lab.build_and_publish(&bad_rev).expect("build")[&host.name].clone();
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "bad", &bad, Action::Switch),
-        &ops,
-    );
-    let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
+    let bad = one.system_at(&bad_rev);
+    let record = one.deploy_to_end("bad", &bad, Action::Switch);
     assert_eq!(record.state, DeployState::Failed, "{record:?}");
     let error = record.error.expect("an error");
     assert!(
@@ -111,34 +85,19 @@ fn a_failed_first_switch_has_nothing_to_roll_back_to() {
 
 #[test]
 fn test_and_dry_activate_leave_the_profile_alone() {
-    let mut lab = Lab::up(&lab_options(1)).expect("lab up");
-    let ops = key("ops-1");
-    start_fleet(&mut lab, &[trusted(&ops, None)]);
-    let host = lab.hosts()[0].clone();
-    let rev = lab.flake().head().expect("head");
-    let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
+    let one = OneHost::up();
+    let host = &one.host;
+    let system = one.head_system();
 
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "dry", &system, Action::DryActivate),
-        &ops,
-    );
     assert_eq!(
-        wait_for_end(&lab, &host, &id, Duration::from_secs(60)).state,
+        one.deploy_to_end("dry", &system, Action::DryActivate).state,
         DeployState::Succeeded
     );
     assert_eq!(host.profile_generation(), None);
     assert_eq!(host.current_system(), None);
 
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "test", &system, Action::Test),
-        &ops,
-    );
     assert_eq!(
-        wait_for_end(&lab, &host, &id, Duration::from_secs(60)).state,
+        one.deploy_to_end("test", &system, Action::Test).state,
         DeployState::Succeeded
     );
     assert_eq!(

@@ -11,7 +11,7 @@ use deployd_protocol::api::DeployState;
 use deployd_protocol::{Action, DeployId, Request};
 use support::deployd::{
     deploy, deploy_message, get, key, post, start_fleet, status, trusted, wait_for_end,
-    wait_for_state,
+    wait_for_state, OneHost,
 };
 use support::push::{system_at, text, PushLab};
 use support::{lab_options, wait_until};
@@ -84,41 +84,23 @@ fn a_confirmed_deploy_succeeds() {
     assert_eq!(record.state, DeployState::Succeeded);
 }
 
-fn health_lab(
-    extra: &str,
-) -> (
-    Lab,
-    deployd_protocol::SecretKey,
-    deployd_lab::Node,
-    String,
-    String,
-) {
-    let mut lab = Lab::up(&lab_options(1)).expect("lab up");
-    let ops = key("ops-1");
-    let host = lab.hosts()[0].clone();
-    lab.write_deployd_config(&host, &[trusted(&ops, None)], extra)
-        .expect("config");
-    lab.start_deployd(&host).expect("deployd");
-    let first_rev = lab.flake().head().expect("head");
-    let first = lab.build_and_publish(&first_rev).expect("build")[&host.name].clone();
-    let second_rev = lab.flake_mut().commit_changed_system().expect("commit");
-    let second = lab.build_and_publish(&second_rev).expect("build")[&host.name].clone();
-    (lab, ops, host, first, second)
+/// One host checking its health with `check`, and two systems to deploy.
+fn health_lab(check: &str) -> (OneHost, String, String) {
+    let mut one = OneHost::with_config(check);
+    let first = one.head_system();
+    let second_rev = one.lab.flake_mut().commit_changed_system().expect("commit");
+    let second = one.system_at(&second_rev);
+    (one, first, second)
 }
 
 #[test]
 fn a_failing_health_command_rolls_back() {
     let check = "\n[health]\ndeadline_s = 3\ninterval_s = 1\n[[health.commands]]\ncommand = [\"/bin/sh\", \"-c\", \"test -e /var/lib/lab/healthy || { echo not healthy; exit 1; }\"]\n";
-    let (lab, ops, host, first, second) = health_lab(check);
+    let (one, first, second) = health_lab(check);
+    let host = &one.host;
     std::fs::create_dir_all(host.outside("/var/lib/lab")).expect("dir");
     std::fs::write(host.outside("/var/lib/lab/healthy"), "").expect("healthy");
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "healthy", &first, Action::Switch),
-        &ops,
-    );
-    let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
+    let record = one.deploy_to_end("healthy", &first, Action::Switch);
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
     assert!(record
         .phases
@@ -126,13 +108,7 @@ fn a_failing_health_command_rolls_back() {
         .any(|p| p.state == DeployState::CheckingHealth));
 
     std::fs::remove_file(host.outside("/var/lib/lab/healthy")).expect("unhealthy");
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "unhealthy", &second, Action::Switch),
-        &ops,
-    );
-    let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
+    let record = one.deploy_to_end("unhealthy", &second, Action::Switch);
     assert_eq!(record.state, DeployState::RolledBack, "{record:?}");
     let error = record.error.expect("error");
     assert!(
@@ -148,42 +124,33 @@ fn a_failing_health_command_rolls_back() {
 fn a_failing_http_check_rolls_back() {
     let check =
         "\n[health]\ndeadline_s = 2\ninterval_s = 1\nhttp = [\"http://127.0.0.1:8080/health\"]\n";
-    let (mut lab, ops, host, first, second) = health_lab(check);
+    let (mut one, first, second) = health_lab(check);
+    let host = one.host.clone();
     // A web server on the host, answering /health while it runs.
-    let root = lab.dir().join("health-root");
+    let root = one.lab.dir().join("health-root");
     std::fs::create_dir_all(&root).expect("dir");
     std::fs::write(root.join("health"), "ok").expect("page");
     let serve: Vec<std::ffi::OsString> = vec![
-        lab.lab_binary().into(),
+        one.lab.lab_binary().into(),
         "serve-cache".into(),
         "--root".into(),
         root.into_os_string(),
         "--listen".into(),
         "127.0.0.1:8080".into(),
     ];
-    lab.supervise(&host, "web", serve).expect("web server");
-    assert!(wait_until(Duration::from_secs(10), || lab
+    one.lab.supervise(&host, "web", serve).expect("web server");
+    assert!(wait_until(Duration::from_secs(10), || one
+        .lab
         .supervised_pid(&host, "web")
         .is_some()));
     std::thread::sleep(Duration::from_millis(500));
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "served", &first, Action::Switch),
-        &ops,
-    );
-    let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
+    let record = one.deploy_to_end("served", &first, Action::Switch);
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
 
-    lab.stop_supervised(&host, "web")
+    one.lab
+        .stop_supervised(&host, "web")
         .expect("stop the web server");
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "unserved", &second, Action::Switch),
-        &ops,
-    );
-    let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
+    let record = one.deploy_to_end("unserved", &second, Action::Switch);
     assert_eq!(record.state, DeployState::RolledBack, "{record:?}");
     assert!(record
         .error
@@ -195,50 +162,30 @@ fn a_failing_http_check_rolls_back() {
 
 #[test]
 fn reboot_needed_for_a_new_kernel_only() {
-    let mut lab = Lab::up(&lab_options(1)).expect("lab up");
-    let ops = key("ops-1");
-    start_fleet(&mut lab, &[trusted(&ops, None)]);
-    let host = lab.hosts()[0].clone();
-    let first = lab
-        .build_and_publish(&lab.flake().head().expect("head"))
-        .expect("build")[&host.name]
-        .clone();
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "first", &first, Action::Switch),
-        &ops,
-    );
-    wait_for_end(&lab, &host, &id, Duration::from_secs(60));
+    let mut one = OneHost::up();
+    let first = one.head_system();
+    one.deploy_to_end("first", &first, Action::Switch);
     // The host "booted" the first system.
-    std::os::unix::fs::symlink(&first, host.outside("/run/booted-system")).expect("booted");
+    std::os::unix::fs::symlink(&first, one.host.outside("/run/booted-system")).expect("booted");
 
-    let same_kernel = lab.flake_mut().commit_changed_system().expect("commit");
-    let same = lab.build_and_publish(&same_kernel).expect("build")[&host.name].clone();
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "same-kernel", &same, Action::Switch),
-        &ops,
-    );
-    let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
+    let same_kernel = one.lab.flake_mut().commit_changed_system().expect("commit");
+    let same = one.system_at(&same_kernel);
+    let record = one.deploy_to_end("same-kernel", &same, Action::Switch);
     assert_eq!(record.state, DeployState::Succeeded);
     assert!(!record.reboot_required);
-    assert!(!status(&lab, &host).reboot_required);
+    assert!(!status(&one.lab, &one.host).reboot_required);
 
-    let new_kernel = lab.flake_mut().commit_new_kernel("6.12.0").expect("commit");
-    let newer = lab.build_and_publish(&new_kernel).expect("build")[&host.name].clone();
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "new-kernel", &newer, Action::Switch),
-        &ops,
-    );
-    let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
+    let new_kernel = one
+        .lab
+        .flake_mut()
+        .commit_new_kernel("6.12.0")
+        .expect("commit");
+    let newer = one.system_at(&new_kernel);
+    let record = one.deploy_to_end("new-kernel", &newer, Action::Switch);
     assert!(record.reboot_required, "{record:?}");
-    assert!(status(&lab, &host).reboot_required);
+    assert!(status(&one.lab, &one.host).reboot_required);
     let metrics = support::deployd::http()
-        .get(format!("{}/metrics", lab.deployd_url(&host)))
+        .get(format!("{}/metrics", one.lab.deployd_url(&one.host)))
         .send()
         .expect("metrics")
         .text()
@@ -305,32 +252,27 @@ fn killed_while_awaiting_confirmation_the_deploy_still_needs_its_confirm() {
 
 #[test]
 fn a_switch_that_restarts_the_daemon_still_succeeds() {
-    let mut lab = Lab::up(&lab_options(1)).expect("lab up");
-    let ops = key("ops-1");
-    start_fleet(&mut lab, &[trusted(&ops, None)]);
-    let host = lab.hosts()[0].clone();
-    let system = lab
-        .build_and_publish(&lab.flake().head().expect("head"))
-        .expect("build")[&host.name]
-        .clone();
-    let pid = lab.supervised_pid(&host, "deployd").expect("deployd");
-    std::fs::create_dir_all(host.outside("/var/lib/lab")).expect("dir");
-    std::fs::write(host.outside("/var/lib/lab/switch-kills"), pid.to_string()).expect("flag");
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "restarts", &system, Action::Switch),
-        &ops,
-    );
-    let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
+    let one = OneHost::up();
+    let system = one.head_system();
+    let pid = one
+        .lab
+        .supervised_pid(&one.host, "deployd")
+        .expect("deployd");
+    std::fs::create_dir_all(one.host.outside("/var/lib/lab")).expect("dir");
+    std::fs::write(
+        one.host.outside("/var/lib/lab/switch-kills"),
+        pid.to_string(),
+    )
+    .expect("flag");
+    let record = one.deploy_to_end("restarts", &system, Action::Switch);
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
     assert_ne!(
-        lab.supervised_pid(&host, "deployd"),
+        one.lab.supervised_pid(&one.host, "deployd"),
         Some(pid),
         "deployd was not restarted"
     );
-    assert_eq!(host.switch_log().expect("log").len(), 1);
-    assert_eq!(host.current_system(), Some(system));
+    assert_eq!(one.host.switch_log().expect("log").len(), 1);
+    assert_eq!(one.host.current_system(), Some(system));
 }
 
 #[test]

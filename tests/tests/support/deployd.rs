@@ -164,3 +164,53 @@ pub fn events(lab: &Lab, host: &Node, id: &str) -> Vec<(String, String)> {
     }
     events
 }
+
+/// The setup most tests share: a lab of one host whose deployd trusts
+/// `ops-1` for everything.
+pub struct OneHost {
+    /// The lab.
+    pub lab: Lab,
+    /// The trusted deploy key.
+    pub ops: SecretKey,
+    /// The host.
+    pub host: Node,
+}
+
+impl OneHost {
+    /// Makes the lab and starts deployd on its host.
+    pub fn up() -> OneHost {
+        OneHost::with_config("")
+    }
+
+    /// Like [`OneHost::up`], with `extra` TOML at the end of deployd's config.
+    pub fn with_config(extra: &str) -> OneHost {
+        let mut lab = Lab::up(&super::lab_options(1)).expect("lab up");
+        let ops = key("ops-1");
+        let host = lab.hosts()[0].clone();
+        lab.write_deployd_config(&host, &[trusted(&ops, None)], extra)
+            .expect("config");
+        lab.start_deployd(&host).expect("deployd up");
+        OneHost { lab, ops, host }
+    }
+
+    /// The host's system at `rev`, built and published to the cache.
+    pub fn system_at(&self, rev: &str) -> String {
+        self.lab.build_and_publish(rev).expect("build")[&self.host.name].clone()
+    }
+
+    /// The host's system at the flake's last commit, built and published.
+    pub fn head_system(&self) -> String {
+        self.system_at(&self.lab.flake().head().expect("head"))
+    }
+
+    /// Sends a signed deploy of `system` and waits for its end.
+    pub fn deploy_to_end(&self, id: &str, system: &str, action: Action) -> DeployRecord {
+        let id = deploy(
+            &self.lab,
+            &self.host,
+            &deploy_message(&self.host, id, system, action),
+            &self.ops,
+        );
+        wait_for_end(&self.lab, &self.host, &id, Duration::from_secs(60))
+    }
+}
