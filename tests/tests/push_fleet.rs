@@ -221,3 +221,76 @@ fn push_follows_a_host_whose_daemon_restarts_mid_deploy() {
         Some(system_at(fleet.lab.flake().dir(), &rev, &host.name))
     );
 }
+
+#[test]
+fn on_a_terminal_push_shows_one_live_line_per_host() {
+    let fleet = PushLab::up(2);
+    let push = deployd_lab::sibling_binary(fleet.lab.lab_binary(), "push").expect("push");
+    let socket = format!("deployd-test-{}", std::process::id());
+    let script = format!(
+        "cd {} && DEPLOYD_KEY_FILE={} XDG_STATE_HOME={} NIX_CONFIG='substituters =' {} --all; echo EXIT=$?; sleep 60",
+        fleet.lab.flake().dir().display(),
+        fleet.key_file.display(),
+        fleet.state_home.path().display(),
+        push.display(),
+    );
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .output()
+            .expect("tmux (apt-get install tmux)")
+    };
+    assert!(tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "push",
+        "-x",
+        "160",
+        "-y",
+        "40",
+        &script
+    ])
+    .status
+    .success());
+    let mut screen = String::new();
+    let ended = support::wait_until(std::time::Duration::from_secs(120), || {
+        screen = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", "push"]).stdout)
+            .into_owned();
+        screen.contains("EXIT=")
+    });
+    tmux(&["kill-server"]);
+    assert!(ended, "push did not end:\n{screen}");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    for host in fleet.lab.hosts() {
+        // The live line, redrawn in place, ends on the final phase and time.
+        let live = screen.lines().any(|l| {
+            let elapsed = l.split_whitespace().any(|word| {
+                let word = word.trim_end_matches(',');
+                word.len() > 1
+                    && word.ends_with('s')
+                    && word[..word.len() - 1].chars().all(|c| c.is_ascii_digit())
+            });
+            l.trim_start().starts_with(&host.name)
+                && l.contains("succeeded")
+                && elapsed
+                && l.contains("paths fetched")
+        });
+        assert!(live, "no live line for {}:\n{screen}", host.name);
+    }
+    // No plain timestamped lines on a terminal.
+    let plain = screen.lines().any(|l| {
+        let b = l.as_bytes();
+        b.len() > 9
+            && b[2] == b':'
+            && b[5] == b':'
+            && b[8] == b' '
+            && b[..2].iter().all(u8::is_ascii_digit)
+    });
+    assert!(!plain, "plain lines on a terminal:\n{screen}");
+    assert!(
+        screen.contains("HOST") && screen.contains("RESULT"),
+        "{screen}"
+    );
+}
