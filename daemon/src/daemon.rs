@@ -427,15 +427,17 @@ impl Daemon {
         id: &DeployId,
         change: impl FnOnce(&mut StoredDeploy),
     ) -> Result<StoredDeploy, StateError> {
-        let mut inner = self.lock();
-        let mut deploy = inner
-            .store
-            .get(id.as_str())
-            .cloned()
-            .ok_or_else(|| missing_record(id))?;
-        change(&mut deploy);
-        inner.store.save(&deploy)?;
-        Ok(deploy)
+        off_the_runtime(|| {
+            let mut inner = self.lock();
+            let mut deploy = inner
+                .store
+                .get(id.as_str())
+                .cloned()
+                .ok_or_else(|| missing_record(id))?;
+            change(&mut deploy);
+            inner.store.save(&deploy)?;
+            Ok(deploy)
+        })
     }
 
     /// Moves a deploy to `state` (not a final one: see [`Daemon::finish`]).
@@ -558,6 +560,10 @@ impl Daemon {
 
     /// Records the deploy that made the active system.
     pub fn set_active(&self, record: &DeployRecord) -> Result<(), StateError> {
+        off_the_runtime(|| self.write_active(record))
+    }
+
+    fn write_active(&self, record: &DeployRecord) -> Result<(), StateError> {
         self.lock().store.set_active(crate::state::ActiveDeploy {
             deploy_id: record.deploy_id.clone(),
             issued_at: record.issued_at,
@@ -593,6 +599,18 @@ fn retry(inner: &Inner, bytes: &[u8]) -> Result<(DeployAccepted, bool), ApiError
     match inner.store.find_by_envelope(bytes) {
         Some(existing) => Ok((accepted(&existing.record.deploy_id), false)),
         None => Err(ApiError::Replayed),
+    }
+}
+
+/// Runs synced file writes from a deploy's task without stalling the
+/// requests served on the same runtime thread (on a multi-threaded runtime,
+/// the thread hands its other work over while it blocks).
+fn off_the_runtime<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 
