@@ -48,10 +48,14 @@ pub async fn build(
         let Some(system) = evaluated.get(host.as_str()) else {
             bail!("the flake has no nixosConfigurations.{host}");
         };
-        derivations.push((host.clone(), system.drv.clone()));
+        let drv: StorePath = system
+            .drv
+            .parse()
+            .with_context(|| format!("nix eval gave {host} a bad derivation path"))?;
+        derivations.push((host.clone(), drv));
         systems.insert(host.clone(), system.out.parse::<StorePath>()?);
     }
-    let drvs: Vec<String> = derivations.iter().map(|(_, drv)| drv.clone()).collect();
+    let drvs: Vec<String> = derivations.iter().map(|(_, drv)| drv.to_string()).collect();
     match plan.build_host {
         None => {
             report("building");
@@ -66,6 +70,7 @@ pub async fn build(
             }
         }
         Some(build_host) => {
+            nix::check_build_host(build_host).map_err(anyhow::Error::msg)?;
             report(&format!("copying derivations to {build_host}"));
             command::run(&nix::copy_derivations(build_host, &drvs), |line| {
                 report(line)

@@ -77,6 +77,13 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
     }
     let inventory = Inventory::load(&options.flake)?;
     let targets = inventory.select(&options.hosts, options.all)?;
+    let build_host = options
+        .build_host
+        .as_deref()
+        .or(inventory.defaults.build_host.as_deref());
+    if let Some(build_host) = build_host {
+        crate::nix::check_build_host(build_host).map_err(anyhow::Error::msg)?;
+    }
     let key = signing_key(options.key.as_deref(), &inventory, &options.flake)?;
     let repository = FlakeRepository::open(&options.flake)?;
     let rev = repository.resolve(&options.rev)?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use deployd::command::Invocation;
-use deployd_protocol::HostName;
+use deployd_protocol::{HostName, StorePath};
 
 /// Longest evaluation, build or copy.
 pub const NIX_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
@@ -90,15 +90,32 @@ pub fn on_build_host(build_host: &str, script: &str) -> Invocation {
 }
 
 /// The script that builds the derivations on the build host and keeps a GC
-/// root there for each (`~/.local/state/deployd/gc-roots/<host>`).
-pub fn remote_build_script(builds: &[(HostName, String)]) -> String {
+/// root there for each (`~/.local/state/deployd/gc-roots/<host>`). Host
+/// names and store paths check themselves (no quote or space can occur);
+/// the paths are quoted all the same, since `?` is a shell pattern character.
+pub fn remote_build_script(builds: &[(HostName, StorePath)]) -> String {
     let mut script = String::from("set -e; mkdir -p ~/.local/state/deployd/gc-roots");
     for (host, derivation) in builds {
         script.push_str(&format!(
-            "; nix-store --realise {derivation} --add-root ~/.local/state/deployd/gc-roots/{host} >/dev/null"
+            "; nix-store --realise '{derivation}' --add-root ~/.local/state/deployd/gc-roots/'{host}' >/dev/null"
         ));
     }
     script
+}
+
+/// Refuses a build host that `ssh` would read as an option.
+pub fn check_build_host(build_host: &str) -> Result<(), String> {
+    if build_host.is_empty()
+        || build_host.starts_with('-')
+        || build_host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{build_host:?} is not an SSH destination (user@host)"
+        ));
+    }
+    Ok(())
 }
 
 /// Copies built closures to the hosts' cache, from the build host's store
@@ -194,11 +211,16 @@ mod tests {
 
     #[test]
     fn remote_builds_keep_roots_on_the_build_host() {
-        let script =
-            remote_build_script(&[("sambirano".parse().expect("h"), "/nix/store/d-x.drv".into())]);
+        let drv: StorePath = "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-x.drv"
+            .parse()
+            .expect("path");
+        let script = remote_build_script(&[("sambirano".parse().expect("h"), drv)]);
         assert_eq!(
             script,
-            "set -e; mkdir -p ~/.local/state/deployd/gc-roots; nix-store --realise /nix/store/d-x.drv --add-root ~/.local/state/deployd/gc-roots/sambirano >/dev/null"
+            "set -e; mkdir -p ~/.local/state/deployd/gc-roots; nix-store --realise '/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-x.drv' --add-root ~/.local/state/deployd/gc-roots/'sambirano' >/dev/null"
         );
+        assert!(check_build_host("root@kelyus").is_ok());
+        assert!(check_build_host("-oProxyCommand=sh").is_err());
+        assert!(check_build_host("a b").is_err());
     }
 }
