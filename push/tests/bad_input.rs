@@ -104,6 +104,11 @@ fn each_bad_input_is_one_line_and_exit_2() {
         &["--all", "--parallel", "0"],
         "--parallel must be at least 1",
     );
+    refused(
+        path,
+        &["--all", "--build-host=-oProxyCommand=sh"],
+        "is not an SSH destination",
+    );
     std::fs::write(
         path.join("push.toml"),
         "[hosts.sambirano]\nadress = \"x\"\n",
