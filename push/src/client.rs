@@ -4,15 +4,28 @@
 use std::time::Duration;
 
 use deployd_protocol::api::{DeployAccepted, DeployRecord, StatusResponse};
-use deployd_protocol::ErrorBody;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use deployd_protocol::{ErrorBody, Message, ReadRequest, Request, SecretKey};
 use futures_util::stream::{self, Stream, StreamExt};
 
 use crate::inventory::Target;
 
 /// How long connecting to a host may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a signed read stays valid.
+const READ_LIFETIME_S: u64 = 60;
 /// How long a plain request may take (event streams have no limit).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an event stream may stay silent (the daemon's keep-alive comes
+/// every 15 s).
+const SSE_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+/// The longest event stream line accepted.
+const MAX_SSE_LINE_BYTES: usize = 1 << 20;
+/// The largest event accepted (a final record with its log tail is far smaller).
+const MAX_SSE_EVENT_BYTES: usize = 4 << 20;
 
 /// Why a host did not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -37,20 +50,22 @@ pub struct SseEvent {
     pub data: String,
 }
 
-/// An HTTP client for deployd hosts.
+/// An HTTP client for deployd hosts. With a key, every read carries a
+/// signed `read` (`Authorization: DSSE ...`), for hosts that require it.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    reader: Option<Arc<SecretKey>>,
 }
 
 impl Client {
-    /// A client with bounded connect times.
-    pub fn new() -> Self {
+    /// A client with bounded connect times, signing reads with `reader`.
+    pub fn new(reader: Option<Arc<SecretKey>>) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Client { http }
+        Client { http, reader }
     }
 
     /// A client that opens a new connection for every request.
@@ -60,7 +75,7 @@ impl Client {
             .pool_max_idle_per_host(0)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Client { http }
+        Client { http, reader: None }
     }
 
     /// Sends a signed envelope to `path`.
@@ -94,11 +109,24 @@ impl Client {
         target: &Target,
         path: &str,
     ) -> Result<T, HostError> {
-        let request = self
-            .http
-            .get(format!("{}{path}", target.url))
-            .timeout(REQUEST_TIMEOUT);
+        let request = self.signed_get(target, path).timeout(REQUEST_TIMEOUT);
         answer(request.send().await).await
+    }
+
+    /// A GET of `path`, with a signed `read` for exactly it when there is a key.
+    fn signed_get(&self, target: &Target, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.get(format!("{}{path}", target.url));
+        let Some(key) = &self.reader else {
+            return request;
+        };
+        let message = Message::new(
+            target.name.clone(),
+            Request::Read(ReadRequest::new("GET", path)),
+            crate::sign::now(),
+            READ_LIFETIME_S,
+        );
+        let envelope = STANDARD.encode(message.sign(&[key]).to_json());
+        request.header("authorization", format!("DSSE {envelope}"))
     }
 
     /// A deploy's event stream, from its first event.
@@ -108,8 +136,7 @@ impl Client {
         id: &str,
     ) -> Result<impl Stream<Item = Result<SseEvent, HostError>>, HostError> {
         let response = self
-            .http
-            .get(format!("{}/v1/deploys/{id}/events", target.url))
+            .signed_get(target, &format!("/v1/deploys/{id}/events"))
             .send()
             .await
             .map_err(|error| HostError::Unreachable(error.to_string()))?;
@@ -148,51 +175,62 @@ pub fn parse_sse<S>(chunks: S) -> impl Stream<Item = Result<SseEvent, HostError>
 where
     S: Stream<Item = Result<bytes::Bytes, HostError>> + Unpin,
 {
-    stream::unfold(
-        (
-            chunks,
-            String::new(),
-            SseEvent {
-                name: String::new(),
-                data: String::new(),
-            },
-        ),
-        |(mut chunks, mut buffer, mut event)| async move {
-            loop {
-                if let Some(end) = buffer.find('\n') {
-                    let line: String = buffer.drain(..=end).collect();
-                    let line = line.trim_end_matches(['\n', '\r']);
-                    if line.is_empty() {
-                        if !event.name.is_empty() || !event.data.is_empty() {
-                            let done = std::mem::replace(
-                                &mut event,
-                                SseEvent {
-                                    name: String::new(),
-                                    data: String::new(),
-                                },
-                            );
-                            return Some((Ok(done), (chunks, buffer, event)));
-                        }
-                    } else if let Some(value) = line.strip_prefix("event:") {
-                        event.name = value.trim().to_owned();
-                    } else if let Some(value) = line.strip_prefix("data:") {
-                        if !event.data.is_empty() {
-                            event.data.push('\n');
-                        }
-                        event
-                            .data
-                            .push_str(value.strip_prefix(' ').unwrap_or(value));
+    // The state is `None` once the stream failed: an error ends it.
+    let start = (
+        chunks,
+        String::new(),
+        SseEvent {
+            name: String::new(),
+            data: String::new(),
+        },
+    );
+    stream::unfold(Some(start), |state| async move {
+        let (mut chunks, mut buffer, mut event) = state?;
+        loop {
+            if let Some(end) = buffer.find('\n') {
+                let line: String = buffer.drain(..=end).collect();
+                let line = line.trim_end_matches(['\n', '\r']);
+                if line.is_empty() {
+                    if !event.name.is_empty() || !event.data.is_empty() {
+                        let done = std::mem::replace(
+                            &mut event,
+                            SseEvent {
+                                name: String::new(),
+                                data: String::new(),
+                            },
+                        );
+                        return Some((Ok(done), Some((chunks, buffer, event))));
                     }
-                    continue;
+                } else if let Some(value) = line.strip_prefix("event:") {
+                    event.name = value.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    if !event.data.is_empty() {
+                        event.data.push('\n');
+                    }
+                    event
+                        .data
+                        .push_str(value.strip_prefix(' ').unwrap_or(value));
                 }
-                match chunks.next().await {
-                    Some(Ok(bytes)) => buffer.push_str(&String::from_utf8_lossy(&bytes)),
-                    Some(Err(error)) => return Some((Err(error), (chunks, buffer, event))),
-                    None => return None,
+                continue;
+            }
+            if buffer.len() > MAX_SSE_LINE_BYTES || event.data.len() > MAX_SSE_EVENT_BYTES {
+                let error =
+                    HostError::Protocol("an event stream line or event is too large".into());
+                return Some((Err(error), None));
+            }
+            // The daemon sends a keep-alive every 15 s: silence this long
+            // means the host or the network is gone.
+            match tokio::time::timeout(SSE_IDLE_TIMEOUT, chunks.next()).await {
+                Ok(Some(Ok(bytes))) => buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(Some(Err(error))) => return Some((Err(error), None)),
+                Ok(None) => return None,
+                Err(_) => {
+                    let error = HostError::Unreachable(format!("no data for {SSE_IDLE_TIMEOUT:?}"));
+                    return Some((Err(error), None));
                 }
             }
-        },
-    )
+        }
+    })
 }
 
 #[cfg(test)]
@@ -217,6 +255,17 @@ mod tests {
         assert_eq!(
             pairs,
             [("state", "{\"a\":1}"), ("log", "one\ntwo"), ("done", "{}")]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_is_an_error_not_a_memory_leak() {
+        let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+        let chunks = stream::iter((0..64).map(move |_| Ok(chunk.clone())));
+        let events: Vec<Result<SseEvent, HostError>> = parse_sse(chunks).collect().await;
+        assert!(
+            matches!(events.as_slice(), [Err(HostError::Protocol(_))]),
+            "{events:?}"
         );
     }
 }

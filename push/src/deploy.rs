@@ -75,6 +75,9 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
     if let Some(0) | Some(3601..) = options.confirm {
         bail!("--confirm must be 1 to 3600 seconds");
     }
+    if options.confirm.is_some() && options.no_wait {
+        bail!("--confirm needs push to follow the deploys: it cannot go with --no-wait");
+    }
     let inventory = Inventory::load(&options.flake)?;
     let targets = inventory.select(&options.hosts, options.all)?;
     let build_host = options
@@ -84,11 +87,15 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
     if let Some(build_host) = build_host {
         crate::nix::check_build_host(build_host).map_err(anyhow::Error::msg)?;
     }
-    let key = signing_key(options.key.as_deref(), &inventory, &options.flake)?;
+    let key = Arc::new(signing_key(
+        options.key.as_deref(),
+        &inventory,
+        &options.flake,
+    )?);
     let repository = FlakeRepository::open(&options.flake)?;
     let rev = repository.resolve(&options.rev)?;
     let flake = repository.flake_reference(&rev);
-    let client = Client::new();
+    let client = Client::new(Some(key.clone()));
     let names: Vec<String> = targets.iter().map(|t| t.name.to_string()).collect();
     let progress = Progress::new(&names);
     eprintln!("push: revision {rev} to {}", names.join(", "));
@@ -110,11 +117,16 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
             Ok(status) => {
                 let running = status.current_deploy.and_then(|deploy| deploy.rev);
                 if let (Some(running), false) = (running, options.allow_downgrade) {
-                    if repository.descends_from(&rev, &running) != Some(true) {
-                        bail!(
+                    match repository.descends_from(&rev, &running) {
+                        Some(true) => {}
+                        Some(false) => bail!(
                             "{} runs {running}, and {rev} does not descend from it; pass --allow-downgrade to deploy it anyway",
                             target.name
-                        );
+                        ),
+                        None => bail!(
+                            "{} runs {running}, which this repository does not have (fetch its history), so a downgrade cannot be ruled out; pass --allow-downgrade to deploy anyway",
+                            target.name
+                        ),
                     }
                 }
                 reachable.push(target);
@@ -178,16 +190,25 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
         })
         .map(|(target, system)| {
             let (shared, permits) = (shared.clone(), permits.clone());
-            tokio::spawn(async move {
+            let host = target.name.to_string();
+            let task = tokio::spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 deploy_host(&shared, &target, &system).await
-            })
+            });
+            (host, task)
         })
         .collect();
-    for task in tasks {
+    for (host, task) in tasks {
         match task.await {
             Ok(result) => results.push(result),
-            Err(error) => eprintln!("push: a host's task failed: {error}"),
+            Err(error) => results.push(HostResult {
+                host,
+                rev: Some(shared.rev.clone()),
+                result: outcome::Result::Refused(format!(
+                    "push's task for this host failed: {error}"
+                )),
+                elapsed: Default::default(),
+            }),
         }
     }
     results.sort_by(|a, b| a.host.cmp(&b.host));

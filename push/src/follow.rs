@@ -39,7 +39,6 @@ pub async fn follow(
     loop {
         let failure = match client.events(target, id).await {
             Ok(events) => {
-                unreachable_since = None;
                 let mut events = std::pin::pin!(events);
                 let mut index = 0usize;
                 let mut failure = "the event stream ended early".to_owned();
@@ -56,6 +55,9 @@ pub async fn follow(
                         continue;
                     }
                     seen = index;
+                    // Only news counts as progress: a stream that connects and
+                    // ends at once, again and again, still runs out of time.
+                    unreachable_since = None;
                     match event.name.as_str() {
                         event_names::STATE => {
                             if let Ok(state) = serde_json::from_str::<StateEvent>(&event.data) {
@@ -80,9 +82,14 @@ pub async fn follow(
             Err(error) => error.to_string(),
         };
         // The stream may have ended because the deploy did; ask directly.
+        // A deploy waiting for its confirm is announced again, so a confirm
+        // lost with the stream is sent anew.
         if let Ok(record) = client.record(target, id).await {
             if record.state.is_final() {
                 return Ok(record);
+            }
+            if record.state == DeployState::AwaitingConfirm {
+                on_update(Update::State(record.state));
             }
         }
         let since = *unreachable_since.get_or_insert_with(Instant::now);

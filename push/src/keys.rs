@@ -11,6 +11,22 @@ use crate::inventory::Inventory;
 /// The environment variable naming the key file.
 pub const KEY_FILE_ENV: &str = "DEPLOYD_KEY_FILE";
 
+/// The key that signs reads, when one is configured (`DEPLOYD_KEY_FILE` or
+/// the inventory's `key_file`): hosts that require signed reads need it.
+pub fn reading_key(
+    inventory: &Inventory,
+    flake_dir: &Path,
+) -> Result<Option<std::sync::Arc<SecretKey>>> {
+    let configured =
+        std::env::var_os(KEY_FILE_ENV).is_some() || inventory.defaults.key_file.is_some();
+    if !configured {
+        return Ok(None);
+    }
+    Ok(Some(std::sync::Arc::new(signing_key(
+        None, inventory, flake_dir,
+    )?)))
+}
+
 /// Loads the deploy key.
 pub fn signing_key(
     option: Option<&Path>,

@@ -28,7 +28,7 @@ pub struct LogOptions {
 pub async fn run(options: LogOptions) -> Result<ExitCode> {
     let inventory = Inventory::load(&options.flake)?;
     let target = inventory.target(&options.host)?;
-    let client = Client::new();
+    let client = Client::new(crate::keys::reading_key(&inventory, &options.flake)?);
     let id = match options.deploy_id {
         Some(id) => id,
         None => {
@@ -44,13 +44,14 @@ pub async fn run(options: LogOptions) -> Result<ExitCode> {
     };
     let record = follow(&client, &target, id.as_str(), |update| match update {
         Update::State(state) => println!("== {state}"),
-        Update::Log(line) => println!("{line}"),
+        Update::Log(line) => println!("{}", crate::progress::printable(&line)),
         Update::Reconnecting(why) => eprintln!("push: reconnecting ({why})"),
     })
     .await
     .with_context(|| format!("reading deploy {id} on {}", target.name))?;
     if let Some(error) = &record.error {
-        println!("== {}: {}: {}", record.state, error.code, error.message);
+        let reason = crate::progress::printable(&format!("{}: {}", error.code, error.message));
+        println!("== {}: {reason}", record.state);
     }
     Ok(ExitCode::SUCCESS)
 }

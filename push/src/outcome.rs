@@ -97,7 +97,11 @@ pub fn summary(results: &[HostResult]) -> String {
     let mut text = table::render(&["HOST", "REV", "RESULT", "TIME", "REBOOT"], &rows);
     for result in results {
         if let Some(detail) = result.detail().filter(|_| !result.succeeded()) {
-            text.push_str(&format!("{}: {detail}\n", result.host));
+            text.push_str(&format!(
+                "{}: {}\n",
+                result.host,
+                crate::progress::printable(&detail)
+            ));
         }
     }
     text

@@ -97,7 +97,7 @@ impl Progress {
         self.with(|inner| {
             if inner.live {
                 inner.clear();
-                eprintln!("{host}: {text}");
+                eprintln!("{host}: {}", printable(text));
                 inner.redraw();
             } else {
                 plain(host, text);
@@ -134,8 +134,23 @@ impl Inner {
     }
 }
 
+/// Text from a host, safe to print: control characters (terminal escape
+/// sequences among them) are shown escaped, never sent to the terminal.
+pub fn printable(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_debug());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
 /// `HH:MM:SS host: text`, in UTC.
 fn plain(host: &str, text: &str) {
+    let text = printable(text);
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())

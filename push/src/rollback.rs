@@ -37,10 +37,14 @@ pub struct RollbackOptions {
 pub async fn run(options: RollbackOptions) -> Result<ExitCode> {
     let inventory = Inventory::load(&options.flake)?;
     let target = inventory.target(&options.host)?;
-    let key = signing_key(options.key.as_deref(), &inventory, &options.flake)?;
+    let key = std::sync::Arc::new(signing_key(
+        options.key.as_deref(),
+        &inventory,
+        &options.flake,
+    )?);
     let (id, envelope) = sign::rollback(&target.name, &key)?;
     let session = Session {
-        client: Client::new(),
+        client: Client::new(Some(key.clone())),
         key,
         progress: Progress::new(&[target.name.to_string()]),
         no_wait: options.no_wait,

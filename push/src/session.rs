@@ -1,6 +1,8 @@
 //! A push session: the client, the key and the display that every host's
 //! task shares, and the one way a deploy is sent and followed to its end.
 
+use std::sync::Arc;
+
 use deployd_protocol::api::DeployState;
 use deployd_protocol::{DeployId, SecretKey};
 
@@ -15,8 +17,8 @@ use crate::sign;
 pub struct Session {
     /// Talks to the hosts.
     pub client: Client,
-    /// Signs deploys and confirms.
-    pub key: SecretKey,
+    /// Signs deploys, confirms and reads.
+    pub key: Arc<SecretKey>,
     /// Shows progress.
     pub progress: Progress,
     /// Send and return without following.

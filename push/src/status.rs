@@ -29,7 +29,7 @@ pub struct StatusOptions {
 pub async fn run(options: StatusOptions) -> Result<ExitCode> {
     let inventory = Inventory::load(&options.flake)?;
     let targets = inventory.select(&options.hosts, options.hosts.is_empty())?;
-    let client = Client::new();
+    let client = Client::new(crate::keys::reading_key(&inventory, &options.flake)?);
     let asks = targets.iter().map(|target| {
         let client = client.clone();
         async move { (target.name.to_string(), client.status(target).await) }
@@ -101,7 +101,9 @@ fn row(host: String, status: &StatusResponse) -> Vec<String> {
         (None, None) => ("-".into(), "-".into(), "-".into()),
     };
     let note = match &status.last_deploy {
-        Some(last) if status.active_deploy.is_none() => last.error.clone().unwrap_or_default(),
+        Some(last) if status.active_deploy.is_none() => {
+            crate::progress::printable(&last.error.clone().unwrap_or_default())
+        }
         _ => String::new(),
     };
     vec![

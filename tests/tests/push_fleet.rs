@@ -294,3 +294,26 @@ fn on_a_terminal_push_shows_one_live_line_per_host() {
         "{screen}"
     );
 }
+
+#[test]
+fn push_signs_its_reads_for_hosts_that_require_it() {
+    let fleet = PushLab::with_config(1, "read_requires_signature = true");
+    let host = fleet.lab.hosts()[0].clone();
+    // Unsigned reads are refused...
+    let url = format!("{}/v1/status", fleet.lab.deployd_url(&host));
+    let (code, _) = support::deployd::get(&url);
+    assert_eq!(code, 400);
+    // ...and push, which signs them, deploys and reports all the same.
+    let output = fleet.push(&["--all"]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let rev = fleet.lab.flake().head().expect("head");
+    assert_eq!(
+        host.current_system(),
+        Some(system_at(fleet.lab.flake().dir(), &rev, &host.name))
+    );
+    let output = fleet.push(&["status"]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&rev[..12]), "{stdout}");
+}

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use deployd_lab::Lab;
 
-use super::deployd::{key, start_fleet, trusted};
+use super::deployd::{key, trusted};
 
 /// A lab whose hosts run deployd, and what `push` needs to reach them.
 pub struct PushLab {
@@ -22,9 +22,23 @@ pub struct PushLab {
 impl PushLab {
     /// A lab of `hosts` hosts, deployd running on each, an inventory written.
     pub fn up(hosts: usize) -> PushLab {
+        PushLab::with_config(hosts, "")
+    }
+
+    /// Like [`PushLab::up`], with `extra` TOML at the top of every deployd config.
+    pub fn with_config(hosts: usize, extra: &str) -> PushLab {
         let mut lab = Lab::up(&super::lab_options(hosts)).expect("lab up");
         let ops = key("ops-1");
-        start_fleet(&mut lab, &[trusted(&ops, None)]);
+        for host in lab.hosts().to_vec() {
+            lab.write_deployd_config(&host, &[trusted(&ops, None)], "")
+                .expect("config");
+            if !extra.is_empty() {
+                let path = host.outside(deployd_lab::DEPLOYD_CONFIG);
+                let text = std::fs::read_to_string(&path).expect("config");
+                std::fs::write(&path, format!("{extra}\n{text}")).expect("config");
+            }
+            lab.start_deployd(&host).expect("deployd up");
+        }
         let key_file = lab.dir().join("keys/ops-1.secret");
         std::fs::write(&key_file, ops.to_key_file_text().as_bytes()).expect("key file");
         lab.write_push_inventory("").expect("inventory");
