@@ -80,7 +80,14 @@ fn every_readme_example_is_a_valid_fixture() {
             // 1); an invalid one is exit 2.
             let dir = tempfile::tempdir().expect("temp dir");
             std::fs::copy(&path, dir.path().join("push.toml")).expect("copy");
+            // The example's key file does not exist here; push reads its key
+            // from DEPLOYD_KEY_FILE first.
+            let key = deployd_protocol::SecretKey::generate("ops-1".parse().expect("name"))
+                .expect("random");
+            let key_file = dir.path().join("ops-1.secret");
+            std::fs::write(&key_file, key.to_key_file_text().as_bytes()).expect("key");
             let output = Command::new(binary("push"))
+                .env("DEPLOYD_KEY_FILE", &key_file)
                 .args(["status", "--host", "sambirano", "--flake"])
                 .arg(dir.path())
                 .output()
