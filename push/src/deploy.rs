@@ -87,6 +87,16 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
     if let Some(build_host) = build_host {
         crate::nix::check_build_host(build_host).map_err(anyhow::Error::msg)?;
     }
+    if let Some(path) = &inventory.defaults.sign_key_file {
+        // Checked now, not after a build that may take hours.
+        let path = options.flake.join(path);
+        std::fs::File::open(&path).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot read the cache signing key {}: {error}",
+                path.display()
+            )
+        })?;
+    }
     let key = Arc::new(signing_key(
         options.key.as_deref(),
         &inventory,

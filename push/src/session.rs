@@ -13,6 +13,9 @@ use crate::outcome;
 use crate::progress::Progress;
 use crate::sign;
 
+/// How often a request that got no answer is sent.
+const SEND_ATTEMPTS: u32 = 3;
+
 /// What the per-host tasks share.
 pub struct Session {
     /// Talks to the hosts.
@@ -37,10 +40,23 @@ impl Session {
         id: &DeployId,
     ) -> outcome::Result {
         let host = target.name.as_str();
-        match self.client.send_signed(target, path, envelope).await {
-            Err(HostError::Unreachable(why)) => return outcome::Result::Unreachable(why),
-            Err(error) => return outcome::Result::Refused(error.to_string()),
-            Ok(_) => {}
+        // The very same envelope again is a retry the host answers with the
+        // deploy it started, so a request lost on the way is simply resent.
+        let mut attempt = 1;
+        loop {
+            match self
+                .client
+                .send_signed(target, path, envelope.clone())
+                .await
+            {
+                Ok(_) => break,
+                Err(HostError::Unreachable(_)) if attempt < SEND_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(HostError::Unreachable(why)) => return outcome::Result::Unreachable(why),
+                Err(error) => return outcome::Result::Refused(error.to_string()),
+            }
         }
         if self.no_wait {
             return outcome::Result::Sent(id.to_string());
@@ -57,6 +73,12 @@ impl Session {
         })
         .await;
         match followed {
+            Ok(record) if record.deploy_id != *id || record.host != target.name => {
+                outcome::Result::Refused(format!(
+                    "the host answered with deploy {} on {}, not {id} on {host}",
+                    record.deploy_id, record.host
+                ))
+            }
             Ok(record) => outcome::Result::Ended(Box::new(record)),
             Err(HostError::Unreachable(why)) => outcome::Result::Unreachable(why),
             Err(error) => outcome::Result::Refused(error.to_string()),

@@ -115,6 +115,12 @@ fn each_bad_input_is_one_line_and_exit_2() {
     )
     .expect("write");
     refused(path, &["--all"], "unknown field `adress`");
+    std::fs::write(
+        path.join("push.toml"),
+        "[defaults]\nkey_file = \"ops.secret\"\nsign_key_file = \"missing.secret\"\n[hosts.sambirano]\n",
+    )
+    .expect("write");
+    refused(path, &["--all"], "cannot read the cache signing key");
     std::fs::remove_file(path.join("push.toml")).expect("remove");
     refused(path, &["--all"], "cannot read the inventory");
     refused(path, &["status"], "cannot read the inventory");
