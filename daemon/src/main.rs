@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use deployd::api::chain;
 use deployd::{api, logging, notify, Config};
 use tokio_util::sync::CancellationToken;
 
@@ -120,15 +121,4 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     log::info!("shutting down");
     notify::stopping();
     shutdown.cancel();
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }

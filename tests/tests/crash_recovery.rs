@@ -10,10 +10,8 @@ use std::time::Duration;
 use deployd_lab::{Lab, Node, DEPLOYD_STATE_DIR};
 use deployd_protocol::api::{DeployRecord, DeployState};
 use deployd_protocol::Action;
-use support::deployd::{
-    deploy, deploy_message, key, start_fleet, trusted, wait_for_end, wait_for_state,
-};
-use support::{lab_options, wait_until};
+use support::deployd::{deploy, deploy_message, wait_for_end, wait_for_state, OneHost};
+use support::wait_until;
 
 /// Kills the host's deployd with SIGKILL and waits for its restart.
 fn kill_deployd(lab: &Lab, host: &Node) {
@@ -60,29 +58,19 @@ fn assert_state_whole(host: &Node) {
     assert!(checked >= 2, "no state files were checked");
 }
 
-fn setup(hosts: usize) -> (Lab, deployd_protocol::SecretKey, Node, String) {
-    let mut lab = Lab::up(&lab_options(hosts)).expect("lab up");
-    let ops = key("ops-1");
-    start_fleet(&mut lab, &[trusted(&ops, None)]);
-    let host = lab.hosts()[0].clone();
-    let rev = lab.flake().head().expect("head");
-    let first = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "first", &first, Action::Switch),
-        &ops,
-    );
-    assert_eq!(
-        wait_for_end(&lab, &host, &id, Duration::from_secs(60)).state,
-        DeployState::Succeeded
-    );
-    (lab, ops, host, first)
+/// One host that runs its first system, deployed by deployd.
+fn setup() -> (OneHost, String) {
+    let one = OneHost::up();
+    let first = one.head_system();
+    let record = one.deploy_to_end("first", &first, Action::Switch);
+    assert_eq!(record.state, DeployState::Succeeded);
+    (one, first)
 }
 
 #[test]
 fn killed_while_fetching_the_deploy_fails_and_nothing_changed() {
-    let (mut lab, ops, host, first) = setup(1);
+    let (one, first) = setup();
+    let OneHost { mut lab, ops, host } = one;
     let rev = lab
         .flake_mut()
         .commit_large_closure(10, 200_000)
@@ -110,7 +98,8 @@ fn killed_while_fetching_the_deploy_fails_and_nothing_changed() {
 
 #[test]
 fn killed_while_switching_the_deploy_still_succeeds_once() {
-    let (mut lab, ops, host, _) = setup(1);
+    let (one, _) = setup();
+    let OneHost { mut lab, ops, host } = one;
     let rev = lab.flake_mut().commit_changed_system().expect("commit");
     let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
     host.set_switch_delay(3).expect("delay");
@@ -148,7 +137,8 @@ fn killed_while_switching_the_deploy_still_succeeds_once() {
 
 #[test]
 fn killed_while_a_failing_switch_runs_the_restarted_daemon_rolls_back() {
-    let (mut lab, ops, host, first) = setup(1);
+    let (one, first) = setup();
+    let OneHost { mut lab, ops, host } = one;
     let rev = lab
         .flake_mut()
         .commit_failing_switch(&host.name)

@@ -10,7 +10,7 @@ mod read_auth;
 mod serve;
 mod status;
 
-pub use error::ApiError;
+pub use error::{chain, ApiError};
 pub use status::summary;
 
 use std::sync::Arc;
