@@ -94,6 +94,13 @@ in {
       description = "Shorthand: deploy keys trusted for everything (deploy, rollback, downgrade, read). Added to `settings.trusted_keys`.";
     };
 
+    configFile = mkOption {
+      type = types.unspecified;
+      internal = true;
+      readOnly = true;
+      description = "The rendered config, before its build-time check (for inspection).";
+    };
+
     openFirewall = mkOption {
       type = types.bool;
       default = false;
@@ -180,6 +187,7 @@ in {
   config = mkIf cfg.enable {
     services.deployd.settings.trusted_keys =
       map (key: {inherit key;}) cfg.trustedKeys;
+    services.deployd.configFile = configFile;
 
     assertions =
       [

@@ -78,16 +78,6 @@
     runCommand = name: _: _: "/nix/store/00000000000000000000000000000000-${name}";
   };
 
-  # The config the module renders: its settings without nulls, as the
-  # module's own `withoutNulls` cleans them.
-  rendered = (pkgs.formats.toml {}).generate "deployd.toml" (withoutNulls config.services.deployd.settings);
-  withoutNulls = value:
-    if lib.isAttrs value
-    then lib.mapAttrs (_: withoutNulls) (lib.filterAttrs (_: v: v != null) value)
-    else if lib.isList value
-    then map withoutNulls value
-    else value;
-
   evaluated = lib.evalModules {
     modules = [./default.nix stand-ins host];
     specialArgs = {inherit pkgs;};
@@ -95,7 +85,8 @@
   inherit (evaluated) config;
 in {
   failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
-  configToml = rendered.text;
+  # The config the module renders, through the `generate` stand-in.
+  configToml = config.services.deployd.configFile.text;
   unit = let
     service = config.systemd.services.deployd or {};
   in
