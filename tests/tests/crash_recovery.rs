@@ -10,7 +10,9 @@ use std::time::Duration;
 use deployd_lab::{Lab, Node, DEPLOYD_STATE_DIR};
 use deployd_protocol::api::{DeployRecord, DeployState};
 use deployd_protocol::Action;
-use support::deployd::{deploy, deploy_message, wait_for_end, wait_for_state, OneHost};
+use support::deployd::{
+    deploy, deploy_message, slow_to_fetch, wait_for_end, wait_for_state, OneHost,
+};
 use support::wait_until;
 
 /// Kills the host's deployd with SIGKILL and waits for its restart.
@@ -71,13 +73,7 @@ fn setup() -> (OneHost, String) {
 fn killed_while_fetching_the_deploy_fails_and_nothing_changed() {
     let (one, first) = setup();
     let OneHost { mut lab, ops, host } = one;
-    let rev = lab
-        .flake_mut()
-        .commit_large_closure(10, 200_000)
-        .expect("commit");
-    let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
-    lab.stop_cache().expect("stop cache");
-    lab.start_cache(Some(100_000)).expect("slow cache");
+    let system = slow_to_fetch(&mut lab, &host);
     let id = deploy(
         &lab,
         &host,

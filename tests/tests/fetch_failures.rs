@@ -11,7 +11,7 @@ use deployd_lab::{Lab, Node};
 use deployd_protocol::api::{DeployRecord, DeployState};
 use deployd_protocol::Action;
 use support::deployd::{
-    deploy, deploy_message, key, start_fleet, trusted, wait_for_end, wait_for_state,
+    deploy, deploy_message, key, slow_to_fetch, start_fleet, trusted, wait_for_end, wait_for_state,
 };
 use support::lab_options;
 
@@ -103,14 +103,7 @@ fn the_cache_going_down_mid_fetch_fails() {
     let ops = key("ops-1");
     start_fleet(&mut lab, &[trusted(&ops, None)]);
     let host = lab.hosts()[0].clone();
-    // Ten paths of 200 kB, served at 100 kB/s: the fetch takes about 20 s.
-    let rev = lab
-        .flake_mut()
-        .commit_large_closure(10, 200_000)
-        .expect("commit");
-    let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
-    lab.stop_cache().expect("stop cache");
-    lab.start_cache(Some(100_000)).expect("slow cache");
+    let system = slow_to_fetch(&mut lab, &host);
 
     let id = deploy(
         &lab,

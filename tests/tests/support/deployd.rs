@@ -214,3 +214,16 @@ impl OneHost {
         wait_for_end(&self.lab, &self.host, &id, Duration::from_secs(60))
     }
 }
+
+/// A system for `host` whose fetch takes about 20 s: ten paths of 200 kB,
+/// published, then served by a cache slowed to 100 kB/s.
+pub fn slow_to_fetch(lab: &mut Lab, host: &Node) -> String {
+    let rev = lab
+        .flake_mut()
+        .commit_large_closure(10, 200_000)
+        .expect("commit");
+    let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
+    lab.stop_cache().expect("stop cache");
+    lab.start_cache(Some(100_000)).expect("slow cache");
+    system
+}
