@@ -1,6 +1,8 @@
 //! `push status [--host H]...`: a table of the inventory's hosts: current
 //! revision and system, state, last deploy and its age, reboot needed.
-//! Unreachable hosts are marked; the exit status is 1 when one is.
+//! Unreachable hosts are marked; the exit status is 1 when one is. With
+//! `--json`, one JSON object instead: each host's name to
+//! `{"status": <its GET /v1/status answer>}` or `{"unreachable": "<why>"}`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +25,9 @@ pub struct StatusOptions {
     /// The flake's directory (with push.toml).
     #[arg(long, default_value = ".")]
     pub flake: PathBuf,
+    /// Print JSON for scripts instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `push status`.
@@ -35,40 +40,60 @@ pub async fn run(options: StatusOptions) -> Result<ExitCode> {
         async move { (target.name.to_string(), client.status(target).await) }
     });
     let answers = futures_util::future::join_all(asks).await;
-    let mut unreachable = false;
+    let unreachable = answers.iter().any(|(_, answer)| answer.is_err());
+    if options.json {
+        println!("{}", json(answers));
+    } else {
+        print!("{}", table(answers));
+    }
+    Ok(if unreachable {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+type Answer = (String, Result<StatusResponse, crate::client::HostError>);
+
+fn json(answers: Vec<Answer>) -> serde_json::Value {
+    let hosts: serde_json::Map<String, serde_json::Value> = answers
+        .into_iter()
+        .map(|(host, answer)| {
+            let value = match answer {
+                Ok(status) => serde_json::json!({ "status": status }),
+                Err(error) => serde_json::json!({ "unreachable": error.to_string() }),
+            };
+            (host, value)
+        })
+        .collect();
+    serde_json::Value::Object(hosts)
+}
+
+fn table(answers: Vec<Answer>) -> String {
     let rows: Vec<Vec<String>> = answers
         .into_iter()
         .map(|(host, answer)| match answer {
             Ok(status) => row(host, &status),
             Err(error) => {
-                unreachable = true;
                 let mut row = vec![host, "-".into(), "-".into(), "unreachable".into()];
                 row.extend(["-".into(), "-".into(), "-".into(), error.to_string()]);
                 row
             }
         })
         .collect();
-    print!(
-        "{}",
-        table::render(
-            &[
-                "HOST",
-                "REV",
-                "SYSTEM",
-                "STATE",
-                "LAST DEPLOY",
-                "AGE",
-                "REBOOT",
-                "NOTE"
-            ],
-            &rows
-        )
-    );
-    Ok(if unreachable {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    table::render(
+        &[
+            "HOST",
+            "REV",
+            "SYSTEM",
+            "STATE",
+            "LAST DEPLOY",
+            "AGE",
+            "REBOOT",
+            "NOTE",
+        ],
+        &rows,
+    )
 }
 
 fn row(host: String, status: &StatusResponse) -> Vec<String> {

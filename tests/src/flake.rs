@@ -29,6 +29,9 @@ pub struct FleetSettings {
     pub kernel: String,
     /// Hosts whose switch fails.
     pub fail_switch: Vec<String>,
+    /// Hosts whose system fails to build.
+    #[serde(default)]
+    pub fail_build: Vec<String>,
     /// Hosts whose switch takes their network down.
     pub break_network: Vec<String>,
     /// Extra paths in every closure, for benchmarks.
@@ -50,6 +53,7 @@ impl FleetSettings {
             label: 1,
             kernel: "6.6.1".into(),
             fail_switch: Vec::new(),
+            fail_build: Vec::new(),
             break_network: Vec::new(),
             bulk_paths: 0,
             bulk_bytes_per_path: 0,
@@ -64,13 +68,14 @@ impl FleetSettings {
             format!("[ {}]", quoted.concat())
         };
         format!(
-            "{{\n  system = {:?};\n  hosts = {};\n  version = {:?};\n  label = \"{}\";\n  kernel = {:?};\n  failSwitch = {};\n  breakNetwork = {};\n  bulk = {{\n    paths = {};\n    bytesPerPath = {};\n  }};\n  deploydExec = {:?};\n}}\n",
+            "{{\n  system = {:?};\n  hosts = {};\n  version = {:?};\n  label = \"{}\";\n  kernel = {:?};\n  failSwitch = {};\n  failBuild = {};\n  breakNetwork = {};\n  bulk = {{\n    paths = {};\n    bytesPerPath = {};\n  }};\n  deploydExec = {:?};\n}}\n",
             self.system,
             list(&self.hosts),
             self.version,
             self.label,
             self.kernel,
             list(&self.fail_switch),
+            list(&self.fail_build),
             list(&self.break_network),
             self.bulk_paths,
             self.bulk_bytes_per_path,
@@ -142,6 +147,7 @@ impl ToyFlake {
         self.commit("Change every system", |settings| {
             settings.label += 1;
             settings.fail_switch.clear();
+            settings.fail_build.clear();
             settings.break_network.clear();
         })
     }
@@ -151,6 +157,14 @@ impl ToyFlake {
         let host = host.to_owned();
         self.commit("A system whose switch fails", move |settings| {
             settings.fail_switch = vec![host];
+        })
+    }
+
+    /// A revision in which `host`'s system fails to build.
+    pub fn commit_failing_build(&mut self, host: &str) -> Result<String> {
+        let host = host.to_owned();
+        self.commit("A system that fails to build", move |settings| {
+            settings.fail_build = vec![host];
         })
     }
 

@@ -52,6 +52,10 @@ enum Command {
         /// Leave the lab up afterwards.
         #[arg(long)]
         keep: bool,
+        /// Make the first revision fail to build (to test that the demo
+        /// fails when things do not go as planned).
+        #[arg(long, hide = true)]
+        fail_first_build: bool,
     },
     /// Format Nix files with alejandra, or with --check only say which are
     /// not formatted (exit 1).
@@ -126,7 +130,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ));
         }
         Command::Status => print_status(&Lab::open(&cli.dir, lab_binary)?),
-        Command::Demo { keep } => demo::run(&cli.dir, lab_binary, keep)?,
+        Command::Demo {
+            keep,
+            fail_first_build,
+        } => {
+            let options = demo::DemoOptions {
+                keep,
+                fail_first_build,
+            };
+            demo::run(&cli.dir, lab_binary, &options).context("the demo failed")?
+        }
         Command::FormatNix { check, files } => return format_nix(check, &files),
         Command::Supervise(options) => supervise(&options)?,
         Command::ServeCache {

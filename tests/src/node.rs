@@ -22,10 +22,12 @@ pub const BOUND_DIRS: [(&str, &str); 4] = [
     ("var-lib", "/var/lib"),
 ];
 
-/// Binds the node's directories, then runs the command. `$1` is the node's
+/// Binds the node's directories (making a mount point the machine lacks,
+/// such as `/etc/nix` before Nix is configured), then runs the command. `$1` is the node's
 /// root directory, the rest is the command.
 const MOUNT_SCRIPT: &str = r#"root="$1"; shift
 for pair in nix:/nix etc-nix:/etc/nix run:/run var-lib:/var/lib; do
+  [ -d "${pair#*:}" ] || mkdir -p "${pair#*:}" || exit 126
   mount --bind "$root/${pair%%:*}" "${pair#*:}" || exit 126
 done
 exec "$@""#;

@@ -3,14 +3,15 @@
 #
 # It has what deployd looks at: `nixos-version`, `bin/switch-to-configuration`,
 # and `kernel`, `initrd` and `kernel-modules` links (for reboot detection),
-# plus dependencies in its closure. Its switch-to-configuration records every
-# action it runs on the host in /var/lib/lab/switch.log, fails when the
-# settings say so or when /var/lib/lab/fail-switch exists on the host, and
-# first sleeps as many seconds as /var/lib/lab/switch-delay says, if it exists,
-# then waits while /var/lib/lab/switch-gate exists; when
-# /var/lib/lab/switch-kills holds a pid, it sends it SIGTERM mid-switch. Like
-# NixOS's network setup, `switch` and `test` bring eth0 up, except for a
-# system built to break the network, which takes it down.
+# plus dependencies in its closure. Its build fails when the settings say so.
+# Its switch-to-configuration records every action it runs on the host in
+# /var/lib/lab/switch.log, fails when the settings say so or when
+# /var/lib/lab/fail-switch exists on the host, and first sleeps as many
+# seconds as /var/lib/lab/switch-delay says, if it exists, then waits while
+# /var/lib/lab/switch-gate exists; when /var/lib/lab/switch-kills holds a
+# pid, it sends it SIGTERM mid-switch. Like NixOS's network setup, `switch`
+# and `test` bring eth0 up, except for a system built to break the network,
+# which takes it down.
 {
   host,
   settings,
@@ -56,12 +57,20 @@
     if has settings.failSwitch
     then "1"
     else "";
+  failBuild =
+    if has settings.failBuild
+    then "1"
+    else "";
   breakNetwork =
     if has settings.breakNetwork
     then "1"
     else "";
 in
   build "nixos-system-${host}-${settings.label}" ''
+    if [ -n "${failBuild}" ]; then
+      echo "toy build of nixos-system-${host} fails on purpose" >&2
+      exit 1
+    fi
     /bin/mkdir -p $out/bin
     echo "${settings.version}.lab-${settings.label}" > $out/nixos-version
     /bin/ln -s ${kernel}/bzImage $out/kernel

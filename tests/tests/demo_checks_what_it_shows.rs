@@ -1,0 +1,102 @@
+//! `lab demo` fails, with a one-line reason, when things do not go as
+//! planned, and leaves nothing behind either way: no namespace, no
+//! interface, no process, no directory.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use deployd_lab::net::{list_links, list_netns};
+use support::lab_options;
+
+/// The tests compare machine-wide lists, so they run one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn snapshot() -> (Vec<String>, Vec<String>) {
+    let mut netns = list_netns().expect("netns list");
+    let mut links = list_links().expect("link list");
+    netns.sort();
+    links.sort();
+    (netns, links)
+}
+
+/// The pids of processes whose command line mentions `dir`.
+fn processes_using(dir: &Path) -> Vec<String> {
+    let needle = dir.to_str().expect("utf-8").as_bytes();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            cmdline
+                .windows(needle.len())
+                .any(|window| window == needle)
+                .then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// Runs `lab demo` in a fresh directory; returns its output and checks that
+/// it left nothing behind.
+fn demo(args: &[&str]) -> Output {
+    let options = lab_options(3);
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let parent = tempfile::tempdir().expect("temp dir");
+    let dir = parent.path().join("lab");
+    let before = snapshot();
+    let output = Command::new(&options.lab_binary)
+        .arg("--dir")
+        .arg(&dir)
+        .arg("demo")
+        .args(args)
+        .output()
+        .expect("running lab demo");
+    assert_eq!(snapshot(), before, "the demo left namespaces or links");
+    assert!(!dir.exists(), "the demo left its directory");
+    assert_eq!(processes_using(&dir), Vec::<String>::new());
+    output
+}
+
+#[test]
+fn the_demo_goes_as_planned() {
+    let output = demo(&[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("== as planned: push exited 0, every host runs"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("== as planned: push exited 1, ankarana rolled back to"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("== lab removed"), "{stdout}");
+}
+
+#[test]
+fn a_demo_whose_build_fails_says_so_and_fails() {
+    let output = demo(&["--fail-first-build"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("toy build of nixos-system-sambirano fails on purpose"),
+        "{stderr}"
+    );
+    let reason = stderr.lines().last().expect("a last line");
+    assert_eq!(
+        reason,
+        "lab: the demo failed: the first push did not deploy every host: \
+         push exited 1 before deploying anything (no summary; its error is above)"
+    );
+    assert!(!stdout.contains("as planned"), "{stdout}");
+    assert!(!stdout.contains("rolled back"), "{stdout}");
+}
