@@ -314,6 +314,33 @@ impl Lab {
         Ok(())
     }
 
+    /// Adds signatures by the current cache key to `paths` (and their
+    /// closures) where they already are, in the cache itself, as an
+    /// operator mends a cache with `nix store sign --store`.
+    pub fn sign_in_cache(&self, paths: &[&str]) -> Result<()> {
+        let key = self.cache_secret_key_file();
+        let key = key.to_str().context("key path is not UTF-8")?;
+        let store = format!("file://{}", self.cache_dir().display());
+        let mut sign = vec!["nix", "store", "sign", "--store", &store, "-k", key, "-r"];
+        sign.extend_from_slice(paths);
+        self.state.builder.run(&sign)?;
+        Ok(())
+    }
+
+    /// Replaces the cache key with a new one (named `name`): what is
+    /// published from now on is signed with it, and [`Lab::cache_public_key`]
+    /// and new host configs name it. What the cache holds keeps its old
+    /// signatures.
+    pub fn rotate_cache_key(&self, name: &str) -> Result<()> {
+        std::fs::remove_file(self.cache_secret_key_file())?;
+        std::fs::remove_file(self.cache_public_key_file())?;
+        run(Command::new("nix-store")
+            .args(["--generate-binary-cache-key", name])
+            .arg(self.cache_secret_key_file())
+            .arg(self.cache_public_key_file()))?;
+        self.write_nix_configs()
+    }
+
     /// Takes the lab down: every process in its namespaces, the namespaces,
     /// the bridge, the registry entry and the directory.
     pub fn down(&mut self) -> Result<()> {

@@ -11,7 +11,10 @@ use crate::config::Config;
 
 /// Realises `system` from the configured caches only, checked against the
 /// configured keys only, with a GC root at `gc_root` so it survives until the
-/// profile holds it.
+/// profile holds it. Nix's memory of the caches' answers is not used (both
+/// narinfo cache TTLs are 0): a path published, re-signed or signed with a
+/// rotated key after a failed fetch is fetched by the very next deploy,
+/// not up to an hour (missing) or 30 days (signed by another key) later.
 pub fn realise(config: &Config, system: &StorePath, gc_root: &Path) -> Invocation {
     let nix = &config.file.nix;
     Invocation::new(
@@ -32,6 +35,9 @@ pub fn realise(config: &Config, system: &StorePath, gc_root: &Path) -> Invocatio
             "true".into(),
             "--option".into(),
             "narinfo-cache-negative-ttl".into(),
+            "0".into(),
+            "--option".into(),
+            "narinfo-cache-positive-ttl".into(),
             "0".into(),
         ],
         config.fetch_timeout(),
@@ -144,6 +150,9 @@ mod tests {
             "true",
             "--option",
             "narinfo-cache-negative-ttl",
+            "0",
+            "--option",
+            "narinfo-cache-positive-ttl",
             "0",
         ]
         .iter()

@@ -1,0 +1,103 @@
+//! A host does not cling to what a cache told it before: once an operator
+//! mends the cache (publishes a missing path, re-signs paths with a key the
+//! host trusts, rotates the cache key), the very next deploy fetches what the
+//! cache says now, not what Nix remembered of it.
+
+mod support;
+
+use deployd_lab::Lab;
+use deployd_protocol::api::{DeployRecord, DeployState};
+use deployd_protocol::Action;
+use support::deployd::{trusted, OneHost};
+
+fn build(lab: &Lab, host: &str) -> String {
+    let rev = lab.flake().head().expect("head");
+    let installable = lab.flake().installable(&rev, host);
+    let built = lab
+        .builder()
+        .run(&["nix", "build", "--no-link", "--json", &installable])
+        .expect("build");
+    let built: serde_json::Value = serde_json::from_slice(&built.stdout).expect("json");
+    built[0]["outputs"]["out"].as_str().expect("out").to_owned()
+}
+
+fn assert_fetch_failed(record: &DeployRecord, expected: &str) {
+    assert_eq!(record.state, DeployState::Failed, "{record:?}");
+    let error = record.error.as_ref().expect("an error");
+    assert_eq!(error.code, "fetch_failed", "{error:?}");
+    assert!(error.message.contains(expected), "{}", error.message);
+}
+
+fn assert_deployed(fleet: &OneHost, record: &DeployRecord, system: &str) {
+    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
+    assert_eq!(fleet.host.current_system().as_deref(), Some(system));
+}
+
+/// A key the host does not trust, in the lab's key directory.
+fn rogue_key(lab: &Lab) -> std::path::PathBuf {
+    let secret = lab.dir().join("keys/rogue.secret");
+    let public = lab.dir().join("keys/rogue.public");
+    lab.builder()
+        .run(&[
+            "nix-store",
+            "--generate-binary-cache-key",
+            "rogue-1",
+            secret.to_str().expect("utf-8"),
+            public.to_str().expect("utf-8"),
+        ])
+        .expect("rogue key");
+    secret
+}
+
+#[test]
+fn a_path_published_after_a_failed_fetch_is_fetched() {
+    let fleet = OneHost::up();
+    let system = build(&fleet.lab, &fleet.host.name);
+    let record = fleet.deploy_to_end("before", &system, Action::Switch);
+    assert_fetch_failed(&record, "fetching");
+
+    fleet.lab.publish(&[&system]).expect("publish");
+    let record = fleet.deploy_to_end("after", &system, Action::Switch);
+    assert_deployed(&fleet, &record, &system);
+}
+
+#[test]
+fn a_path_re_signed_with_a_trusted_key_after_a_failed_fetch_is_fetched() {
+    let fleet = OneHost::up();
+    let system = build(&fleet.lab, &fleet.host.name);
+    let rogue = rogue_key(&fleet.lab);
+    fleet
+        .lab
+        .publish_signed_by(&[&system], &rogue)
+        .expect("publish");
+    let record = fleet.deploy_to_end("unsigned", &system, Action::Switch);
+    assert_fetch_failed(&record, "not signed by any of the keys");
+
+    fleet.lab.sign_in_cache(&[&system]).expect("re-sign");
+    let record = fleet.deploy_to_end("re-signed", &system, Action::Switch);
+    assert_deployed(&fleet, &record, &system);
+}
+
+#[test]
+fn a_rotated_cache_key_is_used_at_once() {
+    let mut fleet = OneHost::up();
+    let system = fleet.head_system();
+    // The operator rotates the key: hosts first, then the cache.
+    fleet.lab.rotate_cache_key("lab-builder-2").expect("rotate");
+    let host = fleet.host.clone();
+    fleet
+        .lab
+        .write_deployd_config(&host, &[trusted(&fleet.ops, None)], "")
+        .expect("config");
+    fleet
+        .lab
+        .stop_supervised(&host, "deployd")
+        .expect("stop deployd");
+    fleet.lab.start_deployd(&host).expect("deployd up");
+    let record = fleet.deploy_to_end("old-key", &system, Action::Switch);
+    assert_fetch_failed(&record, "not signed by any of the keys");
+
+    fleet.lab.sign_in_cache(&[&system]).expect("re-sign");
+    let record = fleet.deploy_to_end("new-key", &system, Action::Switch);
+    assert_deployed(&fleet, &record, &system);
+}
