@@ -177,6 +177,14 @@ pub struct StatusResponse {
     pub daemon_version: String,
     /// What `nix-store --version` says.
     pub nix_version: Option<String>,
+    /// The binary caches the host fetches from, in its order (a password in
+    /// a URL is not shown). Senders check that a system is there before
+    /// they send it.
+    #[serde(default)]
+    pub substituters: Vec<String>,
+    /// The cache keys the host trusts (public, `NAME:base64`).
+    #[serde(default)]
+    pub trusted_public_keys: Vec<String>,
 }
 
 /// The data of an `event: state` in a deploy's event stream.

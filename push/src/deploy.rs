@@ -1,5 +1,6 @@
 //! `push [--host H]... [--all] [REV]`: resolve the revision, refuse a
-//! downgrade, build every host's system, make sure the cache has it, send one
+//! downgrade, build every host's system, make sure the cache has it (and
+//! that each host's caches have its system, signed for it), send one
 //! signed deploy per host (`--parallel N` at a time), follow them live, and
 //! print a summary. One unreachable host never stops the others.
 
@@ -12,6 +13,7 @@ use deployd_protocol::{Action, HostName, Revision, StorePath};
 use tokio::sync::Semaphore;
 
 use crate::build::{build, BuildPlan};
+use crate::cache_check::{check, host_caches, Verdict};
 use crate::client::{Client, HostError};
 use crate::inventory::{Inventory, Target};
 use crate::keys::signing_key;
@@ -125,7 +127,10 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
                 });
             }
             Ok(status) => {
-                let running = status.current_deploy.and_then(|deploy| deploy.rev);
+                let running = status
+                    .current_deploy
+                    .as_ref()
+                    .and_then(|deploy| deploy.rev.clone());
                 if let (Some(running), false) = (running, options.allow_downgrade) {
                     match repository.descends_from(&rev, &running) {
                         Some(true) => {}
@@ -139,7 +144,7 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
                         ),
                     }
                 }
-                reachable.push(target);
+                reachable.push((target, status));
             }
         }
     }
@@ -147,7 +152,7 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
     let systems = if reachable.is_empty() {
         Default::default()
     } else {
-        let hosts: Vec<HostName> = reachable.iter().map(|t| t.name.clone()).collect();
+        let hosts: Vec<HostName> = reachable.iter().map(|(t, _)| t.name.clone()).collect();
         let build_host = options
             .build_host
             .clone()
@@ -174,6 +179,8 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
         }
     };
 
+    check_caches(&reachable, &systems, inventory.defaults.copy_to.as_deref()).await?;
+
     let session = Session {
         client,
         key,
@@ -192,7 +199,7 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
     ));
     let tasks: Vec<_> = reachable
         .into_iter()
-        .filter_map(|target| {
+        .filter_map(|(target, _)| {
             systems
                 .get(&target.name)
                 .cloned()
@@ -224,6 +231,31 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
     results.sort_by(|a, b| a.host.cmp(&b.host));
     print!("{}", outcome::summary(&results));
     Ok(outcome::exit_code(&results))
+}
+
+/// Stops, before anything is sent, when a host's caches lack its system
+/// (or hold it signed by no key the host trusts); warns when that cannot be
+/// told from here.
+async fn check_caches(
+    hosts: &[(Target, deployd_protocol::api::StatusResponse)],
+    systems: &std::collections::BTreeMap<HostName, StorePath>,
+    copy_to: Option<&str>,
+) -> Result<()> {
+    let http = reqwest::Client::new();
+    let checks = hosts.iter().filter_map(|(target, status)| {
+        let system = systems.get(&target.name)?;
+        let caches = host_caches(target.name.as_str(), status, copy_to);
+        let http = &http;
+        Some(async move { check(http, &caches, system).await })
+    });
+    for verdict in futures_util::future::join_all(checks).await {
+        match verdict {
+            Verdict::Present => {}
+            Verdict::Unknown(why) => eprintln!("push: warning: {why}; sending anyway"),
+            Verdict::Missing(why) => bail!("{why}: no deploy was sent"),
+        }
+    }
+    Ok(())
 }
 
 async fn statuses(

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod build;
+mod cache_check;
 mod client;
 mod deploy;
 mod follow;
@@ -14,6 +15,7 @@ mod inventory;
 mod keygen;
 mod keys;
 mod log;
+mod narinfo;
 mod nix;
 mod outcome;
 mod progress;
