@@ -20,10 +20,14 @@ use crate::command::{self, CommandError, Invocation};
 use crate::daemon::Daemon;
 use crate::state::SwitchLaunch;
 
-/// Writes the wrapper's pid, runs the script, writes its exit status; both
-/// files atomically. `$1` script, `$2` action, `$3` status file, `$4` pid file.
-const WRAPPER: &str =
-    r#"echo $$ > "$4.tmp" && mv "$4.tmp" "$4"; "$1" "$2"; echo $? > "$3.tmp" && mv "$3.tmp" "$3""#;
+/// Writes the wrapper's pid, runs the script, writes its exit status.
+/// `$1` script, `$2` action, `$3` status file, `$4` pid file.
+///
+/// Shell builtins only: a transient unit on NixOS has no tools on its `PATH`
+/// (no `mv`, no `cat`), and `/bin/sh` is all NixOS keeps outside the store.
+/// Each file is one line written by one `echo`; a reader counts it only once
+/// its newline is there, so a half-written file is never taken for a result.
+const WRAPPER: &str = r#"echo $$ > "$4"; "$1" "$2"; echo $? > "$3""#;
 
 /// How often a running switch is looked at.
 const POLL: Duration = Duration::from_millis(100);
@@ -179,15 +183,22 @@ async fn stop(daemon: &Daemon, id: &DeployId, launch: &SwitchLaunch) {
 }
 
 fn read_status(path: &Path) -> Option<SwitchOutcome> {
-    let text = std::fs::read_to_string(path).ok()?;
-    Some(match text.trim() {
-        "0" => SwitchOutcome::Succeeded,
+    let code: u8 = read_line(path)?.parse().ok()?;
+    Some(match code {
+        0 => SwitchOutcome::Succeeded,
         code => SwitchOutcome::Failed(format!("switch-to-configuration exited with status {code}")),
     })
 }
 
 fn read_pid(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    read_line(path)?.parse().ok()
+}
+
+/// The one line of a file the wrapper wrote, once it is whole.
+fn read_line(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.strip_suffix('\n')?;
+    (!line.is_empty() && !line.contains('\n')).then(|| line.to_owned())
 }
 
 /// Whether `pid` is a live process (not a zombie).
@@ -260,6 +271,27 @@ mod tests {
     }
 
     #[test]
+    fn a_half_written_file_is_not_a_result() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("switch.status");
+        for partial in ["", "1", "0"] {
+            std::fs::write(&file, partial).expect("write");
+            assert_eq!(read_status(&file), None, "{partial:?}");
+        }
+        std::fs::write(&file, "0\n").expect("write");
+        assert_eq!(read_status(&file), Some(SwitchOutcome::Succeeded));
+        std::fs::write(&file, "127\n").expect("write");
+        assert_eq!(
+            read_status(&file),
+            Some(SwitchOutcome::Failed(
+                "switch-to-configuration exited with status 127".into()
+            ))
+        );
+        std::fs::write(&file, "12").expect("write");
+        assert_eq!(read_pid(&file), None);
+    }
+
+    #[test]
     fn the_wrapper_reports_exit_statuses() {
         let dir = tempfile::tempdir().expect("temp dir");
         for (script, expected) in [
@@ -280,8 +312,11 @@ mod tests {
                 .expect("chmod");
             let launch = launch(dir.path(), &system.to_string_lossy());
             let _ = std::fs::remove_file(&launch.status_file);
+            // As in a transient unit on NixOS: nothing on PATH.
             let ran = std::process::Command::new("/bin/sh")
                 .args(wrapper_argv(&launch))
+                .env_clear()
+                .env("PATH", "/run/current-system/sw/bin")
                 .status()
                 .expect("sh");
             assert!(ran.success());
