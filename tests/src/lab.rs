@@ -96,6 +96,7 @@ impl Lab {
             address: slot.address(last),
             netns: slot.netns(name),
             root,
+            pid1: None,
         };
         let state = LabState {
             slot,
@@ -354,6 +355,21 @@ impl Lab {
             let _ = supervisor.wait();
         }
         result
+    }
+
+    /// Records that host `name` now runs systemd as PID 1 (`pid1` as this
+    /// namespace sees it), so that commands on it enter its namespaces.
+    pub(crate) fn set_pid1(&mut self, name: &str, pid1: u32) -> Result<Node> {
+        let host = self
+            .state
+            .hosts
+            .iter_mut()
+            .find(|host| host.name == name)
+            .with_context(|| format!("the lab has no host called {name}"))?;
+        host.pid1 = Some(pid1);
+        let host = host.clone();
+        self.state.save()?;
+        Ok(host)
     }
 
     /// Records the flake's settings after commits made through [`Lab::flake_mut`].

@@ -21,6 +21,7 @@ mod registry;
 pub mod run;
 mod ssh;
 pub mod supervise;
+mod systemd_host;
 
 pub use deployd::{
     sibling_binary, TrustedDeployKey, DEPLOYD_CONFIG, DEPLOYD_PORT, DEPLOYD_STATE_DIR,

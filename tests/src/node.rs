@@ -43,6 +43,10 @@ pub struct Node {
     pub netns: String,
     /// The directory holding its private `/nix`, `/etc/nix`, `/run`, `/var/lib`.
     pub root: PathBuf,
+    /// When the host boots systemd ([`crate::Lab::boot_systemd`]): its PID 1,
+    /// as this namespace sees it. Commands then enter its namespaces.
+    #[serde(default)]
+    pub pid1: Option<u32>,
 }
 
 impl Node {
@@ -104,10 +108,24 @@ impl Node {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", &self.netns])
-            .args(self.mounted_argv(program, args));
+        let mut command = match self.pid1 {
+            Some(pid1) => {
+                let mut command = Command::new("nsenter");
+                command
+                    .args(["--target", &pid1.to_string()])
+                    .args(["--mount", "--pid", "--net", "--uts", "--"])
+                    .arg(program)
+                    .args(args);
+                command
+            }
+            None => {
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", &self.netns])
+                    .args(self.mounted_argv(program, args));
+                command
+            }
+        };
         node_environment(&mut command);
         command
     }
@@ -143,6 +161,7 @@ mod tests {
 
     fn node() -> Node {
         Node {
+            pid1: None,
             name: "sambirano".into(),
             address: Ipv4Addr::new(198, 18, 7, 10),
             netns: "dl7-sambirano".into(),
