@@ -2,27 +2,64 @@
 //! given NixOS's empty `PATH`): deployd runs as `deployd.service`, the
 //! switch runs in a transient unit whose wrapper writes its pid and status
 //! files, and the deploy ends `succeeded`; deployd's log lines reach the
-//! journal with the deploy's fields.
+//! journal with the deploy's fields. The switch outlives deployd: killed
+//! with SIGKILL or restarted by systemctl mid-switch, systemd brings deployd
+//! back (`Restart=always`) and the deploy ends truthfully, the switch run once.
 
 mod support;
 
 use std::time::Duration;
 
-use deployd_lab::{Lab, DEPLOYD_STATE_DIR};
+use deployd_lab::{Lab, Node, DEPLOYD_STATE_DIR};
 use deployd_protocol::api::DeployState;
-use deployd_protocol::Action;
-use support::deployd::{deploy, deploy_message, key, trusted, wait_for_end};
-use support::lab_options;
+use deployd_protocol::{Action, SecretKey};
+use support::deployd::{deploy, deploy_message, key, trusted, wait_for_end, wait_for_state};
+use support::{lab_options, wait_until};
 
-#[test]
-fn a_switch_in_a_transient_unit_succeeds_and_is_journaled() {
+/// A lab of one host that boots systemd, deployd trusting `ops-1`.
+fn systemd_host() -> (Lab, SecretKey, Node) {
     let mut lab = Lab::up(&lab_options(1)).expect("lab up");
     let ops = key("ops-1");
-    let name = lab.hosts()[0].name.clone();
     let host = lab.hosts()[0].clone();
     lab.write_deployd_config(&host, &[trusted(&ops, None)], "")
         .expect("config");
-    let host = lab.boot_systemd(&name).expect("systemd boots");
+    let host = lab.boot_systemd(&host.name).expect("systemd boots");
+    (lab, ops, host)
+}
+
+/// deployd.service's main pid, as the host sees it (0: not running).
+fn main_pid(host: &Node) -> String {
+    let output = host
+        .command(
+            "systemctl",
+            ["show", "-p", "MainPID", "--value", "deployd.service"],
+        )
+        .output()
+        .expect("systemctl show");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Waits until systemd runs deployd under another pid than `before`, and
+/// it answers.
+fn wait_for_restart(lab: &Lab, host: &Node, before: &str) {
+    let url = format!("{}/healthz", lab.deployd_url(host));
+    let restarted = wait_until(Duration::from_secs(30), || {
+        let now = main_pid(host);
+        now != before
+            && now != "0"
+            && reqwest::blocking::get(&url).is_ok_and(|answer| answer.status().is_success())
+    });
+    assert!(
+        restarted,
+        "systemd did not bring deployd back (pid {})",
+        main_pid(host)
+    );
+}
+
+#[test]
+fn a_switch_in_a_transient_unit_succeeds_and_is_journaled() {
+    let (lab, ops, host) = systemd_host();
+    let name = host.name.clone();
 
     let running = host
         .command("systemctl", ["is-active", "deployd.service"])
@@ -99,4 +136,68 @@ fn a_switch_in_a_transient_unit_succeeds_and_is_journaled() {
             .any(|entry| entry["STORE_PATH"] == system.as_str()),
         "{lines}"
     );
+}
+
+/// Deploys `system` with the switch held at the gate, does `interrupt` to
+/// deployd once the switch runs, opens the gate and returns the record.
+fn deploy_through(
+    (lab, ops, host): (&Lab, &SecretKey, &Node),
+    (id, system): (&str, &str),
+    interrupt: impl FnOnce(),
+) -> deployd_protocol::api::DeployRecord {
+    let switches_before = host.switch_log().expect("switch log").len();
+    host.set_switch_gate(true).expect("gate");
+    let id = deploy(
+        lab,
+        host,
+        &deploy_message(host, id, system, Action::Switch),
+        ops,
+    );
+    wait_for_state(lab, host, &id, "activating", Duration::from_secs(60));
+    assert!(wait_until(Duration::from_secs(20), || host
+        .switch_log()
+        .expect("switch log")
+        .len()
+        > switches_before));
+    interrupt();
+    host.set_switch_gate(false).expect("gate");
+    let record = wait_for_end(lab, host, &id, Duration::from_secs(90));
+    let switches = host.switch_log().expect("switch log");
+    assert_eq!(
+        switches.len(),
+        switches_before + 1,
+        "the switch ran more than once: {switches:?}"
+    );
+    record
+}
+
+#[test]
+fn the_switch_outlives_deployd_and_systemd_brings_it_back() {
+    let (mut lab, ops, host) = systemd_host();
+
+    // Killed while idle: Restart=always.
+    let idle = main_pid(&host);
+    host.run(&["kill", "-KILL", &idle]).expect("kill");
+    wait_for_restart(&lab, &host, &idle);
+
+    let rev = lab.flake().head().expect("head");
+    let first = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
+    let record = deploy_through((&lab, &ops, &host), ("killed", &first), || {
+        let pid = main_pid(&host);
+        host.run(&["kill", "-KILL", &pid]).expect("kill");
+        wait_for_restart(&lab, &host, &pid);
+    });
+    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
+    assert_eq!(host.current_system().as_deref(), Some(first.as_str()));
+
+    let rev = lab.flake_mut().commit_changed_system().expect("commit");
+    let second = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
+    let record = deploy_through((&lab, &ops, &host), ("restarted", &second), || {
+        let pid = main_pid(&host);
+        host.run(&["systemctl", "restart", "deployd.service"])
+            .expect("systemctl restart");
+        wait_for_restart(&lab, &host, &pid);
+    });
+    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
+    assert_eq!(host.current_system().as_deref(), Some(second.as_str()));
 }
