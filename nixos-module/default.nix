@@ -14,6 +14,8 @@
   ...
 }: let
   cfg = config.services.deployd;
+  # The unit's settings, shared with the lab (see systemd.services.deployd below).
+  unit = lib.importJSON ./deployd-unit.json;
   inherit (lib) mkEnableOption mkIf mkOption literalExpression types;
   settingsFormat = pkgs.formats.toml {};
   allPermissions = ["deploy" "rollback" "downgrade" "read"];
@@ -215,34 +217,30 @@ in {
 
     networking.firewall.allowedTCPPorts = lib.optional cfg.openFirewall port;
 
+    # The unit's settings live in ./deployd-unit.json, which the lab also
+    # reads, so the unit a lab host runs is the one rendered here.
     systemd.services.deployd = {
-      description = "deployd: signed, pull-based NixOS deploys";
+      inherit (unit) description;
       wantedBy = ["multi-user.target"];
       wants = ["network-online.target"];
       after = ["network-online.target"];
       # A switch never stops deployd midway: when a deploy brings another
       # deployd (or config), the daemon records the deploy's end, then exits,
       # and Restart=always starts the new one (see deployd's README, Restarts).
-      restartIfChanged = false;
+      inherit (unit) restartIfChanged;
       # The programs it calls: nix-store, nix-env, systemd-run, systemctl.
       path = [config.nix.package config.systemd.package];
-      serviceConfig = {
-        Type = "notify";
-        NotifyAccess = "main";
-        ExecStart = "${cfg.package}/bin/deployd --config ${checkedConfig}";
-        Restart = "always";
-        RestartSec = 2;
-        WatchdogSec = 60;
-        StateDirectory = "deployd";
-        StateDirectoryMode = "0700";
-        # Only hardening that cannot stop it from activating a system: it
-        # runs as root and must write the store, the profiles, /boot, /etc and
-        # start and stop units, so no ProtectSystem, ProtectHome, PrivateTmp,
-        # ProtectKernel* or capability bounding.
-        LockPersonality = true; # no exotic execution domains
-        RestrictRealtime = true; # no realtime scheduling
-        UMask = "0077"; # its state is its own
-      };
+      # Type=notify with WatchdogSec and Restart=always, its StateDirectory,
+      # and only hardening that cannot stop it from activating a system
+      # (LockPersonality, RestrictRealtime, UMask): it runs as root and must
+      # write the store, the profiles, /boot, /etc and start and stop units,
+      # so no ProtectSystem, ProtectHome, PrivateTmp, ProtectKernel* or
+      # capability bounding.
+      serviceConfig =
+        unit.serviceConfig
+        // {
+          ExecStart = "${cfg.package}/bin/deployd --config ${checkedConfig}";
+        };
     };
   };
 }

@@ -1,15 +1,17 @@
 //! Running the real `deployd` on a lab host: its config (trusting the keys a
-//! test gives it and the lab's cache), supervision as systemd's
-//! `Restart=always` would, and its address.
+//! test gives it and the lab's cache), as `deployd.service` where the host
+//! runs systemd or else under `lab supervise` (which restarts it as
+//! `Restart=always` would), and its address.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::lab::{wait_for_port, Lab};
 use crate::node::Node;
+use crate::systemd_host::deployd_main_pid;
 
 /// The port deployd listens on in the lab.
 pub const DEPLOYD_PORT: u16 = 9797;
@@ -60,9 +62,13 @@ impl Lab {
         Ok(())
     }
 
-    /// Starts `deployd` on `host` under supervision and waits until it
-    /// answers on its port.
+    /// Starts deployd on `host` and waits until it answers on its port: as
+    /// `deployd.service` where the host runs systemd (restarted, if it ran,
+    /// so that it reads its config anew), else under `lab supervise`.
     pub fn start_deployd(&mut self, host: &Node) -> Result<()> {
+        if host.pid1.is_some() {
+            return self.restart_deployd_unit(host);
+        }
         let binary = self.deployd_binary()?;
         let argv = host.mounted_argv(&binary, ["--config", DEPLOYD_CONFIG]);
         self.supervise(host, "deployd", argv)?;
@@ -75,6 +81,49 @@ impl Lab {
                 )
             },
         )
+    }
+
+    /// Stops deployd on `host` for good (`systemctl stop`, or its
+    /// supervisor and then it).
+    pub fn stop_deployd(&mut self, host: &Node) -> Result<()> {
+        if host.pid1.is_none() {
+            return self.stop_supervised(host, "deployd");
+        }
+        let output = host
+            .command("systemctl", ["stop", "deployd.service"])
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "systemctl stop deployd.service on {}: {}",
+                host.name,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// deployd's pid on `host`, as processes on the host see it, while it
+    /// runs.
+    pub fn deployd_pid(&self, host: &Node) -> Option<u32> {
+        match host.pid1 {
+            Some(_) => deployd_main_pid(host),
+            None => self.supervised_pid(host, "deployd"),
+        }
+    }
+
+    /// Sends `signal` (`KILL`, `STOP`, ...) to deployd's main process on
+    /// `host`, and nothing else: a switch it started lives on.
+    pub fn signal_deployd(&self, host: &Node, signal: &str) -> Result<()> {
+        let pid = self
+            .deployd_pid(host)
+            .with_context(|| format!("deployd does not run on {}", host.name))?;
+        let status = host
+            .command("kill", [format!("-{signal}"), pid.to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} on {} failed", host.name);
+        }
+        Ok(())
     }
 
     /// The base URL of `host`'s deployd.

@@ -41,6 +41,9 @@ pub struct FleetSettings {
     /// The deployd program the system's `deployd.service` runs ("": no unit).
     #[serde(default)]
     pub deployd_exec: String,
+    /// Hosts whose system carries a service that fails as soon as it starts.
+    #[serde(default)]
+    pub fail_unit: Vec<String>,
 }
 
 impl FleetSettings {
@@ -58,17 +61,24 @@ impl FleetSettings {
             bulk_paths: 0,
             bulk_bytes_per_path: 0,
             deployd_exec: String::new(),
+            fail_unit: Vec::new(),
         }
     }
 
     /// The settings as a Nix expression.
-    pub fn to_nix(&self) -> String {
+    pub fn to_nix(&self) -> Result<String> {
         let list = |items: &[String]| {
             let quoted: Vec<String> = items.iter().map(|item| format!("{item:?} ")).collect();
             format!("[ {}]", quoted.concat())
         };
-        format!(
-            "{{\n  system = {:?};\n  hosts = {};\n  version = {:?};\n  label = \"{}\";\n  kernel = {:?};\n  failSwitch = {};\n  failBuild = {};\n  breakNetwork = {};\n  bulk = {{\n    paths = {};\n    bytesPerPath = {};\n  }};\n  deploydExec = {:?};\n}}\n",
+        let deployd_unit = if self.deployd_exec.is_empty() {
+            String::new()
+        } else {
+            crate::systemd_host::deployd_unit(&self.deployd_exec)?
+        };
+        // Rust's `{:?}` of a string is a valid Nix string (no `$` in these).
+        Ok(format!(
+            "{{\n  system = {:?};\n  hosts = {};\n  version = {:?};\n  label = \"{}\";\n  kernel = {:?};\n  failSwitch = {};\n  failBuild = {};\n  failUnit = {};\n  breakNetwork = {};\n  bulk = {{\n    paths = {};\n    bytesPerPath = {};\n  }};\n  deploydUnit = {:?};\n}}\n",
             self.system,
             list(&self.hosts),
             self.version,
@@ -76,11 +86,12 @@ impl FleetSettings {
             self.kernel,
             list(&self.fail_switch),
             list(&self.fail_build),
+            list(&self.fail_unit),
             list(&self.break_network),
             self.bulk_paths,
             self.bulk_bytes_per_path,
-            self.deployd_exec,
-        )
+            deployd_unit,
+        ))
     }
 }
 
@@ -136,7 +147,7 @@ impl ToyFlake {
         change: impl FnOnce(&mut FleetSettings),
     ) -> Result<String> {
         change(&mut self.settings);
-        std::fs::write(self.dir.join("settings.nix"), self.settings.to_nix())?;
+        std::fs::write(self.dir.join("settings.nix"), self.settings.to_nix()?)?;
         git(&self.dir, &["add", "-A"])?;
         git(&self.dir, &["commit", "-q", "--allow-empty", "-m", message])?;
         git(&self.dir, &["rev-parse", "HEAD"])
@@ -148,6 +159,7 @@ impl ToyFlake {
             settings.label += 1;
             settings.fail_switch.clear();
             settings.fail_build.clear();
+            settings.fail_unit.clear();
             settings.break_network.clear();
         })
     }
@@ -157,6 +169,16 @@ impl ToyFlake {
         let host = host.to_owned();
         self.commit("A system whose switch fails", move |settings| {
             settings.fail_switch = vec![host];
+        })
+    }
+
+    /// A revision in which `host`'s system carries `lab-broken.service`,
+    /// which fails as soon as it starts (its switch itself succeeds).
+    pub fn commit_failing_unit(&mut self, host: &str) -> Result<String> {
+        let host = host.to_owned();
+        self.commit("A system with a service that fails", move |settings| {
+            settings.label += 1;
+            settings.fail_unit = vec![host];
         })
     }
 
@@ -235,11 +257,18 @@ mod tests {
     fn settings_render_as_nix() {
         let mut settings = FleetSettings::new(&["sambirano".into(), "isalo".into()]);
         settings.fail_switch = vec!["isalo".into()];
-        let nix = settings.to_nix();
+        let nix = settings.to_nix().expect("settings");
         assert!(nix.contains(r#"hosts = [ "sambirano" "isalo" ];"#), "{nix}");
         assert!(nix.contains(r#"failSwitch = [ "isalo" ];"#), "{nix}");
         assert!(nix.contains(r#"breakNetwork = [ ];"#), "{nix}");
         assert!(nix.contains(r#"label = "1";"#), "{nix}");
+        assert!(nix.contains(r#"deploydUnit = "";"#), "{nix}");
+        settings.deployd_exec = "/nix/store/x-deployd/bin/deployd".into();
+        let nix = settings.to_nix().expect("settings");
+        assert!(
+            nix.contains(r#"ExecStart=/nix/store/x-deployd/bin/deployd --config"#),
+            "{nix}"
+        );
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct LabOptions {
     /// Whether the lab lives only as long as this process (tests) or until
     /// `lab down` (the command line).
     pub owned_by_this_process: bool,
+    /// Whether each host boots systemd as its PID 1, as a NixOS machine
+    /// does (without: deployd runs under `lab supervise`, as on a machine
+    /// where systemd is not PID 1).
+    pub systemd: bool,
 }
 
 /// A running lab.
@@ -125,7 +129,7 @@ impl Lab {
             supervisors: Vec::new(),
             down: false,
         };
-        if let Err(error) = lab.build_up() {
+        if let Err(error) = lab.build_up(options.systemd) {
             let _ = lab.down();
             return Err(error);
         }
@@ -145,7 +149,7 @@ impl Lab {
         })
     }
 
-    fn build_up(&mut self) -> Result<()> {
+    fn build_up(&mut self, systemd: bool) -> Result<()> {
         for node in self.state.nodes() {
             node.prepare_dirs()?;
             let last = node.address.octets()[3];
@@ -166,7 +170,11 @@ impl Lab {
             cache.join("nix-cache-info"),
             "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n",
         )?;
-        self.start_cache_server()
+        self.start_cache_server()?;
+        if systemd {
+            self.boot_systemd_hosts()?;
+        }
+        Ok(())
     }
 
     fn write_nix_configs(&self) -> Result<()> {

@@ -34,6 +34,7 @@ pub use lab::{
 pub use node::{Node, BOUND_DIRS};
 pub use registry::{orphaned_labs, LabState, ProcessId, REGISTRY_DIR};
 pub use ssh::SshAccess;
+pub use systemd_host::{deployd_unit, ModuleUnit};
 
 /// Whether this process runs as root, which labs need (namespaces, mounts).
 pub fn is_root() -> bool {

@@ -112,6 +112,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 dir: Some(cli.dir),
                 lab_binary,
                 owned_by_this_process: false,
+                systemd: true,
             };
             let lab = Lab::up(&options)?;
             print_status(&lab);

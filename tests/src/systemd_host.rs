@@ -12,7 +12,6 @@
 //! systemd and D-Bus among it, lives there.)
 
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,7 @@ use crate::node::Node;
 /// Makes the private root and pivots into it, then execs systemd. `$1` is
 /// the node's root directory, `$2` the directory of unit files to install.
 const BOOT_SCRIPT: &str = r#"set -e
-node="$1"; units="$2"; sys=/run/lab-sysroot-$$
+node="$1"; units="$2"; sys="$node/sysroot"
 mkdir -p "$sys" && mount -t tmpfs tmpfs "$sys"
 mkdir -p "$sys/upper" "$sys/work" "$sys/root"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$sys/upper,workdir=$sys/work" "$sys/root"
@@ -35,7 +34,16 @@ for pair in nix:/nix etc-nix:/etc/nix run:/run var-lib:/var/lib; do
   mount --bind "$node/${pair%%:*}" "$r${pair#*:}"
 done
 mount -t proc proc "$r/proc"
+# The host's units are its own, not what this machine enables; early-boot
+# units for a machine's hardware and first boot are masked, as in a container.
+rm -rf "$r/etc/systemd/system"
 mkdir -p "$r/etc/systemd/system" "$r/etc/systemd/system.conf.d"
+for unit in /lib/systemd/system/sysinit.target.wants/* systemd-remount-fs.service; do
+  case "${unit##*/}" in
+    systemd-journald.service|systemd-journal-flush.service) ;;
+    *) ln -s /dev/null "$r/etc/systemd/system/${unit##*/}" ;;
+  esac
+done
 cp "$units"/*.service "$units"/*.target "$r/etc/systemd/system/"
 cp "$units"/manager.conf "$r/etc/systemd/system.conf.d/lab.conf"
 echo "$(basename "$node")" > "$r/etc/hostname"
@@ -50,7 +58,6 @@ exec env -i container=lab /lib/systemd/systemd --system --unit=lab.target
 const LAB_TARGET: &str = "[Unit]
 Description=deployd lab host
 Requires=dbus.socket systemd-journald.socket
-Wants=deployd.service
 After=dbus.socket systemd-journald.socket
 AllowIsolate=yes
 ";
@@ -61,47 +68,84 @@ const MANAGER_CONF: &str = "[Manager]
 DefaultEnvironment=PATH=/run/current-system/sw/bin
 ";
 
-/// `deployd.service` as the NixOS module renders it, with the module's
-/// `path` (Nix and systemd) as the lab has them.
-fn deployd_unit(deployd: &Path) -> String {
-    format!(
-        "[Unit]
-Description=deployd: signed, pull-based NixOS deploys
+/// The unit settings the NixOS module gives `deployd.service`: one file, read
+/// by the module and by the lab.
+const DEPLOYD_UNIT_JSON: &str = include_str!("../../nixos-module/deployd-unit.json");
 
-[Service]
-Type=notify
-NotifyAccess=main
-ExecStart={} --config {DEPLOYD_CONFIG}
-Restart=always
-RestartSec=2
-WatchdogSec=60
-StateDirectory=deployd
-StateDirectoryMode=0700
-LockPersonality=true
-RestrictRealtime=true
-UMask=0077
-Environment=PATH=/usr/bin:/bin
-Environment=HOME=/var/lib/home
-Environment=XDG_CACHE_HOME=/var/lib/home/.cache
-",
-        deployd.display()
-    )
+/// The module's unit settings (`nixos-module/deployd-unit.json`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleUnit {
+    /// `description`.
+    pub description: String,
+    /// `restartIfChanged`.
+    pub restart_if_changed: bool,
+    /// `serviceConfig`, less `ExecStart`.
+    pub service_config: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ModuleUnit {
+    /// The module's settings.
+    pub fn load() -> Result<ModuleUnit> {
+        serde_json::from_str(DEPLOYD_UNIT_JSON).context("nixos-module/deployd-unit.json")
+    }
+}
+
+/// `deployd.service` as the NixOS module renders it (NixOS writes
+/// `restartIfChanged = false` as `X-RestartIfChanged=false`, and booleans as
+/// `true`/`false`), running `exec`, with the module's `path` (Nix and
+/// systemd) as the lab has them.
+pub fn deployd_unit(exec: &str) -> Result<String> {
+    let unit = ModuleUnit::load()?;
+    let mut text = format!("[Unit]\nDescription={}\n", unit.description);
+    if !unit.restart_if_changed {
+        text.push_str("X-RestartIfChanged=false\n");
+    }
+    text.push_str("\n[Service]\n");
+    for (key, value) in &unit.service_config {
+        let value = match value {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        text.push_str(&format!("{key}={value}\n"));
+    }
+    text.push_str(&format!(
+        "ExecStart={exec} --config {DEPLOYD_CONFIG}\n\
+         Environment=PATH=/usr/bin:/bin\n\
+         Environment=HOME=/var/lib/home\n\
+         Environment=XDG_CACHE_HOME=/var/lib/home/.cache\n"
+    ));
+    Ok(text)
 }
 
 impl Lab {
-    /// Boots systemd as PID 1 of host `name`, with deployd as
-    /// `deployd.service` (its config must be written first), and waits
-    /// until systemd says `running` and deployd answers. Returns the host
-    /// as commands must now reach it.
-    pub fn boot_systemd(&mut self, name: &str) -> Result<Node> {
-        let host = self.node(name)?.clone();
+    /// Boots systemd as PID 1 of every host, with `deployd.service`
+    /// installed but not started (it needs its config: see
+    /// [`Lab::start_deployd`]), and waits until each says `running`.
+    pub(crate) fn boot_systemd_hosts(&mut self) -> Result<()> {
+        let names: Vec<String> = self.hosts().iter().map(|host| host.name.clone()).collect();
+        let mut booted = Vec::new();
+        for name in &names {
+            let pid1 = self.spawn_systemd(name)?;
+            booted.push(self.set_pid1(name, pid1)?);
+        }
+        for host in &booted {
+            wait_until_running(host, Duration::from_secs(60))?;
+        }
+        Ok(())
+    }
+
+    /// Starts systemd as PID 1 of host `name` and returns its pid (as this
+    /// machine sees it).
+    fn spawn_systemd(&self, name: &str) -> Result<u32> {
+        let host = self.node(name)?;
         let units = host.root.join("units");
         std::fs::create_dir_all(&units)?;
         std::fs::write(units.join("lab.target"), LAB_TARGET)?;
         std::fs::write(units.join("manager.conf"), MANAGER_CONF)?;
         std::fs::write(
             units.join("deployd.service"),
-            deployd_unit(&self.deployd_binary()?),
+            deployd_unit(&self.deployd_binary()?.display().to_string())?,
         )?;
         let console = std::fs::File::create(host.root.join("systemd.log"))?;
         let child = Command::new("ip")
@@ -124,20 +168,52 @@ impl Lab {
             .process_group(0)
             .spawn()
             .with_context(|| format!("booting systemd on {name}"))?;
-        let pid1 = wait_for_child(child.id(), Duration::from_secs(10))
-            .with_context(|| format!("systemd on {name} did not start"))?;
-        let host = self.set_pid1(name, pid1)?;
-        wait_until_running(&host, Duration::from_secs(60))?;
+        wait_for_child(child.id(), Duration::from_secs(10))
+            .with_context(|| format!("systemd on {name} did not start"))
+    }
+
+    /// (Re)starts `deployd.service` on a host that runs systemd and waits
+    /// until deployd answers.
+    pub(crate) fn restart_deployd_unit(&self, host: &Node) -> Result<()> {
+        let output = host
+            .command("systemctl", ["restart", "deployd.service"])
+            .output()
+            .with_context(|| format!("systemctl on {}", host.name))?;
+        if !output.status.success() {
+            bail!(
+                "systemctl restart deployd.service on {} failed: {} ({})",
+                host.name,
+                String::from_utf8_lossy(&output.stderr).trim(),
+                journal_tail(host)
+            );
+        }
         wait_for_port((host.address, DEPLOYD_PORT).into(), Duration::from_secs(30)).with_context(
             || {
                 format!(
-                    "deployd.service on {name} did not come up ({})",
-                    journal_tail(&host)
+                    "deployd.service on {} did not come up ({})",
+                    host.name,
+                    journal_tail(host)
                 )
             },
-        )?;
-        Ok(host)
+        )
     }
+}
+
+/// `deployd.service`'s main pid on a host that runs systemd, as the host
+/// sees it; `None` while it does not run.
+pub(crate) fn deployd_main_pid(host: &Node) -> Option<u32> {
+    let output = host
+        .command(
+            "systemctl",
+            ["show", "-p", "MainPID", "--value", "deployd.service"],
+        )
+        .output()
+        .ok()?;
+    let pid: u32 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .ok()?;
+    (pid != 0).then_some(pid)
 }
 
 /// The one child of `pid` (what `unshare --fork` made PID 1), once it is there.
@@ -186,7 +262,7 @@ fn wait_until_running(host: &Node, timeout: Duration) -> Result<()> {
 }
 
 /// The last lines of the host's journal, for error messages.
-fn journal_tail(host: &Node) -> String {
+pub(crate) fn journal_tail(host: &Node) -> String {
     host.command("journalctl", ["--no-pager", "-n", "15"])
         .output()
         .map(|output| String::from_utf8_lossy(&output.stdout).replace('\n', " | "))

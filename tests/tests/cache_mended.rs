@@ -89,10 +89,7 @@ fn a_rotated_cache_key_is_used_at_once() {
         .lab
         .write_deployd_config(&host, &[trusted(&fleet.ops, None)], "")
         .expect("config");
-    fleet
-        .lab
-        .stop_supervised(&host, "deployd")
-        .expect("stop deployd");
+    fleet.lab.stop_deployd(&host).expect("stop deployd");
     fleet.lab.start_deployd(&host).expect("deployd up");
     let record = fleet.deploy_to_end("old-key", &system, Action::Switch);
     assert_fetch_failed(&record, "not signed by any of the keys");

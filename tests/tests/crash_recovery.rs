@@ -1,7 +1,8 @@
 //! deployd killed with SIGKILL in the middle of a deploy and started again
-//! (by the lab's supervisor, as systemd's `Restart=always` would): the deploy
-//! ends truthfully, the switch never runs twice, and every state file is
-//! whole.
+//! (by the lab's supervisor, as systemd's `Restart=always` would), on a
+//! machine where systemd is not PID 1, so that the switch runs as a detached
+//! process group: the deploy ends truthfully, the switch never runs twice,
+//! and every state file is whole. (Under systemd: switch_under_systemd.rs.)
 
 mod support;
 
@@ -17,7 +18,7 @@ use support::wait_until;
 
 /// Kills the host's deployd with SIGKILL and waits for its restart.
 fn kill_deployd(lab: &Lab, host: &Node) {
-    let pid = lab.supervised_pid(host, "deployd").expect("deployd runs");
+    let pid = lab.deployd_pid(host).expect("deployd runs");
     let killed = std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
@@ -25,7 +26,7 @@ fn kill_deployd(lab: &Lab, host: &Node) {
     assert!(killed.success());
     assert!(
         wait_until(Duration::from_secs(20), || lab
-            .supervised_pid(host, "deployd")
+            .deployd_pid(host)
             .is_some_and(|new| new != pid)),
         "deployd was not restarted"
     );
@@ -62,7 +63,7 @@ fn assert_state_whole(host: &Node) {
 
 /// One host that runs its first system, deployed by deployd.
 fn setup() -> (OneHost, String) {
-    let one = OneHost::up();
+    let one = OneHost::without_systemd();
     let first = one.head_system();
     let record = one.deploy_to_end("first", &first, Action::Switch);
     assert_eq!(record.state, DeployState::Succeeded);

@@ -54,6 +54,8 @@ fn two_hosts_are_deployed_in_parallel() {
                 DeployState::Received,
                 DeployState::Fetching,
                 DeployState::Activating,
+                // systemd runs the host: `is-system-running` is checked.
+                DeployState::CheckingHealth,
                 DeployState::Succeeded
             ]
         );
@@ -199,6 +201,8 @@ fn a_subscriber_joining_mid_deploy_gets_the_past_then_the_live_events() {
             DeployState::Received,
             DeployState::Fetching,
             DeployState::Activating,
+            // systemd runs the host: `is-system-running` is checked.
+            DeployState::CheckingHealth,
             DeployState::Succeeded
         ]
     );

@@ -56,10 +56,7 @@ fn push_all_deploys_exactly_that_commit_and_status_agrees() {
 fn a_host_down_does_not_stop_the_others() {
     let mut fleet = PushLab::up(3);
     let down = fleet.lab.hosts()[1].clone();
-    fleet
-        .lab
-        .stop_supervised(&down, "deployd")
-        .expect("stop deployd");
+    fleet.lab.stop_deployd(&down).expect("stop deployd");
     let output = fleet.push(&["--all"]);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
@@ -197,12 +194,10 @@ fn push_follows_a_host_whose_daemon_restarts_mid_deploy() {
         "the switch never started"
     );
     // The daemon dies during the switch, as if the switch restarted it.
-    let pid = fleet.lab.supervised_pid(&host, "deployd").expect("deployd");
-    assert!(std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .expect("kill")
-        .success());
+    fleet
+        .lab
+        .signal_deployd(&host, "KILL")
+        .expect("kill -9 deployd");
 
     let output = push.wait_with_output().expect("push ends");
     let (stdout, stderr) = text(&output);

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use deployd_lab::Lab;
+use deployd_lab::{Lab, LabOptions};
 use deployd_protocol::api::DeployState;
 use deployd_protocol::{Action, DeployId, Request};
 use support::deployd::{
@@ -216,14 +216,10 @@ fn killed_while_awaiting_confirmation_the_deploy_still_needs_its_confirm() {
         Duration::from_secs(60),
     );
 
-    let pid = lab.supervised_pid(&host, "deployd").expect("deployd");
-    assert!(std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .expect("kill")
-        .success());
+    let pid = lab.deployd_pid(&host).expect("deployd");
+    lab.signal_deployd(&host, "KILL").expect("kill -9 deployd");
     assert!(wait_until(Duration::from_secs(20), || lab
-        .supervised_pid(&host, "deployd")
+        .deployd_pid(&host)
         .is_some_and(|p| p != pid)));
     wait_for_state(
         &lab,
@@ -254,10 +250,7 @@ fn killed_while_awaiting_confirmation_the_deploy_still_needs_its_confirm() {
 fn a_switch_that_restarts_the_daemon_still_succeeds() {
     let one = OneHost::up();
     let system = one.head_system();
-    let pid = one
-        .lab
-        .supervised_pid(&one.host, "deployd")
-        .expect("deployd");
+    let pid = one.lab.deployd_pid(&one.host).expect("deployd");
     std::fs::create_dir_all(one.host.outside("/var/lib/lab")).expect("dir");
     std::fs::write(
         one.host.outside("/var/lib/lab/switch-kills"),
@@ -267,7 +260,7 @@ fn a_switch_that_restarts_the_daemon_still_succeeds() {
     let record = one.deploy_to_end("restarts", &system, Action::Switch);
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
     assert_ne!(
-        one.lab.supervised_pid(&one.host, "deployd"),
+        one.lab.deployd_pid(&one.host),
         Some(pid),
         "deployd was not restarted"
     );
@@ -277,7 +270,13 @@ fn a_switch_that_restarts_the_daemon_still_succeeds() {
 
 #[test]
 fn a_system_with_another_deployd_restarts_the_daemon_after_the_deploy() {
-    let mut lab = Lab::up(&lab_options(1)).expect("lab up");
+    // Where systemd is not PID 1 (a supervisor restarts deployd); under
+    // systemd: systemd_units.rs.
+    let options = LabOptions {
+        systemd: false,
+        ..lab_options(1)
+    };
+    let mut lab = Lab::up(&options).expect("lab up");
     let ops = key("ops-1");
     let host = lab.hosts()[0].clone();
     lab.write_deployd_config(&host, &[trusted(&ops, None)], "")
@@ -306,7 +305,7 @@ fn a_system_with_another_deployd_restarts_the_daemon_after_the_deploy() {
         })
         .expect("commit");
     let system = lab.build_and_publish(&same).expect("build")[&host.name].clone();
-    let pid = lab.supervised_pid(&host, "deployd").expect("pid");
+    let pid = lab.deployd_pid(&host).expect("pid");
     let id = deploy(
         &lab,
         &host,
@@ -322,7 +321,7 @@ fn a_system_with_another_deployd_restarts_the_daemon_after_the_deploy() {
     );
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
-        lab.supervised_pid(&host, "deployd"),
+        lab.deployd_pid(&host),
         Some(pid),
         "restarted without a new deployd"
     );
@@ -343,7 +342,7 @@ fn a_system_with_another_deployd_restarts_the_daemon_after_the_deploy() {
     );
     assert!(
         wait_until(Duration::from_secs(30), || lab
-            .supervised_pid(&host, "deployd")
+            .deployd_pid(&host)
             .is_some_and(|p| p != pid)),
         "deployd did not restart for its new version"
     );

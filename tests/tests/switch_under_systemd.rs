@@ -12,19 +12,15 @@ use std::time::Duration;
 
 use deployd_lab::{Lab, Node, DEPLOYD_STATE_DIR};
 use deployd_protocol::api::DeployState;
-use deployd_protocol::{Action, SecretKey};
-use support::deployd::{deploy, deploy_message, key, trusted, wait_for_end, wait_for_state};
-use support::{lab_options, wait_until};
+use deployd_protocol::{Action, Request, SecretKey};
+use support::deployd::{deploy, deploy_message, wait_for_end, wait_for_state, OneHost};
+use support::wait_until;
 
 /// A lab of one host that boots systemd, deployd trusting `ops-1`.
 fn systemd_host() -> (Lab, SecretKey, Node) {
-    let mut lab = Lab::up(&lab_options(1)).expect("lab up");
-    let ops = key("ops-1");
-    let host = lab.hosts()[0].clone();
-    lab.write_deployd_config(&host, &[trusted(&ops, None)], "")
-        .expect("config");
-    let host = lab.boot_systemd(&host.name).expect("systemd boots");
-    (lab, ops, host)
+    let one = OneHost::up();
+    assert!(one.host.pid1.is_some(), "lab hosts boot systemd");
+    (one.lab, one.ops, one.host)
 }
 
 /// deployd.service's main pid, as the host sees it (0: not running).
@@ -69,12 +65,11 @@ fn a_switch_in_a_transient_unit_succeeds_and_is_journaled() {
 
     let rev = lab.flake().head().expect("head");
     let system = lab.build_and_publish(&rev).expect("build")[&name].clone();
-    let id = deploy(
-        &lab,
-        &host,
-        &deploy_message(&host, "under-systemd", &system, Action::Switch),
-        &ops,
-    );
+    let mut message = deploy_message(&host, "under-systemd", &system, Action::Switch);
+    if let Request::Deploy(request) = &mut message.request {
+        request.rev = Some(rev.parse().expect("rev"));
+    }
+    let id = deploy(&lab, &host, &message, &ops);
     let record = wait_for_end(&lab, &host, &id, Duration::from_secs(90));
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
     assert_eq!(host.current_system().as_deref(), Some(system.as_str()));
@@ -133,9 +128,24 @@ fn a_switch_in_a_transient_unit_succeeds_and_is_journaled() {
     assert!(
         entries
             .iter()
-            .any(|entry| entry["STORE_PATH"] == system.as_str()),
+            .any(|entry| entry["STORE_PATH"] == system.as_str() && entry["REV"] == rev.as_str()),
         "{lines}"
     );
+
+    // No secret reaches the journal: not the deploy key, not the cache's.
+    let everything = host
+        .command("journalctl", ["--no-pager", "-o", "json"])
+        .output()
+        .expect("journalctl");
+    let everything = String::from_utf8_lossy(&everything.stdout);
+    let cache_secret =
+        std::fs::read_to_string(lab.cache_secret_key_file()).expect("cache secret key");
+    let deploy_secret = ops.to_key_file_text();
+    for secret in [cache_secret.as_str(), deploy_secret.as_str()] {
+        let secret = secret.trim().rsplit(':').next().expect("key");
+        assert!(secret.len() > 40, "not a key: {secret:?}");
+        assert!(!everything.contains(secret), "a secret is in the journal");
+    }
 }
 
 /// Deploys `system` with the switch held at the gate, does `interrupt` to

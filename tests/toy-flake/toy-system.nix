@@ -12,21 +12,33 @@
 # pid, it sends it SIGTERM mid-switch. Like NixOS's network setup, `switch`
 # and `test` bring eth0 up, except for a system built to break the network,
 # which takes it down.
+#
+# A system carries unit files in etc/systemd/system: `lab-app.service`
+# (which changes with the label), `lab-broken.service` when the settings say
+# the host's system has a service that fails, and `deployd.service` when they
+# give one. Where systemd runs, `switch` and `test` handle them as NixOS's
+# switch-to-configuration does: stop and remove the units the old system had
+# and this one has not, install this one's, `systemctl daemon-reload` and
+# `reset-failed`, start the new units and restart the changed ones, except
+# those marked `X-RestartIfChanged=false` (deployd); a unit that fails to
+# start or restart makes it exit 4.
 {
   host,
   settings,
 }: let
   inherit (settings) system;
   # Builds have no PATH; name every tool.
-  build = name: script:
-    derivation {
-      inherit name system;
-      builder = "/bin/sh";
-      args = [
-        "-c"
-        script
-      ];
-    };
+  buildWith = attrs: name: script:
+    derivation ({
+        inherit name system;
+        builder = "/bin/sh";
+        args = [
+          "-c"
+          script
+        ];
+      }
+      // attrs);
+  build = buildWith {};
   has = list: builtins.elem host list;
   kernel = build "linux-${settings.kernel}" ''
     /bin/mkdir -p $out
@@ -39,15 +51,43 @@
     /bin/mkdir -p $out
     echo "toy initrd for ${settings.kernel}" > $out/initrd
   '';
-  etc = build "etc-${host}" ''
-    /bin/mkdir -p $out
-    echo ${host} > $out/hostname
-    echo ${settings.label} > $out/label
-    if [ -n "${settings.deploydExec}" ]; then
-      /bin/mkdir -p $out/systemd/system
-      echo "ExecStart=${settings.deploydExec} --config /var/lib/deployd.toml" > $out/systemd/system/deployd.service
-    fi
+  appUnit = ''
+    [Unit]
+    Description=lab application of ${host}, label ${settings.label}
+
+    [Service]
+    Type=oneshot
+    RemainAfterExit=yes
+    ExecStart=/bin/sh -c "echo lab-app of ${host} runs label ${settings.label}"
   '';
+  brokenUnit = ''
+    [Unit]
+    Description=a service of ${host} that fails on purpose
+
+    [Service]
+    Type=simple
+    ExecStart=/bin/sh -c "echo lab-broken fails on purpose; exit 3"
+  '';
+  etc =
+    buildWith {
+      inherit appUnit brokenUnit;
+      inherit (settings) deploydUnit;
+      broken =
+        if has settings.failUnit
+        then "1"
+        else "";
+    } "etc-${host}" ''
+      /bin/mkdir -p $out/systemd/system
+      echo ${host} > $out/hostname
+      echo ${settings.label} > $out/label
+      printf '%s' "$appUnit" > $out/systemd/system/lab-app.service
+      if [ -n "$broken" ]; then
+        printf '%s' "$brokenUnit" > $out/systemd/system/lab-broken.service
+      fi
+      if [ -n "$deploydUnit" ]; then
+        printf '%s' "$deploydUnit" > $out/systemd/system/deployd.service
+      fi
+    '';
   bulkPath = index:
     build "bulk-${toString index}" ''
       /usr/bin/head -c ${toString settings.bulk.bytesPerPath} /dev/urandom > $out
@@ -83,6 +123,48 @@ in
     # Toy switch-to-configuration of the deployd lab.
     export PATH=/usr/sbin:/usr/bin:/sbin:/bin
     action="\$1"
+    units() {
+      [ -d /run/systemd/system ] || return 0
+      new=$out/etc/systemd/system
+      old="\$(readlink -f /run/current-system)/etc/systemd/system"
+      for file in "\$old"/*; do
+        [ -e "\$file" ] || continue
+        unit="\$(basename "\$file")"
+        if [ ! -e "\$new/\$unit" ]; then
+          echo "stopping the following units: \$unit"
+          systemctl stop "\$unit"
+          rm -f "/etc/systemd/system/\$unit"
+        fi
+      done
+      added=""
+      changed=""
+      for file in "\$new"/*; do
+        unit="\$(basename "\$file")"
+        installed="/etc/systemd/system/\$unit"
+        if [ ! -e "\$installed" ]; then
+          added="\$added \$unit"
+        elif ! cmp -s "\$file" "\$installed" && ! grep -qx X-RestartIfChanged=false "\$file"; then
+          changed="\$changed \$unit"
+        fi
+        cp "\$file" "\$installed"
+      done
+      systemctl daemon-reload
+      systemctl reset-failed
+      failed=""
+      for unit in \$added; do
+        echo "starting the following units: \$unit"
+        systemctl start "\$unit" || failed="\$failed \$unit"
+      done
+      for unit in \$changed; do
+        echo "restarting the following units: \$unit"
+        systemctl restart "\$unit" || failed="\$failed \$unit"
+      done
+      if [ -n "\$failed" ]; then
+        echo "warning: the following units failed:\$failed" >&2
+        return 4
+      fi
+    }
+    units_status=0
     case "\$action" in
       switch|boot|test|dry-activate) ;;
       *) echo "usage: \$0 switch|boot|test|dry-activate" >&2; exit 1 ;;
@@ -114,6 +196,8 @@ in
     esac
     case "\$action" in
       switch|test)
+        units
+        units_status=\$?
         ln -sfn $out /run/current-system
         if [ -n "${breakNetwork}" ]; then
           echo "toy switch takes eth0 down" >&2
@@ -124,6 +208,7 @@ in
         ;;
     esac
     echo "activated $out (\$action)"
+    exit "\$units_status"
     SCRIPT
     /bin/chmod +x $out/bin/switch-to-configuration
   ''

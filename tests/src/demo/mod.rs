@@ -33,17 +33,18 @@ pub fn run(dir: &Path, lab_binary: PathBuf, options: &DemoOptions) -> Result<()>
         Lab::open(dir, lab_binary.clone())?.down()?;
     }
     println!("== {}", nix_version()?);
-    println!("== a lab: a builder with a signed binary cache, and three hosts with their own network and Nix store");
+    println!("== a lab: a builder with a signed binary cache, and three hosts with their own network, Nix store and systemd as PID 1");
     let lab_options = LabOptions {
         hosts: 3,
         dir: Some(dir.to_owned()),
         lab_binary,
         owned_by_this_process: false,
+        systemd: true,
     };
     let mut lab = Lab::up(&lab_options)?;
     let shown = show(&mut lab, options);
     if options.keep {
-        println!("\n== the lab stays up: lab status, lab exec HOST -- CMD, lab down");
+        println!("\n== the lab stays up: lab status, lab exec HOST -- CMD (systemctl, journalctl -u deployd), lab down");
         return shown;
     }
     let removed = lab.down();

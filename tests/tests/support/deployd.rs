@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use deployd_lab::{Lab, Node, TrustedDeployKey};
+use deployd_lab::{Lab, LabOptions, Node, TrustedDeployKey};
 use deployd_protocol::api::{DeployRecord, StatusResponse};
 use deployd_protocol::{Action, DeployId, DeployRequest, Message, Request, SecretKey};
 
@@ -184,7 +184,21 @@ impl OneHost {
 
     /// Like [`OneHost::up`], with `extra` TOML at the end of deployd's config.
     pub fn with_config(extra: &str) -> OneHost {
-        let mut lab = Lab::up(&super::lab_options(1)).expect("lab up");
+        OneHost::with_options(&super::lab_options(1), extra)
+    }
+
+    /// Like [`OneHost::up`] on a machine where systemd is not PID 1: deployd
+    /// runs under `lab supervise`, and switches as detached processes.
+    pub fn without_systemd() -> OneHost {
+        let options = LabOptions {
+            systemd: false,
+            ..super::lab_options(1)
+        };
+        OneHost::with_options(&options, "")
+    }
+
+    fn with_options(options: &LabOptions, extra: &str) -> OneHost {
+        let mut lab = Lab::up(options).expect("lab up");
         let ops = key("ops-1");
         let host = lab.hosts()[0].clone();
         lab.write_deployd_config(&host, &[trusted(&ops, None)], extra)

@@ -22,6 +22,7 @@ pub fn lab_options(hosts: usize) -> LabOptions {
         dir: None,
         lab_binary: PathBuf::from(env!("CARGO_BIN_EXE_lab")),
         owned_by_this_process: true,
+        systemd: true,
     }
 }
 
