@@ -482,6 +482,9 @@ pub fn teardown(state: &LabState) -> Result<()> {
         if let Err(error) = net::remove_node(&node.netns) {
             errors.push(format!("{}: {error:#}", node.netns));
         }
+        if let Err(error) = crate::cgroups::remove_host_cgroups(&node.netns) {
+            errors.push(format!("{}: {error:#}", node.netns));
+        }
     }
     if let Err(error) = net::remove_bridge(state.slot) {
         errors.push(format!("bridge: {error:#}"));

@@ -34,6 +34,10 @@ enum Command {
         /// How many hosts.
         #[arg(long, default_value_t = 3)]
         hosts: usize,
+        /// Hosts without systemd as PID 1 (deployd then runs under `lab
+        /// supervise`, as on a machine where systemd is not PID 1).
+        #[arg(long)]
+        no_systemd: bool,
     },
     /// Remove the lab and everything it made.
     Down,
@@ -106,13 +110,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     let lab_binary = std::env::current_exe().context("finding the lab binary")?;
     match cli.command {
-        Command::Up { hosts } => {
+        Command::Up { hosts, no_systemd } => {
             let options = LabOptions {
                 hosts,
                 dir: Some(cli.dir),
                 lab_binary,
                 owned_by_this_process: false,
-                systemd: true,
+                systemd: !no_systemd,
             };
             let lab = Lab::up(&options)?;
             print_status(&lab);

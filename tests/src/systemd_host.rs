@@ -5,6 +5,8 @@
 //! deployd runs there as `deployd.service` with the settings the NixOS
 //! module renders (`Type=notify`, `WatchdogSec`, `Restart=always`).
 //!
+//! Its cgroups are its own (see `cgroups`).
+//!
 //! Units get what NixOS gives them, not what Debian does: the manager's
 //! default `PATH` is `/run/current-system/sw/bin` alone, so a bare program
 //! name in a transient unit fails here as it does on NixOS. (Absolute paths
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::cgroups::host_cgroups;
 use crate::deployd::{DEPLOYD_CONFIG, DEPLOYD_PORT};
 use crate::lab::{wait_for_port, Lab};
 use crate::node::Node;
@@ -34,14 +37,21 @@ for pair in nix:/nix etc-nix:/etc/nix run:/run var-lib:/var/lib; do
   mount --bind "$node/${pair%%:*}" "$r${pair#*:}"
 done
 mount -t proc proc "$r/proc"
-# The host's units are its own, not what this machine enables; early-boot
-# units for a machine's hardware and first boot are masked, as in a container.
+# The host's units are its own, not what this machine enables or generates
+# (systemd's own generators stay); early-boot units for a machine's hardware
+# and first boot are masked, as in a container.
 rm -rf "$r/etc/systemd/system"
 mkdir -p "$r/etc/systemd/system" "$r/etc/systemd/system.conf.d"
 for unit in /lib/systemd/system/sysinit.target.wants/* systemd-remount-fs.service; do
   case "${unit##*/}" in
     systemd-journald.service|systemd-journal-flush.service) ;;
     *) ln -s /dev/null "$r/etc/systemd/system/${unit##*/}" ;;
+  esac
+done
+for generator in "$r"/usr/lib/systemd/system-generators/*; do
+  case "${generator##*/}" in
+    systemd-*) ;;
+    *) rm -f "$generator" ;;
   esac
 done
 cp "$units"/*.service "$units"/*.target "$r/etc/systemd/system/"
@@ -52,6 +62,16 @@ cd "$r"
 pivot_root . .oldroot
 umount -l /.oldroot
 exec env -i container=lab /lib/systemd/systemd --system --unit=lab.target
+"#;
+
+/// Moves itself into the host's cgroups (`$LAB_CGROUPS`, `:`-separated),
+/// then execs its arguments: `unshare --cgroup` then roots the host's cgroup
+/// namespace there.
+const ENTER_CGROUPS: &str = r#"IFS=:
+for dir in $LAB_CGROUPS; do
+  echo $$ > "$dir/cgroup.procs" || exit 1
+done
+exec "$@"
 "#;
 
 /// The target a lab host boots into.
@@ -148,9 +168,20 @@ impl Lab {
             deployd_unit(&self.deployd_binary()?.display().to_string())?,
         )?;
         let console = std::fs::File::create(host.root.join("systemd.log"))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &host.netns])
-            .args(["unshare", "--pid", "--fork", "--mount", "--uts"])
+        let cgroups = host_cgroups(&host.netns)?;
+        for dir in &cgroups {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let cgroups: Vec<String> = cgroups
+            .iter()
+            .map(|dir| dir.display().to_string())
+            .collect();
+        // Into the cgroups first: `ip netns exec` mounts a /sys without them.
+        let child = Command::new("/bin/sh")
+            .args(["-c", ENTER_CGROUPS, "lab-cgroups"])
+            .env("LAB_CGROUPS", cgroups.join(":"))
+            .args(["ip", "netns", "exec", &host.netns])
+            .args(["unshare", "--cgroup", "--pid", "--fork", "--mount", "--uts"])
             .args([
                 "--propagation",
                 "private",

@@ -169,3 +169,19 @@ fn killed_while_a_failing_switch_runs_the_restarted_daemon_rolls_back() {
     assert_eq!(runs, [first.clone(), system.clone(), first.clone()]);
     assert_state_whole(&host);
 }
+
+#[test]
+fn without_systemd_the_daemon_logs_to_stderr_and_switches_outside_any_unit() {
+    let (one, first) = setup();
+    assert!(one.host.pid1.is_none());
+    // No systemd on this host: nothing for deployd to notify or run units in.
+    assert!(!one.host.outside("/run/systemd/system").exists());
+    let log = std::fs::read_to_string(one.host.root.join("deployd.log")).expect("deployd's stderr");
+    assert!(
+        log.lines()
+            .any(|line| line.starts_with("info: ") && line.contains("deploy_id=first")),
+        "{log}"
+    );
+    let record = one.deploy_to_end("again", &first, Action::Switch);
+    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
+}

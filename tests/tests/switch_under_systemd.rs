@@ -73,6 +73,15 @@ fn a_switch_in_a_transient_unit_succeeds_and_is_journaled() {
     let record = wait_for_end(&lab, &host, &id, Duration::from_secs(90));
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
     assert_eq!(host.current_system().as_deref(), Some(system.as_str()));
+    // The switch's output is in the deploy's log.
+    assert!(
+        record
+            .log_tail
+            .iter()
+            .any(|line| line.contains(&format!("activated {system} (switch)"))),
+        "{:?}",
+        record.log_tail
+    );
 
     // The wrapper wrote whole pid and status lines, with builtins alone.
     let deploy_dir = host.outside(&format!("{DEPLOYD_STATE_DIR}/deploys/{id}"));
@@ -169,6 +178,13 @@ fn deploy_through(
         .expect("switch log")
         .len()
         > switches_before));
+    // The switch runs in its own transient unit, whatever happens to deployd.
+    let unit = format!("deployd-switch-{id}-1.service");
+    let active = host
+        .command("systemctl", ["is-active", &unit])
+        .output()
+        .expect("systemctl");
+    assert_eq!(String::from_utf8_lossy(&active.stdout).trim(), "active");
     interrupt();
     host.set_switch_gate(false).expect("gate");
     let record = wait_for_end(lab, host, &id, Duration::from_secs(90));

@@ -161,6 +161,9 @@ in
       done
       if [ -n "\$failed" ]; then
         echo "warning: the following units failed:\$failed" >&2
+        for unit in \$failed; do
+          systemctl status --no-pager --lines=10 "\$unit" >&2
+        done
         return 4
       fi
     }

@@ -1,0 +1,78 @@
+//! Each host's own control groups. A host's systemd runs in a cgroup
+//! namespace rooted at a cgroup of its own (`deployd-lab-<netns>`) in each
+//! hierarchy systemd uses (the unified cgroup2 one and the named `systemd`
+//! one, where mounted), so that two hosts' `deployd.service` are two cgroups,
+//! not one that both systemds would fill, watch and kill.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// The cgroups a host's systemd is rooted at, one per hierarchy systemd uses.
+pub fn host_cgroups(netns: &str) -> Result<Vec<PathBuf>> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").context("mountinfo")?;
+    let own = std::fs::read_to_string("/proc/self/cgroup").context("/proc/self/cgroup")?;
+    let mut dirs = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((mount, filesystem)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut fields = filesystem.split_whitespace();
+        let (kind, options) = (fields.next(), fields.nth(1).unwrap_or(""));
+        let hierarchy = match kind {
+            Some("cgroup2") => "",
+            Some("cgroup") if options.split(',').any(|o| o == "name=systemd") => "name=systemd",
+            _ => continue,
+        };
+        let Some(mount_point) = mount.split_whitespace().nth(4) else {
+            continue;
+        };
+        // Where this process is in that hierarchy (`ID:CONTROLLERS:PATH`).
+        let Some(path) = own.lines().find_map(|entry| {
+            let mut parts = entry.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            (controllers == hierarchy).then_some(path)
+        }) else {
+            continue;
+        };
+        dirs.push(
+            Path::new(mount_point)
+                .join(path.trim_start_matches('/'))
+                .join(format!("deployd-lab-{netns}")),
+        );
+    }
+    Ok(dirs)
+}
+
+/// Removes a host's cgroups, with every cgroup its systemd made in them,
+/// once their processes are gone (they die with the host's PID 1).
+pub fn remove_host_cgroups(netns: &str) -> Result<()> {
+    for dir in host_cgroups(netns)? {
+        if dir.exists() {
+            remove_tree(&dir, Instant::now() + Duration::from_secs(10))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the cgroup `dir` and those under it, deepest first, retrying
+/// while processes still leave them.
+fn remove_tree(dir: &Path, deadline: Instant) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_tree(&entry.path(), deadline)?;
+        }
+    }
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) if Instant::now() >= deadline => {
+                bail!("cannot remove cgroup {}: {error}", dir.display())
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
