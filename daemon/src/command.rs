@@ -1,8 +1,9 @@
 //! The one door to external programs. Every `nix-store`, `nix-env`,
 //! `systemd-run` and `switch-to-configuration` call goes through here: null
 //! stdin, killed when dropped or when its time is up, output streamed line by
-//! line to the caller (a deploy's log), and an error that names the argv, the
-//! exit status or signal and the tail of the output.
+//! line to the caller (a deploy's log; bytes that are not UTF-8 replaced,
+//! lines and the captured stdout bounded), and an error that names the argv,
+//! the exit status or signal and the tail of the output.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -10,12 +11,17 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
 /// Lines of output an error quotes.
 const TAIL_LINES: usize = 15;
+/// The longest line handed on: a longer one is cut there, its rest dropped.
+const MAX_LINE_BYTES: usize = 8 * 1024;
+/// The most of standard output kept (`Captured::stdout`); the rest is still
+/// read and streamed, not kept.
+const MAX_CAPTURED_BYTES: usize = 4 * 1024 * 1024;
 
 /// A program to run: argv and time limit, built by pure functions elsewhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +138,7 @@ pub async fn run(
     let collect = async {
         while let Some((is_stdout, line)) = lines_rx.recv().await {
             on_line(&line);
-            if is_stdout {
+            if is_stdout && stdout.len() + line.len() < MAX_CAPTURED_BYTES {
                 stdout.push_str(&line);
                 stdout.push('\n');
             }
@@ -164,15 +170,46 @@ pub async fn run(
     Ok(Captured { stdout })
 }
 
+/// Hands on every line of `pipe`, decoded lossily and cut at
+/// `MAX_LINE_BYTES`, and reads the pipe to its end (a program is never
+/// killed by SIGPIPE for what it printed).
 async fn forward_lines(
     pipe: impl AsyncRead + Unpin,
     is_stdout: bool,
     lines: mpsc::Sender<(bool, String)>,
 ) {
-    let mut reader = BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = reader.next_line().await {
-        if lines.send((is_stdout, line)).await.is_err() {
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
+    while let Ok(true) = read_bounded_line(&mut reader, &mut line).await {
+        let text = String::from_utf8_lossy(&line).into_owned();
+        if lines.send((is_stdout, text)).await.is_err() {
             break;
+        }
+    }
+}
+
+/// Reads one line (without its newline) into `line`, keeping at most
+/// `MAX_LINE_BYTES` of it. `false` at the end of the input.
+async fn read_bounded_line(
+    reader: &mut (impl AsyncBufRead + Unpin),
+    line: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    line.clear();
+    let mut read_any = false;
+    loop {
+        let buffer = reader.fill_buf().await?;
+        if buffer.is_empty() {
+            return Ok(read_any);
+        }
+        read_any = true;
+        let newline = buffer.iter().position(|&byte| byte == b'\n');
+        let content = &buffer[..newline.unwrap_or(buffer.len())];
+        let room = MAX_LINE_BYTES.saturating_sub(line.len());
+        line.extend_from_slice(&content[..content.len().min(room)]);
+        let used = newline.map_or(buffer.len(), |at| at + 1);
+        reader.consume(used);
+        if newline.is_some() {
+            return Ok(true);
         }
     }
 }
@@ -250,6 +287,51 @@ mod tests {
             .expect_err("timeout");
         assert!(matches!(error, CommandError::Timeout { .. }));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_byte_that_is_not_utf8_is_replaced_and_the_output_goes_on() {
+        let mut lines = Vec::new();
+        let captured = run(
+            &sh(r"printf 'a\377b\n'; echo after", Duration::from_secs(5)),
+            |line| lines.push(line.to_owned()),
+        )
+        .await
+        .expect("exits 0: its pipe stays read");
+        assert_eq!(lines, ["a\u{FFFD}b", "after"]);
+        assert_eq!(captured.stdout, "a\u{FFFD}b\nafter\n");
+    }
+
+    #[tokio::test]
+    async fn a_long_line_is_cut_and_the_next_one_still_comes() {
+        let mut lines = Vec::new();
+        let script = "head -c 100000 /dev/zero | tr '\\0' x; echo; echo next";
+        run(&sh(script, Duration::from_secs(5)), |line| {
+            lines.push(line.to_owned())
+        })
+        .await
+        .expect("runs");
+        assert_eq!(
+            lines.len(),
+            2,
+            "{:?}",
+            lines.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert_eq!(lines[0].len(), MAX_LINE_BYTES);
+        assert_eq!(lines[1], "next");
+    }
+
+    #[tokio::test]
+    async fn captured_output_is_bounded() {
+        let script = format!(
+            "head -c {} /dev/zero | tr '\\0' x | fold -w 100",
+            MAX_CAPTURED_BYTES * 2
+        );
+        let captured = run(&sh(&script, Duration::from_secs(30)), |_| {})
+            .await
+            .expect("runs");
+        assert!(captured.stdout.len() <= MAX_CAPTURED_BYTES);
+        assert!(captured.stdout.len() > MAX_CAPTURED_BYTES / 2);
     }
 
     #[tokio::test]
