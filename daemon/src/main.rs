@@ -81,12 +81,14 @@ fn main() -> ExitCode {
 
 async fn run(config: Config) -> Result<(), String> {
     let listen = config.file.listen;
-    let daemon = deployd::start(config)
-        .await
-        .map_err(|error| format!("cannot open the state: {}", chain(&error)))?;
+    // Bind first: a daemon that cannot listen must not resume an unfinished
+    // deploy only to die in the middle of one of its steps.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
+    let daemon = deployd::start(config)
+        .await
+        .map_err(|error| format!("cannot open the state: {}", chain(&error)))?;
     let bound = listener
         .local_addr()
         .map_err(|error| format!("cannot read the bound address: {error}"))?;
