@@ -319,6 +319,14 @@ fn a_frozen_deployd_is_killed_by_the_watchdog_and_its_deploy_ends() {
         "activating",
         Duration::from_secs(60),
     );
+    // Frozen once the switch runs (held at the gate), not before it starts.
+    assert!(
+        wait_until(Duration::from_secs(30), || one
+            .host
+            .switch_log()
+            .is_ok_and(|log| log.len() == 1)),
+        "the switch never started"
+    );
     one.lab.signal_deployd(&one.host, "STOP").expect("SIGSTOP");
     assert!(
         wait_until(Duration::from_secs(30), || one
