@@ -244,6 +244,15 @@ impl Daemon {
                 deploy.record.state
             )));
         }
+        let window_open = deploy
+            .progress
+            .confirm_deadline_ms
+            .is_some_and(|deadline| now_ms() < deadline);
+        if !window_open || deploy.progress.rolling_back.is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "deploy {id}: its confirmation window has closed"
+            )));
+        }
         let mut confirmed = deploy;
         confirmed.progress.confirmed = true;
         inner
@@ -442,8 +451,19 @@ impl Daemon {
 
     /// Moves a deploy to `state` (not a final one: see [`Daemon::finish`]).
     pub fn enter(&self, id: &DeployId, state: DeployState) -> Result<(), StateError> {
+        self.enter_with(id, state, |_| {})
+    }
+
+    /// Moves a deploy to `state` and makes `change` to it, in one write.
+    pub fn enter_with(
+        &self,
+        id: &DeployId,
+        state: DeployState,
+        change: impl FnOnce(&mut StoredDeploy),
+    ) -> Result<(), StateError> {
         let now = now_ms();
         let deploy = self.update(id, |deploy| {
+            change(deploy);
             close_phase(&mut deploy.record, now);
             deploy.record.state = state;
             deploy.record.phases.push(PhaseRecord {

@@ -104,6 +104,9 @@ async fn drive(daemon: &Daemon, id: &DeployId) -> Result<Ending, StateError> {
     let Some(deploy) = daemon.deploy(id.as_str()) else {
         return Ok(Ending::failed("internal", "the deploy's record vanished"));
     };
+    if deploy.progress.rolling_back.is_some() && !deploy.record.state.is_final() {
+        return resume_activation(daemon, id, &deploy).await;
+    }
     match deploy.record.state {
         DeployState::Received => start(daemon, id, &deploy).await,
         DeployState::Fetching => Ok(Ending::failed(
@@ -303,24 +306,24 @@ async fn confirmed_in_time(
     id: &DeployId,
     window_s: u64,
 ) -> Result<bool, StateError> {
-    let deadline_ms = match daemon
-        .deploy(id.as_str())
-        .and_then(|d| d.progress.confirm_deadline_ms)
-    {
-        Some(deadline) => deadline,
-        None => {
-            let deadline = crate::clock::now_ms() + window_s * 1000;
-            daemon.update(id, |deploy| {
-                deploy.progress.confirm_deadline_ms = Some(deadline)
-            })?;
-            daemon.enter(id, DeployState::AwaitingConfirm)?;
-            daemon.log(
-                id,
-                &format!("deployd: waiting {window_s} s for the deploy to be confirmed"),
-            );
-            deadline
-        }
+    let Some(deploy) = daemon.deploy(id.as_str()) else {
+        return Ok(false);
     };
+    let deadline_ms = deploy
+        .progress
+        .confirm_deadline_ms
+        .unwrap_or_else(|| crate::clock::now_ms() + window_s * 1000);
+    // The window's end and the state are written together: a daemon that
+    // stops in between cannot leave a window nobody may confirm in.
+    if deploy.record.state != DeployState::AwaitingConfirm {
+        daemon.enter_with(id, DeployState::AwaitingConfirm, |deploy| {
+            deploy.progress.confirm_deadline_ms = Some(deadline_ms)
+        })?;
+        daemon.log(
+            id,
+            &format!("deployd: waiting {window_s} s for the deploy to be confirmed"),
+        );
+    }
     loop {
         if daemon
             .deploy(id.as_str())
@@ -381,11 +384,23 @@ async fn record_success(daemon: &Daemon, id: &DeployId, deploy: &StoredDeploy) {
     }
 }
 
-/// The new system's switch failed: return to the previous generation.
+/// The new system's switch, confirmation or health failed: return to the
+/// previous generation. The rollback is written down first, with the state
+/// back to `activating` (a confirm is refused from then on), so a restarted
+/// daemon resumes it instead of the step it interrupted.
 async fn roll_back(daemon: &Daemon, id: &DeployId, why: String) -> Result<Ending, StateError> {
     let Some(deploy) = daemon.deploy(id.as_str()) else {
         return Ok(Ending::failed("internal", "the deploy's record vanished"));
     };
+    if deploy.progress.rolling_back.is_none() {
+        let reason = why.clone();
+        let mark = |deploy: &mut StoredDeploy| deploy.progress.rolling_back = Some(reason);
+        if deploy.record.state == DeployState::Activating {
+            daemon.update(id, mark)?;
+        } else {
+            daemon.enter_with(id, DeployState::Activating, mark)?;
+        }
+    }
     let action = deploy.record.action;
     let (Some(previous), true) = (
         deploy.record.previous_system.clone(),
@@ -439,7 +454,10 @@ async fn resume_activation(
     );
     let progress = &deploy.progress;
     if let Some(launch) = &progress.rollback_switch {
-        let why = "the switch failed".to_owned();
+        let why = progress
+            .rolling_back
+            .clone()
+            .unwrap_or_else(|| "the switch failed".to_owned());
         let outcome = match switch::wait(daemon, id, launch).await {
             // Planned but never started: it has not run, so run it now.
             SwitchOutcome::NeverStarted => match switch::start(daemon, id, launch).await {
@@ -449,6 +467,11 @@ async fn resume_activation(
             outcome => outcome,
         };
         return Ok(conclude_rollback(&launch.system, outcome, why));
+    }
+    if let Some(why) = &progress.rolling_back {
+        // Rolling back, its switch not planned yet: the profile step again
+        // (setting a generation twice is harmless), then the switch.
+        return roll_back(daemon, id, why.clone()).await;
     }
     if let Some(launch) = &progress.switch {
         // Never run it again: wait for the one that was started.

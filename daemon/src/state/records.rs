@@ -48,6 +48,11 @@ pub struct Progress {
     /// Whether a signed `confirm` arrived in time.
     #[serde(default)]
     pub confirmed: bool,
+    /// Why the deploy rolls back, written (with the state back to
+    /// `activating`) before the rollback changes anything, so that a
+    /// restarted daemon resumes the rollback whatever step it was in.
+    #[serde(default)]
+    pub rolling_back: Option<String>,
 }
 
 /// A `switch-to-configuration` that outlives the daemon, written down before

@@ -1,0 +1,200 @@
+//! Under systemd, deployd killed while a rollback runs, or between the two
+//! writes that open a confirmation window: the restarted daemon resumes the
+//! rollback (never starting a second one, never re-checking a half
+//! rolled-back system, never taking a confirm for it) and keeps the window
+//! open for a confirm.
+
+mod support;
+
+use std::time::Duration;
+
+use deployd_lab::{Node, DEPLOYD_STATE_DIR};
+use deployd_protocol::api::{DeployRecord, DeployState};
+use deployd_protocol::{Action, DeployId, Message, Request};
+use support::deployd::{deploy, deploy_message, post, wait_for_end, wait_for_state, OneHost};
+use support::wait_until;
+
+/// A deploy of `system` that asks for a confirmation within `window_s`.
+fn deploy_to_confirm(one: &OneHost, id: &str, system: &str, window_s: u64) -> String {
+    let mut message = deploy_message(&one.host, id, system, Action::Switch);
+    if let Request::Deploy(request) = &mut message.request {
+        request.confirm_within_s = Some(window_s);
+    }
+    deploy(&one.lab, &one.host, &message, &one.ops)
+}
+
+/// A signed confirm of deploy `id`: the HTTP status of its answer.
+fn confirm(one: &OneHost, id: &str) -> u16 {
+    let deploy_id: DeployId = id.parse().expect("id");
+    let message = Message::new(
+        one.host.name.parse().expect("host"),
+        Request::Confirm(deployd_protocol::DeployRef::new(deploy_id).expect("nonce")),
+        support::deployd::now(),
+        60,
+    );
+    let url = format!("{}/v1/deploys/{id}/confirm", one.lab.deployd_url(&one.host));
+    post(&url, message.sign(&[&one.ops]).to_json()).0
+}
+
+/// Kills deployd with SIGKILL and waits until systemd has it back.
+fn kill_and_wait_for_restart(one: &OneHost) {
+    let before = one.lab.deployd_pid(&one.host).expect("deployd runs");
+    one.lab.signal_deployd(&one.host, "KILL").expect("kill -9");
+    let url = format!("{}/healthz", one.lab.deployd_url(&one.host));
+    assert!(
+        wait_until(Duration::from_secs(30), || one
+            .lab
+            .deployd_pid(&one.host)
+            .is_some_and(|now| now != before)
+            && reqwest::blocking::get(&url)
+                .is_ok_and(|a| a.status().is_success())),
+        "systemd did not bring deployd back"
+    );
+}
+
+/// Waits until the host's toy switch has run `count` times.
+fn wait_for_switches(host: &Node, count: usize) {
+    assert!(
+        wait_until(Duration::from_secs(60), || host
+            .switch_log()
+            .is_ok_and(|log| log.len() >= count)),
+        "the switch did not run {count} times"
+    );
+}
+
+/// The host (healthy) with a first system, deployed, and a second built.
+fn two_systems(extra: &str) -> (OneHost, String, String) {
+    let mut one = OneHost::with_config(extra);
+    std::fs::create_dir_all(one.host.outside("/var/lib/lab")).expect("dir");
+    std::fs::write(one.host.outside("/var/lib/lab/healthy"), "").expect("healthy");
+    let first = one.head_system();
+    let record = one.deploy_to_end("first", &first, Action::Switch);
+    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
+    let rev = one.lab.flake_mut().commit_changed_system().expect("commit");
+    let second = one.system_at(&rev);
+    (one, first, second)
+}
+
+#[test]
+fn killed_while_rolling_back_an_unconfirmed_deploy_the_rollback_resumes_once() {
+    let (one, first, second) = two_systems("");
+    let id = deploy_to_confirm(&one, "unconfirmed", &second, 3);
+    wait_for_state(
+        &one.lab,
+        &one.host,
+        &id,
+        "awaiting_confirm",
+        Duration::from_secs(60),
+    );
+    // The rollback's switch (the second run) waits at the gate.
+    one.host.set_switch_gate(true).expect("gate");
+    wait_for_switches(&one.host, 3);
+    kill_and_wait_for_restart(&one);
+    // The rollback is under way: a confirm now is refused.
+    assert_ne!(
+        confirm(&one, &id),
+        200,
+        "a confirm was taken during the rollback"
+    );
+    one.host.set_switch_gate(false).expect("gate");
+    let record = wait_for_end(&one.lab, &one.host, &id, Duration::from_secs(60));
+    assert_eq!(record.state, DeployState::RolledBack, "{record:?}");
+    assert!(
+        record
+            .error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("not confirmed")),
+        "{record:?}"
+    );
+    assert_eq!(
+        one.host.switch_log().expect("log").len(),
+        3,
+        "rolled back twice"
+    );
+    assert_eq!(one.host.current_system(), Some(first.clone()));
+    assert_eq!(one.host.profile_system(), Some(first));
+}
+
+#[test]
+fn killed_while_rolling_back_an_unhealthy_deploy_it_does_not_check_again() {
+    let health = "\n[health]\ndeadline_s = 2\ninterval_s = 1\n\n[[health.commands]]\ncommand = [\"/bin/sh\", \"-c\", \"test -e /var/lib/lab/healthy\"]\n";
+    let (one, first, second) = two_systems(health);
+    std::fs::remove_file(one.host.outside("/var/lib/lab/healthy")).expect("unhealthy");
+    let id = deploy(
+        &one.lab,
+        &one.host,
+        &deploy_message(&one.host, "unhealthy", &second, Action::Switch),
+        &one.ops,
+    );
+    wait_for_state(
+        &one.lab,
+        &one.host,
+        &id,
+        "checking_health",
+        Duration::from_secs(60),
+    );
+    one.host.set_switch_gate(true).expect("gate");
+    wait_for_switches(&one.host, 3);
+    kill_and_wait_for_restart(&one);
+    // Healthy now: a daemon that checked again would call it a success.
+    std::fs::write(one.host.outside("/var/lib/lab/healthy"), "").expect("healthy");
+    one.host.set_switch_gate(false).expect("gate");
+    let record = wait_for_end(&one.lab, &one.host, &id, Duration::from_secs(60));
+    assert_eq!(record.state, DeployState::RolledBack, "{record:?}");
+    assert_eq!(
+        one.host.switch_log().expect("log").len(),
+        3,
+        "rolled back twice"
+    );
+    assert_eq!(one.host.current_system(), Some(first.clone()));
+    assert_eq!(one.host.profile_system(), Some(first));
+}
+
+#[test]
+fn a_crash_as_the_confirm_window_opens_keeps_the_window() {
+    let (one, _, second) = two_systems("");
+    let id = deploy_to_confirm(&one, "window", &second, 60);
+    wait_for_state(
+        &one.lab,
+        &one.host,
+        &id,
+        "awaiting_confirm",
+        Duration::from_secs(60),
+    );
+    // As if deployd died after writing the window's end but before the
+    // state: stop it, take the state back to `activating`, start it.
+    let mut lab = one.lab;
+    lab.stop_deployd(&one.host).expect("stop");
+    let file = one
+        .host
+        .outside(&format!("{DEPLOYD_STATE_DIR}/deploys/{id}/record.json"));
+    let mut stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("record")).expect("json");
+    assert!(
+        stored["progress"]["confirm_deadline_ms"].is_u64(),
+        "{stored}"
+    );
+    stored["record"]["state"] = "activating".into();
+    stored["record"]["phases"]
+        .as_array_mut()
+        .expect("phases")
+        .pop();
+    std::fs::write(&file, serde_json::to_vec(&stored).expect("json")).expect("write");
+    lab.start_deployd(&one.host).expect("start");
+    let one = OneHost {
+        lab,
+        ops: one.ops,
+        host: one.host,
+    };
+    wait_for_state(
+        &one.lab,
+        &one.host,
+        &id,
+        "awaiting_confirm",
+        Duration::from_secs(30),
+    );
+    assert_eq!(confirm(&one, &id), 200);
+    let record: DeployRecord = wait_for_end(&one.lab, &one.host, &id, Duration::from_secs(60));
+    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
+    assert_eq!(one.host.current_system(), Some(second));
+}
