@@ -304,3 +304,32 @@ async fn accept_retry_and_replays() {
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
 }
+
+#[tokio::test]
+async fn a_deploy_accepted_for_a_request_dropped_mid_accept_still_starts() {
+    let host = host(false);
+    let bytes = signed_deploy("dropped").sign(&[&host.ops]).to_json();
+    // The client goes away while the blocking accept runs: the request's
+    // future is polled once, then dropped.
+    let request = api::router(host.daemon.clone()).oneshot(post(bytes));
+    let dropped = tokio::time::timeout(std::time::Duration::ZERO, request).await;
+    assert!(
+        dropped.is_err(),
+        "the accept finished within its first poll"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let state = host
+            .daemon
+            .deploy("dropped")
+            .map(|deploy| deploy.record.state);
+        if state.is_some_and(|state| state != deployd_protocol::api::DeployState::Received) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deploy was accepted ({state:?}) but never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -24,16 +24,27 @@ pub async fn post_deploy(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<DeployAccepted>), ApiError> {
     let body = read_body(body)?;
-    // Verification and the synced writes of acceptance block: not on the
-    // threads that serve requests.
-    let accepting = daemon.clone();
-    let (accepted, is_new) = tokio::task::spawn_blocking(move || accepting.accept_deploy(&body))
-        .await
-        .map_err(ApiError::internal)??;
-    if is_new {
-        pipeline::spawn(daemon.clone(), accepted.deploy_id.clone());
-    }
+    let accepted = accept_and_start(daemon, move |daemon| daemon.accept_deploy(&body)).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Runs `accept` off the threads that serve requests (verification and the
+/// synced writes of acceptance block), and starts a new deploy's pipeline in
+/// the same task: a client that goes away meanwhile drops only the answer,
+/// never leaving a deploy accepted but not started.
+async fn accept_and_start(
+    daemon: Arc<Daemon>,
+    accept: impl FnOnce(&Daemon) -> Result<(DeployAccepted, bool), ApiError> + Send + 'static,
+) -> Result<DeployAccepted, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let (accepted, is_new) = accept(&daemon)?;
+        if is_new {
+            pipeline::spawn(daemon, accepted.deploy_id.clone());
+        }
+        Ok(accepted)
+    })
+    .await
+    .map_err(ApiError::internal)?
 }
 
 /// Accepts a rollback (a deploy back to the previous generation) and starts it.
@@ -42,13 +53,7 @@ pub async fn post_rollback(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<DeployAccepted>), ApiError> {
     let body = read_body(body)?;
-    let accepting = daemon.clone();
-    let (accepted, is_new) = tokio::task::spawn_blocking(move || accepting.accept_rollback(&body))
-        .await
-        .map_err(ApiError::internal)??;
-    if is_new {
-        pipeline::spawn(daemon.clone(), accepted.deploy_id.clone());
-    }
+    let accepted = accept_and_start(daemon, move |daemon| daemon.accept_rollback(&body)).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
