@@ -15,6 +15,9 @@ use deployd_protocol::DeployId;
 
 /// How long an HTTP check may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `systemctl is-system-running --wait` may wait (less when the
+/// deadline is nearer).
+const SYSTEMD_TIMEOUT: Duration = Duration::from_secs(300);
 /// The most of an HTTP answer read (the status line is all that matters).
 const HTTP_READ_BYTES: u64 = 4096;
 
@@ -24,13 +27,14 @@ pub fn configured(health: &HealthSection, systemd: bool) -> bool {
 }
 
 /// Runs the checks in rounds until all pass (`Ok`) or the deadline passes
-/// (`Err` with the last round's failures).
+/// (`Err` with the last round's failures). No check runs past the deadline:
+/// each one's time limit is cut to what is left of it.
 pub async fn check(daemon: &Daemon, id: &DeployId) -> Result<(), String> {
     let health = &daemon.config.file.health;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(health.deadline_s);
     let mut round = 1;
     loop {
-        let failures = one_round(daemon, id, health).await;
+        let failures = one_round(daemon, id, deadline).await;
         if failures.is_empty() {
             daemon.log(
                 id,
@@ -52,24 +56,36 @@ pub async fn check(daemon: &Daemon, id: &DeployId) -> Result<(), String> {
     }
 }
 
-async fn one_round(daemon: &Daemon, id: &DeployId, health: &HealthSection) -> Vec<String> {
+/// What is left until `deadline` (at least a second, so a check can run),
+/// or `limit` if that is less.
+fn time_left(deadline: tokio::time::Instant, limit: Duration) -> Duration {
+    deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .max(Duration::from_secs(1))
+        .min(limit)
+}
+
+async fn one_round(daemon: &Daemon, id: &DeployId, deadline: tokio::time::Instant) -> Vec<String> {
+    let health = &daemon.config.file.health;
     let mut failures = Vec::new();
     for check in &health.commands {
         let Some((program, args)) = check.command.split_first() else {
             continue;
         };
-        let invocation = Invocation::new(program, args, Duration::from_secs(check.timeout_s));
+        let timeout = time_left(deadline, Duration::from_secs(check.timeout_s));
+        let invocation = Invocation::new(program, args, timeout);
         if let Err(error) = command::run(&invocation, |line| daemon.log(id, line)).await {
             failures.push(error.to_string());
         }
     }
     for url in &health.http {
-        if let Err(why) = http_get(url).await {
+        if let Err(why) = http_get(url, time_left(deadline, HTTP_TIMEOUT)).await {
             failures.push(format!("GET {url}: {why}"));
         }
     }
     if health.systemd && daemon.systemd {
-        if let Err(why) = systemd_state(daemon, id, &health.allowed_failed_units).await {
+        let timeout = time_left(deadline, SYSTEMD_TIMEOUT);
+        if let Err(why) = systemd_state(daemon, id, &health.allowed_failed_units, timeout).await {
             failures.push(why);
         }
     }
@@ -77,18 +93,33 @@ async fn one_round(daemon: &Daemon, id: &DeployId, health: &HealthSection) -> Ve
 }
 
 /// `systemctl is-system-running --wait`, then the failed units, less the allowed.
-async fn systemd_state(daemon: &Daemon, id: &DeployId, allowed: &[String]) -> Result<(), String> {
+async fn systemd_state(
+    daemon: &Daemon,
+    id: &DeployId,
+    allowed: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
     let systemctl = &daemon.config.file.activation.systemctl;
-    let running = Invocation::new(
-        systemctl,
-        ["is-system-running", "--wait"],
-        Duration::from_secs(300),
-    );
+    let running = Invocation::new(systemctl, ["is-system-running", "--wait"], timeout);
     if command::run(&running, |_| {}).await.is_ok() {
         return Ok(());
     }
+    let failed: Vec<String> = failed_units(daemon, |line| daemon.log(id, line))
+        .await?
+        .into_iter()
+        .filter(|unit| !allowed.contains(unit))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("failed units: {}", failed.join(", ")))
+    }
+}
+
+/// The units systemd lists as failed.
+async fn failed_units(daemon: &Daemon, on_line: impl FnMut(&str)) -> Result<Vec<String>, String> {
     let list = Invocation::new(
-        systemctl,
+        &daemon.config.file.activation.systemctl,
         [
             "list-units",
             "--state=failed",
@@ -98,20 +129,15 @@ async fn systemd_state(daemon: &Daemon, id: &DeployId, allowed: &[String]) -> Re
         ],
         Duration::from_secs(30),
     );
-    let listed = command::run(&list, |line| daemon.log(id, line))
+    let listed = command::run(&list, on_line)
         .await
         .map_err(|error| format!("cannot list failed units: {error}"))?;
-    let failed: Vec<&str> = listed
+    Ok(listed
         .stdout
         .lines()
         .filter_map(|line| line.split_whitespace().next())
-        .filter(|unit| !allowed.iter().any(|allowed| allowed == unit))
-        .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("failed units: {}", failed.join(", ")))
-    }
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Splits `http://host[:port]/path` into (host, port, path).
@@ -139,8 +165,8 @@ pub fn parse_http_url(url: &str) -> Option<(String, u16, String)> {
     ))
 }
 
-/// A GET that must answer 2xx within [`HTTP_TIMEOUT`].
-async fn http_get(url: &str) -> Result<(), String> {
+/// A GET that must answer 2xx within `timeout`.
+async fn http_get(url: &str, timeout: Duration) -> Result<(), String> {
     let (host, port, path) = parse_http_url(url).ok_or("not an http:// URL")?;
     let exchange = async {
         let mut stream = TcpStream::connect((host.as_str(), port))
@@ -168,9 +194,9 @@ async fn http_get(url: &str) -> Result<(), String> {
             ))
         }
     };
-    tokio::time::timeout(HTTP_TIMEOUT, exchange)
+    tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| format!("no answer within {HTTP_TIMEOUT:?}"))?
+        .map_err(|_| format!("no answer within {timeout:?}"))?
 }
 
 #[cfg(test)]
@@ -213,8 +239,13 @@ mod tests {
             }
         });
         let url = format!("http://127.0.0.1:{port}/health");
-        assert_eq!(http_get(&url).await, Ok(()));
-        assert!(http_get(&url).await.expect_err("503").contains("503"));
-        assert!(http_get("http://127.0.0.1:9/nothing").await.is_err());
+        assert_eq!(http_get(&url, HTTP_TIMEOUT).await, Ok(()));
+        assert!(http_get(&url, HTTP_TIMEOUT)
+            .await
+            .expect_err("503")
+            .contains("503"));
+        assert!(http_get("http://127.0.0.1:9/nothing", HTTP_TIMEOUT)
+            .await
+            .is_err());
     }
 }
