@@ -74,9 +74,12 @@ impl Daemon {
         })?;
         let (store, problems) = DeployStore::load(state_dir, config.file.history_limit)?;
         for problem in problems {
-            log::warn!("unreadable deploy record: {problem}");
+            log::warn!("unreadable state: {problem}");
         }
-        let nonces = DiskNonceStore::load(state_dir.join("nonces.json"))?;
+        let (nonces, problem) = DiskNonceStore::load(state_dir, now_ms() / 1000)?;
+        if let Some(problem) = problem {
+            log::warn!("unreadable nonces: {problem}");
+        }
         let verifier = Verifier::new(
             config.trusted_keys.clone(),
             config.hostname.clone(),
@@ -281,6 +284,7 @@ impl Daemon {
             .verifier
             .verify(bytes, &arrival, &mut inner.nonces.verifying(&mut pending))
         {
+            Ok(verified) if inner.nonces.may_have_seen(verified.message.issued_at) => Ok(None),
             Ok(verified) => Ok(Some((verified, pending))),
             Err(RejectError::Replayed { .. }) => Ok(None),
             Err(error) => Err(error.into()),

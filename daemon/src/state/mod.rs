@@ -12,7 +12,9 @@
 //!   deploys/<id>/envelope       the envelope it came in (retries compare it)
 //!   deploys/<id>/log            its full log
 //!   deploys/<id>/switch-<n>.*   a detached switch's output, pid and exit status
-//!   unreadable/<id>/            a deploy whose record could not be read at start
+//!   nonces-lost.json            when an unreadable nonces.json was set aside
+//!   unreadable/                 what could not be read at start (a deploy's
+//!                               directory, nonces.json, active.json)
 //!   gc-roots/                   roots for what was fetched or `test`-activated
 //! ```
 
@@ -23,6 +25,19 @@ mod records;
 pub use files::{read_json, write_atomically, write_json};
 pub use nonces::{DiskNonceStore, PendingNonce, VerifyingNonces};
 pub use records::{ActiveDeploy, DeployStore, Progress, StoredDeploy, SwitchLaunch};
+
+/// Moves an unreadable state file or directory to `state_dir/unreadable/`
+/// (so the daemon starts, and the bytes are kept for a person to look at);
+/// says where it went.
+pub fn move_aside(state_dir: &std::path::Path, path: &std::path::Path) -> String {
+    let dir = state_dir.join("unreadable");
+    let name = path.file_name().unwrap_or_default();
+    let aside = dir.join(name);
+    match std::fs::create_dir_all(&dir).and_then(|()| std::fs::rename(path, &aside)) {
+        Ok(()) => format!("moved to {}", aside.display()),
+        Err(error) => format!("could not be moved aside: {error}"),
+    }
+}
 
 /// A state file could not be read or written.
 #[derive(Debug, thiserror::Error)]

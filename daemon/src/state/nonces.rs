@@ -4,9 +4,9 @@
 //! refused for any reason (even `busy`) changes nothing.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use deployd_protocol::{Nonce, NonceStore, NonceStoreError};
+use deployd_protocol::{Nonce, NonceStore, NonceStoreError, MAX_WINDOW_S};
 
 use super::{read_json, write_json, StateError};
 
@@ -15,13 +15,57 @@ use super::{read_json, write_json, StateError};
 pub struct DiskNonceStore {
     path: PathBuf,
     keep_until: BTreeMap<String, u64>,
+    /// When the nonces were lost (an unreadable file set aside), while a
+    /// message seen before then may still be valid: any message issued
+    /// until then may be a replay.
+    lost_at: Option<u64>,
+}
+
+/// What `nonces-lost.json` says.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct NoncesLost {
+    lost_at: u64,
 }
 
 impl DiskNonceStore {
-    /// Loads `state_dir/nonces.json`.
-    pub fn load(path: PathBuf) -> Result<Self, StateError> {
-        let keep_until = read_json(&path)?.unwrap_or_default();
-        Ok(DiskNonceStore { path, keep_until })
+    /// Loads `state_dir/nonces.json`. An unreadable one is set aside
+    /// (`state_dir/unreadable/`), never fatal: from then on every message
+    /// issued before that moment counts as replayed, until none of them can
+    /// still be valid (`MAX_WINDOW_S`). Returns what went wrong, if anything.
+    pub fn load(state_dir: &Path, now: u64) -> Result<(Self, Option<String>), StateError> {
+        let path = state_dir.join("nonces.json");
+        let lost_file = state_dir.join("nonces-lost.json");
+        let mut problem = None;
+        let keep_until = match read_json(&path) {
+            Ok(nonces) => nonces.unwrap_or_default(),
+            Err(error) => {
+                write_json(&lost_file, &NoncesLost { lost_at: now })?;
+                let aside = super::move_aside(state_dir, &path);
+                problem = Some(format!(
+                    "{error}; {aside}; messages issued before now are refused as replayed for {MAX_WINDOW_S} s"
+                ));
+                BTreeMap::new()
+            }
+        };
+        let lost_at = read_json::<NoncesLost>(&lost_file)
+            .ok()
+            .flatten()
+            .map(|lost| lost.lost_at)
+            .filter(|lost_at| now <= lost_at + MAX_WINDOW_S);
+        Ok((
+            DiskNonceStore {
+                path,
+                keep_until,
+                lost_at,
+            },
+            problem,
+        ))
+    }
+
+    /// Whether a message issued at `issued_at` may have been seen with
+    /// nonces that were lost.
+    pub fn may_have_seen(&self, issued_at: u64) -> bool {
+        self.lost_at.is_some_and(|lost_at| issued_at <= lost_at)
     }
 
     /// Whether `nonce` was recorded.
@@ -100,9 +144,9 @@ mod tests {
     #[test]
     fn nonces_survive_a_restart_and_expire() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("nonces.json");
         let nonce = Nonce::generate().expect("random");
-        let mut store = DiskNonceStore::load(path.clone()).expect("load");
+        let (mut store, problem) = DiskNonceStore::load(dir.path(), 0).expect("load");
+        assert_eq!(problem, None);
         let mut pending = PendingNonce::default();
         assert!(store
             .verifying(&mut pending)
@@ -110,7 +154,7 @@ mod tests {
             .expect("insert"));
         assert!(!store.contains(&nonce), "not on disk before commit");
         store.commit(pending, 0).expect("commit");
-        let mut reloaded = DiskNonceStore::load(path.clone()).expect("reload");
+        let (mut reloaded, _) = DiskNonceStore::load(dir.path(), 0).expect("reload");
         assert!(reloaded.contains(&nonce));
         let mut again = PendingNonce::default();
         assert!(!reloaded

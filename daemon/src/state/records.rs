@@ -127,19 +127,46 @@ impl DeployStore {
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    let aside = state_dir.join("unreadable").join(entry.file_name());
-                    let _ = std::fs::create_dir_all(state_dir.join("unreadable"));
-                    let _ = std::fs::rename(entry.path(), &aside);
-                    problems.push(format!("{error}; moved to {}", aside.display()));
+                    let aside = super::move_aside(state_dir, &entry.path());
+                    problems.push(format!("{error}; {aside}"));
                 }
             }
         }
         let active_file = state_dir.join("active.json");
-        let active = read_json(&active_file)?;
+        let active = match read_json(&active_file) {
+            Ok(active) => active,
+            Err(error) => {
+                // Rebuilt from the records: the newest deploy that succeeded.
+                let aside = super::move_aside(state_dir, &active_file);
+                let rebuilt = by_sequence
+                    .values()
+                    .rev()
+                    .find(|deploy| {
+                        deploy.record.state == deployd_protocol::api::DeployState::Succeeded
+                            && deploy.record.action != Action::DryActivate
+                    })
+                    .map(|deploy| ActiveDeploy {
+                        deploy_id: deploy.record.deploy_id.clone(),
+                        issued_at: deploy.record.issued_at,
+                        store_path: deploy.record.store_path.clone(),
+                        rev: deploy.record.rev.clone(),
+                    });
+                problems.push(format!(
+                    "{error}; {aside}; the active deploy is taken from the records: {}",
+                    rebuilt
+                        .as_ref()
+                        .map_or("none".to_owned(), |active| active.deploy_id.to_string())
+                ));
+                rebuilt
+            }
+        };
         let used_ids_file = state_dir.join("deploy-ids");
         let mut used_ids: std::collections::HashSet<String> =
             match std::fs::read_to_string(&used_ids_file) {
-                Ok(text) => text.lines().map(str::to_owned).collect(),
+                Ok(text) => whole_lines(&used_ids_file, &text)?
+                    .lines()
+                    .map(str::to_owned)
+                    .collect(),
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => Default::default(),
                 Err(source) => {
                     return Err(StateError::Io {
@@ -334,6 +361,18 @@ impl DeployStore {
     }
 }
 
+/// `text` (of the append-only `file`) without a last line that a crash cut
+/// short; the file is rewritten without it, so the next append starts a
+/// line of its own instead of joining two ids.
+fn whole_lines<'a>(file: &Path, text: &'a str) -> Result<&'a str, StateError> {
+    if text.is_empty() || text.ends_with('\n') {
+        return Ok(text);
+    }
+    let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
+    write_atomically(file, whole.as_bytes())?;
+    Ok(whole)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,5 +451,21 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(store.newest_first().next().is_none());
         assert!(dir.path().join("unreadable/broken/record.json").exists());
+    }
+
+    #[test]
+    fn a_torn_last_id_does_not_join_the_next_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("deploy-ids"), "d1\nd2-cut-sh").expect("write");
+        let (mut store, _) = DeployStore::load(dir.path(), 3).expect("load");
+        assert!(store.id_used("d1"));
+        assert!(!store.id_used("d2-cut-sh"));
+        store
+            .insert(deploy(3, DeployState::Succeeded), b"{}")
+            .expect("insert");
+        let text = std::fs::read_to_string(dir.path().join("deploy-ids")).expect("read");
+        assert_eq!(text, "d1\nd3\n");
+        let (reloaded, _) = DeployStore::load(dir.path(), 3).expect("reload");
+        assert!(reloaded.id_used("d3") && reloaded.id_used("d1"));
     }
 }
