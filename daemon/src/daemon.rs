@@ -494,7 +494,7 @@ impl Daemon {
         failure: Option<DeployFailure>,
     ) -> Result<DeployRecord, StateError> {
         let now = now_ms();
-        let deploy = self.update(id, |deploy| {
+        let written = self.update(id, |deploy| {
             close_phase(&mut deploy.record, now);
             deploy.record.state = state;
             deploy.record.phases.push(PhaseRecord {
@@ -504,8 +504,16 @@ impl Daemon {
             });
             deploy.record.error = failure.clone();
             deploy.record.finished_at_ms = Some(now);
-        })?;
-        let record = deploy.record;
+        });
+        // Memory has the end even when the disk refused it: everyone
+        // following the deploy is told, and the error is returned after.
+        let record = match &written {
+            Ok(deploy) => deploy.record.clone(),
+            Err(_) => match self.deploy(id.as_str()) {
+                Some(deploy) if deploy.record.state == state => deploy.record,
+                _ => return written.map(|deploy| deploy.record),
+            },
+        };
         {
             let mut inner = self.lock();
             inner.counters.count(&record);
@@ -523,7 +531,7 @@ impl Daemon {
             DeployState::Succeeded => log::info!(deploy_id = id.as_str(); "deploy {id}: succeeded"),
             _ => log::warn!(deploy_id = id.as_str(); "deploy {id}: {state}: {reason}"),
         }
-        Ok(record)
+        written.map(|_| record)
     }
 
     /// Adds a line to a deploy's log: its file, its record's tail, its events.
