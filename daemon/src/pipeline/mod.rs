@@ -230,9 +230,13 @@ async fn run_switch(
         *slot = Some(launch.clone());
     })?;
     if let Err(error) = switch::start(daemon, id, &launch).await {
-        return Ok(SwitchOutcome::Failed(format!(
-            "switch-to-configuration could not start: {error}"
-        )));
+        // `systemd-run` can fail after the unit began (a timeout, a lost
+        // bus): never start another switch over it. Wait for this one, or
+        // for the proof that it never began (no pid within the grace).
+        daemon.log(
+            id,
+            &format!("deployd: starting the switch reported an error: {error}; waiting to see whether it runs"),
+        );
     }
     Ok(switch::wait(daemon, id, &launch).await)
 }
