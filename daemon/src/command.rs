@@ -63,14 +63,14 @@ impl Invocation {
 /// How a program failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    /// It could not be started.
-    #[error("cannot start `{command}`")]
+    /// It could not be started. (The cause is in the message, which
+    /// callers print alone, and so is not also a `source`.)
+    #[error("cannot start `{command}`: {cause}")]
     Spawn {
         /// The command line.
         command: String,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// It ran and failed.
     #[error("`{command}` failed ({status}): {tail}")]
@@ -91,13 +91,12 @@ pub enum CommandError {
         timeout: Duration,
     },
     /// Reading its output or waiting for it failed.
-    #[error("lost track of `{command}`")]
+    #[error("lost track of `{command}`: {cause}")]
     Wait {
         /// The command line.
         command: String,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -122,9 +121,9 @@ pub async fn run(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| CommandError::Spawn {
+        .map_err(|cause| CommandError::Spawn {
             command: command.clone(),
-            source,
+            cause,
         })?;
     let (lines_tx, mut lines_rx) = mpsc::channel::<(bool, String)>(64);
     if let Some(stdout) = child.stdout.take() {
@@ -156,7 +155,7 @@ pub async fn run(
                 timeout: invocation.timeout,
             })
         }
-        Ok(Err(source)) => return Err(CommandError::Wait { command, source }),
+        Ok(Err(cause)) => return Err(CommandError::Wait { command, cause }),
         Ok(Ok(status)) => status,
     };
     if !status.success() {
@@ -219,9 +218,9 @@ async fn read_bounded_line(
 /// Returns its pid.
 pub fn spawn_detached(invocation: &Invocation, log: &Path) -> Result<u32, CommandError> {
     let command = invocation.display();
-    let spawn_error = |source| CommandError::Spawn {
+    let spawn_error = |cause| CommandError::Spawn {
         command: command.clone(),
-        source,
+        cause,
     };
     let output = std::fs::OpenOptions::new()
         .create(true)
@@ -343,5 +342,10 @@ mod tests {
         .await
         .expect_err("missing");
         assert!(matches!(error, CommandError::Spawn { .. }));
+        // The cause is in the message: callers print it with `{}`.
+        assert!(
+            error.to_string().contains("No such file or directory"),
+            "{error}"
+        );
     }
 }

@@ -31,38 +31,140 @@ struct Evaluated {
     out: String,
 }
 
-/// Builds every host's system; returns each host's system path.
-pub async fn build(
-    plan: &BuildPlan<'_>,
-    report: impl Fn(&str),
-) -> Result<BTreeMap<HostName, StorePath>> {
+/// What a build made: each host's system, and why the others have none.
+#[derive(Debug, Default)]
+pub struct Built {
+    /// The hosts whose system was built (and copied where asked).
+    pub systems: BTreeMap<HostName, StorePath>,
+    /// The hosts whose system failed to evaluate or build, and why.
+    pub failed: BTreeMap<HostName, String>,
+}
+
+/// Builds every host's system. All hosts go in one evaluation and one
+/// build; when that fails, each host is tried alone, so that one host's
+/// broken system is reported for that host and the others still deploy.
+/// `Err` only when nothing could be built for any host.
+pub async fn build(plan: &BuildPlan<'_>, report: impl Fn(&str)) -> Result<Built> {
     report("evaluating");
-    let evaluated = command::run(&nix::evaluate_systems(plan.flake, plan.hosts), |_| {})
-        .await
-        .context("evaluating the systems")?;
-    let evaluated: BTreeMap<String, Evaluated> =
-        serde_json::from_str(&evaluated.stdout).context("reading nix eval's JSON")?;
+    let mut built = Built::default();
     let mut derivations = Vec::new();
-    let mut systems = BTreeMap::new();
-    for host in plan.hosts {
-        let Some(system) = evaluated.get(host.as_str()) else {
-            bail!("the flake has no nixosConfigurations.{host}");
-        };
-        let drv: StorePath = system
+    for (host, evaluated) in evaluate(plan, &mut built.failed).await? {
+        let drv: StorePath = evaluated
             .drv
             .parse()
             .with_context(|| format!("nix eval gave {host} a bad derivation path"))?;
-        derivations.push((host.clone(), drv));
-        systems.insert(host.clone(), system.out.parse::<StorePath>()?);
+        let out: StorePath = evaluated.out.parse()?;
+        derivations.push((host, drv, out));
     }
-    let drvs: Vec<String> = derivations.iter().map(|(_, drv)| drv.to_string()).collect();
+    if let Err(error) = build_derivations(plan, &derivations, &report).await {
+        if derivations.len() < 2 {
+            for (host, _, _) in &derivations {
+                built.failed.insert(host.clone(), format!("{error:#}"));
+            }
+            derivations.clear();
+        } else {
+            report("the build failed; building each host alone to tell which failed");
+            let mut alone = Vec::new();
+            for one in derivations {
+                match build_derivations(plan, std::slice::from_ref(&one), &report).await {
+                    Ok(()) => alone.push(one),
+                    Err(error) => {
+                        built.failed.insert(one.0.clone(), format!("{error:#}"));
+                    }
+                }
+            }
+            derivations = alone;
+        }
+    }
+    if derivations.is_empty() {
+        let reasons: Vec<String> = built
+            .failed
+            .iter()
+            .map(|(host, why)| format!("{host}: {why}"))
+            .collect();
+        bail!("no system could be built: {}", reasons.join("; "));
+    }
+    if let Some(copy_to) = plan.copy_to {
+        report(&format!("copying to {copy_to}"));
+        let paths: Vec<String> = derivations
+            .iter()
+            .map(|(_, _, out)| out.to_string())
+            .collect();
+        command::run(
+            &nix::copy_closures(copy_to, plan.sign_key_file, plan.build_host, &paths),
+            |line| report(line),
+        )
+        .await
+        .with_context(|| format!("copying the closures to {copy_to}"))?;
+    }
+    built.systems = derivations
+        .into_iter()
+        .map(|(host, _, out)| (host, out))
+        .collect();
+    Ok(built)
+}
+
+/// Every host's derivation and output; when the one evaluation of all of
+/// them fails, each host alone, its failure put in `failed`.
+async fn evaluate(
+    plan: &BuildPlan<'_>,
+    failed: &mut BTreeMap<HostName, String>,
+) -> Result<Vec<(HostName, Evaluated)>> {
+    let all = evaluate_hosts(plan.flake, plan.hosts).await;
+    let mut evaluated = match all {
+        Ok(evaluated) => evaluated,
+        Err(error) if plan.hosts.len() < 2 => return Err(error),
+        Err(_) => {
+            let mut each = BTreeMap::new();
+            for host in plan.hosts {
+                match evaluate_hosts(plan.flake, std::slice::from_ref(host)).await {
+                    Ok(one) => each.extend(one),
+                    Err(error) => {
+                        failed.insert(host.clone(), format!("{error:#}"));
+                    }
+                }
+            }
+            each
+        }
+    };
+    let mut systems = Vec::new();
+    for host in plan.hosts {
+        if failed.contains_key(host) {
+            continue;
+        }
+        let Some(system) = evaluated.remove(host.as_str()) else {
+            bail!("the flake has no nixosConfigurations.{host}");
+        };
+        systems.push((host.clone(), system));
+    }
+    Ok(systems)
+}
+
+async fn evaluate_hosts(flake: &str, hosts: &[HostName]) -> Result<BTreeMap<String, Evaluated>> {
+    let evaluated = command::run(&nix::evaluate_systems(flake, hosts), |_| {})
+        .await
+        .context("evaluating the systems")?;
+    serde_json::from_str(&evaluated.stdout).context("reading nix eval's JSON")
+}
+
+/// Builds `derivations` here or on the build host, with a GC root for each
+/// host's system where it was built.
+async fn build_derivations(
+    plan: &BuildPlan<'_>,
+    derivations: &[(HostName, StorePath, StorePath)],
+    report: &impl Fn(&str),
+) -> Result<()> {
+    let drvs: Vec<String> = derivations
+        .iter()
+        .map(|(_, drv, _)| drv.to_string())
+        .collect();
     match plan.build_host {
         None => {
             report("building");
             command::run(&nix::realise(&drvs), |line| report(line))
                 .await
                 .context("building")?;
-            for (host, system) in &systems {
+            for (host, _, system) in derivations {
                 let root = local_root(host)?;
                 command::run(&nix::add_root(system.as_str(), &root), |_| {})
                     .await
@@ -78,7 +180,11 @@ pub async fn build(
             .await
             .context("copying the derivations to the build host")?;
             report(&format!("building on {build_host}"));
-            let script = nix::remote_build_script(&derivations);
+            let builds: Vec<(HostName, StorePath)> = derivations
+                .iter()
+                .map(|(host, drv, _)| (host.clone(), drv.clone()))
+                .collect();
+            let script = nix::remote_build_script(&builds);
             command::run(&nix::on_build_host(build_host, &script), |line| {
                 report(line)
             })
@@ -86,17 +192,7 @@ pub async fn build(
             .with_context(|| format!("building on {build_host}"))?;
         }
     }
-    if let Some(copy_to) = plan.copy_to {
-        report(&format!("copying to {copy_to}"));
-        let paths: Vec<String> = systems.values().map(ToString::to_string).collect();
-        command::run(
-            &nix::copy_closures(copy_to, plan.sign_key_file, plan.build_host, &paths),
-            |line| report(line),
-        )
-        .await
-        .with_context(|| format!("copying the closures to {copy_to}"))?;
-    }
-    Ok(systems)
+    Ok(())
 }
 
 /// The local GC root of `host`'s last built system:

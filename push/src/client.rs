@@ -176,9 +176,11 @@ where
     S: Stream<Item = Result<bytes::Bytes, HostError>> + Unpin,
 {
     // The state is `None` once the stream failed: an error ends it.
+    // Bytes until a whole line is there: a character split across chunks
+    // is decoded whole.
     let start = (
         chunks,
-        String::new(),
+        Vec::<u8>::new(),
         SseEvent {
             name: String::new(),
             data: String::new(),
@@ -187,8 +189,9 @@ where
     stream::unfold(Some(start), |state| async move {
         let (mut chunks, mut buffer, mut event) = state?;
         loop {
-            if let Some(end) = buffer.find('\n') {
-                let line: String = buffer.drain(..=end).collect();
+            if let Some(end) = buffer.iter().position(|&byte| byte == b'\n') {
+                let bytes: Vec<u8> = buffer.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&bytes);
                 let line = line.trim_end_matches(['\n', '\r']);
                 if line.is_empty() {
                     if !event.name.is_empty() || !event.data.is_empty() {
@@ -221,7 +224,7 @@ where
             // The daemon sends a keep-alive every 15 s: silence this long
             // means the host or the network is gone.
             match tokio::time::timeout(SSE_IDLE_TIMEOUT, chunks.next()).await {
-                Ok(Some(Ok(bytes))) => buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(Some(Ok(bytes))) => buffer.extend_from_slice(&bytes),
                 Ok(Some(Err(error))) => return Some((Err(error), None)),
                 Ok(None) => return None,
                 Err(_) => {
@@ -256,6 +259,18 @@ mod tests {
             pairs,
             [("state", "{\"a\":1}"), ("log", "one\ntwo"), ("done", "{}")]
         );
+    }
+
+    #[tokio::test]
+    async fn a_character_split_across_chunks_is_kept_whole() {
+        let text = "event: log\ndata: déployé\n\n".as_bytes();
+        let cut = text.iter().position(|&byte| byte == 0xC3).expect("é") + 1;
+        let chunks = stream::iter(
+            [text[..cut].to_vec(), text[cut..].to_vec()].map(|part| Ok(bytes::Bytes::from(part))),
+        );
+        let events: Vec<SseEvent> = parse_sse(chunks).map(|e| e.expect("event")).collect().await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data, "déployé");
     }
 
     #[tokio::test]

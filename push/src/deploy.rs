@@ -131,20 +131,31 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
                     .current_deploy
                     .as_ref()
                     .and_then(|deploy| deploy.rev.clone());
-                if let (Some(running), false) = (running, options.allow_downgrade) {
-                    match repository.descends_from(&rev, &running) {
-                        Some(true) => {}
-                        Some(false) => bail!(
-                            "{} runs {running}, and {rev} does not descend from it; pass --allow-downgrade to deploy it anyway",
-                            target.name
-                        ),
-                        None => bail!(
-                            "{} runs {running}, which this repository does not have (fetch its history), so a downgrade cannot be ruled out; pass --allow-downgrade to deploy anyway",
-                            target.name
-                        ),
+                let downgrade = match (running, options.allow_downgrade) {
+                    (Some(running), false) => match repository.descends_from(&rev, &running) {
+                        Some(true) => None,
+                        Some(false) => Some(format!(
+                            "it runs {running}, and {rev} does not descend from it; pass --allow-downgrade to deploy it anyway"
+                        )),
+                        None => Some(format!(
+                            "it runs {running}, which this repository does not have (fetch its history), so a downgrade cannot be ruled out; pass --allow-downgrade to deploy anyway"
+                        )),
+                    },
+                    _ => None,
+                };
+                match downgrade {
+                    // Refused for this host alone; the others go on.
+                    Some(why) => {
+                        progress.phase(target.name.as_str(), "refused");
+                        results.push(HostResult {
+                            host: target.name.to_string(),
+                            rev: Some(rev.clone()),
+                            result: outcome::Result::Refused(why),
+                            elapsed: Default::default(),
+                        });
                     }
+                    None => reachable.push((target, status)),
                 }
-                reachable.push((target, status));
             }
         }
     }
@@ -171,13 +182,27 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
         };
         let note = |line: &str| eprintln!("build: {line}");
         match build(&plan, note).await {
-            Ok(systems) => systems,
+            Ok(built) => {
+                // A host whose system did not build is reported; the others deploy.
+                for (host, why) in built.failed {
+                    eprintln!("push: {host}'s system did not build: {why}");
+                    progress.phase(host.as_str(), "build_failed");
+                    results.push(HostResult {
+                        host: host.to_string(),
+                        rev: Some(rev.clone()),
+                        result: outcome::Result::BuildFailed(why),
+                        elapsed: Default::default(),
+                    });
+                }
+                built.systems
+            }
             Err(error) => {
                 eprintln!("push: the build failed: {error:#}");
                 return Ok(std::process::ExitCode::from(1));
             }
         }
     };
+    reachable.retain(|(target, _)| systems.contains_key(&target.name));
 
     check_caches(&reachable, &systems, inventory.defaults.copy_to.as_deref()).await?;
 

@@ -21,6 +21,8 @@ pub enum Result {
     Refused(String),
     /// The host could not be reached.
     Unreachable(String),
+    /// Its system failed to evaluate or build; nothing was sent.
+    BuildFailed(String),
 }
 
 /// The word the progress display shows for a result.
@@ -30,6 +32,7 @@ pub fn phase(result: &Result) -> &'static str {
         Result::Sent(_) => "sent",
         Result::Refused(_) => "refused",
         Result::Unreachable(_) => "unreachable",
+        Result::BuildFailed(_) => "build_failed",
     }
 }
 
@@ -52,7 +55,7 @@ impl HostResult {
         match &self.result {
             Result::Ended(record) => record.state == DeployState::Succeeded,
             Result::Sent(_) => true,
-            Result::Refused(_) | Result::Unreachable(_) => false,
+            Result::Refused(_) | Result::Unreachable(_) | Result::BuildFailed(_) => false,
         }
     }
 
@@ -69,6 +72,7 @@ impl HostResult {
             Result::Sent(_) => ("sent".to_owned(), "-".to_owned()),
             Result::Refused(_) => ("refused".to_owned(), "-".to_owned()),
             Result::Unreachable(_) => ("unreachable".to_owned(), "-".to_owned()),
+            Result::BuildFailed(_) => ("build_failed".to_owned(), "-".to_owned()),
         };
         vec![
             self.host.clone(),
@@ -86,7 +90,9 @@ impl HostResult {
                 .as_ref()
                 .map(|error| format!("{}: {}", error.code, error.message)),
             Result::Sent(id) => Some(format!("deploy {id} sent; follow it with push log")),
-            Result::Refused(why) | Result::Unreachable(why) => Some(why.clone()),
+            Result::Refused(why) | Result::Unreachable(why) | Result::BuildFailed(why) => {
+                Some(why.clone())
+            }
         }
     }
 }

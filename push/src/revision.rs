@@ -66,12 +66,27 @@ impl FlakeRepository {
 
     /// The flake reference of exactly `rev`.
     pub fn flake_reference(&self, rev: &Revision) -> String {
-        let mut reference = format!("git+file://{}?rev={rev}", self.root.display());
+        let root = url_encoded(self.root.as_os_str().as_encoded_bytes());
+        let mut reference = format!("git+file://{root}?rev={rev}");
         if !self.subdir.is_empty() {
-            reference.push_str(&format!("&dir={}", self.subdir));
+            reference.push_str(&format!("&dir={}", url_encoded(self.subdir.as_bytes())));
         }
         reference
     }
+}
+
+/// What a URL path may hold as it is: letters, digits and `/-._~`; the rest
+/// (a space, `#`, `?`, `%`, `&`, non-ASCII bytes) percent-encoded, which Nix
+/// decodes.
+const URL_PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn url_encoded(bytes: &[u8]) -> String {
+    percent_encoding::percent_encode(bytes, URL_PATH).to_string()
 }
 
 #[cfg(test)]
@@ -146,5 +161,21 @@ mod tests {
         assert!(repository
             .flake_reference(&rev("main"))
             .ends_with(&format!("?rev={two}")));
+    }
+
+    #[test]
+    fn a_path_with_url_characters_is_encoded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("my fleet #1?");
+        std::fs::create_dir_all(&root).expect("dir");
+        git(&root, &["init", "-q", "-b", "main"]);
+        git(&root, &["commit", "-q", "--allow-empty", "-m", "one"]);
+        let repository = FlakeRepository::open(&root).expect("open");
+        let rev = repository.resolve("HEAD").expect("HEAD");
+        let reference = repository.flake_reference(&rev);
+        assert!(
+            reference.contains("/my%20fleet%20%231%3F?rev="),
+            "{reference}"
+        );
     }
 }

@@ -95,7 +95,7 @@ fn a_demo_whose_build_fails_says_so_and_fails() {
     assert_eq!(
         reason,
         "lab: the demo failed: the first push did not deploy every host: \
-         push exited 1 before deploying anything (no summary; its error is above)"
+         push exited 1: ankarana succeeded, isalo succeeded, sambirano build_failed"
     );
     assert!(!stdout.contains("as planned"), "{stdout}");
     assert!(!stdout.contains("rolled back"), "{stdout}");

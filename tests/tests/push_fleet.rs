@@ -102,12 +102,13 @@ fn a_revision_that_does_not_descend_needs_allow_downgrade() {
 
     let output = fleet.push(&["--all", &old]);
     let (stdout, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(
-        stderr.contains("does not descend") && stderr.contains("--allow-downgrade"),
-        "{stderr}"
+        stdout.contains("refused")
+            && stdout.contains("does not descend")
+            && stdout.contains("--allow-downgrade"),
+        "{stdout}"
     );
-    assert_eq!(stderr.trim().lines().count(), 2, "{stderr}");
     assert_eq!(
         host.current_system(),
         Some(system_at(fleet.lab.flake().dir(), &new, &host.name))
@@ -119,6 +120,79 @@ fn a_revision_that_does_not_descend_needs_allow_downgrade() {
         host.current_system(),
         Some(system_at(fleet.lab.flake().dir(), &old, &host.name))
     );
+}
+
+#[test]
+fn a_host_that_fails_its_build_or_refuses_a_downgrade_does_not_stop_the_others() {
+    let mut fleet = PushLab::up(2);
+    let (broken, other) = (fleet.lab.hosts()[0].clone(), fleet.lab.hosts()[1].clone());
+    let first = fleet.lab.flake().head().expect("head");
+    assert_eq!(fleet.push(&["--all", &first]).status.code(), Some(0));
+
+    // One host's system fails to build: the other is deployed all the same.
+    let name = broken.name.clone();
+    let second = fleet
+        .lab
+        .flake_mut()
+        .commit("One system does not build", |settings| {
+            settings.label += 1;
+            settings.fail_build = vec![name];
+        })
+        .expect("commit");
+    let output = fleet.push(&["--all", &second]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        line_of(&stdout, &broken.name).contains("build_failed"),
+        "{stdout}"
+    );
+    assert!(
+        line_of(&stdout, &other.name).contains("succeeded"),
+        "{stdout}"
+    );
+    assert_eq!(
+        other.current_system(),
+        Some(system_at(fleet.lab.flake().dir(), &second, &other.name))
+    );
+    assert_eq!(
+        broken.current_system(),
+        Some(system_at(fleet.lab.flake().dir(), &first, &broken.name))
+    );
+
+    // One host refuses a downgrade: the other is deployed all the same.
+    let third = fleet
+        .lab
+        .flake_mut()
+        .commit_changed_system()
+        .expect("commit");
+    assert_eq!(
+        fleet.push(&["--host", &other.name, &third]).status.code(),
+        Some(0)
+    );
+    let output = fleet.push(&["--all", &first]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        line_of(&stdout, &other.name).contains("refused"),
+        "{stdout}"
+    );
+    assert!(
+        line_of(&stdout, &broken.name).contains("succeeded"),
+        "{stdout}"
+    );
+    assert_eq!(
+        other.current_system(),
+        Some(system_at(fleet.lab.flake().dir(), &third, &other.name))
+    );
+}
+
+/// The summary line of `host`.
+fn line_of(stdout: &str, host: &str) -> String {
+    stdout
+        .lines()
+        .find(|line| line.starts_with(host))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[test]
