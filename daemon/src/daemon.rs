@@ -170,6 +170,7 @@ impl Daemon {
             rev: request.rev,
             rollback_to_generation: None,
             confirm_within_s: request.confirm_within_s,
+            expires_at: verified.message.expires_at,
         };
         self.record_new(
             inner,
@@ -216,6 +217,7 @@ impl Daemon {
             action: Action::Switch,
             rollback_to_generation: Some(previous.number),
             confirm_within_s: None,
+            expires_at: verified.message.expires_at,
         };
         self.record_new(
             inner,
@@ -334,6 +336,7 @@ impl Daemon {
                 sequence: inner.store.next_sequence(),
                 rollback_to_generation: new.rollback_to_generation,
                 confirm_within_s: new.confirm_within_s,
+                expires_at: Some(new.expires_at),
                 ..Progress::default()
             },
         };
@@ -623,6 +626,8 @@ struct NewDeploy {
     rev: Option<deployd_protocol::Revision>,
     rollback_to_generation: Option<u64>,
     confirm_within_s: Option<u64>,
+    /// The end of its message's validity window (Unix seconds).
+    expires_at: u64,
 }
 
 /// A message whose nonce was seen: the very same envelope again is a

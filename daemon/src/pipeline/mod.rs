@@ -150,6 +150,18 @@ async fn start(
     id: &DeployId,
     deploy: &StoredDeploy,
 ) -> Result<Ending, StateError> {
+    // A deploy accepted before a restart (or whose start a failed write
+    // hid) is started only while its request is still valid.
+    let expires_at = deploy
+        .progress
+        .expires_at
+        .unwrap_or(deploy.record.issued_at + deployd_protocol::MAX_WINDOW_S);
+    if crate::clock::now_ms() / 1000 > expires_at {
+        return Ok(Ending::failed(
+            "interrupted",
+            "the request expired before deployd could start it; nothing was changed (send it again)",
+        ));
+    }
     if already_active(daemon, deploy) {
         daemon.log(id, "deployd: this system is already active; nothing to do");
         if deploy.record.action != Action::DryActivate {

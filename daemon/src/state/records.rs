@@ -53,6 +53,10 @@ pub struct Progress {
     /// restarted daemon resumes the rollback whatever step it was in.
     #[serde(default)]
     pub rolling_back: Option<String>,
+    /// The end of the request's validity window (Unix seconds): a deploy
+    /// not started by then is never started.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
 }
 
 /// A `switch-to-configuration` that outlives the daemon, written down before
