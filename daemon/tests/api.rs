@@ -284,12 +284,34 @@ async fn accept_retry_and_replays() {
         (StatusCode::BAD_REQUEST, Some("bad_request")),
         "{body}"
     );
-    // The same confirm sent to another deploy's URL is forbidden.
+    // The same confirm sent to a deploy that does not exist: not found.
     let request = Request::post("/v1/deploys/other/confirm")
         .body(Body::from(confirm.sign(&[&host.ops]).to_json()))
         .expect("request");
     let (status, _, _) = send(&host, request).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // ... and to another deploy that exists: forbidden (it names "first").
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !host
+        .daemon
+        .deploy("first")
+        .is_some_and(|deploy| deploy.record.state.is_final())
+    {
+        assert!(std::time::Instant::now() < deadline, "first never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let other = signed_deploy("other").sign(&[&host.ops]).to_json();
+    let (status, body, _) = send(&host, post(other)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let request = Request::post("/v1/deploys/other/confirm")
+        .body(Body::from(confirm.sign(&[&host.ops]).to_json()))
+        .expect("request");
+    let (status, body, _) = send(&host, request).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{body}"
+    );
 
     // A read-only key may not deploy; a GET on the deploy endpoint is no route.
     let forbidden = signed_deploy("reader").sign(&[&host.reader]).to_json();

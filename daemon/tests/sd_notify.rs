@@ -43,6 +43,19 @@ fn ready_status_watchdog_and_stopping() {
         .expect("timeout");
     let ops = SecretKey::generate("ops-1".parse().expect("name")).expect("random");
     let cache = SecretKey::generate("cache-1".parse().expect("name")).expect("random");
+    // A stand-in for nix-store whose fetch fails the same way whether or not
+    // Nix is on this machine (as an unreachable cache would).
+    let nix_store = dir.path().join("nix-store");
+    std::fs::write(
+        &nix_store,
+        "#!/bin/sh\n[ \"$1\" = --realise ] || exit 1\nsleep 0.3\necho 'unable to download: cache unreachable' >&2\nexit 1\n",
+    )
+    .expect("stand-in");
+    std::fs::set_permissions(
+        &nix_store,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
     let config = dir.path().join("config.toml");
     let path = |name: &str| dir.path().join(name).display().to_string();
     std::fs::write(
@@ -50,10 +63,11 @@ fn ready_status_watchdog_and_stopping() {
         format!(
             "listen = \"127.0.0.1:0\"\nhostname = \"sambirano\"\nstate_dir = \"{}\"\n\
              [[trusted_keys]]\nkey = \"{}\"\n\
-             [nix]\nsubstituters = [\"http://127.0.0.1:9\"]\ntrusted_public_keys = [\"{}\"]\n\
+             [nix]\nnix_store = \"{}\"\nsubstituters = [\"http://127.0.0.1:9\"]\ntrusted_public_keys = [\"{}\"]\n\
              [activation]\nsystem_profile = \"{}\"\ncurrent_system = \"{}\"\nbooted_system = \"{}\"\n",
             path("state"),
             ops.public_key(),
+            nix_store.display(),
             cache.public_key(),
             path("profiles/system"),
             path("current-system"),
@@ -135,6 +149,19 @@ fn ready_status_watchdog_and_stopping() {
     assert!(
         messages.contains(&"STATUS=idle; deploy notify-1 failed".to_owned()),
         "{messages:?}"
+    );
+    // It failed where the stand-in made it fail, and for that reason.
+    let mut stream = TcpStream::connect(&address).expect("connect");
+    write!(
+        stream,
+        "GET /v1/deploys/notify-1 HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    assert!(
+        answer.contains("\"fetch_failed\"") && answer.contains("cache unreachable"),
+        "{answer}"
     );
 
     let terminated = Command::new("kill")

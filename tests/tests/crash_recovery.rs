@@ -32,33 +32,41 @@ fn kill_deployd(lab: &Lab, host: &Node) {
     );
 }
 
-/// Every JSON file under deployd's state parses, and every record is a record.
+/// Every JSON file under deployd's state parses, and every deploy's record
+/// (`deploys/<id>/record.json`) is a record; no temporary file is left.
 fn assert_state_whole(host: &Node) {
     let dir = host.outside(DEPLOYD_STATE_DIR);
-    let mut checked = 0;
-    for path in [dir.join("nonces.json"), dir.join("active.json")]
-        .into_iter()
-        .chain(
-            std::fs::read_dir(dir.join("deploys"))
-                .expect("deploys")
-                .flatten()
-                .map(|e| e.path()),
-        )
+    let mut files = vec![dir.join("nonces.json"), dir.join("active.json")];
+    for deploy in std::fs::read_dir(dir.join("deploys"))
+        .expect("deploys")
+        .flatten()
     {
+        for file in std::fs::read_dir(deploy.path())
+            .expect("a deploy's files")
+            .flatten()
+        {
+            files.push(file.path());
+        }
+    }
+    let mut records = 0;
+    for path in files {
         let name = path.to_string_lossy().into_owned();
+        assert!(!name.ends_with(".tmp"), "a temporary file was left: {name}");
         if !name.ends_with(".json") || !path.exists() {
-            assert!(!name.ends_with(".tmp"), "a temporary file was left: {name}");
             continue;
         }
         let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("read"))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        if name.contains("/deploys/") {
+        if name.ends_with("/record.json") {
             serde_json::from_value::<DeployRecord>(value["record"].clone())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
+            records += 1;
         }
-        checked += 1;
     }
-    assert!(checked >= 2, "no state files were checked");
+    assert!(
+        records >= 2,
+        "fewer records than deploys were checked: {records}"
+    );
 }
 
 /// One host that runs its first system, deployed by deployd.
