@@ -157,6 +157,12 @@ pub fn reboot_required(system: &Path, booted: &Path) -> bool {
         .any(|part| read_link(&system.join(part)) != read_link(&booted.join(part)))
 }
 
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), new at every boot.
+pub fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(id.trim().to_owned()).filter(|id| !id.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -198,3 +198,57 @@ fn a_crash_as_the_confirm_window_opens_keeps_the_window() {
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
     assert_eq!(one.host.current_system(), Some(second));
 }
+
+#[test]
+fn a_switch_from_before_a_reboot_is_not_waited_for_when_its_pid_is_reused() {
+    let (mut one, first, second) = two_systems("");
+    one.host.set_switch_gate(true).expect("gate");
+    let id = deploy(
+        &one.lab,
+        &one.host,
+        &deploy_message(&one.host, "rebooted", &second, Action::Switch),
+        &one.ops,
+    );
+    wait_for_switches(&one.host, 2);
+    // As after a power loss mid-switch: deployd and the switch are gone, and
+    // the switch's pid now names another process (the host's PID 1), in a
+    // boot with another id than the launch's.
+    let host = one.host.clone();
+    one.lab.stop_deployd(&host).expect("stop deployd");
+    let unit = format!("deployd-switch-{id}-1.service");
+    host.run(&["systemctl", "stop", &unit])
+        .expect("stop the switch");
+    one.host.set_switch_gate(false).expect("gate");
+    let deploy_dir = host.outside(&format!("{DEPLOYD_STATE_DIR}/deploys/{id}"));
+    std::fs::write(deploy_dir.join("switch-1.pid"), "1\n").expect("pid");
+    let file = deploy_dir.join("record.json");
+    let mut stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("record")).expect("json");
+    let launch = &mut stored["progress"]["switch"];
+    assert!(launch.is_object(), "{stored}");
+    launch["boot_id"] = "00000000-0000-4000-8000-000000000000".into();
+    std::fs::write(&file, serde_json::to_vec(&stored).expect("json")).expect("write");
+
+    let started = std::time::Instant::now();
+    one.lab.start_deployd(&host).expect("start");
+    let record = wait_for_end(&one.lab, &one.host, &id, Duration::from_secs(60));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "waited {:?} for a switch from another boot",
+        started.elapsed()
+    );
+    assert_eq!(record.state, DeployState::RolledBack, "{record:?}");
+    assert!(
+        record
+            .error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("restarted")),
+        "{record:?}"
+    );
+    assert_eq!(one.host.current_system(), Some(first));
+    let running = host
+        .command("systemctl", ["is-system-running"])
+        .output()
+        .expect("systemctl");
+    assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "running");
+}

@@ -79,6 +79,7 @@ pub fn plan(
         log_file,
         status_file,
         pid_file,
+        boot_id: crate::system::boot_id(),
     }
 }
 
@@ -126,12 +127,23 @@ pub async fn start(
 pub async fn wait(daemon: &Daemon, id: &DeployId, launch: &SwitchLaunch) -> SwitchOutcome {
     let started = tokio::time::Instant::now();
     let timeout = daemon.config.switch_timeout();
+    // Launched in another boot: whatever its pid names now is not it.
+    let rebooted = launch
+        .boot_id
+        .as_ref()
+        .is_some_and(|launched| crate::system::boot_id().as_ref() != Some(launched));
     let mut offset = 0;
     loop {
         offset = stream_new_output(daemon, id, &launch.log_file, offset);
         if let Some(outcome) = read_status(&launch.status_file) {
             stream_new_output(daemon, id, &launch.log_file, offset);
             return outcome;
+        }
+        if rebooted {
+            return SwitchOutcome::Failed(
+                "the machine restarted during switch-to-configuration, which never reported its end"
+                    .into(),
+            );
         }
         match read_pid(&launch.pid_file) {
             None if started.elapsed() > START_GRACE => return SwitchOutcome::NeverStarted,
@@ -163,13 +175,14 @@ async fn stop(daemon: &Daemon, id: &DeployId, launch: &SwitchLaunch) {
             ["stop", unit.as_str()],
             Duration::from_secs(60),
         ),
-        // The wrapper leads its own process group: kill the group.
-        (None, Some(pid)) => Invocation::new(
+        // The wrapper leads its own process group: kill the group, and only
+        // a group the pid leads (never a reused pid's, never pid 1's).
+        (None, Some(pid)) if pid > 1 && leads_its_group(pid) => Invocation::new(
             "kill",
             ["-KILL", "--", &format!("-{pid}")],
             Duration::from_secs(10),
         ),
-        (None, None) => return,
+        (None, _) => return,
     };
     if let Err(error) = command::run(&invocation, |line| daemon.log(id, line)).await {
         daemon.log(id, &format!("deployd: stopping the switch failed: {error}"));
@@ -199,6 +212,18 @@ fn read_line(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     let line = text.strip_suffix('\n')?;
     (!line.is_empty() && !line.contains('\n')).then(|| line.to_owned())
+}
+
+/// Whether `pid` leads its process group (as the wrapper does).
+fn leads_its_group(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // After the command's `) `: state, ppid, pgrp.
+        let group = stat
+            .rsplit(") ")
+            .next()
+            .and_then(|rest| rest.split(' ').nth(2));
+        group == Some(pid.to_string().as_str())
+    })
 }
 
 /// Whether `pid` is a live process (not a zombie).
@@ -245,7 +270,27 @@ mod tests {
             log_file: dir.join("switch.log"),
             status_file: dir.join("switch.status"),
             pid_file: dir.join("switch.pid"),
+            boot_id: None,
         }
+    }
+
+    #[test]
+    fn only_a_group_leader_is_killed_as_a_group() {
+        // This test process does not lead its group (cargo's runner does),
+        // pid 1 is never a target, and a child in its own group leads it.
+        let mut child = std::process::Command::new("/bin/sleep");
+        std::os::unix::process::CommandExt::process_group(&mut child, 0);
+        let mut child = child.arg("5").spawn().expect("sleep");
+        assert!(leads_its_group(child.id()));
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut sibling = std::process::Command::new("/bin/sleep")
+            .arg("5")
+            .spawn()
+            .expect("sleep");
+        assert!(!leads_its_group(sibling.id()));
+        let _ = sibling.kill();
+        let _ = sibling.wait();
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub struct SwitchLaunch {
     pub status_file: PathBuf,
     /// Where its wrapper writes its pid as it starts.
     pub pid_file: PathBuf,
+    /// The boot it was launched in (the kernel's `boot_id`): after a reboot
+    /// its pid names some other process, and it is not running.
+    #[serde(default)]
+    pub boot_id: Option<String>,
 }
 
 /// The deploy that made the active system, for downgrade protection.
