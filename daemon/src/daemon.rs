@@ -420,8 +420,8 @@ impl Daemon {
         &self,
         id: &str,
     ) -> Option<(
-        Vec<DeployEvent>,
-        Option<tokio::sync::broadcast::Receiver<DeployEvent>>,
+        Vec<crate::events::Positioned>,
+        Option<tokio::sync::broadcast::Receiver<crate::events::Positioned>>,
     )> {
         let inner = self.lock();
         let deploy = inner.store.get(id)?;
@@ -545,10 +545,11 @@ impl Daemon {
         if *count > MAX_LOG_LINES {
             return;
         }
+        // One event is one line of the log file (event cursors count them).
         let line = if *count == MAX_LOG_LINES {
             "deployd: log limit reached; further lines are dropped".to_owned()
         } else {
-            line.to_owned()
+            line.replace(['\n', '\r'], " ")
         };
         let path = inner.store.log_file(id);
         if let Err(error) = std::fs::OpenOptions::new()
@@ -577,8 +578,13 @@ impl Daemon {
     pub fn revive(&self, id: &DeployId) {
         let mut inner = self.lock();
         if let Some(deploy) = inner.store.get(id.as_str()) {
+            // Its phases and the lines of its log so far: event cursors go
+            // on from where the previous daemon's left off.
+            let lines = std::fs::read_to_string(inner.store.log_file(id))
+                .map(|text| text.lines().map(str::to_owned).collect())
+                .unwrap_or_default();
             let mut events = LiveEvents::default();
-            for event in crate::events::replay(&deploy.record, Vec::new()) {
+            for (event, _) in crate::events::replay(&deploy.record, lines) {
                 events.push(event);
             }
             inner.live.insert(id.clone(), events);

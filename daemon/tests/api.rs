@@ -355,3 +355,39 @@ async fn a_deploy_accepted_for_a_request_dropped_mid_accept_still_starts() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn events_carry_cursors_and_a_reconnection_gets_only_the_unseen() {
+    let host = host(false);
+    let bytes = signed_deploy("cursors").sign(&[&host.ops]).to_json();
+    let (status, _, _) = send(&host, post(bytes)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !host
+        .daemon
+        .deploy("cursors")
+        .is_some_and(|deploy| deploy.record.state.is_final())
+    {
+        assert!(std::time::Instant::now() < deadline, "never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, _, all) = send(&host, get("/v1/deploys/cursors/events")).await;
+    let ids: Vec<&str> = all.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+    let events = all.lines().filter(|l| l.starts_with("event: ")).count();
+    assert_eq!(ids.len(), events, "an event without an id: {all}");
+    assert!(ids.contains(&"1.0"), "{all}");
+
+    // Having seen the first phase and no line: everything else, once.
+    let request = Request::get("/v1/deploys/cursors/events")
+        .header("last-event-id", "1.0")
+        .body(Body::empty())
+        .expect("request");
+    let (_, _, rest) = send(&host, request).await;
+    let rest_ids: Vec<&str> = rest
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    assert_eq!(rest_ids.len(), ids.len() - 1, "{rest}");
+    assert!(!rest_ids.contains(&"1.0"), "{rest}");
+    assert!(rest.contains("event: done"), "{rest}");
+}

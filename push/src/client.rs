@@ -48,6 +48,8 @@ pub struct SseEvent {
     pub name: String,
     /// Its `data:`.
     pub data: String,
+    /// Its `id:`, if it has one (deployd's cursor, for `Last-Event-ID`).
+    pub id: Option<String>,
 }
 
 /// An HTTP client for deployd hosts. With a key, every read carries a
@@ -129,14 +131,19 @@ impl Client {
         request.header("authorization", format!("DSSE {envelope}"))
     }
 
-    /// A deploy's event stream, from its first event.
+    /// A deploy's event stream: from its first event, or after the one
+    /// whose id is `last_event_id` (a reconnection).
     pub async fn events(
         &self,
         target: &Target,
         id: &str,
+        last_event_id: Option<&str>,
     ) -> Result<impl Stream<Item = Result<SseEvent, HostError>>, HostError> {
-        let response = self
-            .signed_get(target, &format!("/v1/deploys/{id}/events"))
+        let mut request = self.signed_get(target, &format!("/v1/deploys/{id}/events"));
+        if let Some(last) = last_event_id {
+            request = request.header("last-event-id", last);
+        }
+        let response = request
             .send()
             .await
             .map_err(|error| HostError::Unreachable(error.to_string()))?;
@@ -184,6 +191,7 @@ where
         SseEvent {
             name: String::new(),
             data: String::new(),
+            id: None,
         },
     );
     stream::unfold(Some(start), |state| async move {
@@ -200,12 +208,15 @@ where
                             SseEvent {
                                 name: String::new(),
                                 data: String::new(),
+                                id: None,
                             },
                         );
                         return Some((Ok(done), Some((chunks, buffer, event))));
                     }
                 } else if let Some(value) = line.strip_prefix("event:") {
                     event.name = value.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("id:") {
+                    event.id = Some(value.strip_prefix(' ').unwrap_or(value).to_owned());
                 } else if let Some(value) = line.strip_prefix("data:") {
                     if !event.data.is_empty() {
                         event.data.push('\n');
@@ -259,6 +270,17 @@ mod tests {
             pairs,
             [("state", "{\"a\":1}"), ("log", "one\ntwo"), ("done", "{}")]
         );
+    }
+
+    #[tokio::test]
+    async fn event_ids_are_read() {
+        let chunks = stream::iter(
+            ["event: log\nid: 2.5\ndata: x\n\nevent: note\ndata: y\n\n"]
+                .map(|text| Ok(bytes::Bytes::from(text))),
+        );
+        let events: Vec<SseEvent> = parse_sse(chunks).map(|e| e.expect("event")).collect().await;
+        assert_eq!(events[0].id.as_deref(), Some("2.5"));
+        assert_eq!(events[1].id, None);
     }
 
     #[tokio::test]

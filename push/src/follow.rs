@@ -1,7 +1,10 @@
 //! Following one deploy to its end through its event stream, reconnecting
-//! when the stream drops (the host restarts, the network blips): the
-//! stream replays every event from the first, so the ones already seen are
-//! skipped.
+//! when the stream drops (the host restarts, the network blips) with the
+//! last event's id (`Last-Event-ID`), so the host sends only what was not
+//! seen, however a restarted daemon orders its replay. (A host that gives
+//! no ids replays every event from the first; those already seen are then
+//! skipped by count.) A host too busy to give a stream (`busy`) is asked
+//! again, and its record read meanwhile.
 
 use std::time::{Duration, Instant};
 
@@ -35,9 +38,11 @@ pub async fn follow(
     mut on_update: impl FnMut(Update),
 ) -> Result<DeployRecord, HostError> {
     let mut seen = 0usize;
+    let mut last_id: Option<String> = None;
     let mut unreachable_since: Option<Instant> = None;
     loop {
-        let failure = match client.events(target, id).await {
+        let resuming = last_id.is_some();
+        let failure = match client.events(target, id, last_id.as_deref()).await {
             Ok(events) => {
                 let mut events = std::pin::pin!(events);
                 let mut index = 0usize;
@@ -50,11 +55,15 @@ pub async fn follow(
                             break;
                         }
                     };
-                    index += 1;
-                    if index <= seen {
-                        continue;
+                    if let Some(event_id) = &event.id {
+                        last_id = Some(event_id.clone());
+                    } else if !resuming {
+                        index += 1;
+                        if index <= seen {
+                            continue;
+                        }
+                        seen = index;
                     }
-                    seen = index;
                     // Only news counts as progress: a stream that connects and
                     // ends at once, again and again, still runs out of time.
                     unreachable_since = None;
@@ -77,6 +86,10 @@ pub async fn follow(
                     }
                 }
                 failure
+            }
+            // Too many streams open there: not a refusal of the deploy.
+            Err(HostError::Refused(body)) if body.error == deployd_protocol::ErrorCode::Busy => {
+                format!("the host is busy: {}", body.message)
             }
             Err(HostError::Refused(body)) => return Err(HostError::Refused(body)),
             Err(error) => error.to_string(),

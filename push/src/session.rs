@@ -15,6 +15,9 @@ use crate::sign;
 
 /// How often a request that got no answer is sent.
 const SEND_ATTEMPTS: u32 = 3;
+/// How often a confirm that got no answer is sent (a second apart, well
+/// inside any confirmation window).
+const CONFIRM_ATTEMPTS: u32 = 5;
 
 /// What the per-host tasks share.
 pub struct Session {
@@ -94,10 +97,26 @@ impl Session {
                 self.progress.note(host, "confirming");
                 let (progress, target) = (self.progress.clone(), target.clone());
                 let path = format!("/v1/deploys/{id}/confirm");
+                // The same envelope again is a retry the host answers alike:
+                // a confirm lost on the way is resent a few times.
                 tokio::spawn(async move {
-                    if let Err(error) = Client::fresh().send_signed(&target, &path, envelope).await
-                    {
-                        progress.note(target.name.as_str(), &format!("confirm failed: {error}"));
+                    let host = target.name.to_string();
+                    for attempt in 1..=CONFIRM_ATTEMPTS {
+                        match Client::fresh()
+                            .send_signed(&target, &path, envelope.clone())
+                            .await
+                        {
+                            Ok(_) => return,
+                            Err(HostError::Unreachable(why)) if attempt < CONFIRM_ATTEMPTS => {
+                                progress
+                                    .note(&host, &format!("confirm not through ({why}); again"));
+                                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                            }
+                            Err(error) => {
+                                progress.note(&host, &format!("confirm failed: {error}"));
+                                return;
+                            }
+                        }
                     }
                 });
             }

@@ -283,6 +283,12 @@ fn push_follows_a_host_whose_daemon_restarts_mid_deploy() {
             .any(|l| l.starts_with(&host.name) && l.contains("succeeded")),
         "{stdout}"
     );
+    // Across the restart, what the new daemon logged is shown, once.
+    let activated = stderr
+        .lines()
+        .filter(|line| line.contains(&format!("{}: activated /nix/store/", host.name)))
+        .count();
+    assert_eq!(activated, 1, "{stderr}");
     assert_eq!(host.switch_log().expect("log").len(), 1, "switched twice");
     let rev = fleet.lab.flake().head().expect("head");
     assert_eq!(
