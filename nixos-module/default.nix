@@ -55,7 +55,7 @@
   # files are runtime files (agenix, credentials): only their paths are checked.
   checkedConfig =
     pkgs.runCommand "deployd-config" {
-      nativeBuildInputs = [cfg.package];
+      nativeBuildInputs = [cfg.checkPackage];
     } ''
       deployd check-config --skip-key-files --config ${configFile}
       cp ${configFile} $out
@@ -87,6 +87,16 @@ in {
     package = mkOption {
       type = types.package;
       description = "The deployd package (the flake's module sets its own).";
+    };
+
+    checkPackage = mkOption {
+      type = types.package;
+      default =
+        if pkgs.stdenv.buildPlatform.system == pkgs.stdenv.hostPlatform.system
+        then cfg.package
+        else pkgs.buildPackages.callPackage ./package.nix {crate = "deployd";};
+      defaultText = literalExpression "config.services.deployd.package, or deployd for the build platform when cross-compiling";
+      description = "The deployd that checks the config while the system is built: it runs on the build machine, so it is the build platform's (an aarch64 system built on an x86_64 builder checks its config with x86_64 deployd).";
     };
 
     trustedKeys = mkOption {
