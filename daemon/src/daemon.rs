@@ -48,6 +48,8 @@ pub struct Daemon {
     /// Set when the system just activated runs another deployd: the daemon
     /// exits once the deploy is recorded, to be started anew.
     restart_after_deploy: std::sync::atomic::AtomicBool,
+    /// Held while a log line is written (outside `inner`'s lock).
+    log_writer: Mutex<()>,
 }
 
 /// Event streams served at once.
@@ -94,6 +96,7 @@ impl Daemon {
             shutdown: tokio_util::sync::CancellationToken::new(),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
             restart_after_deploy: std::sync::atomic::AtomicBool::new(false),
+            log_writer: Mutex::new(()),
             inner: Mutex::new(Inner {
                 store,
                 nonces,
@@ -423,17 +426,21 @@ impl Daemon {
         Vec<crate::events::Positioned>,
         Option<tokio::sync::broadcast::Receiver<crate::events::Positioned>>,
     )> {
-        let inner = self.lock();
-        let deploy = inner.store.get(id)?;
-        if let Some(live) = inner.live.get(&deploy.record.deploy_id) {
-            let (history, receiver) = live.subscribe();
-            return Some((history, Some(receiver)));
-        }
-        let log_file = inner.store.log_file(&deploy.record.deploy_id);
+        let (record, log_file) = {
+            let inner = self.lock();
+            let deploy = inner.store.get(id)?;
+            if let Some(live) = inner.live.get(&deploy.record.deploy_id) {
+                let (history, receiver) = live.subscribe();
+                return Some((history, Some(receiver)));
+            }
+            let log_file = inner.store.log_file(&deploy.record.deploy_id);
+            (deploy.record.clone(), log_file)
+        };
+        // A finished deploy: its log is read outside the lock.
         let lines = std::fs::read_to_string(log_file)
             .map(|text| text.lines().map(str::to_owned).collect())
             .unwrap_or_default();
-        Some((crate::events::replay(&deploy.record, lines), None))
+        Some((crate::events::replay(&record, lines), None))
     }
 
     /// Changes a deploy's progress and writes it down, before the step it
@@ -538,28 +545,40 @@ impl Daemon {
     }
 
     /// Adds a line to a deploy's log: its file, its record's tail, its events.
+    /// The file is written outside the daemon's lock (a slow or stuck disk
+    /// stalls the deploy's own task, never the API); lines are written one
+    /// caller at a time, so the file and the events keep one order.
     pub fn log(&self, id: &DeployId, line: &str) {
-        let mut inner = self.lock();
-        let count = inner.log_lines.entry(id.clone()).or_insert(0);
-        *count += 1;
-        if *count > MAX_LOG_LINES {
-            return;
-        }
-        // One event is one line of the log file (event cursors count them).
-        let line = if *count == MAX_LOG_LINES {
-            "deployd: log limit reached; further lines are dropped".to_owned()
-        } else {
-            line.replace(['\n', '\r'], " ")
+        let _one_writer = self
+            .log_writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (line, path) = {
+            let mut inner = self.lock();
+            let count = inner.log_lines.entry(id.clone()).or_insert(0);
+            *count += 1;
+            if *count > MAX_LOG_LINES {
+                return;
+            }
+            // One event is one line of the log file (event cursors count them).
+            let line = if *count == MAX_LOG_LINES {
+                "deployd: log limit reached; further lines are dropped".to_owned()
+            } else {
+                line.replace(['\n', '\r'], " ")
+            };
+            (line, inner.store.log_file(id))
         };
-        let path = inner.store.log_file(id);
-        if let Err(error) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut file| writeln!(file, "{line}"))
-        {
+        let appended = off_the_runtime(|| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut file| writeln!(file, "{line}"))
+        });
+        if let Err(error) = appended {
             log::warn!("cannot append to {}: {error}", path.display());
         }
+        let mut inner = self.lock();
         if let Some(live) = inner.live.get_mut(id) {
             live.push(DeployEvent::Log(line.clone()));
         }

@@ -108,6 +108,14 @@ pub struct DeployStore {
     /// reused id is a replay however old the first deploy is.
     used_ids: std::collections::HashSet<String>,
     used_ids_file: PathBuf,
+    /// The SHA-256 of each kept deploy's envelope, to know a retry.
+    envelope_digests: std::collections::HashMap<String, [u8; 32]>,
+}
+
+/// The SHA-256 of an envelope's bytes.
+fn envelope_digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
 }
 
 impl DeployStore {
@@ -189,6 +197,14 @@ impl DeployStore {
                 .values()
                 .map(|deploy| deploy.record.deploy_id.to_string()),
         );
+        let envelope_digests = by_sequence
+            .values()
+            .filter_map(|deploy| {
+                let id = deploy.record.deploy_id.as_str();
+                let bytes = std::fs::read(dir.join(id).join("envelope")).ok()?;
+                Some((id.to_owned(), envelope_digest(&bytes)))
+            })
+            .collect();
         let store = DeployStore {
             dir,
             active_file,
@@ -197,6 +213,7 @@ impl DeployStore {
             active,
             used_ids,
             used_ids_file,
+            envelope_digests,
         };
         Ok((store, problems))
     }
@@ -221,6 +238,10 @@ impl DeployStore {
         })?;
         write_atomically(&self.envelope_file(&deploy.record.deploy_id), envelope)?;
         self.save(&deploy)?;
+        self.envelope_digests.insert(
+            deploy.record.deploy_id.to_string(),
+            envelope_digest(envelope),
+        );
         self.by_sequence.insert(deploy.progress.sequence, deploy);
         self.prune();
         Ok(())
@@ -263,6 +284,8 @@ impl DeployStore {
         let excess = finished.len().saturating_sub(self.history_limit);
         for sequence in finished.into_iter().take(excess) {
             if let Some(deploy) = self.by_sequence.remove(&sequence) {
+                self.envelope_digests
+                    .remove(deploy.record.deploy_id.as_str());
                 let _ = std::fs::remove_dir_all(self.deploy_dir(&deploy.record.deploy_id));
             }
         }
@@ -302,9 +325,12 @@ impl DeployStore {
 
     /// The deploy that came in these exact envelope bytes, if any.
     pub fn find_by_envelope(&self, bytes: &[u8]) -> Option<&StoredDeploy> {
+        // Digests kept in memory: no file is read for a retry.
+        let digest = envelope_digest(bytes);
         self.by_sequence.values().rev().find(|deploy| {
-            std::fs::read(self.envelope_file(&deploy.record.deploy_id))
-                .is_ok_and(|stored| stored == bytes)
+            self.envelope_digests
+                .get(deploy.record.deploy_id.as_str())
+                .is_some_and(|kept| *kept == digest)
         })
     }
 
