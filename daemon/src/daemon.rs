@@ -50,6 +50,8 @@ pub struct Daemon {
     restart_after_deploy: std::sync::atomic::AtomicBool,
     /// Held while a log line is written (outside `inner`'s lock).
     log_writer: Mutex<()>,
+    /// Woken when a confirm is taken.
+    confirmations: tokio::sync::Notify,
 }
 
 /// Event streams served at once.
@@ -97,6 +99,7 @@ impl Daemon {
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
             restart_after_deploy: std::sync::atomic::AtomicBool::new(false),
             log_writer: Mutex::new(()),
+            confirmations: tokio::sync::Notify::new(),
             inner: Mutex::new(Inner {
                 store,
                 nonces,
@@ -105,6 +108,12 @@ impl Daemon {
                 counters,
             }),
         }))
+    }
+
+    /// Resolves when a confirm is taken after this call (see
+    /// [`tokio::sync::Notify::notified`]: enable it, then check, then wait).
+    pub fn confirmation_taken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.confirmations.notified()
     }
 
     /// Asks for a restart once the running deploy is recorded.
@@ -268,6 +277,7 @@ impl Daemon {
             .commit(pending, now_ms() / 1000)
             .map_err(ApiError::internal)?;
         inner.store.save(&confirmed).map_err(ApiError::internal)?;
+        self.confirmations.notify_waiters();
         log::info!(deploy_id = id.as_str(); "deploy {id} confirmed");
         Ok(accepted(id))
     }

@@ -340,7 +340,12 @@ async fn confirmed_in_time(
             &format!("deployd: waiting {window_s} s for the deploy to be confirmed"),
         );
     }
+    // Woken by the confirm itself, not by polling: the waiter is enabled
+    // before each check, so a confirm taken in between is not missed.
     loop {
+        let taken = daemon.confirmation_taken();
+        tokio::pin!(taken);
+        taken.as_mut().enable();
         if daemon
             .deploy(id.as_str())
             .is_some_and(|d| d.progress.confirmed)
@@ -348,10 +353,14 @@ async fn confirmed_in_time(
             daemon.log(id, "deployd: confirmed");
             return Ok(true);
         }
-        if crate::clock::now_ms() >= deadline_ms {
+        let left_ms = deadline_ms.saturating_sub(crate::clock::now_ms());
+        if left_ms == 0 {
             return Ok(false);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::select! {
+            () = &mut taken => {}
+            () = tokio::time::sleep(std::time::Duration::from_millis(left_ms)) => {}
+        }
     }
 }
 
