@@ -252,3 +252,35 @@ fn a_switch_from_before_a_reboot_is_not_waited_for_when_its_pid_is_reused() {
         .expect("systemctl");
     assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "running");
 }
+
+#[test]
+fn a_switch_resumed_after_a_restart_logs_each_of_its_lines_once() {
+    let (one, _, second) = two_systems("");
+    one.host.set_switch_gate(true).expect("gate");
+    let id = deploy(
+        &one.lab,
+        &one.host,
+        &deploy_message(&one.host, "resumed", &second, Action::Switch),
+        &one.ops,
+    );
+    let log = one
+        .host
+        .outside(&format!("{DEPLOYD_STATE_DIR}/deploys/{id}/log"));
+    let says = |text: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains(text))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || says("switching to") == 1),
+        "the switch's first line never reached the deploy's log"
+    );
+    kill_and_wait_for_restart(&one);
+    one.host.set_switch_gate(false).expect("gate");
+    let record = wait_for_end(&one.lab, &one.host, &id, Duration::from_secs(60));
+    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
+    assert_eq!(says("switching to"), 1, "a line streamed twice");
+    assert_eq!(says("activated /nix/store/"), 1);
+}

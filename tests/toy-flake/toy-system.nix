@@ -174,6 +174,7 @@ in
     esac
     mkdir -p /var/lib/lab
     echo "\$action $out" >> /var/lib/lab/switch.log
+    echo "switching to $out (\$action)"
     if [ -e /var/lib/lab/switch-delay ]; then
       sleep "\$(cat /var/lib/lab/switch-delay)"
     fi

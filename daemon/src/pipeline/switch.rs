@@ -132,9 +132,17 @@ pub async fn wait(daemon: &Daemon, id: &DeployId, launch: &SwitchLaunch) -> Swit
         .boot_id
         .as_ref()
         .is_some_and(|launched| crate::system::boot_id().as_ref() != Some(launched));
-    let mut offset = 0;
+    // Streamed from where an earlier daemon got to: no line twice.
+    let streamed = streamed_file(launch);
+    let mut offset = read_line(&streamed)
+        .and_then(|line| line.parse().ok())
+        .unwrap_or(0);
     loop {
+        let before = offset;
         offset = stream_new_output(daemon, id, &launch.log_file, offset);
+        if offset != before {
+            let _ = std::fs::write(&streamed, format!("{offset}\n"));
+        }
         if let Some(outcome) = read_status(&launch.status_file) {
             stream_new_output(daemon, id, &launch.log_file, offset);
             return outcome;
@@ -235,6 +243,12 @@ fn process_runs(pid: u32) -> bool {
             .and_then(|rest| rest.chars().next());
         state.is_some_and(|state| state != 'Z' && state != 'X')
     })
+}
+
+/// Where the offset of the switch's output already streamed into the
+/// deploy's log is kept (`switch-<n>.streamed`), for a restarted daemon.
+fn streamed_file(launch: &SwitchLaunch) -> std::path::PathBuf {
+    launch.log_file.with_extension("streamed")
 }
 
 /// Copies the lines added to `log_file` since `offset` into the deploy's log;

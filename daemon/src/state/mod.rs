@@ -11,7 +11,8 @@
 //!   deploys/<id>/record.json    a deploy's record and progress
 //!   deploys/<id>/envelope       the envelope it came in (retries compare it)
 //!   deploys/<id>/log            its full log
-//!   deploys/<id>/switch-<n>.*   a detached switch's output, pid and exit status
+//!   deploys/<id>/switch-<n>.*   a detached switch's output, pid, exit status
+//!                               and how much output was streamed
 //!   nonces-lost.json            when an unreadable nonces.json was set aside
 //!   unreadable/                 what could not be read at start (a deploy's
 //!                               directory, nonces.json, active.json)
