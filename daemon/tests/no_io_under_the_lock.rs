@@ -4,7 +4,8 @@
 //! FIFO (named pipe) that nobody opens from the other side, so touching it
 //! blocks for ever, then asks for `/v1/status`, which needs the lock.
 
-use std::os::unix::fs::PermissionsExt;
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use deployd::{api, Config, Daemon};
-use deployd_protocol::{Action, DeployRequest, Message, Request as Signed, SecretKey};
+use deployd_protocol::{Action, SecretKey};
+use support::{config_text, deploy_envelope, key, now, stand_in_nix_store};
 use tower::ServiceExt;
 
 struct Host {
@@ -24,51 +26,16 @@ struct Host {
 /// A daemon whose fetch is `fetch_script` (a stand-in for nix-store).
 fn host(fetch_script: &str) -> Host {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ops = SecretKey::generate("ops-1".parse().expect("name")).expect("random");
-    let cache = SecretKey::generate("cache-1".parse().expect("name")).expect("random");
-    let fetch = dir.path().join("nix-store");
-    std::fs::write(&fetch, fetch_script).expect("script");
-    std::fs::set_permissions(&fetch, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let path = |name: &str| dir.path().join(name).display().to_string();
-    let text = format!(
-        "hostname = \"sambirano\"\nstate_dir = \"{}\"\n\
-         [[trusted_keys]]\nkey = \"{}\"\n\
-         [nix]\nnix_store = \"{}\"\nsubstituters = [\"http://127.0.0.1:9\"]\ntrusted_public_keys = [\"{}\"]\n\
-         [activation]\nsystem_profile = \"{}\"\ncurrent_system = \"{}\"\nbooted_system = \"{}\"\n",
-        path("state"),
-        ops.public_key(),
-        fetch.display(),
-        cache.public_key(),
-        path("profiles/system"),
-        path("current-system"),
-        path("booted-system"),
-    );
+    let ops = key("ops-1");
+    let fetch = stand_in_nix_store(dir.path(), fetch_script);
+    let text = config_text(dir.path(), &ops, "", Some(&fetch));
     let config = Config::from_toml(&text, Path::new("test.toml")).expect("config");
     let daemon = Daemon::open(config, None).expect("daemon");
     Host { daemon, ops, dir }
 }
 
 fn envelope(host: &Host, id: &str) -> Vec<u8> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let request = DeployRequest::new(
-        id.parse().expect("id"),
-        "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-sambirano"
-            .parse()
-            .expect("path"),
-        Action::Switch,
-    )
-    .expect("random");
-    Message::new(
-        "sambirano".parse().expect("host"),
-        Signed::Deploy(request),
-        now,
-        60,
-    )
-    .sign(&[&host.ops])
-    .to_json()
+    deploy_envelope(&host.ops, id, (now(), 60), Action::Switch)
 }
 
 async fn send(host: &Host, request: Request<Body>) -> StatusCode {

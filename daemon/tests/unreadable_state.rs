@@ -3,60 +3,34 @@
 //! runs. With its nonces lost, a message issued before that moment (which
 //! may have been seen) is refused as replayed; a new one is taken.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use deployd::{api, Config, Daemon};
-use deployd_protocol::{Action, DeployRequest, Message, Request as Signed, SecretKey};
+use deployd_protocol::{Action, SecretKey};
+use support::{config_text, deploy_envelope, now};
 use tower::ServiceExt;
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
 
 /// A daemon over `dir`'s state, trusting `ops`.
 fn open(dir: &Path, ops: &SecretKey) -> Result<Arc<Daemon>, deployd::state::StateError> {
-    let cache = SecretKey::generate("cache-1".parse().expect("name")).expect("random");
-    let path = |name: &str| dir.join(name).display().to_string();
-    let text = format!(
-        "hostname = \"sambirano\"\nstate_dir = \"{}\"\n\
-         [[trusted_keys]]\nkey = \"{}\"\n\
-         [nix]\nsubstituters = [\"http://127.0.0.1:9\"]\ntrusted_public_keys = [\"{}\"]\n\
-         [activation]\nsystem_profile = \"{}\"\ncurrent_system = \"{}\"\nbooted_system = \"{}\"\n",
-        path("state"),
-        ops.public_key(),
-        cache.public_key(),
-        path("profiles/system"),
-        path("current-system"),
-        path("booted-system"),
-    );
+    let text = config_text(dir, ops, "", None);
     let config = Config::from_toml(&text, Path::new("test.toml")).expect("config");
     Daemon::open(config, None)
 }
 
 /// POSTs a deploy issued at `issued_at`; returns the status.
 async fn deploy(daemon: &Arc<Daemon>, ops: &SecretKey, id: &str, issued_at: u64) -> StatusCode {
-    let request = DeployRequest::new(
-        id.parse().expect("id"),
-        "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-sambirano"
-            .parse()
-            .expect("path"),
-        Action::DryActivate,
-    )
-    .expect("random");
-    let message = Message::new(
-        "sambirano".parse().expect("host"),
-        Signed::Deploy(request),
-        issued_at,
-        300,
-    );
     let request = Request::post("/v1/deploy")
-        .body(Body::from(message.sign(&[ops]).to_json()))
+        .body(Body::from(deploy_envelope(
+            ops,
+            id,
+            (issued_at, 300),
+            Action::DryActivate,
+        )))
         .expect("request");
     api::router(daemon.clone())
         .oneshot(request)
@@ -68,7 +42,7 @@ async fn deploy(daemon: &Arc<Daemon>, ops: &SecretKey, id: &str, issued_at: u64)
 #[tokio::test]
 async fn an_unreadable_nonce_file_is_set_aside_and_older_messages_count_as_replayed() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ops = SecretKey::generate("ops-1".parse().expect("name")).expect("random");
+    let ops = support::key("ops-1");
     std::fs::create_dir_all(dir.path().join("state")).expect("dir");
     std::fs::write(dir.path().join("state/nonces.json"), "{\"torn").expect("write");
     let issued_before = now() - 5;
@@ -98,7 +72,7 @@ async fn an_unreadable_nonce_file_is_set_aside_and_older_messages_count_as_repla
 #[test]
 fn an_unreadable_active_file_is_set_aside() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ops = SecretKey::generate("ops-1".parse().expect("name")).expect("random");
+    let ops = support::key("ops-1");
     std::fs::create_dir_all(dir.path().join("state")).expect("dir");
     std::fs::write(dir.path().join("state/active.json"), "not json").expect("write");
     let daemon = open(dir.path(), &ops).expect("the daemon starts");

@@ -2,70 +2,42 @@
 //! disk) still ends for everyone following it: its event stream sends the
 //! end and `done`, instead of keep-alives for ever.
 
-use std::os::unix::fs::PermissionsExt;
+mod support;
+
 use std::path::Path;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use deployd::{api, Config, Daemon};
-use deployd_protocol::{Action, DeployRequest, Message, Request as Signed, SecretKey};
+use deployd_protocol::Action;
+use support::{config_text, deploy_envelope, key, now, stand_in_nix_store};
 use tower::ServiceExt;
 
 #[tokio::test]
 async fn the_event_stream_ends_even_when_the_last_write_fails() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ops = SecretKey::generate("ops-1".parse().expect("name")).expect("random");
-    let cache = SecretKey::generate("cache-1".parse().expect("name")).expect("random");
+    let ops = key("ops-1");
     // A fetch that waits until the test lets it fail.
     let gate = dir.path().join("gate");
-    let fetch = dir.path().join("slow-nix-store");
-    std::fs::write(
-        &fetch,
-        format!(
+    let fetch = stand_in_nix_store(
+        dir.path(),
+        &format!(
             "#!/bin/sh\nwhile [ ! -e {} ]; do sleep 0.05; done\nexit 1\n",
             gate.display()
         ),
-    )
-    .expect("script");
-    std::fs::set_permissions(&fetch, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let path = |name: &str| dir.path().join(name).display().to_string();
-    let text = format!(
-        "hostname = \"sambirano\"\nstate_dir = \"{}\"\n\
-         [[trusted_keys]]\nkey = \"{}\"\n\
-         [nix]\nnix_store = \"{}\"\nsubstituters = [\"http://127.0.0.1:9\"]\ntrusted_public_keys = [\"{}\"]\n\
-         [activation]\nsystem_profile = \"{}\"\ncurrent_system = \"{}\"\nbooted_system = \"{}\"\n",
-        path("state"),
-        ops.public_key(),
-        fetch.display(),
-        cache.public_key(),
-        path("profiles/system"),
-        path("current-system"),
-        path("booted-system"),
     );
+    let text = config_text(dir.path(), &ops, "", Some(&fetch));
     let config = Config::from_toml(&text, Path::new("test.toml")).expect("config");
     let daemon = Daemon::open(config, None).expect("daemon");
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let request = DeployRequest::new(
-        "doomed".parse().expect("id"),
-        "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-sambirano"
-            .parse()
-            .expect("path"),
-        Action::Switch,
-    )
-    .expect("random");
-    let message = Message::new(
-        "sambirano".parse().expect("host"),
-        Signed::Deploy(request),
-        now,
-        60,
-    );
     let post = Request::post("/v1/deploy")
-        .body(Body::from(message.sign(&[&ops]).to_json()))
+        .body(Body::from(deploy_envelope(
+            &ops,
+            "doomed",
+            (now(), 60),
+            Action::Switch,
+        )))
         .expect("request");
     let answer = api::router(daemon.clone())
         .oneshot(post)

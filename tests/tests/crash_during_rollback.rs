@@ -11,7 +11,9 @@ use std::time::Duration;
 use deployd_lab::{Node, DEPLOYD_STATE_DIR};
 use deployd_protocol::api::{DeployRecord, DeployState};
 use deployd_protocol::{Action, DeployId, Message, Request};
-use support::deployd::{deploy, deploy_message, post, wait_for_end, wait_for_state, OneHost};
+use support::deployd::{
+    deploy, deploy_message, post, wait_for_deployd_restart, wait_for_end, wait_for_state, OneHost,
+};
 use support::wait_until;
 
 /// A deploy of `system` that asks for a confirmation within `window_s`.
@@ -40,16 +42,7 @@ fn confirm(one: &OneHost, id: &str) -> u16 {
 fn kill_and_wait_for_restart(one: &OneHost) {
     let before = one.lab.deployd_pid(&one.host).expect("deployd runs");
     one.lab.signal_deployd(&one.host, "KILL").expect("kill -9");
-    let url = format!("{}/healthz", one.lab.deployd_url(&one.host));
-    assert!(
-        wait_until(Duration::from_secs(30), || one
-            .lab
-            .deployd_pid(&one.host)
-            .is_some_and(|now| now != before)
-            && reqwest::blocking::get(&url)
-                .is_ok_and(|a| a.status().is_success())),
-        "systemd did not bring deployd back"
-    );
+    wait_for_deployd_restart(&one.lab, &one.host, before);
 }
 
 /// Waits until the host's toy switch has run `count` times.
@@ -60,6 +53,29 @@ fn wait_for_switches(host: &Node, count: usize) {
             .is_ok_and(|log| log.len() >= count)),
         "the switch did not run {count} times"
     );
+}
+
+/// The deploy ended `rolled_back` after one rollback switch (three runs of
+/// the switch in all), with `first` back in the profile and running.
+fn assert_rolled_back_once_to(one: &OneHost, record: &DeployRecord, first: &str) {
+    assert_eq!(record.state, DeployState::RolledBack, "{record:?}");
+    assert_eq!(
+        one.host.switch_log().expect("log").len(),
+        3,
+        "rolled back twice"
+    );
+    assert_eq!(one.host.current_system().as_deref(), Some(first));
+    assert_eq!(one.host.profile_system().as_deref(), Some(first));
+}
+
+/// Changes deploy `id`'s stored record and progress (deployd stopped), as a
+/// crash at some moment would have left them.
+fn edit_stored_deploy(host: &Node, id: &str, change: impl FnOnce(&mut serde_json::Value)) {
+    let file = host.outside(&format!("{DEPLOYD_STATE_DIR}/deploys/{id}/record.json"));
+    let mut stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("record")).expect("json");
+    change(&mut stored);
+    std::fs::write(&file, serde_json::to_vec(&stored).expect("json")).expect("write");
 }
 
 /// The host (healthy) with a first system, deployed, and a second built.
@@ -98,7 +114,7 @@ fn killed_while_rolling_back_an_unconfirmed_deploy_the_rollback_resumes_once() {
     );
     one.host.set_switch_gate(false).expect("gate");
     let record = wait_for_end(&one.lab, &one.host, &id, Duration::from_secs(60));
-    assert_eq!(record.state, DeployState::RolledBack, "{record:?}");
+    assert_rolled_back_once_to(&one, &record, &first);
     assert!(
         record
             .error
@@ -106,13 +122,6 @@ fn killed_while_rolling_back_an_unconfirmed_deploy_the_rollback_resumes_once() {
             .is_some_and(|e| e.message.contains("not confirmed")),
         "{record:?}"
     );
-    assert_eq!(
-        one.host.switch_log().expect("log").len(),
-        3,
-        "rolled back twice"
-    );
-    assert_eq!(one.host.current_system(), Some(first.clone()));
-    assert_eq!(one.host.profile_system(), Some(first));
 }
 
 #[test]
@@ -140,19 +149,12 @@ fn killed_while_rolling_back_an_unhealthy_deploy_it_does_not_check_again() {
     std::fs::write(one.host.outside("/var/lib/lab/healthy"), "").expect("healthy");
     one.host.set_switch_gate(false).expect("gate");
     let record = wait_for_end(&one.lab, &one.host, &id, Duration::from_secs(60));
-    assert_eq!(record.state, DeployState::RolledBack, "{record:?}");
-    assert_eq!(
-        one.host.switch_log().expect("log").len(),
-        3,
-        "rolled back twice"
-    );
-    assert_eq!(one.host.current_system(), Some(first.clone()));
-    assert_eq!(one.host.profile_system(), Some(first));
+    assert_rolled_back_once_to(&one, &record, &first);
 }
 
 #[test]
 fn a_crash_as_the_confirm_window_opens_keeps_the_window() {
-    let (one, _, second) = two_systems("");
+    let (mut one, _, second) = two_systems("");
     let id = deploy_to_confirm(&one, "window", &second, 60);
     wait_for_state(
         &one.lab,
@@ -163,29 +165,20 @@ fn a_crash_as_the_confirm_window_opens_keeps_the_window() {
     );
     // As if deployd died after writing the window's end but before the
     // state: stop it, take the state back to `activating`, start it.
-    let mut lab = one.lab;
-    lab.stop_deployd(&one.host).expect("stop");
-    let file = one
-        .host
-        .outside(&format!("{DEPLOYD_STATE_DIR}/deploys/{id}/record.json"));
-    let mut stored: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&file).expect("record")).expect("json");
-    assert!(
-        stored["progress"]["confirm_deadline_ms"].is_u64(),
-        "{stored}"
-    );
-    stored["record"]["state"] = "activating".into();
-    stored["record"]["phases"]
-        .as_array_mut()
-        .expect("phases")
-        .pop();
-    std::fs::write(&file, serde_json::to_vec(&stored).expect("json")).expect("write");
-    lab.start_deployd(&one.host).expect("start");
-    let one = OneHost {
-        lab,
-        ops: one.ops,
-        host: one.host,
-    };
+    let host = one.host.clone();
+    one.lab.stop_deployd(&host).expect("stop");
+    edit_stored_deploy(&host, &id, |stored| {
+        assert!(
+            stored["progress"]["confirm_deadline_ms"].is_u64(),
+            "{stored}"
+        );
+        stored["record"]["state"] = "activating".into();
+        stored["record"]["phases"]
+            .as_array_mut()
+            .expect("phases")
+            .pop();
+    });
+    one.lab.start_deployd(&host).expect("start");
     wait_for_state(
         &one.lab,
         &one.host,
@@ -219,15 +212,13 @@ fn a_switch_from_before_a_reboot_is_not_waited_for_when_its_pid_is_reused() {
     host.run(&["systemctl", "stop", &unit])
         .expect("stop the switch");
     one.host.set_switch_gate(false).expect("gate");
-    let deploy_dir = host.outside(&format!("{DEPLOYD_STATE_DIR}/deploys/{id}"));
-    std::fs::write(deploy_dir.join("switch-1.pid"), "1\n").expect("pid");
-    let file = deploy_dir.join("record.json");
-    let mut stored: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&file).expect("record")).expect("json");
-    let launch = &mut stored["progress"]["switch"];
-    assert!(launch.is_object(), "{stored}");
-    launch["boot_id"] = "00000000-0000-4000-8000-000000000000".into();
-    std::fs::write(&file, serde_json::to_vec(&stored).expect("json")).expect("write");
+    let pid_file = host.outside(&format!("{DEPLOYD_STATE_DIR}/deploys/{id}/switch-1.pid"));
+    std::fs::write(pid_file, "1\n").expect("pid");
+    edit_stored_deploy(&host, &id, |stored| {
+        let launch = &mut stored["progress"]["switch"];
+        assert!(launch.is_object(), "{launch}");
+        launch["boot_id"] = "00000000-0000-4000-8000-000000000000".into();
+    });
 
     let started = std::time::Instant::now();
     one.lab.start_deployd(&host).expect("start");

@@ -12,24 +12,16 @@ use deployd_lab::{Lab, Node, DEPLOYD_STATE_DIR};
 use deployd_protocol::api::{DeployRecord, DeployState};
 use deployd_protocol::Action;
 use support::deployd::{
-    deploy, deploy_message, slow_to_fetch, wait_for_end, wait_for_state, OneHost,
+    deploy, deploy_message, slow_to_fetch, wait_for_deployd_restart, wait_for_end, wait_for_state,
+    OneHost,
 };
 use support::wait_until;
 
 /// Kills the host's deployd with SIGKILL and waits for its restart.
 fn kill_deployd(lab: &Lab, host: &Node) {
     let pid = lab.deployd_pid(host).expect("deployd runs");
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    assert!(
-        wait_until(Duration::from_secs(20), || lab
-            .deployd_pid(host)
-            .is_some_and(|new| new != pid)),
-        "deployd was not restarted"
-    );
+    lab.signal_deployd(host, "KILL").expect("kill -9");
+    wait_for_deployd_restart(lab, host, pid);
 }
 
 /// Every JSON file under deployd's state parses, and every deploy's record

@@ -10,8 +10,8 @@ use deployd_lab::{Lab, LabOptions};
 use deployd_protocol::api::DeployState;
 use deployd_protocol::{Action, DeployId, Request};
 use support::deployd::{
-    deploy, deploy_message, get, key, post, start_fleet, status, trusted, wait_for_end,
-    wait_for_state, OneHost,
+    deploy, deploy_message, get, key, post, start_fleet, status, trusted, wait_for_deployd_restart,
+    wait_for_end, wait_for_state, OneHost,
 };
 use support::push::{system_at, text, PushLab};
 use support::{lab_options, wait_until};
@@ -218,9 +218,7 @@ fn killed_while_awaiting_confirmation_the_deploy_still_needs_its_confirm() {
 
     let pid = lab.deployd_pid(&host).expect("deployd");
     lab.signal_deployd(&host, "KILL").expect("kill -9 deployd");
-    assert!(wait_until(Duration::from_secs(20), || lab
-        .deployd_pid(&host)
-        .is_some_and(|p| p != pid)));
+    wait_for_deployd_restart(&lab, &host, pid);
     wait_for_state(
         &lab,
         &host,

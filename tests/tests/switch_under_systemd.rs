@@ -13,7 +13,9 @@ use std::time::Duration;
 use deployd_lab::{Lab, Node, DEPLOYD_STATE_DIR};
 use deployd_protocol::api::DeployState;
 use deployd_protocol::{Action, Request, SecretKey};
-use support::deployd::{deploy, deploy_message, wait_for_end, wait_for_state, OneHost};
+use support::deployd::{
+    deploy, deploy_message, wait_for_deployd_restart, wait_for_end, wait_for_state, OneHost,
+};
 use support::wait_until;
 
 /// A lab of one host that boots systemd, deployd trusting `ops-1`.
@@ -21,35 +23,6 @@ fn systemd_host() -> (Lab, SecretKey, Node) {
     let one = OneHost::up();
     assert!(one.host.pid1.is_some(), "lab hosts boot systemd");
     (one.lab, one.ops, one.host)
-}
-
-/// deployd.service's main pid, as the host sees it (0: not running).
-fn main_pid(host: &Node) -> String {
-    let output = host
-        .command(
-            "systemctl",
-            ["show", "-p", "MainPID", "--value", "deployd.service"],
-        )
-        .output()
-        .expect("systemctl show");
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-/// Waits until systemd runs deployd under another pid than `before`, and
-/// it answers.
-fn wait_for_restart(lab: &Lab, host: &Node, before: &str) {
-    let url = format!("{}/healthz", lab.deployd_url(host));
-    let restarted = wait_until(Duration::from_secs(30), || {
-        let now = main_pid(host);
-        now != before
-            && now != "0"
-            && reqwest::blocking::get(&url).is_ok_and(|answer| answer.status().is_success())
-    });
-    assert!(
-        restarted,
-        "systemd did not bring deployd back (pid {})",
-        main_pid(host)
-    );
 }
 
 #[test]
@@ -202,16 +175,16 @@ fn the_switch_outlives_deployd_and_systemd_brings_it_back() {
     let (mut lab, ops, host) = systemd_host();
 
     // Killed while idle: Restart=always.
-    let idle = main_pid(&host);
-    host.run(&["kill", "-KILL", &idle]).expect("kill");
-    wait_for_restart(&lab, &host, &idle);
+    let idle = lab.deployd_pid(&host).expect("deployd runs");
+    lab.signal_deployd(&host, "KILL").expect("kill -9");
+    wait_for_deployd_restart(&lab, &host, idle);
 
     let rev = lab.flake().head().expect("head");
     let first = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
     let record = deploy_through((&lab, &ops, &host), ("killed", &first), || {
-        let pid = main_pid(&host);
-        host.run(&["kill", "-KILL", &pid]).expect("kill");
-        wait_for_restart(&lab, &host, &pid);
+        let pid = lab.deployd_pid(&host).expect("deployd runs");
+        lab.signal_deployd(&host, "KILL").expect("kill -9");
+        wait_for_deployd_restart(&lab, &host, pid);
     });
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
     assert_eq!(host.current_system().as_deref(), Some(first.as_str()));
@@ -219,10 +192,10 @@ fn the_switch_outlives_deployd_and_systemd_brings_it_back() {
     let rev = lab.flake_mut().commit_changed_system().expect("commit");
     let second = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
     let record = deploy_through((&lab, &ops, &host), ("restarted", &second), || {
-        let pid = main_pid(&host);
+        let pid = lab.deployd_pid(&host).expect("deployd runs");
         host.run(&["systemctl", "restart", "deployd.service"])
             .expect("systemctl restart");
-        wait_for_restart(&lab, &host, &pid);
+        wait_for_deployd_restart(&lab, &host, pid);
     });
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
     assert_eq!(host.current_system().as_deref(), Some(second.as_str()));

@@ -241,3 +241,18 @@ pub fn slow_to_fetch(lab: &mut Lab, host: &Node) -> String {
     lab.start_cache(Some(100_000)).expect("slow cache");
     system
 }
+
+/// Waits until deployd runs on `host` under another pid than `before` (its
+/// supervisor, or systemd, brought it back) and answers.
+pub fn wait_for_deployd_restart(lab: &Lab, host: &Node, before: u32) {
+    let url = format!("{}/healthz", lab.deployd_url(host));
+    let restarted = super::wait_until(Duration::from_secs(30), || {
+        lab.deployd_pid(host).is_some_and(|now| now != before)
+            && reqwest::blocking::get(&url).is_ok_and(|answer| answer.status().is_success())
+    });
+    assert!(
+        restarted,
+        "deployd was not brought back (pid {:?})",
+        lab.deployd_pid(host)
+    );
+}
