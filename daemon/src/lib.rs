@@ -6,7 +6,6 @@
 
 pub mod api;
 pub mod clock;
-pub mod command;
 pub mod config;
 pub mod daemon;
 pub mod events;
@@ -25,7 +24,7 @@ pub use daemon::Daemon;
 /// Opens the daemon's state and finishes a deploy a previous run left
 /// unfinished (in the background).
 pub async fn start(config: Config) -> Result<Arc<Daemon>, state::StateError> {
-    let version = command::run(&pipeline::nix_version_invocation(&config), |_| {})
+    let version = deployd_command::run(&pipeline::nix_version_invocation(&config), |_| {})
         .await
         .map(|captured| captured.stdout.trim().to_owned())
         .map_err(|error| log::warn!("cannot read Nix's version: {error}"))

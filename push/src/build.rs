@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use deployd::command;
+use deployd_command as command;
 use deployd_protocol::{HostName, StorePath};
 
 use crate::nix;

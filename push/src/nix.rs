@@ -1,11 +1,11 @@
 //! The argv of every Nix and SSH call `push` makes, built by pure functions;
-//! they run through deployd's one runner (`deployd::command`). Only commands
+//! they run through the one runner (`deployd_command`). Only commands
 //! and flags that Nix 2.8, current Nix and Lix share.
 
 use std::path::Path;
 use std::time::Duration;
 
-use deployd::command::Invocation;
+use deployd_command::Invocation;
 use deployd_protocol::{HostName, StorePath};
 
 /// Longest evaluation, build or copy.

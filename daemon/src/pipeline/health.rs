@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::command::{self, Invocation};
 use crate::config::HealthSection;
 use crate::daemon::Daemon;
+use deployd_command::{self as command, Invocation};
 use deployd_protocol::DeployId;
 
 /// How long an HTTP check may take.

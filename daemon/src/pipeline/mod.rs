@@ -18,10 +18,10 @@ use std::sync::Arc;
 use deployd_protocol::api::{DeployFailure, DeployState};
 use deployd_protocol::{Action, DeployId};
 
-use crate::command;
 use crate::daemon::Daemon;
 use crate::state::{StateError, StoredDeploy};
 use crate::system::{check_nixos_system, read_link, reboot_required, runs_another_daemon, Profile};
+use deployd_command as command;
 
 /// The switch numbers of a deploy's detached switches.
 const FORWARD_SWITCH: u32 = 1;

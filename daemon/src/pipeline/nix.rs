@@ -6,8 +6,8 @@ use std::path::Path;
 
 use deployd_protocol::StorePath;
 
-use crate::command::Invocation;
 use crate::config::Config;
+use deployd_command::Invocation;
 
 /// Realises `system` from the configured caches only, checked against the
 /// configured keys only, with a GC root at `gc_root` so it survives until the

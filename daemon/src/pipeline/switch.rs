@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use deployd_protocol::{Action, DeployId};
 
-use crate::command::{self, CommandError, Invocation};
 use crate::daemon::Daemon;
 use crate::state::SwitchLaunch;
+use deployd_command::{self as command, CommandError, Invocation};
 
 /// Writes the wrapper's pid, runs the script, writes its exit status.
 /// `$1` script, `$2` action, `$3` status file, `$4` pid file.
