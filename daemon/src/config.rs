@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use deployd_protocol::{HostName, KeyError, Permissions, PublicKey, TrustedKey, TrustedKeys};
 
+use crate::http_url::HttpUrl;
+
 /// Why a config cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -93,7 +95,7 @@ pub struct HealthSection {
     pub commands: Vec<HealthCommand>,
     /// `http://` URLs that must answer a GET with a 2xx status.
     #[serde(default)]
-    pub http: Vec<String>,
+    pub http: Vec<HttpUrl>,
     /// Where systemd runs: `systemctl is-system-running --wait` must not
     /// leave failed units other than `allowed_failed_units`.
     #[serde(default = "default_true")]
@@ -367,13 +369,6 @@ impl ConfigFile {
                 return invalid(
                     "[[health.commands]] need a command and a timeout_s of 1 s to a week",
                 );
-            }
-        }
-        for url in &self.health.http {
-            if crate::pipeline::health::parse_http_url(url).is_none() {
-                return Err(ConfigError::Invalid(format!(
-                    "[health] http: {url:?} is not an http://host[:port]/path URL"
-                )));
             }
         }
         if self.health.deadline_s > MAX_TIMEOUT_S || self.health.interval_s == 0 {

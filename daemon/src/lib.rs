@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod events;
+pub mod http_url;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
@@ -19,17 +20,16 @@ pub mod system;
 use std::sync::Arc;
 
 pub use config::{Config, ConfigError};
-pub use daemon::Daemon;
+pub use daemon::{Daemon, Environment};
 
-/// Opens the daemon's state and finishes a deploy a previous run left
+/// Opens the daemon's state on a machine like `environment` (see
+/// [`Environment::detect`]) and finishes a deploy a previous run left
 /// unfinished (in the background).
-pub async fn start(config: Config) -> Result<Arc<Daemon>, state::StateError> {
-    let version = deployd_command::run(&pipeline::nix_version_invocation(&config), |_| {})
-        .await
-        .map(|captured| captured.stdout.trim().to_owned())
-        .map_err(|error| log::warn!("cannot read Nix's version: {error}"))
-        .ok();
-    let daemon = Daemon::open(config, version)?;
+pub async fn start(
+    config: Config,
+    environment: Environment,
+) -> Result<Arc<Daemon>, state::StateError> {
+    let daemon = Daemon::open(config, environment)?;
     if let Some(id) = daemon.unfinished() {
         log::warn!(deploy_id = id.as_str(); "deploy {id} was unfinished at start; finishing it");
         daemon.revive(&id);

@@ -86,14 +86,15 @@ async fn run(config: Config) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
-    let daemon = deployd::start(config)
+    let environment = deployd::Environment::detect(&config).await;
+    let daemon = deployd::start(config, environment)
         .await
         .map_err(|error| format!("cannot open the state: {}", chain(&error)))?;
     let bound = listener
         .local_addr()
         .map_err(|error| format!("cannot read the bound address: {error}"))?;
     log::info!("deployd {} listening on {bound}", env!("CARGO_PKG_VERSION"));
-    let shutdown = daemon.shutdown_token();
+    let shutdown = daemon.lifecycle.shutdown_token();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     if let Some(interval) = notify::watchdog_interval() {
         tokio::spawn(notify::keep_watchdog_fed(interval, shutdown.clone()));

@@ -1,6 +1,9 @@
 //! The router, through `tower::ServiceExt::oneshot`, without a network:
 //! signed reads, the body limit, unknown routes and deploys, history, and
-//! the metrics text.
+//! the metrics text. The deploys these tests start meet a named stand-in
+//! for `nix-store` that refuses every fetch, never the machine's Nix.
+
+mod support;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +12,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use deployd::{api, Config, Daemon};
+use deployd::{api, Config, Daemon, Environment};
 use deployd_protocol::{Message, ReadRequest, Request as Signed, SecretKey};
 use tower::ServiceExt;
 
@@ -26,22 +29,27 @@ fn host(signed_reads: bool) -> Host {
     let reader = SecretKey::generate("reader-1".parse().expect("name")).expect("random");
     let cache = SecretKey::generate("cache-1".parse().expect("name")).expect("random");
     let path = |name: &str| dir.path().join(name).display().to_string();
+    let nix_store = support::stand_in_nix_store(
+        dir.path(),
+        "#!/bin/sh\necho 'nix-store stand-in: this test has no cache' >&2\nexit 1\n",
+    );
     let text = format!(
         "hostname = \"sambirano\"\nstate_dir = \"{}\"\nread_requires_signature = {signed_reads}\n\
          [[trusted_keys]]\nkey = \"{}\"\nmay = [\"deploy\"]\n\
          [[trusted_keys]]\nkey = \"{}\"\nmay = [\"read\"]\n\
-         [nix]\nsubstituters = [\"http://127.0.0.1:9\"]\ntrusted_public_keys = [\"{}\"]\n\
+         [nix]\nnix_store = \"{}\"\nsubstituters = [\"http://127.0.0.1:9\"]\ntrusted_public_keys = [\"{}\"]\n\
          [activation]\nsystem_profile = \"{}\"\ncurrent_system = \"{}\"\nbooted_system = \"{}\"\n",
         path("state"),
         ops.public_key(),
         reader.public_key(),
+        nix_store.display(),
         cache.public_key(),
         path("profiles/system"),
         path("current-system"),
         path("booted-system"),
     );
     let config = Config::from_toml(&text, Path::new("test.toml")).expect("config");
-    let daemon = Daemon::open(config, None).expect("daemon");
+    let daemon = Daemon::open(config, Environment::default()).expect("daemon");
     Host {
         daemon,
         ops,

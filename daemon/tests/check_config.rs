@@ -44,4 +44,16 @@ fn valid_and_invalid_configs() {
     let (code, stderr) = check(&valid.replace("http://kelyus:5000", "kelyus"));
     assert_eq!(code, Some(2));
     assert!(stderr.contains("not a store URL"), "{stderr}");
+    let (code, stderr) = check(&format!(
+        "{valid}[health]\nhttp = [\"https://localhost/\"]\n"
+    ));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("\"https://localhost/\" is not an http://host[:port]/path URL"),
+        "{stderr}"
+    );
+    let (code, stderr) = check(&format!(
+        "{valid}[health]\nhttp = [\"http://localhost:8080/up\"]\n"
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
 }

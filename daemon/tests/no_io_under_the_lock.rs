@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use deployd::{api, Config, Daemon};
+use deployd::{api, Config, Daemon, Environment};
 use deployd_protocol::{Action, SecretKey};
 use support::{config_text, deploy_envelope, key, now, stand_in_nix_store};
 use tower::ServiceExt;
@@ -30,7 +30,7 @@ fn host(fetch_script: &str) -> Host {
     let fetch = stand_in_nix_store(dir.path(), fetch_script);
     let text = config_text(dir.path(), &ops, "", Some(&fetch));
     let config = Config::from_toml(&text, Path::new("test.toml")).expect("config");
-    let daemon = Daemon::open(config, None).expect("daemon");
+    let daemon = Daemon::open(config, Environment::default()).expect("daemon");
     Host { daemon, ops, dir }
 }
 

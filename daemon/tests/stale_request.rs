@@ -29,16 +29,20 @@ async fn an_expired_request_found_unstarted_at_start_is_never_run() {
     let config = || Config::from_toml(&text, Path::new("test.toml")).expect("config");
 
     // Accepted (on disk, `received`), never started: valid for 1 s.
-    let daemon = deployd::Daemon::open(config(), None).expect("daemon");
-    let (accepted, is_new) = daemon
+    let daemon = deployd::Daemon::open(config(), deployd::Environment::default()).expect("daemon");
+    let admission = daemon
         .accept_deploy(&deploy_envelope(&ops, "stale", (now(), 1), Action::Switch))
         .expect("accepted");
-    assert!(is_new);
+    let deployd::daemon::Admission::New(accepted) = admission else {
+        panic!("a new deploy was taken for a retry: {admission:?}");
+    };
     drop(daemon);
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
     // The next daemon finds it unfinished.
-    let daemon = deployd::start(config()).await.expect("start");
+    let daemon = deployd::start(config(), deployd::Environment::default())
+        .await
+        .expect("start");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let record = loop {
         let record = daemon

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use deployd::{api, Config, Daemon};
+use deployd::{api, Config, Daemon, Environment};
 use deployd_protocol::{Action, SecretKey};
 use support::{config_text, deploy_envelope, now};
 use tower::ServiceExt;
@@ -19,7 +19,7 @@ use tower::ServiceExt;
 fn open(dir: &Path, ops: &SecretKey) -> Result<Arc<Daemon>, deployd::state::StateError> {
     let text = config_text(dir, ops, "", None);
     let config = Config::from_toml(&text, Path::new("test.toml")).expect("config");
-    Daemon::open(config, None)
+    Daemon::open(config, Environment::default())
 }
 
 /// POSTs a deploy issued at `issued_at`; returns the status.

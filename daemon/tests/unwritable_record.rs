@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use deployd::{api, Config, Daemon};
+use deployd::{api, Config, Daemon, Environment};
 use deployd_protocol::Action;
 use support::{config_text, deploy_envelope, key, now, stand_in_nix_store};
 use tower::ServiceExt;
@@ -29,7 +29,7 @@ async fn the_event_stream_ends_even_when_the_last_write_fails() {
     );
     let text = config_text(dir.path(), &ops, "", Some(&fetch));
     let config = Config::from_toml(&text, Path::new("test.toml")).expect("config");
-    let daemon = Daemon::open(config, None).expect("daemon");
+    let daemon = Daemon::open(config, Environment::default()).expect("daemon");
 
     let post = Request::post("/v1/deploy")
         .body(Body::from(deploy_envelope(

@@ -143,6 +143,22 @@ pub struct DeploySummary {
     pub error: Option<String>,
 }
 
+impl From<&DeployRecord> for DeploySummary {
+    fn from(record: &DeployRecord) -> Self {
+        DeploySummary {
+            deploy_id: record.deploy_id.clone(),
+            state: record.state,
+            store_path: record.store_path.clone(),
+            rev: record.rev.clone(),
+            finished_at_ms: record.finished_at_ms,
+            error: record
+                .error
+                .as_ref()
+                .map(|error| format!("{}: {}", error.code, error.message)),
+        }
+    }
+}
+
 /// One generation of the system profile.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Generation {

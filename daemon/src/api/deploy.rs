@@ -15,7 +15,7 @@ use deployd_protocol::api::DeployAccepted;
 use deployd_protocol::{DeployId, MAX_ENVELOPE_BYTES};
 
 use super::ApiError;
-use crate::daemon::Daemon;
+use crate::daemon::{Admission, AdmissionError, Daemon};
 use crate::pipeline;
 
 /// Accepts a deploy and starts it.
@@ -34,11 +34,12 @@ pub async fn post_deploy(
 /// never leaving a deploy accepted but not started.
 async fn accept_and_start(
     daemon: Arc<Daemon>,
-    accept: impl FnOnce(&Daemon) -> Result<(DeployAccepted, bool), ApiError> + Send + 'static,
+    accept: impl FnOnce(&Daemon) -> Result<Admission, AdmissionError> + Send + 'static,
 ) -> Result<DeployAccepted, ApiError> {
     tokio::task::spawn_blocking(move || {
-        let (accepted, is_new) = accept(&daemon)?;
-        if is_new {
+        let admission = accept(&daemon)?;
+        let accepted = admission.accepted().clone();
+        if let Admission::New(_) = admission {
             pipeline::spawn(daemon, accepted.deploy_id.clone());
         }
         Ok(accepted)

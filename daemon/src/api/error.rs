@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use deployd_protocol::{DeployId, ErrorBody, ErrorCode, RejectError};
 
+use crate::daemon::AdmissionError;
+
 /// An error answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -66,6 +68,26 @@ impl ApiError {
                 "the host failed to handle the request; its log has the details".to_owned()
             }
             other => other.to_string(),
+        }
+    }
+}
+
+impl From<AdmissionError> for ApiError {
+    /// Every refusal the domain knows, each decided here: a new variant
+    /// does not compile until it has its answer.
+    fn from(error: AdmissionError) -> Self {
+        match error {
+            AdmissionError::Rejected(error) => ApiError::Rejected(error),
+            AdmissionError::Replayed => ApiError::Replayed,
+            AdmissionError::DeployIdReused(id) => ApiError::DeployIdReused(id),
+            AdmissionError::Busy(id) => ApiError::Busy(id),
+            AdmissionError::NotFound(id) => ApiError::NotFound(id.to_string()),
+            error @ (AdmissionError::NoPreviousGeneration
+            | AdmissionError::NotAwaitingConfirm { .. }
+            | AdmissionError::WindowClosed(_)) => ApiError::BadRequest(error.to_string()),
+            error @ (AdmissionError::State(_) | AdmissionError::Inconsistent(_)) => {
+                ApiError::internal(error)
+            }
         }
     }
 }

@@ -31,7 +31,10 @@ pub async fn deploy_events(
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(Cursor::parse);
-    let permit = daemon.stream_permit().ok_or(ApiError::TooManyStreams)?;
+    let permit = daemon
+        .lifecycle
+        .stream_permit()
+        .ok_or(ApiError::TooManyStreams)?;
     let (history, receiver) = daemon
         .subscribe(&id)
         .ok_or_else(|| ApiError::NotFound(quote_id(&id)))?;
@@ -54,7 +57,7 @@ pub async fn deploy_events(
     let events = past
         .chain(live)
         .filter(unseen)
-        .take_until(daemon.shutdown_token().cancelled_owned())
+        .take_until(daemon.lifecycle.shutdown_token().cancelled_owned())
         .map(move |(event, at)| {
             let _held = &permit;
             Ok(to_sse(&event, at))

@@ -11,7 +11,6 @@ mod serve;
 mod status;
 
 pub use error::{chain, ApiError};
-pub use status::summary;
 
 use std::sync::Arc;
 use std::time::Duration;

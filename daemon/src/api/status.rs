@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
-use deployd_protocol::api::{DeployRecord, DeploySummary, StatusResponse};
+use deployd_protocol::api::{DeploySummary, StatusResponse};
 
 use crate::daemon::Daemon;
 use crate::metrics::{render, Gauges};
@@ -33,8 +33,8 @@ pub fn status(daemon: &Daemon) -> StatusResponse {
         booted_system: read_link(&activation.booted_system),
         generations: Profile::new(&activation.system_profile).generations(),
         current_deploy: daemon.current_deploy(),
-        active_deploy: running.as_ref().map(summary),
-        last_deploy: last.as_ref().map(summary),
+        active_deploy: running.as_ref().map(DeploySummary::from),
+        last_deploy: last.as_ref().map(DeploySummary::from),
         daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
         nix_version: daemon.nix_version.clone(),
         substituters: nix
@@ -70,21 +70,6 @@ fn current_reboot_required(daemon: &Daemon, current: Option<&str>) -> bool {
             &daemon.config.file.activation.booted_system,
         )
     })
-}
-
-/// A deploy's summary.
-pub fn summary(record: &DeployRecord) -> DeploySummary {
-    DeploySummary {
-        deploy_id: record.deploy_id.clone(),
-        state: record.state,
-        store_path: record.store_path.clone(),
-        rev: record.rev.clone(),
-        finished_at_ms: record.finished_at_ms,
-        error: record
-            .error
-            .as_ref()
-            .map(|error| format!("{}: {}", error.code, error.message)),
-    }
 }
 
 /// Prometheus metrics.

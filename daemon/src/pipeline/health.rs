@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 
 use crate::config::HealthSection;
 use crate::daemon::Daemon;
+use crate::http_url::HttpUrl;
 use deployd_command::{self as command, Invocation};
 use deployd_protocol::DeployId;
 
@@ -140,36 +141,11 @@ async fn failed_units(daemon: &Daemon, on_line: impl FnMut(&str)) -> Result<Vec<
         .collect())
 }
 
-/// Splits `http://host[:port]/path` into (host, port, path).
-pub fn parse_http_url(url: &str) -> Option<(String, u16, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return None;
-    }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-            (host.to_owned(), port.parse().ok()?)
-        }
-        _ => (authority.to_owned(), 80),
-    };
-    Some((
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
-        port,
-        path.to_owned(),
-    ))
-}
-
 /// A GET that must answer 2xx within `timeout`.
-async fn http_get(url: &str, timeout: Duration) -> Result<(), String> {
-    let (host, port, path) = parse_http_url(url).ok_or("not an http:// URL")?;
+async fn http_get(url: &HttpUrl, timeout: Duration) -> Result<(), String> {
+    let (host, path) = (url.host(), url.path());
     let exchange = async {
-        let mut stream = TcpStream::connect((host.as_str(), port))
+        let mut stream = TcpStream::connect((host, url.port()))
             .await
             .map_err(|error| error.to_string())?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: deployd\r\n\r\n");
@@ -203,25 +179,6 @@ async fn http_get(url: &str, timeout: Duration) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn http_urls() {
-        assert_eq!(
-            parse_http_url("http://127.0.0.1:8080/health"),
-            Some(("127.0.0.1".into(), 8080, "/health".into()))
-        );
-        assert_eq!(
-            parse_http_url("http://localhost"),
-            Some(("localhost".into(), 80, "/".into()))
-        );
-        assert_eq!(
-            parse_http_url("http://[::1]:81/x?y"),
-            Some(("::1".into(), 81, "/x?y".into()))
-        );
-        assert_eq!(parse_http_url("https://example.org/"), None);
-        assert_eq!(parse_http_url("http:///x"), None);
-        assert_eq!(parse_http_url("http://h/a b"), None);
-    }
-
     #[tokio::test]
     async fn http_checks_want_2xx() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -238,14 +195,15 @@ mod tests {
                     .await;
             }
         });
-        let url = format!("http://127.0.0.1:{port}/health");
+        let url: HttpUrl = format!("http://127.0.0.1:{port}/health")
+            .parse()
+            .expect("url");
         assert_eq!(http_get(&url, HTTP_TIMEOUT).await, Ok(()));
         assert!(http_get(&url, HTTP_TIMEOUT)
             .await
             .expect_err("503")
             .contains("503"));
-        assert!(http_get("http://127.0.0.1:9/nothing", HTTP_TIMEOUT)
-            .await
-            .is_err());
+        let closed: HttpUrl = "http://127.0.0.1:9/nothing".parse().expect("url");
+        assert!(http_get(&closed, HTTP_TIMEOUT).await.is_err());
     }
 }

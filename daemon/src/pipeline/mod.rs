@@ -10,7 +10,7 @@ mod nix;
 mod switch;
 
 pub use nix::version as nix_version_invocation;
-pub use switch::SwitchOutcome;
+pub use switch::{SwitchOutcome, SwitchTarget};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,13 +19,9 @@ use deployd_protocol::api::{DeployFailure, DeployState};
 use deployd_protocol::{Action, DeployId};
 
 use crate::daemon::Daemon;
-use crate::state::{StateError, StoredDeploy};
+use crate::state::{StateError, StoredDeploy, SwitchKind};
 use crate::system::{check_nixos_system, read_link, reboot_required, runs_another_daemon, Profile};
 use deployd_command as command;
-
-/// The switch numbers of a deploy's detached switches.
-const FORWARD_SWITCH: u32 = 1;
-const ROLLBACK_SWITCH: u32 = 2;
 
 /// How a deploy ends.
 struct Ending {
@@ -94,9 +90,9 @@ pub async fn run(daemon: Arc<Daemon>, id: DeployId) {
     if let Err(error) = daemon.finish(&id, ending.state, ending.failure) {
         log::error!(deploy_id = id.as_str(); "deploy {id}: cannot record its end: {error:#?}");
     }
-    if daemon.restart_requested() {
+    if daemon.lifecycle.restart_requested() {
         log::info!("restarting to run the deployd of the new system");
-        daemon.shutdown_token().cancel();
+        daemon.lifecycle.shutdown_token().cancel();
     }
 }
 
@@ -221,23 +217,26 @@ async fn activate(
             ));
         }
     }
-    let outcome = run_switch(daemon, id, FORWARD_SWITCH, (system.as_str(), action)).await?;
+    let target = SwitchTarget {
+        system: system.as_str(),
+        action,
+    };
+    let outcome = run_switch(daemon, id, SwitchKind::Forward, target).await?;
     conclude_switch(daemon, id, deploy, outcome).await
 }
 
-/// Plans switch `n`, writes the plan into the record, starts it, waits.
+/// Plans a switch, writes the plan into the record, starts it, waits.
 async fn run_switch(
     daemon: &Daemon,
     id: &DeployId,
-    n: u32,
-    target: (&str, Action),
+    kind: SwitchKind,
+    target: SwitchTarget<'_>,
 ) -> Result<SwitchOutcome, StateError> {
-    let launch = switch::plan(daemon, id, n, target);
+    let launch = switch::plan(daemon, id, kind, target);
     daemon.update(id, |deploy| {
-        let slot = if n == FORWARD_SWITCH {
-            &mut deploy.progress.switch
-        } else {
-            &mut deploy.progress.rollback_switch
+        let slot = match kind {
+            SwitchKind::Forward => &mut deploy.progress.switch,
+            SwitchKind::Rollback => &mut deploy.progress.rollback_switch,
         };
         *slot = Some(launch.clone());
     })?;
@@ -343,7 +342,7 @@ async fn confirmed_in_time(
     // Woken by the confirm itself, not by polling: the waiter is enabled
     // before each check, so a confirm taken in between is not missed.
     loop {
-        let taken = daemon.confirmation_taken();
+        let taken = daemon.lifecycle.confirmation_taken();
         tokio::pin!(taken);
         taken.as_mut().enable();
         if daemon
@@ -397,7 +396,7 @@ async fn record_success(daemon: &Daemon, id: &DeployId, deploy: &StoredDeploy) {
             id,
             "deployd: the new system runs another deployd; restarting once this deploy is recorded",
         );
-        daemon.request_restart();
+        daemon.lifecycle.request_restart();
     }
     let booted = &daemon.config.file.activation.booted_system;
     let reboot = reboot_required(Path::new(system), booted);
@@ -446,7 +445,11 @@ async fn roll_back(daemon: &Daemon, id: &DeployId, why: String) -> Result<Ending
             ));
         }
     }
-    let outcome = run_switch(daemon, id, ROLLBACK_SWITCH, (previous.as_str(), action)).await?;
+    let target = SwitchTarget {
+        system: previous.as_str(),
+        action,
+    };
+    let outcome = run_switch(daemon, id, SwitchKind::Rollback, target).await?;
     Ok(conclude_rollback(&previous, outcome, why))
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use deployd_protocol::{Action, DeployId};
 
 use crate::daemon::Daemon;
-use crate::state::SwitchLaunch;
+use crate::state::{SwitchKind, SwitchLaunch};
 use deployd_command::{self as command, CommandError, Invocation};
 
 /// Writes the wrapper's pid, runs the script, writes its exit status.
@@ -60,25 +60,34 @@ pub fn wrapper_argv(launch: &SwitchLaunch) -> Vec<String> {
 }
 
 /// The transient unit a switch runs in, under systemd.
-pub fn unit_name(id: &DeployId, n: u32) -> String {
-    format!("deployd-switch-{id}-{n}")
+pub fn unit_name(id: &DeployId, kind: SwitchKind) -> String {
+    format!("deployd-switch-{id}-{}", kind.number())
 }
 
-/// Names the files of deploy `id`'s `n`th switch: `system`'s script with `action`.
+/// What a switch activates: a system, with an action.
+#[derive(Debug, Clone, Copy)]
+pub struct SwitchTarget<'a> {
+    /// The system whose `switch-to-configuration` runs.
+    pub system: &'a str,
+    /// What it is told to do.
+    pub action: Action,
+}
+
+/// Names the files of deploy `id`'s forward or rollback switch to `target`.
 pub fn plan(
     daemon: &Daemon,
     id: &DeployId,
-    n: u32,
-    (system, action): (&str, Action),
+    kind: SwitchKind,
+    target: SwitchTarget<'_>,
 ) -> SwitchLaunch {
-    let (log_file, status_file, pid_file) = daemon.switch_files(id, n);
+    let files = daemon.switch_files(id, kind);
     SwitchLaunch {
-        system: system.to_owned(),
-        action,
-        unit: daemon.systemd.then(|| unit_name(id, n)),
-        log_file,
-        status_file,
-        pid_file,
+        system: target.system.to_owned(),
+        action: target.action,
+        unit: daemon.systemd.then(|| unit_name(id, kind)),
+        log_file: files.log_file,
+        status_file: files.status_file,
+        pid_file: files.pid_file,
         boot_id: crate::system::boot_id(),
     }
 }
@@ -324,7 +333,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            unit_name(&"d-1".parse().expect("id"), 2),
+            unit_name(&"d-1".parse().expect("id"), SwitchKind::Rollback),
             "deployd-switch-d-1-2"
         );
     }

@@ -27,6 +27,38 @@ pub use files::{read_json, write_atomically, write_json};
 pub use nonces::{DiskNonceStore, PendingNonce, VerifyingNonces};
 pub use records::{ActiveDeploy, DeployStore, Progress, StoredDeploy, SwitchLaunch};
 
+/// Which of a deploy's two switches: the new system's, or the one back to
+/// the previous system. Each has its own files and transient unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchKind {
+    /// The switch to the deploy's system.
+    Forward,
+    /// The switch back to the previous system.
+    Rollback,
+}
+
+impl SwitchKind {
+    /// Its number in file and unit names (`switch-1.*`, `...-2`), kept as
+    /// earlier daemons wrote them.
+    pub fn number(self) -> u8 {
+        match self {
+            SwitchKind::Forward => 1,
+            SwitchKind::Rollback => 2,
+        }
+    }
+}
+
+/// Where a detached switch writes: its output, its exit status, its pid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchFiles {
+    /// Its output (`switch-<n>.log`).
+    pub log_file: std::path::PathBuf,
+    /// Its exit status, when it ends (`switch-<n>.status`).
+    pub status_file: std::path::PathBuf,
+    /// Its wrapper's pid, when it starts (`switch-<n>.pid`).
+    pub pid_file: std::path::PathBuf,
+}
+
 /// Moves an unreadable state file or directory to `state_dir/unreadable/`
 /// (so the daemon starts, and the bytes are kept for a person to look at);
 /// says where it went.

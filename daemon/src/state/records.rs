@@ -384,14 +384,15 @@ impl DeployStore {
         self.deploy_dir(id).join("log")
     }
 
-    /// The output, status and pid files of a deploy's `n`th detached switch.
-    pub fn switch_files(&self, id: &DeployId, n: u32) -> (PathBuf, PathBuf, PathBuf) {
+    /// The output, status and pid files of a deploy's detached switch.
+    pub fn switch_files(&self, id: &DeployId, kind: super::SwitchKind) -> super::SwitchFiles {
         let dir = self.deploy_dir(id);
-        (
-            dir.join(format!("switch-{n}.log")),
-            dir.join(format!("switch-{n}.status")),
-            dir.join(format!("switch-{n}.pid")),
-        )
+        let n = kind.number();
+        super::SwitchFiles {
+            log_file: dir.join(format!("switch-{n}.log")),
+            status_file: dir.join(format!("switch-{n}.status")),
+            pid_file: dir.join(format!("switch-{n}.pid")),
+        }
     }
 }
 

@@ -1,0 +1,265 @@
+//! The daemon's shared state, in parts that each keep their own lock:
+//! the records and nonces ([`Records`], behind the one lock every admission
+//! and progress write takes), the live events ([`fanout`]), the deploy log's
+//! writer ([`deploy_log`]), the metrics counters, and the process-wide
+//! signals ([`lifecycle`]). No file is read or written under a lock but the
+//! records' own synced writes. Lock order: records, then fanout; every other
+//! lock is taken alone.
+//!
+//! What happens under those locks lives beside this file: who may start a
+//! deploy ([`admission`]), how a deploy moves on and ends ([`progress`]).
+
+pub mod admission;
+mod deploy_log;
+mod fanout;
+pub mod lifecycle;
+mod progress;
+
+pub use admission::{Admission, AdmissionError};
+pub use lifecycle::MAX_EVENT_STREAMS;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use deployd_protocol::api::{DeployRecord, DeployState, DeploySummary};
+use deployd_protocol::{
+    Arrival, DeployId, Endpoint, MemoryNonceStore, RejectError, SystemClock, Verified, Verifier,
+};
+use tokio::sync::broadcast;
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::events::Positioned;
+use crate::metrics::Counters;
+use crate::state::{
+    ActiveDeploy, DeployStore, DiskNonceStore, StateError, StoredDeploy, SwitchFiles, SwitchKind,
+};
+use deploy_log::DeployLog;
+use fanout::Fanout;
+use lifecycle::Lifecycle;
+
+/// What the daemon found about the machine it runs on, at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Environment {
+    /// What `nix-store --version` said.
+    pub nix_version: Option<String>,
+    /// Whether systemd runs this machine (switches then run in transient units).
+    pub systemd: bool,
+}
+
+impl Environment {
+    /// Asks the machine: Nix's version, and whether `/run/systemd/system` is there.
+    pub async fn detect(config: &Config) -> Environment {
+        let version = crate::pipeline::nix_version_invocation(config);
+        let nix_version = deployd_command::run(&version, |_| {})
+            .await
+            .map(|captured| captured.stdout.trim().to_owned())
+            .map_err(|error| log::warn!("cannot read Nix's version: {error}"))
+            .ok();
+        Environment {
+            nix_version,
+            systemd: std::path::Path::new("/run/systemd/system").is_dir(),
+        }
+    }
+}
+
+/// The daemon: config, verifier and the state every request and deploy shares.
+pub struct Daemon {
+    /// The checked config.
+    pub config: Config,
+    /// What `nix-store --version` said at start.
+    pub nix_version: Option<String>,
+    /// Whether systemd runs this machine (switches then run in transient units).
+    pub systemd: bool,
+    /// Checks every signed message.
+    verifier: Verifier,
+    /// Records and nonces: admission and progress writes take this lock.
+    records: Mutex<Records>,
+    /// The live events of running deploys.
+    fanout: Fanout,
+    /// The deploy log's writer and line counts.
+    deploy_log: DeployLog,
+    /// The metrics counters.
+    counters: Mutex<Counters>,
+    /// Shutdown, restart, confirmations, stream permits.
+    pub lifecycle: Lifecycle,
+}
+
+/// What admission and progress change together.
+struct Records {
+    /// Every kept deploy, the active one, the ids used.
+    store: DeployStore,
+    /// The nonces seen, until they expire.
+    nonces: DiskNonceStore,
+}
+
+impl Daemon {
+    /// Loads the state under the config's `state_dir`.
+    pub fn open(config: Config, environment: Environment) -> Result<Arc<Daemon>, StateError> {
+        let state_dir = &config.file.state_dir;
+        std::fs::create_dir_all(state_dir).map_err(|source| StateError::Io {
+            action: "creating",
+            path: state_dir.clone(),
+            source,
+        })?;
+        let (store, problems) = DeployStore::load(state_dir, config.file.history_limit)?;
+        for problem in problems {
+            log::warn!("unreadable state: {problem}");
+        }
+        let (nonces, problem) = DiskNonceStore::load(state_dir, now_ms() / 1000)?;
+        if let Some(problem) = problem {
+            log::warn!("unreadable nonces: {problem}");
+        }
+        let verifier = Verifier::new(
+            config.trusted_keys.clone(),
+            config.hostname.clone(),
+            Box::new(SystemClock),
+        );
+        let counters = Counters::from_history(store.newest_first().map(|d| &d.record));
+        Ok(Arc::new(Daemon {
+            verifier,
+            nix_version: environment.nix_version,
+            systemd: environment.systemd,
+            config,
+            records: Mutex::new(Records { store, nonces }),
+            fanout: Fanout::default(),
+            deploy_log: DeployLog::default(),
+            counters: Mutex::new(counters),
+            lifecycle: Lifecycle::default(),
+        }))
+    }
+
+    fn records(&self) -> MutexGuard<'_, Records> {
+        // A panic while holding the lock leaves consistent data (every write
+        // is whole), so a poisoned lock is still usable.
+        self.records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Verifies a message that needs no nonce (a signed read).
+    pub fn verify_read(
+        &self,
+        bytes: &[u8],
+        method: &str,
+        path: &str,
+    ) -> Result<Verified, RejectError> {
+        let arrival = Arrival {
+            endpoint: Endpoint::Read { method, path },
+            active_issued_at: None,
+        };
+        self.verifier
+            .verify(bytes, &arrival, &mut MemoryNonceStore::default())
+    }
+
+    /// A copy of a deploy as it stands.
+    pub fn deploy(&self, id: &str) -> Option<StoredDeploy> {
+        self.records().store.get(id).cloned()
+    }
+
+    /// Records, newest first, at most `limit`.
+    pub fn history(&self, limit: usize) -> Vec<DeployRecord> {
+        self.records()
+            .store
+            .newest_first()
+            .take(limit)
+            .map(|deploy| deploy.record.clone())
+            .collect()
+    }
+
+    /// The deploy still running, and the last one that ended.
+    pub fn running_and_last(&self) -> (Option<DeployRecord>, Option<DeployRecord>) {
+        let records = self.records();
+        (
+            records.store.running().map(|d| d.record.clone()),
+            records.store.last_finished().map(|d| d.record.clone()),
+        )
+    }
+
+    /// The deploy that made the active system.
+    pub fn current_deploy(&self) -> Option<DeploySummary> {
+        let records = self.records();
+        let active = records.store.active()?;
+        Some(match records.store.get(active.deploy_id.as_str()) {
+            Some(deploy) => DeploySummary::from(&deploy.record),
+            None => DeploySummary {
+                deploy_id: active.deploy_id.clone(),
+                state: DeployState::Succeeded,
+                store_path: active.store_path.clone(),
+                rev: active.rev.clone(),
+                finished_at_ms: None,
+                error: None,
+            },
+        })
+    }
+
+    /// The metrics counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn count(&self, record: &DeployRecord) {
+        self.counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .count(record);
+    }
+
+    /// What a subscriber to `id`'s events gets: the events so far and, while
+    /// the deploy runs, a receiver for the rest.
+    pub fn subscribe(
+        &self,
+        id: &str,
+    ) -> Option<(Vec<Positioned>, Option<broadcast::Receiver<Positioned>>)> {
+        let (record, log_file) = {
+            let records = self.records();
+            let deploy = records.store.get(id)?;
+            if let Some((history, receiver)) = self.fanout.subscribe(&deploy.record.deploy_id) {
+                return Some((history, Some(receiver)));
+            }
+            let log_file = records.store.log_file(&deploy.record.deploy_id);
+            (deploy.record.clone(), log_file)
+        };
+        // A finished deploy: its log is read outside the lock.
+        let lines = progress::read_log_lines(&log_file);
+        Some((crate::events::replay(&record, lines), None))
+    }
+
+    /// The deploy still running, if any (at start: one left by a crash).
+    pub fn unfinished(&self) -> Option<DeployId> {
+        self.records()
+            .store
+            .running()
+            .map(|d| d.record.deploy_id.clone())
+    }
+
+    /// Records the deploy that made the active system.
+    pub fn set_active(&self, record: &DeployRecord) -> Result<(), StateError> {
+        let active = ActiveDeploy {
+            deploy_id: record.deploy_id.clone(),
+            issued_at: record.issued_at,
+            store_path: record.store_path.clone(),
+            rev: record.rev.clone(),
+        };
+        off_the_runtime(|| self.records().store.set_active(active))
+    }
+
+    /// The files of a deploy's forward or rollback switch.
+    pub fn switch_files(&self, id: &DeployId, kind: SwitchKind) -> SwitchFiles {
+        self.records().store.switch_files(id, kind)
+    }
+}
+
+/// Runs synced file writes from a deploy's task without stalling the
+/// requests served on the same runtime thread (on a multi-threaded runtime,
+/// the thread hands its other work over while it blocks).
+fn off_the_runtime<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}

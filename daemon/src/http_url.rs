@@ -1,0 +1,122 @@
+//! `HttpUrl`: an `http://host[:port]/path` URL for a health check, checked
+//! when the config is read. A leaf type: the config parses it, the health
+//! check uses it, neither depends on the other.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A plain-HTTP URL: host, port (80 when not given) and path (with query).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct HttpUrl {
+    text: String,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+/// A text that is not an `http://host[:port]/path` URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an http://host[:port]/path URL")]
+pub struct HttpUrlError(String);
+
+impl HttpUrl {
+    /// The host (an IPv6 address without its brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The path and query, starting with `/`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl FromStr for HttpUrl {
+    type Err = HttpUrlError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || HttpUrlError(text.to_owned());
+        let rest = text.strip_prefix("http://").ok_or_else(invalid)?;
+        let (authority, path) = match rest.find('/') {
+            Some(slash) => (&rest[..slash], &rest[slash..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid());
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+                (host, port.parse().map_err(|_| invalid())?)
+            }
+            _ => (authority, 80),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
+            return Err(invalid());
+        }
+        Ok(HttpUrl {
+            text: text.to_owned(),
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl TryFrom<String> for HttpUrl {
+    type Error = HttpUrlError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(text: &str) -> Option<(String, u16, String)> {
+        let url: HttpUrl = text.parse().ok()?;
+        Some((url.host().into(), url.port(), url.path().into()))
+    }
+
+    #[test]
+    fn http_urls() {
+        assert_eq!(
+            parts("http://127.0.0.1:8080/health"),
+            Some(("127.0.0.1".into(), 8080, "/health".into()))
+        );
+        assert_eq!(
+            parts("http://localhost"),
+            Some(("localhost".into(), 80, "/".into()))
+        );
+        assert_eq!(
+            parts("http://[::1]:81/x?y"),
+            Some(("::1".into(), 81, "/x?y".into()))
+        );
+        for bad in [
+            "https://example.org/",
+            "http:///x",
+            "http://h/a b",
+            "http://h:port/",
+            "http://:80/",
+            "http://user@h/",
+        ] {
+            assert_eq!(parts(bad), None, "{bad}");
+        }
+        let url: HttpUrl = "http://h:81/x".parse().expect("url");
+        assert_eq!(url.to_string(), "http://h:81/x");
+    }
+}
