@@ -20,7 +20,7 @@ use crate::keys::signing_key;
 use crate::outcome::{self, HostResult};
 use crate::progress::Progress;
 use crate::revision::FlakeRepository;
-use crate::session::Session;
+use crate::session::{Session, StartRequest};
 use crate::sign::{self, DeployDetails};
 
 /// Options of `push` (the deploy itself).
@@ -310,10 +310,13 @@ async fn deploy_host(shared: &Shared, target: &Target, system: &StorePath) -> Ho
     };
     let session = &shared.session;
     let result = match sign::deploy(&target.name, system, &details, &session.key) {
-        Ok((id, envelope)) => {
-            session
-                .send_and_follow(target, ("/v1/deploy", envelope), &id)
-                .await
+        Ok((deploy_id, envelope)) => {
+            let request = StartRequest {
+                path: "/v1/deploy",
+                envelope,
+                deploy_id,
+            };
+            session.send_and_follow(target, request).await
         }
         Err(error) => outcome::Result::Refused(format!("cannot sign: {error:#}")),
     };

@@ -13,7 +13,7 @@ use crate::inventory::Inventory;
 use crate::keys::signing_key;
 use crate::outcome::{self, HostResult};
 use crate::progress::Progress;
-use crate::session::Session;
+use crate::session::{Session, StartRequest};
 use crate::sign;
 
 /// Options of `push rollback`.
@@ -42,7 +42,7 @@ pub async fn run(options: RollbackOptions) -> Result<ExitCode> {
         &inventory,
         &options.flake,
     )?);
-    let (id, envelope) = sign::rollback(&target.name, &key)?;
+    let (deploy_id, envelope) = sign::rollback(&target.name, &key)?;
     let session = Session {
         client: Client::new(Some(key.clone())),
         key,
@@ -51,9 +51,12 @@ pub async fn run(options: RollbackOptions) -> Result<ExitCode> {
         confirm: false,
     };
     let started = Instant::now();
-    let result = session
-        .send_and_follow(&target, ("/v1/rollback", envelope), &id)
-        .await;
+    let request = StartRequest {
+        path: "/v1/rollback",
+        envelope,
+        deploy_id,
+    };
+    let result = session.send_and_follow(&target, request).await;
     session
         .progress
         .phase(target.name.as_str(), outcome::phase(&result));

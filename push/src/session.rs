@@ -19,6 +19,16 @@ const SEND_ATTEMPTS: u32 = 3;
 /// inside any confirmation window).
 const CONFIRM_ATTEMPTS: u32 = 5;
 
+/// A signed request that starts a deploy, as it is sent.
+pub struct StartRequest {
+    /// The endpoint (`/v1/deploy`, `/v1/rollback`).
+    pub path: &'static str,
+    /// The signed envelope, sent byte for byte (and again, as a retry).
+    pub envelope: Vec<u8>,
+    /// The deploy it starts.
+    pub deploy_id: DeployId,
+}
+
 /// What the per-host tasks share.
 pub struct Session {
     /// Talks to the hosts.
@@ -34,15 +44,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// Sends a signed request to `path` that starts deploy `id`, then
-    /// follows it (confirming it when it waits for confirmation).
-    pub async fn send_and_follow(
-        &self,
-        target: &Target,
-        (path, envelope): (&str, Vec<u8>),
-        id: &DeployId,
-    ) -> outcome::Result {
+    /// Sends a signed request that starts a deploy, then follows the
+    /// deploy (confirming it when it waits for confirmation).
+    pub async fn send_and_follow(&self, target: &Target, request: StartRequest) -> outcome::Result {
         let host = target.name.as_str();
+        let StartRequest {
+            path,
+            envelope,
+            deploy_id,
+        } = request;
+        let id = &deploy_id;
         // The very same envelope again is a retry the host answers with the
         // deploy it started, so a request lost on the way is simply resent.
         let mut attempt = 1;

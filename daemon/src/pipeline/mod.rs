@@ -7,6 +7,7 @@
 
 pub mod health;
 mod nix;
+mod resume;
 mod switch;
 
 pub use nix::version as nix_version_invocation;
@@ -22,6 +23,7 @@ use crate::daemon::Daemon;
 use crate::state::{StateError, StoredDeploy, SwitchKind};
 use crate::system::{check_nixos_system, read_link, reboot_required, runs_another_daemon, Profile};
 use deployd_command as command;
+use resume::Step;
 
 /// How a deploy ends.
 struct Ending {
@@ -100,31 +102,37 @@ async fn drive(daemon: &Daemon, id: &DeployId) -> Result<Ending, StateError> {
     let Some(deploy) = daemon.deploy(id.as_str()) else {
         return Ok(Ending::failed("internal", "the deploy's record vanished"));
     };
-    if deploy.progress.rolling_back.is_some() && !deploy.record.state.is_final() {
-        return resume_activation(daemon, id, &deploy).await;
+    let step = resume::next_step(&deploy);
+    if step != Step::Start {
+        daemon.log(id, &format!("deployd: restarted; {step}"));
     }
-    match deploy.record.state {
-        DeployState::Received => start(daemon, id, &deploy).await,
-        DeployState::Fetching => Ok(Ending::failed(
-            "interrupted",
-            "deployd stopped while fetching; nothing was changed",
-        )),
-        DeployState::Activating => resume_activation(daemon, id, &deploy).await,
-        DeployState::AwaitingConfirm => {
-            daemon.log(id, "deployd: restarted while waiting for the confirmation");
-            after_switch(daemon, id, &deploy, AfterSwitch::Confirm).await
+    match step {
+        Step::Start => start(daemon, id, &deploy).await,
+        Step::Interrupted { message } => Ok(Ending::failed("interrupted", message)),
+        Step::FinishRollbackSwitch { launch, why } => {
+            let outcome = match switch::wait(daemon, id, launch).await {
+                // Planned but never started: it has not run, so run it now.
+                SwitchOutcome::NeverStarted => match switch::start(daemon, id, launch).await {
+                    Ok(()) => switch::wait(daemon, id, launch).await,
+                    Err(error) => SwitchOutcome::Failed(error.to_string()),
+                },
+                outcome => outcome,
+            };
+            Ok(conclude_rollback(&launch.system, outcome, why.to_owned()))
         }
-        DeployState::CheckingHealth => {
-            daemon.log(
-                id,
-                "deployd: restarted during the health checks; checking again",
-            );
-            after_switch(daemon, id, &deploy, AfterSwitch::Health).await
+        // The profile step again (setting a generation twice is harmless),
+        // then the switch back.
+        Step::RollBack { why } => roll_back(daemon, id, why.to_owned()).await,
+        Step::FinishSwitch { launch } => {
+            // Never run it again: wait for the one that was started.
+            let outcome = switch::wait(daemon, id, launch).await;
+            conclude_switch(daemon, id, &deploy, outcome).await
         }
-        state => Ok(Ending::failed(
-            "interrupted",
-            format!("deployd stopped in state {state}; nothing more was done"),
-        )),
+        Step::UndoProfile => {
+            undo_profile(daemon, id, "deployd stopped before the switch ran").await
+        }
+        Step::AwaitConfirm => after_switch(daemon, id, &deploy, AfterSwitch::Confirm).await,
+        Step::CheckHealth => after_switch(daemon, id, &deploy, AfterSwitch::Health).await,
     }
 }
 
@@ -468,45 +476,6 @@ fn conclude_rollback(previous: &str, outcome: SwitchOutcome, why: String) -> End
             format!("{why}; the switch back to {previous} never started"),
         ),
     }
-}
-
-/// Finishes a deploy that a previous daemon left in `activating`.
-async fn resume_activation(
-    daemon: &Daemon,
-    id: &DeployId,
-    deploy: &StoredDeploy,
-) -> Result<Ending, StateError> {
-    daemon.log(
-        id,
-        "deployd: restarted during activation; finishing the deploy",
-    );
-    let progress = &deploy.progress;
-    if let Some(launch) = &progress.rollback_switch {
-        let why = progress
-            .rolling_back
-            .clone()
-            .unwrap_or_else(|| "the switch failed".to_owned());
-        let outcome = match switch::wait(daemon, id, launch).await {
-            // Planned but never started: it has not run, so run it now.
-            SwitchOutcome::NeverStarted => match switch::start(daemon, id, launch).await {
-                Ok(()) => switch::wait(daemon, id, launch).await,
-                Err(error) => SwitchOutcome::Failed(error.to_string()),
-            },
-            outcome => outcome,
-        };
-        return Ok(conclude_rollback(&launch.system, outcome, why));
-    }
-    if let Some(why) = &progress.rolling_back {
-        // Rolling back, its switch not planned yet: the profile step again
-        // (setting a generation twice is harmless), then the switch.
-        return roll_back(daemon, id, why.clone()).await;
-    }
-    if let Some(launch) = &progress.switch {
-        // Never run it again: wait for the one that was started.
-        let outcome = switch::wait(daemon, id, launch).await;
-        return conclude_switch(daemon, id, deploy, outcome).await;
-    }
-    undo_profile(daemon, id, "deployd stopped before the switch ran").await
 }
 
 /// Nothing was activated: set the profile back if this deploy moved it.
