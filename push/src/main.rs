@@ -21,6 +21,7 @@ mod outcome;
 mod progress;
 mod revision;
 mod rollback;
+mod rollout;
 mod session;
 mod sign;
 mod status;

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -13,6 +14,7 @@ use crate::inventory::Inventory;
 use crate::keys::signing_key;
 use crate::outcome::{self, HostResult};
 use crate::progress::Progress;
+use crate::rollout::Unobserved;
 use crate::session::{Session, StartRequest};
 use crate::sign;
 
@@ -37,7 +39,7 @@ pub struct RollbackOptions {
 pub async fn run(options: RollbackOptions) -> Result<ExitCode> {
     let inventory = Inventory::load(&options.flake)?;
     let target = inventory.target(&options.host)?;
-    let key = std::sync::Arc::new(signing_key(
+    let key = Arc::new(signing_key(
         options.key.as_deref(),
         &inventory,
         &options.flake,
@@ -49,6 +51,7 @@ pub async fn run(options: RollbackOptions) -> Result<ExitCode> {
         progress: Progress::new(&[target.name.to_string()]),
         no_wait: options.no_wait,
         confirm: false,
+        observer: Arc::new(Unobserved),
     };
     let started = Instant::now();
     let request = StartRequest {

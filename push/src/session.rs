@@ -11,6 +11,7 @@ use crate::follow::{follow, Update};
 use crate::inventory::Target;
 use crate::outcome;
 use crate::progress::Progress;
+use crate::rollout::RolloutObserver;
 use crate::sign;
 
 /// How often a request that got no answer is sent.
@@ -41,6 +42,8 @@ pub struct Session {
     pub no_wait: bool,
     /// Confirm deploys that wait for it.
     pub confirm: bool,
+    /// Told when a host accepts its deploy.
+    pub observer: Arc<dyn RolloutObserver>,
 }
 
 impl Session {
@@ -63,7 +66,10 @@ impl Session {
                 .send_signed(target, path, envelope.clone())
                 .await
             {
-                Ok(_) => break,
+                Ok(_) => {
+                    self.observer.deploying(host);
+                    break;
+                }
                 Err(HostError::Unreachable(_)) if attempt < SEND_ATTEMPTS => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -1,0 +1,386 @@
+//! One rollout of a revision to a set of hosts, the code path `push REV`
+//! and `push serve` share: ask each host what it runs and refuse a
+//! downgrade, build every host's system at exactly that commit, make sure
+//! each host's caches hold it signed for it, send one signed deploy per host
+//! (`parallel` at a time), follow them to their end. One host's refusal,
+//! failed build or silence never stops the others; every host ends with a
+//! [`HostResult`], told to the [`RolloutObserver`] as it happens.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use deployd_protocol::api::StatusResponse;
+use deployd_protocol::{Action, HostName, Revision, SecretKey, StorePath};
+use tokio::sync::Semaphore;
+
+use crate::build::{build, BuildPlan};
+use crate::cache_check::{check, host_caches, Verdict};
+use crate::client::{Client, HostError};
+use crate::inventory::{Inventory, Target};
+use crate::outcome::{self, HostResult};
+use crate::progress::Progress;
+use crate::revision::FlakeRepository;
+use crate::session::{Session, StartRequest};
+use crate::sign::{self, DeployDetails};
+
+/// Told how each host of a rollout gets on, as it happens.
+pub trait RolloutObserver: Send + Sync {
+    /// The host accepted its deploy request.
+    fn deploying(&self, _host: &str) {}
+    /// The host is done: deployed, failed, refused, unreachable or not built.
+    fn ended(&self, _result: &HostResult) {}
+}
+
+/// An observer that is told nothing (the command line's own display is
+/// [`Progress`]).
+pub struct Unobserved;
+
+impl RolloutObserver for Unobserved {}
+
+/// How the hosts are deployed.
+#[derive(Debug, Clone)]
+pub struct RolloutSettings {
+    /// How to activate.
+    pub action: Action,
+    /// Magic rollback: the hosts roll back unless confirmed within this.
+    pub confirm_s: Option<u64>,
+    /// Deploy a revision that does not descend from a host's.
+    pub allow_downgrade: bool,
+    /// At most this many hosts at once (default: all).
+    pub parallel: Option<usize>,
+    /// Send and do not follow.
+    pub no_wait: bool,
+    /// Build there over SSH instead of here.
+    pub build_host: Option<String>,
+}
+
+/// A rollout: what to deploy where, signed with which key.
+pub struct Rollout {
+    /// The flake's directory (push.toml at its root), in a git work tree.
+    pub flake_dir: PathBuf,
+    /// Its push.toml.
+    pub inventory: Inventory,
+    /// The hosts.
+    pub targets: Vec<Target>,
+    /// The commit, resolved.
+    pub rev: Revision,
+    /// How.
+    pub settings: RolloutSettings,
+    /// Signs the deploys, the confirms and the reads.
+    pub key: Arc<SecretKey>,
+}
+
+impl Rollout {
+    /// What can be checked before anything is built: the build host's
+    /// name, the cache signing key. Bad input, not a host's failure.
+    pub fn preflight(&self) -> Result<()> {
+        if self.settings.parallel == Some(0) {
+            bail!("--parallel must be at least 1");
+        }
+        if let Some(build_host) = self.build_host() {
+            crate::nix::check_build_host(&build_host).map_err(anyhow::Error::msg)?;
+        }
+        if let Some(path) = self.sign_key_file() {
+            // Checked now, not after a build that may take hours.
+            std::fs::File::open(&path).map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot read the cache signing key {}: {error}",
+                    path.display()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn build_host(&self) -> Option<String> {
+        self.settings
+            .build_host
+            .clone()
+            .or(self.inventory.defaults.build_host.clone())
+    }
+
+    fn sign_key_file(&self) -> Option<PathBuf> {
+        let path = self.inventory.defaults.sign_key_file.as_ref()?;
+        Some(self.flake_dir.join(path))
+    }
+}
+
+/// Runs a rollout to its end. `Err` only when nothing could be sent to any
+/// host (a host's caches lack its system); each host's own trouble is its
+/// [`HostResult`].
+pub async fn rollout(
+    plan: Rollout,
+    progress: Progress,
+    observer: Arc<dyn RolloutObserver>,
+) -> Result<Vec<HostResult>> {
+    plan.preflight()?;
+    let flake = FlakeRepository::open(&plan.flake_dir)?.flake_reference(&plan.rev);
+    let client = Client::new(Some(plan.key.clone()));
+    let results = Results::new(observer.clone(), progress.clone(), &plan.rev);
+    let statuses = statuses(&client, &plan.targets).await;
+    let mut reachable = admit_hosts(&plan, statuses, &results)?;
+    let systems = build_systems(&plan, &flake, &reachable, &results).await;
+    reachable.retain(|(target, _)| systems.contains_key(&target.name));
+    check_caches(
+        &reachable,
+        &systems,
+        plan.inventory.defaults.copy_to.as_deref(),
+    )
+    .await?;
+
+    let session = Arc::new(Session {
+        client,
+        key: plan.key.clone(),
+        progress,
+        no_wait: plan.settings.no_wait,
+        confirm: plan.settings.confirm_s.is_some(),
+        observer,
+    });
+    let permits = Arc::new(Semaphore::new(
+        plan.settings.parallel.unwrap_or(reachable.len().max(1)),
+    ));
+    let shared = Arc::new(Shared {
+        session,
+        rev: plan.rev.clone(),
+        flake,
+        settings: plan.settings.clone(),
+    });
+    let tasks: Vec<_> = reachable
+        .into_iter()
+        .filter_map(|(target, _)| {
+            let system = systems.get(&target.name)?.clone();
+            let (shared, permits) = (shared.clone(), permits.clone());
+            let host = target.name.to_string();
+            let task = tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                deploy_host(&shared, &target, &system).await
+            });
+            Some((host, task))
+        })
+        .collect();
+    for (host, task) in tasks {
+        match task.await {
+            Ok(result) => results.add(result),
+            Err(error) => results.add(HostResult {
+                host,
+                rev: Some(plan.rev.clone()),
+                result: outcome::Result::Refused(format!(
+                    "push's task for this host failed: {error}"
+                )),
+                elapsed: Default::default(),
+            }),
+        }
+    }
+    Ok(results.into_sorted())
+}
+
+/// The hosts' results as they come, each told to the observer once.
+struct Results {
+    observer: Arc<dyn RolloutObserver>,
+    progress: Progress,
+    rev: Revision,
+    all: std::sync::Mutex<Vec<HostResult>>,
+}
+
+impl Results {
+    fn new(observer: Arc<dyn RolloutObserver>, progress: Progress, rev: &Revision) -> Self {
+        Results {
+            observer,
+            progress,
+            rev: rev.clone(),
+            all: Default::default(),
+        }
+    }
+
+    fn add(&self, result: HostResult) {
+        self.observer.ended(&result);
+        self.all
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(result);
+    }
+
+    /// A host that ended before anything was sent to it.
+    fn add_unsent(&self, host: &HostName, result: outcome::Result) {
+        self.progress.phase(host.as_str(), outcome::phase(&result));
+        self.add(HostResult {
+            host: host.to_string(),
+            rev: Some(self.rev.clone()),
+            result,
+            elapsed: Default::default(),
+        });
+    }
+
+    fn into_sorted(self) -> Vec<HostResult> {
+        let mut all = self
+            .all
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        all.sort_by(|a, b| a.host.cmp(&b.host));
+        all
+    }
+}
+
+/// The hosts that answered and may take this revision; the others are
+/// reported (unreachable, or refused as a downgrade).
+fn admit_hosts(
+    plan: &Rollout,
+    statuses: Vec<(Target, Result<StatusResponse, HostError>)>,
+    results: &Results,
+) -> Result<Vec<(Target, StatusResponse)>> {
+    let repository = FlakeRepository::open(&plan.flake_dir)?;
+    let rev = &plan.rev;
+    let mut reachable = Vec::new();
+    for (target, status) in statuses {
+        let status = match status {
+            Ok(status) => status,
+            Err(error) => {
+                let result = outcome::Result::Unreachable(error.to_string());
+                results.add_unsent(&target.name, result);
+                continue;
+            }
+        };
+        let running = status
+            .current_deploy
+            .as_ref()
+            .and_then(|deploy| deploy.rev.clone());
+        let downgrade = match (running, plan.settings.allow_downgrade) {
+            (Some(running), false) => match repository.descends_from(rev, &running) {
+                Some(true) => None,
+                Some(false) => Some(format!(
+                    "it runs {running}, and {rev} does not descend from it; pass --allow-downgrade to deploy it anyway"
+                )),
+                None => Some(format!(
+                    "it runs {running}, which this repository does not have (fetch its history), so a downgrade cannot be ruled out; pass --allow-downgrade to deploy anyway"
+                )),
+            },
+            _ => None,
+        };
+        match downgrade {
+            // Refused for this host alone; the others go on.
+            Some(why) => results.add_unsent(&target.name, outcome::Result::Refused(why)),
+            None => reachable.push((target, status)),
+        }
+    }
+    Ok(reachable)
+}
+
+/// Builds the systems of the reachable hosts; a host whose system did not
+/// build (or all, when the build itself failed) is reported.
+async fn build_systems(
+    plan: &Rollout,
+    flake: &str,
+    reachable: &[(Target, StatusResponse)],
+    results: &Results,
+) -> BTreeMap<HostName, StorePath> {
+    if reachable.is_empty() {
+        return BTreeMap::new();
+    }
+    let hosts: Vec<HostName> = reachable.iter().map(|(t, _)| t.name.clone()).collect();
+    let build_host = plan.build_host();
+    let sign_key_file = plan.sign_key_file();
+    let build_plan = BuildPlan {
+        flake,
+        hosts: &hosts,
+        build_host: build_host.as_deref(),
+        copy_to: plan.inventory.defaults.copy_to.as_deref(),
+        sign_key_file: sign_key_file.as_deref(),
+    };
+    let note = |line: &str| eprintln!("build: {line}");
+    match build(&build_plan, note).await {
+        Ok(built) => {
+            for (host, why) in built.failed {
+                eprintln!("push: {host}'s system did not build: {why}");
+                results.add_unsent(&host, outcome::Result::BuildFailed(why));
+            }
+            built.systems
+        }
+        Err(error) => {
+            eprintln!("push: the build failed: {error:#}");
+            let why = crate::inventory::one_line(&format!("{error:#}"));
+            for host in &hosts {
+                results.add_unsent(host, outcome::Result::BuildFailed(why.clone()));
+            }
+            BTreeMap::new()
+        }
+    }
+}
+
+/// Stops, before anything is sent, when a host's caches lack its system
+/// (or hold it signed by no key the host trusts); warns when that cannot be
+/// told from here.
+async fn check_caches(
+    hosts: &[(Target, StatusResponse)],
+    systems: &BTreeMap<HostName, StorePath>,
+    copy_to: Option<&str>,
+) -> Result<()> {
+    let http = reqwest::Client::new();
+    let checks = hosts.iter().filter_map(|(target, status)| {
+        let system = systems.get(&target.name)?;
+        let caches = host_caches(target.name.as_str(), status, copy_to);
+        let http = &http;
+        Some(async move { check(http, &caches, system).await })
+    });
+    for verdict in futures_util::future::join_all(checks).await {
+        match verdict {
+            Verdict::Present => {}
+            Verdict::Unknown(why) => eprintln!("push: warning: {why}; sending anyway"),
+            Verdict::Missing(why) => bail!("{why}: no deploy was sent"),
+        }
+    }
+    Ok(())
+}
+
+async fn statuses(
+    client: &Client,
+    targets: &[Target],
+) -> Vec<(Target, Result<StatusResponse, HostError>)> {
+    let asks = targets
+        .iter()
+        .map(|target| async move { (target.clone(), client.status(target).await) });
+    futures_util::future::join_all(asks).await
+}
+
+/// Everything the per-host tasks share.
+struct Shared {
+    session: Arc<Session>,
+    rev: Revision,
+    flake: String,
+    settings: RolloutSettings,
+}
+
+/// Sends one host its deploy and follows it.
+async fn deploy_host(shared: &Shared, target: &Target, system: &StorePath) -> HostResult {
+    let started = Instant::now();
+    let host = target.name.as_str();
+    let settings = &shared.settings;
+    let details = DeployDetails {
+        action: settings.action,
+        flake: Some(&shared.flake),
+        rev: Some(&shared.rev),
+        allow_downgrade: settings.allow_downgrade,
+        confirm_within_s: settings.confirm_s,
+    };
+    let session = &shared.session;
+    let result = match sign::deploy(&target.name, system, &details, &session.key) {
+        Ok((deploy_id, envelope)) => {
+            let request = StartRequest {
+                path: "/v1/deploy",
+                envelope,
+                deploy_id,
+            };
+            session.send_and_follow(target, request).await
+        }
+        Err(error) => outcome::Result::Refused(format!("cannot sign: {error:#}")),
+    };
+    session.progress.phase(host, outcome::phase(&result));
+    HostResult {
+        host: host.to_owned(),
+        rev: Some(shared.rev.clone()),
+        result,
+        elapsed: started.elapsed(),
+    }
+}
