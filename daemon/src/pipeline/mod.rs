@@ -221,6 +221,7 @@ async fn activate(
             ));
         }
     }
+    health::remember_failed_units(daemon, id, action).await?;
     let outcome = run_switch(daemon, id, FORWARD_SWITCH, (system.as_str(), action)).await?;
     conclude_switch(daemon, id, deploy, outcome).await
 }

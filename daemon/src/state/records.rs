@@ -58,6 +58,11 @@ pub struct Progress {
     /// not started by then is never started.
     #[serde(default)]
     pub expires_at: Option<u64>,
+    /// The units systemd listed as failed just before the new system's
+    /// switch: their failures are not this deploy's, and the health check
+    /// does not count them.
+    #[serde(default)]
+    pub failed_before: Vec<String>,
 }
 
 /// A `switch-to-configuration` that outlives the daemon, written down before
