@@ -97,7 +97,8 @@ pub struct HealthSection {
     #[serde(default)]
     pub http: Vec<HttpUrl>,
     /// Where systemd runs: `systemctl is-system-running --wait` must not
-    /// leave failed units other than `allowed_failed_units`.
+    /// leave failed units other than `allowed_failed_units` and those that
+    /// had already failed before the deploy's switch.
     #[serde(default = "default_true")]
     pub systemd: bool,
     /// Units whose failure does not fail the check.

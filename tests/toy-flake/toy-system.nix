@@ -18,10 +18,14 @@
 # the host's system has a service that fails, and `deployd.service` when they
 # give one. Where systemd runs, `switch` and `test` handle them as NixOS's
 # switch-to-configuration does: stop and remove the units the old system had
-# and this one has not, install this one's, `systemctl daemon-reload` and
-# `reset-failed`, start the new units and restart the changed ones, except
-# those marked `X-RestartIfChanged=false` (deployd); a unit that fails to
-# start or restart makes it exit 4.
+# and this one has not, install this one's, `systemctl reset-failed` (every
+# unit's failure is forgotten, whatever its system) and `daemon-reload`,
+# start the new units and restart the changed ones, except those marked
+# `X-RestartIfChanged=false` (deployd); a unit that fails to start or
+# restart makes it exit 4. (NixOS's also restarts the active targets and
+# exits 4 when any unit is failed once its jobs have ended; the toy systems
+# carry no target, and a unit that fails after it started is left to the
+# health checks.)
 {
   host,
   settings,
@@ -148,8 +152,9 @@ in
         fi
         cp "\$file" "\$installed"
       done
-      systemctl daemon-reload
+      # As NixOS's: forget every failed unit, then reload.
       systemctl reset-failed
+      systemctl daemon-reload
       failed=""
       for unit in \$added; do
         echo "starting the following units: \$unit"

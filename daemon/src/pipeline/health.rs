@@ -1,7 +1,9 @@
 //! Health checks after an activation: commands that must exit 0 in time,
 //! `http://` URLs that must answer a GET with 2xx, and, where systemd runs,
-//! no failed unit but the allowed ones. All are run in rounds until one
-//! round passes or the deadline passes; the last round's report says why.
+//! no failed unit but the allowed ones and those already failed before the
+//! deploy (listed before its switch, kept in its progress). All are run in
+//! rounds until one round passes or the deadline passes; the last round's
+//! report says why.
 
 use std::time::Duration;
 
@@ -11,8 +13,9 @@ use tokio::net::TcpStream;
 use crate::config::HealthSection;
 use crate::daemon::Daemon;
 use crate::http_url::HttpUrl;
+use crate::state::StateError;
 use deployd_command::{self as command, Invocation};
-use deployd_protocol::DeployId;
+use deployd_protocol::{Action, DeployId};
 
 /// How long an HTTP check may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,6 +28,46 @@ const HTTP_READ_BYTES: u64 = 4096;
 /// Whether any check is configured (for this machine).
 pub fn configured(health: &HealthSection, systemd: bool) -> bool {
     !health.commands.is_empty() || !health.http.is_empty() || (health.systemd && systemd)
+}
+
+/// Before the switch of a `switch` or `test` that the systemd check will
+/// follow: writes the units failed now into the deploy's progress, so that
+/// their failures are not taken for the deploy's. (NixOS's switch runs
+/// `systemctl reset-failed`; what matters is a unit that fails again on its
+/// own after it, such as a job its timer starts.) A list that cannot be
+/// made is logged, and every failed unit then counts.
+pub async fn remember_failed_units(
+    daemon: &Daemon,
+    id: &DeployId,
+    action: Action,
+) -> Result<(), StateError> {
+    let checked = matches!(action, Action::Switch | Action::Test)
+        && daemon.config.file.health.systemd
+        && daemon.systemd;
+    if !checked {
+        return Ok(());
+    }
+    let failed = match failed_units(daemon, |_| {}).await {
+        Ok(failed) => failed,
+        Err(why) => {
+            daemon.log(
+                id,
+                &format!("deployd: {why}; every unit failed after the switch will count"),
+            );
+            Vec::new()
+        }
+    };
+    if !failed.is_empty() {
+        daemon.log(
+            id,
+            &format!(
+                "deployd: already failed before the deploy: {}",
+                failed.join(", ")
+            ),
+        );
+    }
+    daemon.update(id, |deploy| deploy.progress.failed_before = failed)?;
+    Ok(())
 }
 
 /// Runs the checks in rounds until all pass (`Ok`) or the deadline passes
@@ -93,7 +136,10 @@ async fn one_round(daemon: &Daemon, id: &DeployId, deadline: tokio::time::Instan
     failures
 }
 
-/// `systemctl is-system-running --wait`, then the failed units, less the allowed.
+/// `systemctl is-system-running --wait` (which waits for the boot to end),
+/// then, unless it says `running`, the failed units less the allowed ones
+/// and those already failed before the deploy: `degraded` alone says only
+/// that some unit failed, not whose fault it is.
 async fn systemd_state(
     daemon: &Daemon,
     id: &DeployId,
@@ -105,10 +151,24 @@ async fn systemd_state(
     if command::run(&running, |_| {}).await.is_ok() {
         return Ok(());
     }
+    let failed_before = daemon
+        .deploy(id.as_str())
+        .map(|deploy| deploy.progress.failed_before)
+        .unwrap_or_default();
     let failed: Vec<String> = failed_units(daemon, |line| daemon.log(id, line))
         .await?
         .into_iter()
         .filter(|unit| !allowed.contains(unit))
+        .filter(|unit| {
+            let before = failed_before.contains(unit);
+            if before {
+                daemon.log(
+                    id,
+                    &format!("deployd: {unit} was already failed before the deploy; not counted"),
+                );
+            }
+            !before
+        })
         .collect();
     if failed.is_empty() {
         Ok(())
@@ -133,12 +193,20 @@ async fn failed_units(daemon: &Daemon, on_line: impl FnMut(&str)) -> Result<Vec<
     let listed = command::run(&list, on_line)
         .await
         .map_err(|error| format!("cannot list failed units: {error}"))?;
-    Ok(listed
-        .stdout
+    Ok(unit_names(&listed.stdout))
+}
+
+/// The unit names of `systemctl list-units --plain --no-legend` (the first
+/// word of each line; a `●` systemd may put first is skipped).
+fn unit_names(listed: &str) -> Vec<String> {
+    listed
         .lines()
-        .filter_map(|line| line.split_whitespace().next())
+        .filter_map(|line| {
+            line.split_whitespace()
+                .find(|word| !word.starts_with('\u{25cf}'))
+        })
         .map(str::to_owned)
-        .collect())
+        .collect()
 }
 
 /// A GET that must answer 2xx within `timeout`.
@@ -178,6 +246,14 @@ async fn http_get(url: &HttpUrl, timeout: Duration) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_unit_names() {
+        let listed = "lab-flaky.service loaded failed failed a job of the host that fails\n\
+                      \u{25cf} nix-gc.service loaded failed failed Nix Garbage Collector\n\n";
+        assert_eq!(unit_names(listed), ["lab-flaky.service", "nix-gc.service"]);
+        assert!(unit_names("").is_empty());
+    }
 
     #[tokio::test]
     async fn http_checks_want_2xx() {

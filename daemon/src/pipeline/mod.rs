@@ -227,6 +227,7 @@ async fn activate(
             ));
         }
     }
+    health::remember_failed_units(daemon, id, action).await?;
     let target = SwitchTarget {
         system: system.as_str(),
         action,

@@ -9,7 +9,10 @@
 //!
 //! A launch is planned (its files named) and written into the deploy's
 //! record before it is started, so a restarted daemon always knows whether a
-//! switch may have run.
+//! switch may have run. The wait is woken by changes to the switch's files
+//! (inotify, [`watch`]), with a slow timer for what files cannot tell.
+
+mod watch;
 
 use std::path::Path;
 use std::time::Duration;
@@ -29,8 +32,14 @@ use deployd_command::{self as command, CommandError, Invocation};
 /// its newline is there, so a half-written file is never taken for a result.
 const WRAPPER: &str = r#"echo $$ > "$4"; "$1" "$2"; echo $? > "$3""#;
 
-/// How often a running switch is looked at.
-const POLL: Duration = Duration::from_millis(100);
+/// How often a running switch is looked at when none of its files changed:
+/// inotify wakes the wait as the switch writes its output, pid and status,
+/// but cannot tell that its process vanished without writing its status,
+/// nor that the start grace or the switch timeout ran out.
+const FALLBACK: Duration = Duration::from_secs(1);
+/// How often a stopped switch is looked at until its process is gone (a
+/// process's end changes no file).
+const STOP_POLL: Duration = Duration::from_millis(100);
 /// How long a planned switch may take to write its pid before it counts as
 /// never started.
 const START_GRACE: Duration = Duration::from_secs(10);
@@ -134,6 +143,20 @@ pub async fn start(
 /// Waits for a switch to end, streaming its output into the deploy's log.
 /// Stops it when it runs past the switch timeout.
 pub async fn wait(daemon: &Daemon, id: &DeployId, launch: &SwitchLaunch) -> SwitchOutcome {
+    wait_woken(daemon, id, launch, FALLBACK).await
+}
+
+/// [`wait`], looking at the switch when one of its files changes, or when
+/// `fallback` passed without a change.
+async fn wait_woken(
+    daemon: &Daemon,
+    id: &DeployId,
+    launch: &SwitchLaunch,
+    fallback: Duration,
+) -> SwitchOutcome {
+    // Watching before the first look: a change in between still wakes it.
+    let files = [&launch.log_file, &launch.status_file, &launch.pid_file];
+    let mut watch = watch::SwitchFilesWatch::new(&files.map(|file| file.as_path()), fallback);
     let started = tokio::time::Instant::now();
     let timeout = daemon.config.switch_timeout();
     // Launched in another boot: whatever its pid names now is not it.
@@ -180,7 +203,7 @@ pub async fn wait(daemon: &Daemon, id: &DeployId, launch: &SwitchLaunch) -> Swit
                 "switch-to-configuration did not finish within {timeout:?} and was stopped"
             ));
         }
-        tokio::time::sleep(POLL).await;
+        watch.changed().await;
     }
 }
 
@@ -208,7 +231,7 @@ async fn stop(daemon: &Daemon, id: &DeployId, launch: &SwitchLaunch) {
         if !read_pid(&launch.pid_file).is_some_and(process_runs) {
             return;
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(STOP_POLL).await;
     }
 }
 
@@ -295,6 +318,132 @@ mod tests {
             pid_file: dir.join("switch.pid"),
             boot_id: None,
         }
+    }
+
+    /// A daemon over `dir` (its state in `dir/state`), for waiting on switches.
+    fn daemon_in(dir: &Path) -> std::sync::Arc<Daemon> {
+        let ops =
+            deployd_protocol::SecretKey::generate("ops-1".parse().expect("name")).expect("random");
+        let cache = deployd_protocol::SecretKey::generate("cache-1".parse().expect("name"))
+            .expect("random");
+        let text = format!(
+            "hostname = \"sambirano\"\nstate_dir = \"{}\"\n\
+             [[trusted_keys]]\nkey = \"{}\"\n\
+             [nix]\nsubstituters = [\"http://127.0.0.1:9\"]\ntrusted_public_keys = [\"{}\"]\n",
+            dir.join("state").display(),
+            ops.public_key(),
+            cache.public_key(),
+        );
+        let config =
+            crate::config::Config::from_toml(&text, &dir.join("config.toml")).expect("config");
+        Daemon::open(config, crate::Environment::default()).expect("daemon")
+    }
+
+    /// A switch whose wrapper runs (its pid file names a live process) and
+    /// has not ended; the process is killed on drop.
+    struct RunningSwitch {
+        launch: SwitchLaunch,
+        process: std::process::Child,
+    }
+
+    impl RunningSwitch {
+        fn start(dir: &Path) -> RunningSwitch {
+            let process = std::process::Command::new("/bin/sleep")
+                .arg("120")
+                .spawn()
+                .expect("sleep");
+            let launch = launch(dir, "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-x");
+            std::fs::write(&launch.pid_file, format!("{}\n", process.id())).expect("pid");
+            RunningSwitch { launch, process }
+        }
+    }
+
+    impl Drop for RunningSwitch {
+        fn drop(&mut self) {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_running_switch_is_not_polled() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let daemon = daemon_in(dir.path());
+        let switch = RunningSwitch::start(dir.path());
+        let id: DeployId = "quiet".parse().expect("id");
+        let waiting = tokio::spawn({
+            let (daemon, launch) = (daemon.clone(), switch.launch.clone());
+            async move { wait(&daemon, &id, &launch).await }
+        });
+        // How often the waiter opens the switch's pid file while nothing
+        // changes: a poll every 100 ms opens it about 20 times in 2 s.
+        let inotify = inotify::Inotify::init().expect("inotify");
+        inotify
+            .watches()
+            .add(dir.path(), inotify::WatchMask::OPEN)
+            .expect("watch");
+        let mut events = inotify.into_event_stream([0u8; 4096]).expect("stream");
+        let pid_name = switch.launch.pid_file.file_name().expect("name").to_owned();
+        let mut opens = 0;
+        let quiet = tokio::time::sleep(Duration::from_secs(2));
+        tokio::pin!(quiet);
+        loop {
+            tokio::select! {
+                () = &mut quiet => break,
+                event = events.next() => {
+                    let event = event.expect("an event").expect("an event");
+                    if event.name.as_deref() == Some(pid_name.as_os_str()) {
+                        opens += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            opens <= 4,
+            "the pid file was opened {opens} times in 2 s: the switch is polled"
+        );
+        std::fs::write(&switch.launch.status_file, "0\n").expect("status");
+        let outcome = tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("the outcome was seen")
+            .expect("the waiter");
+        assert_eq!(outcome, SwitchOutcome::Succeeded);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn output_and_status_are_seen_well_before_the_fallback() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let daemon = daemon_in(dir.path());
+        let switch = RunningSwitch::start(dir.path());
+        let id: DeployId = "prompt".parse().expect("id");
+        // Nothing but a change can wake the wait within a minute.
+        let fallback = Duration::from_secs(60);
+        let waiting = tokio::spawn({
+            let (daemon, launch) = (daemon.clone(), switch.launch.clone());
+            async move { wait_woken(&daemon, &id, &launch, fallback).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let started = std::time::Instant::now();
+        std::fs::write(&switch.launch.log_file, "switching\n").expect("output");
+        let streamed = streamed_file(&switch.launch);
+        while read_line(&streamed).as_deref() != Some("10") {
+            assert!(
+                started.elapsed() < fallback / 2,
+                "the output was not streamed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let started = std::time::Instant::now();
+        std::fs::write(&switch.launch.status_file, "0\n").expect("status");
+        let outcome = tokio::time::timeout(fallback / 2, waiting)
+            .await
+            .expect("the outcome was seen before the fallback")
+            .expect("the waiter");
+        assert_eq!(outcome, SwitchOutcome::Succeeded);
+        assert!(started.elapsed() < fallback / 2);
     }
 
     #[test]

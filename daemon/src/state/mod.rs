@@ -7,7 +7,8 @@
 //! state_dir/
 //!   nonces.json                 seen nonces, until they expire
 //!   active.json                 the deploy that made the active system
-//!   deploy-ids                  every deploy id ever used (one per line)
+//!   deploy-ids                  the most recent deploy ids used (one per
+//!                               line, oldest first, bounded)
 //!   deploys/<id>/record.json    a deploy's record and progress
 //!   deploys/<id>/envelope       the envelope it came in (retries compare it)
 //!   deploys/<id>/log            its full log
@@ -22,6 +23,7 @@
 mod files;
 mod nonces;
 mod records;
+mod used_ids;
 
 pub use files::{read_json, write_atomically, write_json};
 pub use nonces::{DiskNonceStore, PendingNonce, VerifyingNonces};

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use deployd_protocol::api::DeployRecord;
 use deployd_protocol::{Action, DeployId, StorePath};
 
+use super::used_ids::{UsedIds, KEPT_DEPLOY_IDS};
 use super::{read_json, write_atomically, write_json, StateError};
 
 /// The record's file name inside a deploy's directory.
@@ -57,6 +58,11 @@ pub struct Progress {
     /// not started by then is never started.
     #[serde(default)]
     pub expires_at: Option<u64>,
+    /// The units systemd listed as failed just before the new system's
+    /// switch: their failures are not this deploy's, and the health check
+    /// does not count them.
+    #[serde(default)]
+    pub failed_before: Vec<String>,
 }
 
 /// A `switch-to-configuration` that outlives the daemon, written down before
@@ -104,10 +110,9 @@ pub struct DeployStore {
     history_limit: usize,
     by_sequence: BTreeMap<u64, StoredDeploy>,
     active: Option<ActiveDeploy>,
-    /// Every deploy id ever used here, kept past the history limit: a
-    /// reused id is a replay however old the first deploy is.
-    used_ids: std::collections::HashSet<String>,
-    used_ids_file: PathBuf,
+    /// The most recent deploy ids used here, kept well past the history
+    /// limit: a reused id is refused (`deploy-ids`).
+    used_ids: UsedIds,
     /// The SHA-256 of each kept deploy's envelope, to know a retry.
     envelope_digests: std::collections::HashMap<String, [u8; 32]>,
 }
@@ -176,27 +181,12 @@ impl DeployStore {
                 rebuilt
             }
         };
-        let used_ids_file = state_dir.join("deploy-ids");
-        let mut used_ids: std::collections::HashSet<String> =
-            match std::fs::read_to_string(&used_ids_file) {
-                Ok(text) => whole_lines(&used_ids_file, &text)?
-                    .lines()
-                    .map(str::to_owned)
-                    .collect(),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Default::default(),
-                Err(source) => {
-                    return Err(StateError::Io {
-                        action: "reading",
-                        path: used_ids_file,
-                        source,
-                    })
-                }
-            };
-        used_ids.extend(
-            by_sequence
-                .values()
-                .map(|deploy| deploy.record.deploy_id.to_string()),
-        );
+        // Never fewer ids than the deploys the host still reports.
+        let kept_ids = KEPT_DEPLOY_IDS.max(history_limit);
+        let mut used_ids = UsedIds::load(&state_dir.join("deploy-ids"), kept_ids)?;
+        for deploy in by_sequence.values() {
+            used_ids.remember_in_memory(deploy.record.deploy_id.as_str());
+        }
         let envelope_digests = by_sequence
             .values()
             .filter_map(|deploy| {
@@ -212,7 +202,6 @@ impl DeployStore {
             by_sequence,
             active,
             used_ids,
-            used_ids_file,
             envelope_digests,
         };
         Ok((store, problems))
@@ -229,7 +218,7 @@ impl DeployStore {
     /// Adds a new deploy: its directory, its envelope, then its record; then
     /// drops the oldest finished deploys beyond the history limit.
     pub fn insert(&mut self, deploy: StoredDeploy, envelope: &[u8]) -> Result<(), StateError> {
-        self.remember_id(&deploy.record.deploy_id)?;
+        self.used_ids.remember(deploy.record.deploy_id.as_str())?;
         let dir = self.deploy_dir(&deploy.record.deploy_id);
         std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
             action: "creating",
@@ -291,29 +280,10 @@ impl DeployStore {
         }
     }
 
-    /// Whether a deploy with this id was ever recorded here.
+    /// Whether a deploy with this id was recorded here (among the most
+    /// recent [`KEPT_DEPLOY_IDS`] ids).
     pub fn id_used(&self, id: &str) -> bool {
         self.used_ids.contains(id)
-    }
-
-    /// Appends `id` to the used ids (synced: a crash must not forget it).
-    fn remember_id(&mut self, id: &DeployId) -> Result<(), StateError> {
-        use std::io::Write;
-        let io = |source| StateError::Io {
-            action: "appending to",
-            path: self.used_ids_file.clone(),
-            source,
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.used_ids_file)
-            .map_err(io)?;
-        writeln!(file, "{id}")
-            .and_then(|()| file.sync_all())
-            .map_err(io)?;
-        self.used_ids.insert(id.to_string());
-        Ok(())
     }
 
     /// The deploy with this id.
@@ -396,18 +366,6 @@ impl DeployStore {
     }
 }
 
-/// `text` (of the append-only `file`) without a last line that a crash cut
-/// short; the file is rewritten without it, so the next append starts a
-/// line of its own instead of joining two ids.
-fn whole_lines<'a>(file: &Path, text: &'a str) -> Result<&'a str, StateError> {
-    if text.is_empty() || text.ends_with('\n') {
-        return Ok(text);
-    }
-    let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
-    write_atomically(file, whole.as_bytes())?;
-    Ok(whole)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,6 +444,30 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(store.newest_first().next().is_none());
         assert!(dir.path().join("unreadable/broken/record.json").exists());
+    }
+
+    #[test]
+    fn used_ids_are_bounded_oldest_forgotten_first() {
+        const BOUND: usize = KEPT_DEPLOY_IDS;
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Three times the bound, as years of deploys would leave it.
+        let old: String = (0..3 * BOUND).map(|n| format!("old-{n}\n")).collect();
+        std::fs::write(dir.path().join("deploy-ids"), old).expect("write");
+        let (mut store, _) = DeployStore::load(dir.path(), 3).expect("load");
+        store
+            .insert(deploy(1, DeployState::Succeeded), b"{}")
+            .expect("insert");
+        let text = std::fs::read_to_string(dir.path().join("deploy-ids")).expect("read");
+        assert!(
+            text.lines().count() <= 2 * BOUND,
+            "{} lines",
+            text.lines().count()
+        );
+        assert_eq!(text.lines().last(), Some("d1"));
+        assert!(store.id_used("d1") && store.id_used(&format!("old-{}", 3 * BOUND - 1)));
+        assert!(!store.id_used("old-0"), "the oldest id is still kept");
+        let (reloaded, _) = DeployStore::load(dir.path(), 3).expect("reload");
+        assert!(reloaded.id_used("d1") && !reloaded.id_used("old-0"));
     }
 
     #[test]
