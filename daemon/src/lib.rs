@@ -8,6 +8,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod environment;
 pub mod events;
 pub mod http_url;
 pub mod logging;
@@ -20,7 +21,8 @@ pub mod system;
 use std::sync::Arc;
 
 pub use config::{Config, ConfigError};
-pub use daemon::{Daemon, Environment};
+pub use daemon::Daemon;
+pub use environment::Environment;
 
 /// Opens the daemon's state on a machine like `environment` (see
 /// [`Environment::detect`]) and finishes a deploy a previous run left

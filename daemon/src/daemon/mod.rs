@@ -15,6 +15,7 @@ mod fanout;
 pub mod lifecycle;
 mod progress;
 
+pub use crate::environment::Environment;
 pub use admission::{Admission, AdmissionError};
 pub use lifecycle::MAX_EVENT_STREAMS;
 
@@ -36,31 +37,6 @@ use crate::state::{
 use deploy_log::DeployLog;
 use fanout::Fanout;
 use lifecycle::Lifecycle;
-
-/// What the daemon found about the machine it runs on, at start.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Environment {
-    /// What `nix-store --version` said.
-    pub nix_version: Option<String>,
-    /// Whether systemd runs this machine (switches then run in transient units).
-    pub systemd: bool,
-}
-
-impl Environment {
-    /// Asks the machine: Nix's version, and whether `/run/systemd/system` is there.
-    pub async fn detect(config: &Config) -> Environment {
-        let version = crate::pipeline::nix_version_invocation(config);
-        let nix_version = deployd_command::run(&version, |_| {})
-            .await
-            .map(|captured| captured.stdout.trim().to_owned())
-            .map_err(|error| log::warn!("cannot read Nix's version: {error}"))
-            .ok();
-        Environment {
-            nix_version,
-            systemd: std::path::Path::new("/run/systemd/system").is_dir(),
-        }
-    }
-}
 
 /// The daemon: config, verifier and the state every request and deploy shares.
 pub struct Daemon {

@@ -11,7 +11,6 @@ mod resume;
 mod rollback;
 mod switch;
 
-pub use nix::version as nix_version_invocation;
 pub use switch::{SwitchOutcome, SwitchTarget};
 
 use std::path::{Path, PathBuf};

@@ -88,15 +88,6 @@ pub fn add_gc_root(config: &Config, system: &str, gc_root: &Path) -> Invocation 
     )
 }
 
-/// `nix-store --version`.
-pub fn version(config: &Config) -> Invocation {
-    Invocation::new(
-        &config.file.nix.nix_store,
-        ["--version"],
-        std::time::Duration::from_secs(10),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
