@@ -50,7 +50,7 @@
       # sign and verify in) and the lab tests (root, namespaces, a Nix store).
       tests = cargoCheck "tests" ''
         cargo test --offline -p deployd-protocol
-        cargo test --offline -p deployd-command
+        cargo test --offline -p deployd-command -p deployd-service
         cargo test --offline -p deployd --lib --test api --test check_config \
           --test sd_notify --test start_order --test stale_request \
           --test unreadable_state --test unwritable_record

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use deployd::api::chain;
-use deployd::{api, logging, notify, Config};
-use tokio_util::sync::CancellationToken;
+use deployd::{api, Config};
+use deployd_service::{cancel_on_signal, logging, notify};
 
 /// deployd: pull-based, signed deploys for NixOS hosts.
 #[derive(Parser)]
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    logging::init(cli.verbose);
+    logging::init("deployd", cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -105,23 +105,4 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|error| format!("serving failed: {error}"))?;
     log::info!("deployd stopped");
     Ok(())
-}
-
-/// Cancels `shutdown` on SIGTERM or SIGINT.
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        log::error!("cannot listen for signals; stop deployd with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    log::info!("shutting down");
-    notify::stopping();
-    shutdown.cancel();
 }

@@ -9,7 +9,6 @@ use deployd_protocol::DeployId;
 use super::{off_the_runtime, Daemon};
 use crate::clock::now_ms;
 use crate::events::DeployEvent;
-use crate::notify;
 use crate::state::{StateError, StoredDeploy};
 
 impl Daemon {
@@ -58,7 +57,7 @@ impl Daemon {
         })?;
         self.fanout
             .push(id, DeployEvent::State(StateEvent { state, at_ms: now }));
-        notify::status(&format!("deploy {id}: {state}"));
+        deployd_service::notify::status(&format!("deploy {id}: {state}"));
         log::info!(
             deploy_id = id.as_str(),
             store_path = deploy.record.store_path.as_str();
@@ -104,7 +103,7 @@ impl Daemon {
             ],
         );
         self.deploy_log.forget(id);
-        notify::status(&format!("idle; deploy {id} {state}"));
+        deployd_service::notify::status(&format!("idle; deploy {id} {state}"));
         let reason = failure
             .as_ref()
             .map_or("", |failure| failure.message.as_str());

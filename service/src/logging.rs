@@ -6,8 +6,9 @@ use std::io::Write;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-/// Installs the logger; `verbose` adds debug messages.
-pub fn init(verbose: bool) {
+/// Installs the logger for the program called `identifier` (journald's
+/// `SYSLOG_IDENTIFIER`); `verbose` adds debug messages.
+pub fn init(identifier: &str, verbose: bool) {
     let level = if verbose {
         LevelFilter::Debug
     } else {
@@ -16,13 +17,15 @@ pub fn init(verbose: bool) {
     if systemd_journal_logger::connected_to_journal() {
         match systemd_journal_logger::JournalLog::new() {
             Ok(journal) => {
-                let journal = journal.with_syslog_identifier("deployd".to_owned());
+                let journal = journal.with_syslog_identifier(identifier.to_owned());
                 if journal.install().is_ok() {
                     log::set_max_level(level);
                     return;
                 }
             }
-            Err(error) => eprintln!("deployd: cannot log to the journal ({error}); using stderr"),
+            Err(error) => {
+                eprintln!("{identifier}: cannot log to the journal ({error}); using stderr")
+            }
         }
     }
     if log::set_boxed_logger(Box::new(StderrLog)).is_ok() {

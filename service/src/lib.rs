@@ -1,0 +1,29 @@
+//! What deployd's long-running services (the host daemon `deployd` and the
+//! forge service `push serve`) share with systemd: logging to journald with
+//! key-value fields (plain stderr lines otherwise), the notify protocol
+//! (`Type=notify` with a watchdog), and one shutdown token cancelled on
+//! SIGTERM or SIGINT.
+
+pub mod logging;
+pub mod notify;
+
+use tokio_util::sync::CancellationToken;
+
+/// Cancels `shutdown` on SIGTERM or SIGINT (and tells systemd it is stopping).
+pub async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        log::error!("cannot listen for signals; stop with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    log::info!("shutting down");
+    notify::stopping();
+    shutdown.cancel();
+}
