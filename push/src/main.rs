@@ -22,6 +22,7 @@ mod progress;
 mod revision;
 mod rollback;
 mod rollout;
+mod serve;
 mod session;
 mod sign;
 mod status;
@@ -48,6 +49,9 @@ enum Command {
     /// Make a deploy key pair in Nix's key-file format: NAME.secret (mode
     /// 0600) and NAME.public. Refuses to overwrite either file.
     Keygen(keygen::KeygenOptions),
+    /// Run the forge service: a push to a followed branch deploys its hosts,
+    /// and each host's result is reported on the commit.
+    Serve(serve::ServeOptions),
 }
 
 /// Exit status for bad usage, config or input.
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
             Some(Command::Status(options)) => status::run(options).await,
             Some(Command::Log(options)) => log::run(options).await,
             Some(Command::Rollback(options)) => rollback::run(options).await,
+            Some(Command::Serve(options)) => serve::run(options).await,
             Some(Command::Keygen(_)) => unreachable!("handled above"),
         }
     });

@@ -28,8 +28,8 @@ use crate::sign::{self, DeployDetails};
 
 /// Told how each host of a rollout gets on, as it happens.
 pub trait RolloutObserver: Send + Sync {
-    /// The host accepted its deploy request.
-    fn deploying(&self, _host: &str) {}
+    /// The host accepted its deploy request, which started `deploy_id`.
+    fn deploying(&self, _host: &str, _deploy_id: &str) {}
     /// The host is done: deployed, failed, refused, unreachable or not built.
     fn ended(&self, _result: &HostResult) {}
 }

@@ -67,7 +67,7 @@ impl Session {
                 .await
             {
                 Ok(_) => {
-                    self.observer.deploying(host);
+                    self.observer.deploying(host, id.as_str());
                     break;
                 }
                 Err(HostError::Unreachable(_)) if attempt < SEND_ATTEMPTS => {

@@ -1,0 +1,270 @@
+//! The service's HTTP API:
+//! - `POST /v1/hooks/{forge}` (the forge; only a hook signed with the
+//!   webhook secret does anything): `202` for a push it queues, `204` for
+//!   anything it ignores, `401` unsigned or wrongly signed, `413` over
+//!   5 MiB, `404` for another forge than the configured one; errors are the
+//!   daemon's JSON (`{"error", "message"}`). Answered at once: the work is
+//!   the worker's.
+//! - `GET /v1/status` (anyone): the branches followed, the rollout running,
+//!   the pushes queued and the recent rollouts with every host's result.
+//! - `GET /metrics` (anyone): hooks and rollouts by outcome, queue length,
+//!   last rollout time. `GET /healthz`: `ok`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use deployd_protocol::{ErrorBody, ErrorCode};
+
+use super::config::{Follow, ForgeKind};
+use super::hooks::{self, Hook};
+use super::queue::{QueuedPush, RolloutRecord};
+use super::{now_ms, Service};
+
+/// The largest hook body taken (forges cap theirs at 25 MB; a push payload
+/// of a fleet repository is far smaller).
+pub const MAX_HOOK_BYTES: usize = 5 * 1024 * 1024;
+
+/// The routes.
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/v1/hooks/{forge}", post(post_hook))
+        .route("/v1/status", get(get_status))
+        .route("/metrics", get(get_metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(MAX_HOOK_BYTES))
+        .with_state(service)
+}
+
+/// An error answer, as the daemon's.
+fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = ErrorBody {
+        error: code,
+        message: message.into(),
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn post_hook(
+    State(service): State<Arc<Service>>,
+    Path(forge): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let kind = service.config.forge.kind;
+    if forge != kind.as_str() {
+        service.counters().hook("not_found");
+        return error(
+            ErrorCode::NotFound,
+            format!("this service takes {} hooks", kind.as_str()),
+        );
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            service.counters().hook("too_large");
+            return error(
+                ErrorCode::PayloadTooLarge,
+                format!("hooks are at most {MAX_HOOK_BYTES} bytes"),
+            );
+        }
+        Err(rejection) => {
+            service.counters().hook("bad_request");
+            return error(ErrorCode::BadRequest, rejection.body_text());
+        }
+    };
+    // The signature first, over the bytes as received; nothing is parsed before.
+    if let Err(refusal) = hooks::verify(kind, &headers, &body, &service.webhook_secret) {
+        service.counters().hook("unauthorized");
+        log::warn!("refused a {} hook: {refusal}", kind.as_str());
+        return error(ErrorCode::BadSignature, refusal.to_string());
+    }
+    let hook = hooks::classify(kind, &headers, &body, |branch| {
+        service.config.following(branch).is_some()
+    });
+    match hook {
+        Err(refusal) => {
+            service.counters().hook("bad_request");
+            error(ErrorCode::BadRequest, refusal.to_string())
+        }
+        Ok(Hook::Ignored(why)) => {
+            service.counters().hook("ignored");
+            log::info!("ignored a {} hook: {why}", kind.as_str());
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Hook::Push {
+            branch,
+            after,
+            delivery,
+        }) => queue_push(service, kind, branch, after, delivery).await,
+    }
+}
+
+async fn queue_push(
+    service: Arc<Service>,
+    kind: ForgeKind,
+    branch: String,
+    after: String,
+    delivery: String,
+) -> Response {
+    let push = QueuedPush {
+        branch: branch.clone(),
+        after: after.clone(),
+        delivery: delivery.clone(),
+        received_at_ms: now_ms(),
+        superseded: Vec::new(),
+    };
+    let queued = {
+        let service = service.clone();
+        tokio::task::spawn_blocking(move || service.queue().enqueue(push)).await
+    };
+    match queued {
+        Ok(Ok(())) => {
+            service.counters().hook("accepted");
+            service.wake.notify_one();
+            log::info!(branch = branch.as_str(), rev = after.as_str(); "queued a {} push of {branch} (delivery {delivery})", kind.as_str());
+            let body =
+                serde_json::json!({ "queued": branch, "after": after, "delivery": delivery });
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
+        Ok(Err(cause)) => {
+            log::error!("cannot queue a push of {branch}: {cause:#}");
+            service.counters().hook("error");
+            error(
+                ErrorCode::Internal,
+                "the push could not be queued; the service's log has the details",
+            )
+        }
+        Err(cause) => {
+            log::error!("cannot queue a push of {branch}: {cause}");
+            service.counters().hook("error");
+            error(
+                ErrorCode::Internal,
+                "the push could not be queued; the service's log has the details",
+            )
+        }
+    }
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, serde::Serialize)]
+struct StatusAnswer {
+    forge: &'static str,
+    following: Vec<Following>,
+    running: Option<Running>,
+    queued: Vec<QueuedPush>,
+    recent: Vec<RolloutRecord>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Following {
+    #[serde(flatten)]
+    follow: Follow,
+    deployed: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Running {
+    branch: String,
+    rev: Option<String>,
+    hosts: Vec<String>,
+    started_at_ms: u64,
+}
+
+async fn get_status(State(service): State<Arc<Service>>) -> Json<serde_json::Value> {
+    let state = service.queue().state().clone();
+    let rev_and_hosts = service
+        .running
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
+    let running = state.running.as_ref().map(|push| Running {
+        branch: push.branch.clone(),
+        rev: rev_and_hosts.as_ref().map(|(rev, _)| rev.to_string()),
+        hosts: rev_and_hosts.map(|(_, hosts)| hosts).unwrap_or_default(),
+        started_at_ms: push.received_at_ms,
+    });
+    let answer = StatusAnswer {
+        forge: service.config.forge.kind.as_str(),
+        following: service
+            .config
+            .follow
+            .iter()
+            .map(|follow| Following {
+                follow: follow.clone(),
+                deployed: state.deployed.get(&follow.branch).cloned(),
+            })
+            .collect(),
+        running,
+        queued: state.pending.clone(),
+        recent: state.history.iter().rev().cloned().collect(),
+    };
+    Json(serde_json::to_value(answer).unwrap_or_default())
+}
+
+/// Hooks and rollouts by outcome.
+#[derive(Debug, Default)]
+pub struct Counters {
+    hooks: BTreeMap<&'static str, u64>,
+    rollouts: BTreeMap<String, u64>,
+    last_rollout_ms: Option<u64>,
+}
+
+impl Counters {
+    /// A hook answered with `outcome`.
+    pub fn hook(&mut self, outcome: &'static str) {
+        *self.hooks.entry(outcome).or_default() += 1;
+    }
+
+    /// A rollout ended with `outcome` at `at_ms`.
+    pub fn rollout(&mut self, outcome: &str, at_ms: u64) {
+        *self.rollouts.entry(outcome.to_owned()).or_default() += 1;
+        self.last_rollout_ms = Some(at_ms);
+    }
+}
+
+async fn get_metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
+    let queue_length = service.queue().state().pending.len();
+    let counters = service.counters();
+    let mut text = String::new();
+    text.push_str("# HELP deployd_forge_hooks_total Webhooks received, by outcome.\n# TYPE deployd_forge_hooks_total counter\n");
+    for outcome in [
+        "accepted",
+        "ignored",
+        "unauthorized",
+        "too_large",
+        "bad_request",
+        "not_found",
+        "error",
+    ] {
+        let count = counters.hooks.get(outcome).copied().unwrap_or(0);
+        text.push_str(&format!(
+            "deployd_forge_hooks_total{{outcome=\"{outcome}\"}} {count}\n"
+        ));
+    }
+    text.push_str("# HELP deployd_forge_rollouts_total Rollouts ended, by outcome.\n# TYPE deployd_forge_rollouts_total counter\n");
+    for outcome in ["succeeded", "failed", "unchanged", "error"] {
+        let count = counters.rollouts.get(outcome).copied().unwrap_or(0);
+        text.push_str(&format!(
+            "deployd_forge_rollouts_total{{outcome=\"{outcome}\"}} {count}\n"
+        ));
+    }
+    text.push_str(&format!(
+        "# HELP deployd_forge_queue_length Pushes waiting.\n# TYPE deployd_forge_queue_length gauge\ndeployd_forge_queue_length {queue_length}\n"
+    ));
+    if let Some(at_ms) = counters.last_rollout_ms {
+        text.push_str(&format!(
+            "# HELP deployd_forge_last_rollout_timestamp_seconds When the last rollout ended.\n# TYPE deployd_forge_last_rollout_timestamp_seconds gauge\ndeployd_forge_last_rollout_timestamp_seconds {}\n",
+            at_ms / 1000
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}

@@ -1,0 +1,300 @@
+//! `push serve`'s config (TOML, `deny_unknown_fields`): where it listens and
+//! keeps its state, the repository it fetches, its deploy key, the forge it
+//! answers and reports to, and which branches deploy which hosts. Secrets
+//! only as file paths, read once at start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use deployd_protocol::{Action, HostName};
+
+/// The whole file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Where the hooks, status and metrics are served.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Its clone of the repository, its queue and its history.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The fleet's repository, fetched with git2: `file://`, `http(s)://`
+    /// or `ssh://` (never the URL a hook names).
+    pub repository: String,
+    /// Its deploy key (Nix format, secret); hosts trust it with
+    /// `may = ["deploy", "read"]`.
+    pub key_file: PathBuf,
+    /// Credentials for fetching.
+    #[serde(default)]
+    pub git: GitCredentials,
+    /// The forge that sends hooks and takes commit statuses.
+    pub forge: ForgeSection,
+    /// Which branches deploy which hosts (`[[follow]]`).
+    pub follow: Vec<Follow>,
+}
+
+/// `[git]`: how to authenticate the fetch.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitCredentials {
+    /// The user name for `https://` (with `password_file`) or `ssh://`.
+    pub username: Option<String>,
+    /// A file holding the password or access token for `https://`.
+    pub password_file: Option<PathBuf>,
+    /// A file holding the SSH private key for `ssh://`.
+    pub ssh_key_file: Option<PathBuf>,
+}
+
+/// Which forge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    /// GitHub (or GitHub Enterprise).
+    Github,
+    /// Gitea.
+    Gitea,
+    /// Forgejo.
+    Forgejo,
+    /// GitLab.
+    Gitlab,
+}
+
+impl ForgeKind {
+    /// Its name in URLs and config (`github`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeKind::Github => "github",
+            ForgeKind::Gitea => "gitea",
+            ForgeKind::Forgejo => "forgejo",
+            ForgeKind::Gitlab => "gitlab",
+        }
+    }
+}
+
+/// `[forge]`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgeSection {
+    /// `github`, `gitea`, `forgejo` or `gitlab`.
+    pub kind: ForgeKind,
+    /// The forge's API base (`https://api.github.com`, `https://git.example.org`).
+    pub api_url: String,
+    /// `owner/name`; GitLab: the project's path or numeric id.
+    pub repository: String,
+    /// The webhook's secret (GitLab: its token).
+    pub secret_file: PathBuf,
+    /// The token commit statuses are posted with; without it none are.
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[[follow]]`: a branch and what its pushes deploy.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Follow {
+    /// The branch (`main`, not `refs/heads/main`).
+    pub branch: String,
+    /// Host names from push.toml, or `"*"` for all of them.
+    pub hosts: Vec<String>,
+    /// How to activate.
+    #[serde(default = "default_action")]
+    pub action: Action,
+    /// Magic rollback: hosts roll back unless confirmed within this.
+    #[serde(default)]
+    pub confirm_s: Option<u64>,
+}
+
+/// The secrets, read from their files.
+pub struct Secrets {
+    /// The webhook secret (GitLab: token).
+    pub webhook: Vec<u8>,
+    /// The forge API token, if statuses are posted.
+    pub forge_token: Option<String>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0u16; 8], 9798))
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/deployd-forge")
+}
+
+fn default_action() -> Action {
+    Action::Switch
+}
+
+impl ServeConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<ServeConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let config: ServeConfig = toml::from_str(&text).map_err(|error| {
+            anyhow::anyhow!(
+                "invalid config {}: {}",
+                path.display(),
+                crate::inventory::one_line(&error.to_string())
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let scheme = self.repository.split_once("://").map(|(scheme, _)| scheme);
+        if !matches!(scheme, Some("file" | "http" | "https" | "ssh")) {
+            bail!(
+                "repository {:?} must be a file://, http(s):// or ssh:// URL",
+                self.repository
+            );
+        }
+        if !self.state_dir.is_absolute() {
+            bail!("state_dir must be an absolute path");
+        }
+        let api = &self.forge.api_url;
+        if !(api.starts_with("http://") || api.starts_with("https://")) || api.contains(' ') {
+            bail!("[forge] api_url {api:?} must be an http(s):// URL");
+        }
+        let repository = &self.forge.repository;
+        let numeric = repository.chars().all(|c| c.is_ascii_digit());
+        let owner_name = repository
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .count()
+            >= 2;
+        if repository.is_empty()
+            || !(owner_name || (numeric && self.forge.kind == ForgeKind::Gitlab))
+        {
+            bail!("[forge] repository {repository:?} must be owner/name (GitLab: a path or a numeric id)");
+        }
+        if self.follow.is_empty() {
+            bail!("no [[follow]]: no push would ever deploy anything");
+        }
+        let mut branches = std::collections::BTreeSet::new();
+        for follow in &self.follow {
+            if follow.branch.is_empty()
+                || follow.branch.starts_with("refs/")
+                || !git2::Reference::is_valid_name(&format!("refs/heads/{}", follow.branch))
+            {
+                bail!("[[follow]] branch {:?} is not a branch name", follow.branch);
+            }
+            if !branches.insert(&follow.branch) {
+                bail!("[[follow]] branch {:?} appears twice", follow.branch);
+            }
+            if follow.hosts.is_empty() {
+                bail!("[[follow]] {}: hosts is empty", follow.branch);
+            }
+            for host in follow.hosts.iter().filter(|host| *host != "*") {
+                host.parse::<HostName>()
+                    .map_err(|error| anyhow::anyhow!("[[follow]] {}: {error}", follow.branch))?;
+            }
+            if let Some(0) | Some(3601..) = follow.confirm_s {
+                bail!("[[follow]] {}: confirm_s must be 1 to 3600", follow.branch);
+            }
+        }
+        Ok(())
+    }
+
+    /// The `[[follow]]` of `branch`.
+    pub fn following(&self, branch: &str) -> Option<&Follow> {
+        self.follow.iter().find(|follow| follow.branch == branch)
+    }
+
+    /// Reads the secret files (the webhook secret must not be empty).
+    pub fn read_secrets(&self) -> Result<Secrets> {
+        let read = |path: &Path| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let mut webhook = read(&self.forge.secret_file)?;
+        trim_line_end(&mut webhook);
+        if webhook.is_empty() {
+            bail!(
+                "the webhook secret {} is empty",
+                self.forge.secret_file.display()
+            );
+        }
+        let forge_token =
+            match &self.forge.token_file {
+                Some(path) => {
+                    let mut token = read(path)?;
+                    trim_line_end(&mut token);
+                    Some(String::from_utf8(token).with_context(|| {
+                        format!("the forge token {} is not text", path.display())
+                    })?)
+                }
+                None => None,
+            };
+        for path in [&self.git.password_file, &self.git.ssh_key_file]
+            .into_iter()
+            .flatten()
+        {
+            read(path)?;
+        }
+        deployd_protocol::SecretKey::load(&self.key_file)
+            .with_context(|| format!("cannot use the deploy key {}", self.key_file.display()))?;
+        Ok(Secrets {
+            webhook,
+            forge_token,
+        })
+    }
+}
+
+/// Secret files often end with a newline their writer added.
+fn trim_line_end(bytes: &mut Vec<u8>) {
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "repository = \"file:///srv/fleet.git\"\nkey_file = \"/k\"\nstate_dir = \"/var/lib/f\"\n\
+        [forge]\nkind = \"forgejo\"\napi_url = \"https://git.example.org\"\nrepository = \"ops/fleet\"\nsecret_file = \"/s\"\n\
+        [[follow]]\nbranch = \"main\"\nhosts = [\"*\"]\n";
+
+    fn parse(text: &str) -> Result<ServeConfig> {
+        let config: ServeConfig = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn a_valid_config_and_its_defaults() {
+        let config = parse(VALID).expect("valid");
+        assert_eq!(config.listen.port(), 9798);
+        assert_eq!(config.follow[0].action, Action::Switch);
+        assert_eq!(config.forge.kind, ForgeKind::Forgejo);
+        assert!(config.following("main").is_some());
+        assert!(config.following("dev").is_none());
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        for (change, expected) in [
+            (("file:///srv", "/srv"), "must be a file://"),
+            (("forgejo", "bitbucket"), "unknown variant"),
+            (("ops/fleet", "fleet"), "owner/name"),
+            (("\"main\"", "\"refs/heads/main\""), "not a branch name"),
+            (("\"main\"", "\"a..b\""), "not a branch name"),
+            (("[\"*\"]", "[]"), "hosts is empty"),
+            (("[\"*\"]", "[\"not a host\"]"), "main"),
+            (
+                ("state_dir = \"/var/lib/f\"", "state_dir = \"f\""),
+                "absolute",
+            ),
+            (("secret_file", "secret"), "unknown field"),
+        ] {
+            let text = VALID.replace(change.0, change.1);
+            let error = parse(&text).expect_err(&text).to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+        let twice = format!("{VALID}[[follow]]\nbranch = \"main\"\nhosts = [\"a\"]\n");
+        assert!(parse(&twice).is_err());
+        let no_follow = VALID.split("[[follow]]").next().expect("head");
+        assert!(parse(no_follow).is_err());
+        let confirm = format!("{VALID}confirm_s = 0\n");
+        assert!(parse(&confirm).is_err());
+    }
+}

@@ -1,0 +1,296 @@
+//! The service's memory, kept in `state_dir/queue.json` and written whole
+//! (temporary file, fsync, rename, fsync of the directory) before a hook is
+//! answered: the pushes waiting (the newest per branch; the ones it replaced
+//! kept as superseded), the rollout running (back at the head of the queue
+//! after a crash), the tip last deployed per branch (so a replayed hook does
+//! nothing), and the recent rollouts with every host's result.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Rollouts kept in the history.
+const HISTORY: usize = 50;
+/// Pushes a branch may have superseded before the oldest are forgotten.
+const SUPERSEDED_KEPT: usize = 100;
+
+/// A push waiting to be deployed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueuedPush {
+    /// The branch.
+    pub branch: String,
+    /// The commit its hook named (the fetched tip is what gets deployed).
+    pub after: String,
+    /// The forge's delivery id.
+    pub delivery: String,
+    /// When the hook arrived (Unix ms).
+    pub received_at_ms: u64,
+    /// Commits named by earlier hooks of this branch that this one replaced.
+    #[serde(default)]
+    pub superseded: Vec<String>,
+}
+
+/// How one host ended in a rollout.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostOutcome {
+    /// The host.
+    pub host: String,
+    /// `succeeded`, `failed`, `rolled_back`, `refused`, `unreachable`, `build_failed`, ...
+    pub result: String,
+    /// Why, when it did not succeed.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Its deploy record's URL, when a deploy was started.
+    #[serde(default)]
+    pub target_url: Option<String>,
+}
+
+/// A rollout that ran (or was found needless).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RolloutRecord {
+    /// The branch.
+    pub branch: String,
+    /// The commit deployed (the fetched tip).
+    pub rev: Option<String>,
+    /// `succeeded` (every host), `failed` (some host did not), `unchanged`
+    /// (the tip was already deployed), `error` (nothing could be deployed).
+    pub outcome: String,
+    /// Why, for `error` and `unchanged`.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// When it started and ended (Unix ms).
+    pub started_at_ms: u64,
+    /// When it ended.
+    pub finished_at_ms: u64,
+    /// Every host's result.
+    #[serde(default)]
+    pub hosts: Vec<HostOutcome>,
+}
+
+/// Everything kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueState {
+    /// Waiting, oldest first; at most one per branch.
+    pub pending: Vec<QueuedPush>,
+    /// The push being deployed.
+    pub running: Option<QueuedPush>,
+    /// The tip last deployed, per branch.
+    pub deployed: BTreeMap<String, String>,
+    /// Recent rollouts, newest last.
+    pub history: Vec<RolloutRecord>,
+}
+
+/// The state and its file.
+pub struct Queue {
+    path: PathBuf,
+    state: QueueState,
+}
+
+impl Queue {
+    /// Loads `state_dir/queue.json`; a rollout that was running when the
+    /// service stopped goes back to the head of the queue. An unreadable file
+    /// is set aside (`queue.json.unreadable`), never fatal.
+    pub fn open(state_dir: &Path) -> Result<Queue> {
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("cannot create {}", state_dir.display()))?;
+        let path = state_dir.join("queue.json");
+        let mut state = match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<QueueState>(&bytes) {
+                Ok(state) => state,
+                Err(error) => {
+                    let aside = path.with_extension("json.unreadable");
+                    log::error!(
+                        "{} is unreadable ({error}); moved to {}",
+                        path.display(),
+                        aside.display()
+                    );
+                    std::fs::rename(&path, &aside)
+                        .with_context(|| format!("cannot move {} aside", path.display()))?;
+                    QueueState::default()
+                }
+            },
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => QueueState::default(),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()))
+            }
+        };
+        if let Some(interrupted) = state.running.take() {
+            log::warn!(
+                "the rollout of {} was interrupted; it runs again",
+                interrupted.branch
+            );
+            let newer = state
+                .pending
+                .iter()
+                .any(|push| push.branch == interrupted.branch);
+            if !newer {
+                state.pending.insert(0, interrupted);
+            }
+        }
+        let queue = Queue { path, state };
+        queue.save()?;
+        Ok(queue)
+    }
+
+    /// What is kept.
+    pub fn state(&self) -> &QueueState {
+        &self.state
+    }
+
+    /// Queues `push`, replacing (and superseding) a waiting push of the same
+    /// branch; written before it returns.
+    pub fn enqueue(&mut self, push: QueuedPush) -> Result<()> {
+        let mut next = self.state.clone();
+        match next
+            .pending
+            .iter_mut()
+            .find(|queued| queued.branch == push.branch)
+        {
+            Some(queued) => {
+                let mut superseded = std::mem::take(&mut queued.superseded);
+                if queued.after != push.after {
+                    superseded.push(queued.after.clone());
+                }
+                superseded.retain(|rev| *rev != push.after);
+                let keep_from = superseded.len().saturating_sub(SUPERSEDED_KEPT);
+                *queued = QueuedPush {
+                    superseded: superseded.split_off(keep_from),
+                    ..push
+                };
+            }
+            None => next.pending.push(push),
+        }
+        self.replace(next)
+    }
+
+    /// Takes the oldest waiting push as the running one.
+    pub fn start_next(&mut self) -> Result<Option<QueuedPush>> {
+        if self.state.pending.is_empty() {
+            return Ok(None);
+        }
+        let mut next = self.state.clone();
+        let push = next.pending.remove(0);
+        next.running = Some(push.clone());
+        self.replace(next)?;
+        Ok(Some(push))
+    }
+
+    /// Ends the running push with `record`.
+    pub fn finish(&mut self, record: RolloutRecord) -> Result<()> {
+        let mut next = self.state.clone();
+        next.running = None;
+        if let (Some(rev), "succeeded" | "failed") = (&record.rev, record.outcome.as_str()) {
+            next.deployed.insert(record.branch.clone(), rev.clone());
+        }
+        next.history.push(record);
+        let excess = next.history.len().saturating_sub(HISTORY);
+        next.history.drain(..excess);
+        self.replace(next)
+    }
+
+    fn replace(&mut self, next: QueueState) -> Result<()> {
+        let previous = std::mem::replace(&mut self.state, next);
+        if let Err(error) = self.save() {
+            // Memory never says more than the disk does.
+            self.state = previous;
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    fn save(&self) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(&self.state)?;
+        write_atomically(&self.path, &bytes)
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+/// Writes `bytes` to `path` whole or not at all, and durably.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let written = std::fs::File::create(&temporary).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(error) = written.and_then(|()| std::fs::rename(&temporary, path)) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error);
+    }
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(branch: &str, after: char) -> QueuedPush {
+        QueuedPush {
+            branch: branch.into(),
+            after: after.to_string().repeat(40),
+            delivery: format!("d-{after}"),
+            received_at_ms: 1,
+            superseded: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_newest_push_of_a_branch_wins_and_the_others_are_superseded() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut queue = Queue::open(dir.path()).expect("open");
+        queue.enqueue(push("main", 'a')).expect("a");
+        queue.enqueue(push("dev", 'd')).expect("d");
+        queue.enqueue(push("main", 'b')).expect("b");
+        queue.enqueue(push("main", 'c')).expect("c");
+        let pending = &queue.state().pending;
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[0].after, "c".repeat(40));
+        assert_eq!(pending[0].superseded, ["a".repeat(40), "b".repeat(40)]);
+        // The same tip again (a redelivery) supersedes nothing.
+        queue.enqueue(push("main", 'c')).expect("c again");
+        assert_eq!(queue.state().pending[0].superseded.len(), 2);
+    }
+
+    #[test]
+    fn a_running_push_survives_a_crash_and_runs_again_first() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut queue = Queue::open(dir.path()).expect("open");
+        queue.enqueue(push("main", 'a')).expect("a");
+        queue.enqueue(push("dev", 'd')).expect("d");
+        let running = queue.start_next().expect("start").expect("one");
+        assert_eq!(running.branch, "main");
+        drop(queue);
+        let mut reopened = Queue::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.state().running, None);
+        let again = reopened.start_next().expect("start").expect("again");
+        assert_eq!(again, running);
+        reopened
+            .finish(RolloutRecord {
+                branch: "main".into(),
+                rev: Some("a".repeat(40)),
+                outcome: "succeeded".into(),
+                message: None,
+                started_at_ms: 1,
+                finished_at_ms: 2,
+                hosts: Vec::new(),
+            })
+            .expect("finish");
+        let reopened = Queue::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.state().deployed["main"], "a".repeat(40));
+        assert_eq!(reopened.state().pending.len(), 1);
+        assert_eq!(reopened.state().history.len(), 1);
+    }
+
+    #[test]
+    fn an_unreadable_queue_is_set_aside() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("queue.json"), b"{ torn").expect("write");
+        let queue = Queue::open(dir.path()).expect("open");
+        assert!(queue.state().pending.is_empty());
+        assert!(dir.path().join("queue.json.unreadable").exists());
+    }
+}

@@ -1,0 +1,199 @@
+//! The service's own clone of the fleet's repository (`state_dir/repository`),
+//! fetched with git2 from the URL in its config, never from a hook: over
+//! `file://`, `http(s)://` (a user name and a password or token from a file)
+//! or `ssh://` (a key from a file). A branch's tip is what the fetch found;
+//! it is checked out (detached, forced) so that push.toml and the flake are
+//! read from exactly that commit.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use git2::{Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository};
+
+use super::config::GitCredentials;
+
+/// The clone.
+pub struct Clone {
+    repository: Repository,
+    work_tree: PathBuf,
+}
+
+impl Clone {
+    /// Opens `dir`, creating an empty repository there the first time.
+    pub fn open(dir: &Path) -> Result<Clone> {
+        let repository = match Repository::open(dir) {
+            Ok(repository) => repository,
+            Err(_) => Repository::init(dir)
+                .with_context(|| format!("cannot create a repository in {}", dir.display()))?,
+        };
+        Ok(Clone {
+            repository,
+            work_tree: dir.to_owned(),
+        })
+    }
+
+    /// The work tree (the flake's directory once a commit is checked out).
+    pub fn work_tree(&self) -> &Path {
+        &self.work_tree
+    }
+
+    /// Fetches `branch` from `url` and returns its tip, or `None` when the
+    /// branch is not there (deleted since the hook).
+    pub fn fetch_branch(
+        &self,
+        url: &str,
+        branch: &str,
+        credentials: &GitCredentials,
+    ) -> Result<Option<Oid>> {
+        let mut remote = self
+            .repository
+            .remote_anonymous(url)
+            .with_context(|| format!("cannot use the repository URL {url}"))?;
+        let tracking = format!("refs/remotes/origin/{branch}");
+        let refspec = format!("+refs/heads/{branch}:{tracking}");
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks(credentials));
+        options.download_tags(git2::AutotagOption::None);
+        // A branch that is gone makes the fetch of its refspec find nothing.
+        let _ = self
+            .repository
+            .find_reference(&tracking)
+            .map(|mut r| r.delete());
+        remote
+            .fetch(&[refspec.as_str()], Some(&mut options), None)
+            .with_context(|| format!("fetching {branch} from {url} failed"))?;
+        Ok(self
+            .repository
+            .find_reference(&tracking)
+            .ok()
+            .and_then(|reference| reference.target()))
+    }
+
+    /// Checks `commit` out, forced and detached.
+    pub fn check_out(&self, commit: Oid) -> Result<()> {
+        let object = self.repository.find_object(commit, None)?;
+        let mut options = git2::build::CheckoutBuilder::new();
+        options.force().remove_untracked(true);
+        self.repository
+            .checkout_tree(&object, Some(&mut options))
+            .with_context(|| format!("cannot check out {commit}"))?;
+        self.repository.set_head_detached(commit)?;
+        Ok(())
+    }
+
+    /// Whether `commit` (a hook's hint) is `tip` or one of its ancestors.
+    pub fn is_ancestor(&self, commit: &str, tip: Oid) -> bool {
+        let Ok(commit) = Oid::from_str(commit) else {
+            return false;
+        };
+        if self.repository.find_commit(commit).is_err() {
+            return false;
+        }
+        commit == tip
+            || self
+                .repository
+                .graph_descendant_of(tip, commit)
+                .unwrap_or(false)
+    }
+}
+
+/// Credentials from files, each tried once per kind the server asks for.
+fn callbacks(credentials: &GitCredentials) -> RemoteCallbacks<'_> {
+    let mut callbacks = RemoteCallbacks::new();
+    let mut tried = CredentialType::empty();
+    callbacks.credentials(move |_url, username_from_url, allowed| {
+        let username = credentials
+            .username
+            .as_deref()
+            .or(username_from_url)
+            .unwrap_or("git");
+        if allowed.contains(CredentialType::USERNAME) && !tried.contains(CredentialType::USERNAME) {
+            tried |= CredentialType::USERNAME;
+            return Cred::username(username);
+        }
+        if let (true, false, Some(key)) = (
+            allowed.contains(CredentialType::SSH_KEY),
+            tried.contains(CredentialType::SSH_KEY),
+            &credentials.ssh_key_file,
+        ) {
+            tried |= CredentialType::SSH_KEY;
+            return Cred::ssh_key(username, None, key, None);
+        }
+        if let (true, false, Some(file)) = (
+            allowed.contains(CredentialType::USER_PASS_PLAINTEXT),
+            tried.contains(CredentialType::USER_PASS_PLAINTEXT),
+            &credentials.password_file,
+        ) {
+            tried |= CredentialType::USER_PASS_PLAINTEXT;
+            let password = std::fs::read_to_string(file).map_err(|error| {
+                git2::Error::from_str(&format!("cannot read {}: {error}", file.display()))
+            })?;
+            return Cred::userpass_plaintext(username, password.trim_end_matches(['\n', '\r']));
+        }
+        Err(git2::Error::from_str(
+            "the repository asks for credentials this service was not given ([git] in its config)",
+        ))
+    });
+    callbacks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let output = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.org")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.org")
+            .output()
+            .expect("git");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    #[test]
+    fn fetches_a_branch_tip_and_checks_it_out() {
+        let upstream = tempfile::tempdir().expect("dir");
+        git(upstream.path(), &["init", "-q", "-b", "main"]);
+        std::fs::write(upstream.path().join("push.toml"), "one\n").expect("write");
+        git(upstream.path(), &["add", "."]);
+        git(upstream.path(), &["commit", "-q", "-m", "one"]);
+        let first = git(upstream.path(), &["rev-parse", "HEAD"]);
+        std::fs::write(upstream.path().join("push.toml"), "two\n").expect("write");
+        git(upstream.path(), &["commit", "-q", "-am", "two"]);
+        let second = git(upstream.path(), &["rev-parse", "HEAD"]);
+
+        let state = tempfile::tempdir().expect("dir");
+        let clone = Clone::open(&state.path().join("repository")).expect("open");
+        let url = format!("file://{}", upstream.path().display());
+        let none = GitCredentials::default();
+        let tip = clone
+            .fetch_branch(&url, "main", &none)
+            .expect("fetch")
+            .expect("tip");
+        assert_eq!(tip.to_string(), second);
+        clone.check_out(tip).expect("checkout");
+        let text = std::fs::read_to_string(clone.work_tree().join("push.toml")).expect("read");
+        assert_eq!(text, "two\n");
+        assert!(clone.is_ancestor(&first, tip));
+        assert!(!clone.is_ancestor(&"e".repeat(40), tip));
+        assert_eq!(clone.fetch_branch(&url, "gone", &none).ok().flatten(), None);
+
+        // A branch deleted upstream is gone from the next fetch.
+        git(upstream.path(), &["branch", "dev"]);
+        assert!(clone
+            .fetch_branch(&url, "dev", &none)
+            .expect("dev")
+            .is_some());
+        git(upstream.path(), &["branch", "-D", "dev"]);
+        assert_eq!(clone.fetch_branch(&url, "dev", &none).ok().flatten(), None);
+    }
+}

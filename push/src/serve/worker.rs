@@ -1,0 +1,362 @@
+//! The one rollout at a time: take the oldest waiting push, fetch its
+//! branch, report the commits it supersedes, and deploy the fetched tip to
+//! the branch's hosts through the same rollout as `push --all REV`,
+//! reporting each host on the commit as it goes. A tip already deployed is
+//! not deployed again (a replayed or repeated hook does nothing).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use deployd_protocol::{HostName, Revision, SecretKey};
+
+use super::queue::{HostOutcome, QueuedPush, RolloutRecord};
+use super::repository::Clone;
+use super::statuses::{short, CommitStatus, StatusState};
+use super::{now_ms, Service};
+use crate::inventory::{Inventory, Target};
+use crate::outcome::{self, HostResult};
+use crate::progress::Progress;
+use crate::rollout::{rollout, Rollout, RolloutObserver, RolloutSettings};
+
+/// Tries at fetching before a push is given up.
+const FETCH_ATTEMPTS: u32 = 3;
+
+/// Runs rollouts until shutdown; a rollout cut short by shutdown stays in
+/// the queue and runs again at the next start.
+pub async fn run(service: Arc<Service>) {
+    let shutdown = service.shutdown.clone();
+    loop {
+        let woken = service.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let next = {
+            let service = service.clone();
+            tokio::task::spawn_blocking(move || service.queue().start_next()).await
+        };
+        let push = match next {
+            Ok(Ok(Some(push))) => push,
+            Ok(Ok(None)) => {
+                tokio::select! {
+                    () = &mut woken => continue,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+            Ok(Err(error)) => {
+                log::error!("cannot take the next push: {error:#}");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+            Err(error) => {
+                log::error!("the queue's task failed: {error}");
+                continue;
+            }
+        };
+        let record = tokio::select! {
+            record = deploy_push(&service, &push) => record,
+            () = shutdown.cancelled() => return,
+        };
+        service.count_rollout(&record);
+        let finished = {
+            let service = service.clone();
+            tokio::task::spawn_blocking(move || service.queue().finish(record)).await
+        };
+        match finished {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                log::error!("cannot record the rollout of {}: {error:#}", push.branch)
+            }
+            Err(error) => log::error!("cannot record the rollout of {}: {error}", push.branch),
+        }
+    }
+}
+
+/// One push, start to end.
+async fn deploy_push(service: &Arc<Service>, push: &QueuedPush) -> RolloutRecord {
+    let started_at_ms = now_ms();
+    let mut record = RolloutRecord {
+        branch: push.branch.clone(),
+        rev: None,
+        outcome: "error".into(),
+        message: None,
+        started_at_ms,
+        finished_at_ms: started_at_ms,
+        hosts: Vec::new(),
+    };
+    log::info!(branch = push.branch.as_str(); "rollout of {} (hook {}, delivery {})", push.branch, short(&push.after), push.delivery);
+    match prepare(service, push).await {
+        Err(error) => {
+            log::error!("rollout of {}: {error:#}", push.branch);
+            record.message = Some(crate::inventory::one_line(&format!("{error:#}")));
+        }
+        Ok(Prepared::Unchanged { rev, why }) => {
+            log::info!("rollout of {}: {why}", push.branch);
+            record.rev = rev;
+            record.outcome = "unchanged".into();
+            record.message = Some(why);
+        }
+        Ok(Prepared::Ready(plan)) => {
+            record.rev = Some(plan.rev.to_string());
+            let hosts = deploy(service, plan).await;
+            let all_succeeded = hosts.iter().all(|host| host.result == "succeeded");
+            record.outcome = if all_succeeded { "succeeded" } else { "failed" }.into();
+            record.hosts = hosts;
+        }
+    }
+    record.finished_at_ms = now_ms();
+    record
+}
+
+/// What a push leads to, once its branch is fetched.
+enum Prepared {
+    /// Nothing to deploy, and why.
+    Unchanged { rev: Option<String>, why: String },
+    /// A rollout to run.
+    Ready(Box<Rollout>),
+}
+
+/// Fetches the branch, reports what the push supersedes, and plans the rollout.
+async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> {
+    let config = &service.config;
+    let follow = config
+        .following(&push.branch)
+        .context("the branch is no longer followed")?
+        .clone();
+    let clone_dir = config.state_dir.join("repository");
+    let (tip, inventory, targets, superseded) = {
+        let service = service.clone();
+        let push = push.clone();
+        let follow = follow.clone();
+        tokio::task::spawn_blocking(move || -> Result<_> {
+            let clone = Clone::open(&clone_dir)?;
+            let tip = fetch_with_retries(&clone, &service, &push.branch)?;
+            let Some(tip) = tip else {
+                return Ok((None, None, Vec::new(), Vec::new()));
+            };
+            clone.check_out(tip)?;
+            let inventory = Inventory::load(clone.work_tree())?;
+            let targets = select(&inventory, &follow.hosts)?;
+            // Only commits the fetched branch holds are reported on: a hook's
+            // payload is a hint, not proof.
+            let mut hinted = push.superseded.clone();
+            hinted.push(push.after.clone());
+            let tip_text = tip.to_string();
+            let superseded: Vec<String> = hinted
+                .into_iter()
+                .filter(|sha| *sha != tip_text && clone.is_ancestor(sha, tip))
+                .collect();
+            Ok((Some(tip), Some(inventory), targets, superseded))
+        })
+        .await??
+    };
+    let (Some(tip), Some(inventory)) = (tip, inventory) else {
+        return Ok(Prepared::Unchanged {
+            rev: None,
+            why: format!("the branch {} is gone", push.branch),
+        });
+    };
+    let rev: Revision = tip.to_string().parse()?;
+    for sha in &superseded {
+        for target in &targets {
+            service.statuses.post(CommitStatus {
+                sha: sha.clone(),
+                host: target.name.to_string(),
+                state: StatusState::Superseded,
+                description: format!("superseded by {}", short(rev.as_str())),
+                target_url: None,
+            });
+        }
+    }
+    let deployed = service.queue().state().deployed.get(&push.branch).cloned();
+    if deployed.as_deref() == Some(rev.as_str()) {
+        return Ok(Prepared::Unchanged {
+            rev: Some(rev.to_string()),
+            why: format!("{} is already deployed", short(rev.as_str())),
+        });
+    }
+    let key = SecretKey::load(&config.key_file)
+        .with_context(|| format!("cannot use the deploy key {}", config.key_file.display()))?;
+    Ok(Prepared::Ready(Box::new(Rollout {
+        flake_dir: config.state_dir.join("repository"),
+        inventory,
+        targets,
+        rev,
+        settings: RolloutSettings {
+            action: follow.action,
+            confirm_s: follow.confirm_s,
+            allow_downgrade: false,
+            parallel: None,
+            no_wait: false,
+            build_host: None,
+        },
+        key: Arc::new(key),
+    })))
+}
+
+fn fetch_with_retries(clone: &Clone, service: &Service, branch: &str) -> Result<Option<git2::Oid>> {
+    let config = &service.config;
+    let mut attempt = 1;
+    loop {
+        match clone.fetch_branch(&config.repository, branch, &config.git) {
+            Ok(tip) => return Ok(tip),
+            Err(error) if attempt < FETCH_ATTEMPTS => {
+                log::warn!("fetching {branch} failed ({error:#}); trying again");
+                std::thread::sleep(Duration::from_secs(2u64.pow(attempt)));
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// The follow's hosts: `"*"` is every host of push.toml.
+fn select(inventory: &Inventory, hosts: &[String]) -> Result<Vec<Target>> {
+    if hosts.iter().any(|host| host == "*") {
+        return inventory.select(&[], true);
+    }
+    let names = hosts
+        .iter()
+        .map(|host| host.parse::<HostName>())
+        .collect::<Result<Vec<_>, _>>()?;
+    inventory.select(&names, false)
+}
+
+/// Runs the rollout, reporting every host on the commit.
+async fn deploy(service: &Arc<Service>, plan: Box<Rollout>) -> Vec<HostOutcome> {
+    let sha = plan.rev.to_string();
+    let urls: BTreeMap<String, String> = plan
+        .targets
+        .iter()
+        .map(|target| (target.name.to_string(), target.url.clone()))
+        .collect();
+    let names: Vec<String> = urls.keys().cloned().collect();
+    service.set_running(Some((plan.rev.clone(), names.clone())));
+    for host in &names {
+        service.statuses.post(CommitStatus {
+            sha: sha.clone(),
+            host: host.clone(),
+            state: StatusState::Building,
+            description: "building".into(),
+            target_url: None,
+        });
+    }
+    let observer = Arc::new(ForgeObserver {
+        service: service.clone(),
+        sha: sha.clone(),
+        urls,
+        deploy_urls: Mutex::default(),
+    });
+    let results = rollout(*plan, Progress::new(&names), observer.clone()).await;
+    service.set_running(None);
+    let results = match results {
+        Ok(results) => results,
+        Err(error) => {
+            // Nothing was sent: every host is told why.
+            let why = crate::inventory::one_line(&format!("{error:#}"));
+            names
+                .iter()
+                .map(|host| {
+                    let result = HostResult {
+                        host: host.clone(),
+                        rev: None,
+                        result: outcome::Result::Refused(why.clone()),
+                        elapsed: Duration::ZERO,
+                    };
+                    observer.ended(&result);
+                    result
+                })
+                .collect()
+        }
+    };
+    results
+        .iter()
+        .map(|result| {
+            let (state, description) = describe(result);
+            HostOutcome {
+                host: result.host.clone(),
+                result: outcome::phase(&result.result).to_owned(),
+                message: (state != StatusState::Success).then_some(description),
+                target_url: observer.deploy_url(&result.host),
+            }
+        })
+        .collect()
+}
+
+/// Reports each host's progress on the commit.
+struct ForgeObserver {
+    service: Arc<Service>,
+    sha: String,
+    /// Each host's deployd.
+    urls: BTreeMap<String, String>,
+    /// Each host's deploy record, once it accepted its deploy.
+    deploy_urls: Mutex<BTreeMap<String, String>>,
+}
+
+impl ForgeObserver {
+    fn deploy_url(&self, host: &str) -> Option<String> {
+        self.deploy_urls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(host)
+            .cloned()
+    }
+}
+
+impl RolloutObserver for ForgeObserver {
+    fn deploying(&self, host: &str, deploy_id: &str) {
+        let url = self
+            .urls
+            .get(host)
+            .map(|base| format!("{base}/v1/deploys/{deploy_id}"));
+        if let Some(url) = &url {
+            self.deploy_urls
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(host.to_owned(), url.clone());
+        }
+        self.service.statuses.post(CommitStatus {
+            sha: self.sha.clone(),
+            host: host.to_owned(),
+            state: StatusState::Deploying,
+            description: "deploying".into(),
+            target_url: url,
+        });
+    }
+
+    fn ended(&self, result: &HostResult) {
+        let (state, description) = describe(result);
+        self.service.statuses.post(CommitStatus {
+            sha: self.sha.clone(),
+            host: result.host.clone(),
+            state,
+            description,
+            target_url: self.deploy_url(&result.host),
+        });
+    }
+}
+
+/// A host's result as a commit status says it.
+fn describe(result: &HostResult) -> (StatusState, String) {
+    use deployd_protocol::api::DeployState;
+    match &result.result {
+        outcome::Result::Ended(record) => match (record.state, &record.error) {
+            (DeployState::Succeeded, _) => (StatusState::Success, "deployed".into()),
+            (DeployState::RolledBack, Some(error)) => (
+                StatusState::Failure,
+                format!("rolled back: {}: {}", error.code, error.message),
+            ),
+            (state, Some(error)) => (
+                StatusState::Failure,
+                format!("{state}: {}: {}", error.code, error.message),
+            ),
+            (state, None) => (StatusState::Failure, state.to_string()),
+        },
+        outcome::Result::Sent(_) => (StatusState::Success, "sent".into()),
+        outcome::Result::Refused(why) => (StatusState::Error, format!("refused: {why}")),
+        outcome::Result::Unreachable(why) => (StatusState::Error, format!("unreachable: {why}")),
+        outcome::Result::BuildFailed(why) => (StatusState::Error, format!("build failed: {why}")),
+    }
+}
