@@ -18,7 +18,8 @@
       default = deployd;
     });
 
-    # The module, bringing its own package.
+    # The module, bringing its own packages: deployd for the daemon, push
+    # for the forge service.
     nixosModules.default = {
       lib,
       pkgs,
@@ -26,6 +27,7 @@
     }: {
       imports = [./nixos-module];
       services.deployd.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.deployd;
+      services.deployd.forge.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.push;
     };
 
     checks = forAllSystems (pkgs: let

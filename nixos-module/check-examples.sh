@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Evaluates the module (nixos-module/eval.nix) for every example host in
 # nixos-module/examples/ with nixpkgs' lib at LIB_PATH, prints the generated
-# unit and config, checks each config with the real `deployd check-config`,
-# and checks that every assertion fires on its bad example
+# units and configs, checks each deployd config with the real `deployd
+# check-config` and each forge service config with the real `push serve
+# --check`, and checks that every assertion fires on its bad example
 # (nixos-module/examples/bad/*.nix, whose first line names the expected message).
 # It also checks that each rendered config equals its fixture
-# (nixos-module/examples/<host>.toml), which CI checks with check-config.
+# (nixos-module/examples/<host>.toml, and <host>-forge.toml for the forge
+# service), which CI checks with check-config.
 #
-#   nixos-module/check-examples.sh /path/to/nixpkgs.lib/lib [path/to/deployd]
+#   nixos-module/check-examples.sh /path/to/nixpkgs.lib/lib [path/to/deployd] [path/to/push]
 set -euo pipefail
-lib=${1:?usage: check-examples.sh LIB_PATH [DEPLOYD]}
+lib=${1:?usage: check-examples.sh LIB_PATH [DEPLOYD] [PUSH]}
 deployd=${2:-target/debug/deployd}
+push=${3:-target/debug/push}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -23,19 +26,29 @@ evaluate() {
 for host in "$here"/examples/*.nix; do
   name=$(basename "$host" .nix)
   evaluate "$host" > "$work/$name.json"
-  python3 - "$work/$name.json" "$work/$name.toml" <<'PY'
+  python3 - "$work/$name.json" "$work/$name.toml" "$work/$name-forge.toml" <<'PY'
 import json, sys
 result = json.load(open(sys.argv[1]))
 if result["failedAssertions"]:
     sys.exit("assertions failed: %s" % result["failedAssertions"])
-open(sys.argv[2], "w").write(result["configToml"])
-print(json.dumps({"unit": result["unit"], "firewall": result["firewall"], "etc": result["etc"]}, indent=2))
+for config, path in [(result["configToml"], sys.argv[2]), (result["forgeConfigToml"], sys.argv[3])]:
+    if config is not None:
+        open(path, "w").write(config)
+print(json.dumps({key: result[key] for key in ["unit", "forgeUnit", "firewall", "etc"]}, indent=2))
 PY
-  echo "--- $name: deployd.toml"
-  cat "$work/$name.toml"
-  "$deployd" check-config --skip-key-files --config "$work/$name.toml"
-  # The fixture the README shows (and CI checks) is exactly what the module renders.
-  diff -u "$here/examples/$name.toml" "$work/$name.toml"
+  if [ -e "$work/$name.toml" ]; then
+    echo "--- $name: deployd.toml"
+    cat "$work/$name.toml"
+    "$deployd" check-config --skip-key-files --config "$work/$name.toml"
+    # The fixture the README shows (and CI checks) is exactly what the module renders.
+    diff -u "$here/examples/$name.toml" "$work/$name.toml"
+  fi
+  if [ -e "$work/$name-forge.toml" ]; then
+    echo "--- $name: forge.toml"
+    cat "$work/$name-forge.toml"
+    "$push" serve --config "$work/$name-forge.toml" --check --skip-secret-files
+    diff -u "$here/examples/$name-forge.toml" "$work/$name-forge.toml"
+  fi
 done
 
 for bad in "$here"/examples/bad/*.nix; do

@@ -42,14 +42,8 @@
     };
   };
 
-  # The TOML config: settings without the options left unset (TOML has no null).
-  withoutNulls = value:
-    if lib.isAttrs value
-    then lib.mapAttrs (_: withoutNulls) (lib.filterAttrs (_: v: v != null) value)
-    else if lib.isList value
-    then map withoutNulls value
-    else value;
-  cleanSettings = withoutNulls cfg.settings;
+  settingsLib = import ./settings.nix {inherit lib;};
+  cleanSettings = settingsLib.withoutNulls cfg.settings;
   configFile = settingsFormat.generate "deployd.toml" cleanSettings;
   # `deployd check-config` at build time: a bad config fails the build. Key
   # files are runtime files (agenix, credentials): only their paths are checked.
@@ -64,23 +58,17 @@
   port = lib.toInt (lib.last (lib.splitString ":" cfg.settings.listen));
 
   # Every `*_file` setting, with its path, to refuse secrets in the store.
-  fileSettings = let
-    walk = path: value:
-      if lib.isAttrs value
-      then lib.concatLists (lib.mapAttrsToList (name: walk (path ++ [name])) value)
-      else if lib.isList value
-      then lib.concatLists (lib.imap0 (index: walk (path ++ [(toString index)])) value)
-      else if lib.hasSuffix "_file" (lib.last ([""] ++ path)) && value != null
-      then [
-        {
-          name = lib.concatStringsSep "." path;
-          value = toString value;
-        }
-      ]
-      else [];
-  in
-    walk [] cfg.settings;
+  fileSettings =
+    map (leaf: {
+      inherit (leaf) name;
+      value = toString leaf.value;
+    })
+    (lib.filter (leaf: lib.hasSuffix "_file" leaf.key && leaf.value != null)
+      (settingsLib.leaves cfg.settings));
 in {
+  # The forge service (`services.deployd.forge`, `push serve`).
+  imports = [./forge.nix];
+
   options.services.deployd = {
     enable = mkEnableOption "deployd, which accepts signed deploy requests, pulls the system from trusted caches, switches and reports";
 

@@ -1,7 +1,8 @@
 # Evaluates the module with nixpkgs' `lib` alone (full nixpkgs is not needed):
 # declarations stand in for the NixOS options the module sets, and a small
-# `pkgs` stands in for the two functions it calls (`formats.toml`, whose
-# `generate` here renders TOML with `toTOML` below, and `runCommand`).
+# `pkgs` stands in for what it uses (`formats.toml`, whose `generate` here
+# renders TOML with `toTOML` below, `runCommand`, and `git` for the forge
+# service's path).
 #
 #   nix-instantiate --eval --strict --json nixos-module/eval.nix \
 #     --arg lib 'import /path/to/nixpkgs.lib/lib' --arg host ./examples/sambirano.nix
@@ -23,6 +24,9 @@
       systemd.services = anything;
       systemd.package = mkOption {default = "/nix/store/00000000000000000000000000000000-systemd";};
       nix.package = mkOption {default = "/nix/store/00000000000000000000000000000000-nix";};
+      programs.ssh.package = mkOption {default = "/nix/store/00000000000000000000000000000000-openssh";};
+      users.users = anything;
+      users.groups = anything;
       nix.settings = anything;
       networking.hostName = mkOption {type = types.str;};
       networking.firewall.allowedTCPPorts = mkOption {
@@ -30,8 +34,9 @@
         default = [];
       };
       environment.etc = anything;
-      # Options of the example builder, outside the module.
+      # Options of the example builders, outside the module.
       services.harmonia = anything;
+      age.secrets = anything;
       nix.distributedBuilds = mkOption {default = false;};
       nix.buildMachines = mkOption {
         type = types.listOf types.anything;
@@ -76,6 +81,7 @@
       };
     };
     runCommand = name: _: _: "/nix/store/00000000000000000000000000000000-${name}";
+    git = "/nix/store/00000000000000000000000000000000-git";
   };
 
   evaluated = lib.evalModules {
@@ -85,8 +91,15 @@
   inherit (evaluated) config;
 in {
   failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
-  # The config the module renders, through the `generate` stand-in.
-  configToml = config.services.deployd.configFile.text;
+  # The configs the module renders, through the `generate` stand-in.
+  configToml =
+    if config.services.deployd.enable
+    then config.services.deployd.configFile.text
+    else null;
+  forgeConfigToml =
+    if config.services.deployd.forge.enable
+    then config.services.deployd.forge.configFile.text
+    else null;
   unit = let
     service = config.systemd.services.deployd or {};
   in
@@ -94,6 +107,16 @@ in {
     then {
       inherit (service) description wantedBy after restartIfChanged;
       serviceConfig = service.serviceConfig;
+    }
+    else null;
+  forgeUnit = let
+    service = config.systemd.services.deployd-forge or {};
+  in
+    if config.services.deployd.forge.enable
+    then {
+      inherit (service) description wantedBy wants after path restartIfChanged;
+      serviceConfig = service.serviceConfig;
+      user = config.users.users.${service.serviceConfig.User};
     }
     else null;
   firewall = config.networking.firewall.allowedTCPPorts;

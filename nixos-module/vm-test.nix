@@ -1,6 +1,7 @@
 # The VM test users with Nix and nixpkgs run through `nix flake check`: a
 # `cache` (harmonia, signing), a `target` running the module and trusting
-# only the cache's key, and a `deployer` running `push`.
+# only the cache's key, and a `deployer` running `push` and the forge
+# service (`services.deployd.forge`).
 #
 # The target's next systems are its specialisations `next` (one more file in
 # /etc) and `failing` (an activation script that fails): full systems of the
@@ -19,7 +20,14 @@
     nix-store --generate-binary-cache-key cache-1 $out/cache.secret $out/cache.public
     push keygen ops-1 --out $out
     push keygen stranger-1 --out $out
+    push keygen ci-1 --out $out
   '';
+  # The forge service's secrets: files outside the store, readable by its user.
+  forgeSecret = source: {
+    inherit source;
+    mode = "0400";
+    user = "deployd-forge";
+  };
   cachePublic = lib.fileContents "${keys}/cache.public";
   toplevelOf = nodes: name: nodes.target.specialisation.${name}.configuration.system.build.toplevel;
   # A flake whose `target` is the given system (by derivation and output).
@@ -63,7 +71,30 @@ in {
       specialisation.failing.configuration.system.activationScripts.failOnPurpose = "exit 1";
     };
     deployer = {nodes, ...}: {
-      environment.systemPackages = [push pkgs.git];
+      imports = [self.nixosModules.default];
+      environment.systemPackages = [push pkgs.git pkgs.curl];
+      environment.etc = {
+        "deployd-forge/ci-1.secret" = forgeSecret "${keys}/ci-1.secret";
+        "deployd-forge/webhook-secret" = forgeSecret (pkgs.writeText "webhook-secret" "not-the-secret");
+        "deployd-forge/forge-token" = forgeSecret (pkgs.writeText "forge-token" "token");
+      };
+      # It starts, runs as its own user and refuses a hook that is not signed
+      # with its secret; it fetches the repository only for a push it acts on.
+      services.deployd.forge = {
+        enable = true;
+        settings = {
+          repository = "file:///srv/fleet.git";
+          key_file = "/etc/deployd-forge/ci-1.secret";
+          forge = {
+            kind = "forgejo";
+            api_url = "http://127.0.0.1:3000";
+            repository = "ops/fleet";
+            secret_file = "/etc/deployd-forge/webhook-secret";
+            token_file = "/etc/deployd-forge/forge-token";
+          };
+          follow = [{branch = "main";}];
+        };
+      };
       # The derivations the flake names must be valid here, to be realised.
       system.extraDependencies = map (name: (toplevelOf nodes name).drvPath) ["next" "failing"];
       nix.settings = {
@@ -80,6 +111,17 @@ in {
     cache.wait_for_unit("harmonia.service")
     target.wait_for_unit("deployd.service")
     target.wait_for_open_port(9797)
+
+    deployer.wait_for_unit("deployd-forge.service")
+    deployer.wait_for_open_port(9798)
+    deployer.succeed("curl -sf http://127.0.0.1:9798/healthz")
+    user = deployer.succeed("systemctl show -P User deployd-forge.service").strip()
+    assert user == "deployd-forge", user
+    code = deployer.succeed(
+        "curl -s -o /dev/null -w '%{http_code}' -X POST -H 'X-Forgejo-Event: push'"
+        + " -H 'X-Forgejo-Signature: 00' -d '{}' http://127.0.0.1:9798/v1/hooks/forgejo"
+    )
+    assert code == "401", code
 
     deployer.succeed(
         "mkdir -p /root/fleet",

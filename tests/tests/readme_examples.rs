@@ -1,7 +1,8 @@
 //! Every config example in the README is a fixture under
 //! `nixos-module/examples/` (marked `<!-- fixture: PATH -->` before its code
 //! block), byte for byte, and every fixture is valid: daemon configs for
-//! `deployd check-config`, inventories for `push`. So the docs cannot drift.
+//! `deployd check-config`, the forge service's (`*-forge.toml`) for `push
+//! serve --check`, inventories for `push`. So the docs cannot drift.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -95,6 +96,18 @@ fn every_readme_example_is_a_valid_fixture() {
             assert_ne!(
                 output.status.code(),
                 Some(2),
+                "{name}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        } else if name.ends_with("-forge.toml") {
+            // Its secret files are runtime files, absent here (as at build time).
+            let output = Command::new(binary("push"))
+                .args(["serve", "--check", "--skip-secret-files", "--config"])
+                .arg(&path)
+                .output()
+                .expect("push");
+            assert!(
+                output.status.success(),
                 "{name}: {}",
                 String::from_utf8_lossy(&output.stderr)
             );

@@ -1,0 +1,291 @@
+# deployd's forge service: `services.deployd.forge`, which runs
+# `push serve` on a build machine: a push to the forge deploys the hosts that
+# follow the branch, and the forge shows each host's result on the commit.
+#
+#   services.deployd.forge = {
+#     enable = true;
+#     settings = {
+#       repository = "https://git.example.org/ops/fleet.git";
+#       key_file = "/run/agenix/ci-1.secret";
+#       forge = { kind = "forgejo"; ... };
+#       follow = [ { branch = "main"; } ];
+#     };
+#   };
+#
+# Like the daemon's, the settings are rendered to TOML and checked at build
+# time (`push serve --check`), so a bad config fails the build, not the host.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}: let
+  cfg = config.services.deployd.forge;
+  # The unit's settings, in the same shape as ./deployd-unit.json (see
+  # systemd.services.deployd-forge below); its user is the one declared here.
+  unit = lib.importJSON ./deployd-forge-unit.json;
+  user = unit.serviceConfig.User;
+  group = unit.serviceConfig.Group;
+  inherit (lib) mkEnableOption mkIf mkOption literalExpression types;
+  settingsFormat = pkgs.formats.toml {};
+  settingsLib = import ./settings.nix {inherit lib;};
+
+  # A secret, given as a path that is read when the service starts.
+  secretFile = description: example:
+    mkOption {
+      type = types.str;
+      inherit example;
+      description = "${description} A path as a string, outside the store (agenix, systemd credentials), readable by the `${user}` user.";
+    };
+
+  followType = types.submodule {
+    freeformType = settingsFormat.type;
+    options = {
+      branch = mkOption {
+        type = types.str;
+        example = "main";
+        description = "The branch whose pushes deploy.";
+      };
+      hosts = mkOption {
+        type = types.listOf types.str;
+        default = ["*"];
+        example = ["sambirano" "pi"];
+        description = "The hosts that follow it: names from `push.toml` at the flake's root, or `\"*\"` for all of them.";
+      };
+      action = mkOption {
+        type = types.enum ["switch" "boot" "test" "dry-activate"];
+        default = "switch";
+        description = "What each host does with its new system, as `push --action`.";
+      };
+      confirm_s = mkOption {
+        type = types.nullOr types.ints.positive;
+        default = null;
+        example = 120;
+        description = "Magic rollback, as `push --confirm`: a host that cannot be reached this many seconds after its switch rolls back. Off when null.";
+      };
+    };
+  };
+
+  cleanSettings = settingsLib.withoutNulls cfg.settings;
+  configFile = settingsFormat.generate "deployd-forge.toml" cleanSettings;
+  # `push serve --check` at build time: a bad config fails the build. The
+  # secret files are runtime files (agenix, credentials): only their paths
+  # are checked.
+  checkedConfig =
+    pkgs.runCommand "deployd-forge-config" {
+      nativeBuildInputs = [cfg.checkPackage];
+    } ''
+      push serve --config ${configFile} --check --skip-secret-files
+      cp ${configFile} $out
+    '';
+
+  port = lib.toInt (lib.last (lib.splitString ":" cfg.settings.listen));
+
+  leaves = settingsLib.leaves cfg.settings;
+  # Every `*_file` setting, to refuse secrets in the store.
+  fileSettings = lib.filter (leaf: lib.hasSuffix "_file" leaf.key && leaf.value != null) leaves;
+  # Every setting whose name says it holds a secret itself (`token`,
+  # `webhook_secret`, `password`, ...): secrets are only ever given as files.
+  secretWords = ["secret" "secrets" "token" "tokens" "key" "keys" "password" "passwords" "passphrase"];
+  inlineSecrets = lib.filter (leaf: let
+    words = lib.splitString "_" leaf.key;
+  in
+    leaf.value != null && lib.last words != "file" && lib.any (word: lib.elem word secretWords) words)
+  leaves;
+  allowedUsers = config.nix.settings.allowed-users or ["*"];
+in {
+  options.services.deployd.forge = {
+    enable = mkEnableOption "deployd's forge service (`push serve`), which deploys the hosts that follow a branch when it is pushed to, and reports each host's result on the commit";
+
+    package = mkOption {
+      type = types.package;
+      description = "The package that carries `push` (the flake's module sets its own, `packages.<system>.push`).";
+    };
+
+    checkPackage = mkOption {
+      type = types.package;
+      default =
+        if pkgs.stdenv.buildPlatform.system == pkgs.stdenv.hostPlatform.system
+        then cfg.package
+        else pkgs.buildPackages.callPackage ./package.nix {crate = "deployd-push";};
+      defaultText = literalExpression "config.services.deployd.forge.package, or push for the build platform when cross-compiling";
+      description = "The `push` that checks the config while the system is built: it runs on the build machine, so it is the build platform's.";
+    };
+
+    configFile = mkOption {
+      type = types.unspecified;
+      internal = true;
+      readOnly = true;
+      description = "The rendered config, before its build-time check (for inspection).";
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Open the service's port (from `settings.listen`) in the firewall, for the forge's webhooks.";
+    };
+
+    settings = mkOption {
+      description = "`push serve`'s config (`/etc/deployd/forge.toml`); keys not declared here are passed through (see deployd's README). Secrets only as `*_file` paths.";
+      default = {};
+      type = types.submodule {
+        freeformType = settingsFormat.type;
+        options = {
+          listen = mkOption {
+            type = types.str;
+            default = "[::]:9798";
+            description = "Address and port of the webhooks and of `/v1/status`, `/metrics` and `/healthz`.";
+          };
+          state_dir = mkOption {
+            type = types.str;
+            default = "/var/lib/deployd-forge";
+            readOnly = true;
+            description = "Where the service keeps its clone of the repository, its queue and its history (systemd's StateDirectory, also its user's home).";
+          };
+          repository = mkOption {
+            type = types.str;
+            example = "https://git.example.org/ops/fleet.git";
+            description = "The fleet's repository, fetched from this URL (never from a webhook's payload). `push.toml` at its flake's root gives the hosts, `build_host`, `copy_to` and `sign_key_file`, as for `push`.";
+          };
+          key_file = secretFile "The service's own deploy key (secret, `NAME:base64`, as `push keygen` writes it); hosts trust its public half with `may = [\"deploy\" \"read\"]`." "/run/agenix/ci-1.secret";
+          git = mkOption {
+            type = types.nullOr (types.submodule {
+              freeformType = settingsFormat.type;
+              options = {
+                username = mkOption {
+                  type = types.nullOr types.str;
+                  default = null;
+                  example = "deployd";
+                  description = "The user name for fetching over https.";
+                };
+                password_file = mkOption {
+                  type = types.nullOr types.str;
+                  default = null;
+                  example = "/run/agenix/git-token";
+                  description = "A file holding the password or access token for fetching over https.";
+                };
+                ssh_key_file = mkOption {
+                  type = types.nullOr types.str;
+                  default = null;
+                  example = "/run/agenix/git-ssh-key";
+                  description = "A file holding the SSH private key for fetching over SSH.";
+                };
+              };
+            });
+            default = null;
+            description = "Credentials for fetching the repository, from files. None by default (a public repository, or a local one).";
+          };
+          forge = mkOption {
+            description = "The forge whose webhooks are received and where commit statuses are posted.";
+            default = {};
+            type = types.submodule {
+              freeformType = settingsFormat.type;
+              options = {
+                kind = mkOption {
+                  type = types.enum ["github" "gitea" "forgejo" "gitlab"];
+                  example = "forgejo";
+                  description = "Which forge: it decides how webhooks are authenticated and how statuses are posted.";
+                };
+                api_url = mkOption {
+                  type = types.str;
+                  example = "https://git.example.org";
+                  description = "The forge's base URL for its API (`https://api.github.com` for GitHub).";
+                };
+                repository = mkOption {
+                  type = types.str;
+                  example = "ops/fleet";
+                  description = "The repository on the forge, `owner/name`; on GitLab, the project's path or id.";
+                };
+                secret_file = secretFile "A file holding the webhook's secret (GitLab: its token)." "/run/agenix/webhook-secret";
+                token_file = secretFile "A file holding the API token the service posts commit statuses with." "/run/agenix/forge-token";
+              };
+            };
+          };
+          follow = mkOption {
+            type = types.listOf followType;
+            default = [];
+            example = literalExpression ''[ { branch = "main"; hosts = [ "*" ]; confirm_s = 120; } ]'';
+            description = "The branches that deploy, and which hosts follow each.";
+          };
+        };
+      };
+    };
+  };
+
+  config = mkIf cfg.enable {
+    services.deployd.forge.configFile = configFile;
+
+    assertions =
+      [
+        {
+          assertion = cfg.settings.follow != [];
+          message = "services.deployd.forge: settings.follow is empty, so no push would ever deploy. Add a branch: settings.follow = [ { branch = \"main\"; } ].";
+        }
+        {
+          assertion = lib.elem "*" allowedUsers || lib.elem user allowedUsers || lib.elem "@${group}" allowedUsers;
+          message = "services.deployd.forge: nix.settings.allowed-users does not let the `${user}` user use the Nix daemon, so it could not build. Add \"${user}\" to it.";
+        }
+      ]
+      ++ map (leaf: {
+        assertion = false;
+        message = "services.deployd.forge: settings.${leaf.name} would put a secret in the config, which is in the Nix store, where every user can read it. Give it as a file instead (a `*_file` setting, for example from agenix: /run/agenix/...).";
+      })
+      inlineSecrets
+      ++ map (leaf: {
+        assertion = !(lib.isPath leaf.value) && !(lib.hasPrefix builtins.storeDir (toString leaf.value));
+        message = "services.deployd.forge: ${leaf.name} = ${toString leaf.value} is in the Nix store (or a Nix path, which would be copied there), which every user can read. Give secrets as paths outside the store, as strings, for example from agenix (/run/agenix/...) or systemd credentials.";
+      })
+      fileSettings;
+
+    # A user of its own, not root: building only needs the Nix daemon, which
+    # builds for any allowed user (`nix eval`, `nix-store --realise`, indirect
+    # GC roots), and `nix copy --to 'file:///srv/cache?secret-key=...'` signs
+    # in the client, so it needs no `trusted-users` either. Its home is its
+    # state directory: its GC roots (~/.local/state/deployd/gc-roots) and
+    # ~/.ssh live there. The secret files must be readable by this user
+    # (agenix: `owner = "deployd-forge"`), or passed with LoadCredential.
+    users.users.${user} = {
+      isSystemUser = true;
+      inherit group;
+      home = cfg.settings.state_dir;
+      description = "deployd forge service";
+    };
+    users.groups.${group} = {};
+
+    environment.etc."deployd/forge.toml".source = checkedConfig;
+
+    networking.firewall.allowedTCPPorts = lib.optional cfg.openFirewall port;
+
+    # The unit's settings live in ./deployd-forge-unit.json, in the shape of
+    # the daemon's ./deployd-unit.json:
+    # - Type=notify, WatchdogSec=60, Restart=always, like the daemon, but
+    #   restarted when it changes (restartIfChanged): it holds nothing that a
+    #   restart loses, since an accepted push survives one, and the hosts'
+    #   deployd carry out the deploys it sent.
+    # - StateDirectory (its clone, queue, history, GC roots) and CacheDirectory
+    #   (XDG_CACHE_HOME: Nix's fetcher and evaluation caches, safe to lose).
+    # - Hardening that leaves what building needs: the Nix daemon's socket
+    #   (connecting to a socket works on ProtectSystem=strict's read-only
+    #   /nix), the network (IPv4, IPv6, Unix sockets; netlink for glibc's
+    #   address lookups), `nix`, `git` and `ssh` as child processes. No
+    #   SystemCallFilter or MemoryDenyWriteExecute, which would have to fit
+    #   every program Nix, git and ssh may start; no PrivateUsers, under which
+    #   ssh would see its key files owned by nobody.
+    # - ProtectSystem=strict: if `copy_to` in push.toml is a local folder
+    #   (file:///srv/cache), add it to serviceConfig.ReadWritePaths.
+    systemd.services.deployd-forge = {
+      inherit (unit) description restartIfChanged;
+      wantedBy = ["multi-user.target"];
+      wants = ["network-online.target"];
+      after = ["network-online.target" "nix-daemon.socket"];
+      # nix (evaluating, building, copying), git (Nix fetches git+file
+      # flakes with it), ssh (ssh-ng:// stores and the build host).
+      path = [config.nix.package pkgs.git config.programs.ssh.package];
+      serviceConfig =
+        unit.serviceConfig
+        // {
+          ExecStart = "${cfg.package}/bin/push serve --config ${checkedConfig}";
+        };
+    };
+  };
+}
