@@ -160,8 +160,8 @@ impl Source<'_> {
         } else {
             format!(
                 "{web}/compare/{}...{}",
-                &push.before[..12],
-                &push.after[..12]
+                abbreviate(&push.before),
+                abbreviate(&push.after)
             )
         };
         let template = first_commit(&doc)?;
@@ -317,6 +317,11 @@ fn short_name(reference: &str) -> &str {
         .strip_prefix("refs/heads/")
         .or_else(|| reference.strip_prefix("refs/tags/"))
         .unwrap_or(reference)
+}
+
+/// The first 12 digits of an object name, as GitHub's compare URLs show it.
+fn abbreviate(object: &str) -> &str {
+    object.get(..12).unwrap_or(object)
 }
 
 fn unquote(raw: &str) -> Result<String> {
