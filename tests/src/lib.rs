@@ -13,6 +13,7 @@
 pub mod cgroups;
 mod deployd;
 mod flake;
+pub mod forge;
 pub mod http;
 mod inspect;
 mod lab;
