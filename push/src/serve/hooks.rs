@@ -111,6 +111,8 @@ fn check_hmac(secret: &[u8], body: &[u8], hex: &str) -> Result<(), ()> {
 struct PushPayload {
     #[serde(rename = "ref")]
     reference: String,
+    #[serde(default)]
+    before: String,
     after: String,
     #[serde(default)]
     deleted: bool,
@@ -167,6 +169,10 @@ pub fn classify(
         .map_err(|error| HookError::Malformed(format!("not a push payload: {error}")))?;
     if payload.deleted || is_zero_id(&payload.after) {
         return Ok(Hook::Ignored("a deletion"));
+    }
+    // Gitea's and Forgejo's "Test Delivery": the branch did not move.
+    if payload.before == payload.after {
+        return Ok(Hook::Ignored("a test delivery"));
     }
     let Some(branch) = payload.reference.strip_prefix("refs/heads/") else {
         return Ok(Hook::Ignored(
@@ -312,6 +318,18 @@ mod tests {
         assert_eq!(
             classify(ForgeKind::Github, &github("ping"), b"{}", main),
             Ok(Hook::Ignored("a ping"))
+        );
+        let test_delivery =
+            format!("{{\"ref\":\"refs/heads/main\",\"before\":\"{sha}\",\"after\":\"{sha}\"}}");
+        let gitea_push = headers(&[("x-gitea-event", "push")]);
+        assert_eq!(
+            classify(
+                ForgeKind::Gitea,
+                &gitea_push,
+                test_delivery.as_bytes(),
+                main
+            ),
+            Ok(Hook::Ignored("a test delivery"))
         );
         assert_eq!(
             classify(ForgeKind::Github, &github("issues"), b"{}", main),

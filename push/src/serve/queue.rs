@@ -117,16 +117,20 @@ impl Queue {
             }
         };
         if let Some(interrupted) = state.running.take() {
-            log::warn!(
-                "the rollout of {} was interrupted; it runs again",
-                interrupted.branch
-            );
-            let newer = state
-                .pending
-                .iter()
-                .any(|push| push.branch == interrupted.branch);
-            if !newer {
-                state.pending.insert(0, interrupted);
+            let branch = interrupted.branch.clone();
+            match state.pending.iter_mut().find(|push| push.branch == branch) {
+                // A newer push of the branch waits: it wins, as it would have.
+                Some(newer) => {
+                    log::warn!("the rollout of {branch} was interrupted; a newer push replaces it");
+                    newer.superseded.extend(interrupted.superseded);
+                    if newer.after != interrupted.after {
+                        newer.superseded.push(interrupted.after);
+                    }
+                }
+                None => {
+                    log::warn!("the rollout of {branch} was interrupted; it runs again");
+                    state.pending.insert(0, interrupted);
+                }
             }
         }
         let queue = Queue { path, state };
@@ -283,6 +287,21 @@ mod tests {
         assert_eq!(reopened.state().deployed["main"], "a".repeat(40));
         assert_eq!(reopened.state().pending.len(), 1);
         assert_eq!(reopened.state().history.len(), 1);
+    }
+
+    #[test]
+    fn an_interrupted_push_gives_way_to_a_newer_one_of_its_branch() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut queue = Queue::open(dir.path()).expect("open");
+        queue.enqueue(push("main", 'a')).expect("a");
+        queue.start_next().expect("start").expect("a runs");
+        queue.enqueue(push("main", 'b')).expect("b");
+        drop(queue);
+        let reopened = Queue::open(dir.path()).expect("reopen");
+        let pending = &reopened.state().pending;
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].after, "b".repeat(40));
+        assert_eq!(pending[0].superseded, ["a".repeat(40)]);
     }
 
     #[test]
