@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod deployd;
+pub mod forge;
 pub mod push;
 
 use std::path::PathBuf;

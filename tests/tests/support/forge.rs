@@ -1,0 +1,249 @@
+//! A fleet deployed by a push to the forge: a lab whose hosts trust the
+//! service's own deploy key (`ci-1`, `may = ["deploy", "read"]`), the lab's
+//! forge stand-in serving the toy flake over HTTP, and the real `push serve`
+//! following `main`, fetching from the stand-in and posting statuses to it.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use deployd_lab::forge::{ForgeKind, ForgeOptions, ForgeStandIn, PushEvent, RecordedStatus};
+use deployd_lab::Lab;
+
+use super::deployd::{key, trusted};
+
+/// The webhook secret and API token the stand-in and the service share.
+pub const SECRET: &str = "a webhook secret for the lab";
+/// The forge API token.
+pub const TOKEN: &str = "a forge token for the lab";
+
+/// The lab, the forge stand-in and the service.
+pub struct ForgeFleet {
+    /// The hosts and the toy flake (the forge's repository).
+    pub lab: Lab,
+    /// The forge stand-in.
+    pub forge: ForgeStandIn,
+    /// `push serve`.
+    pub service: Service,
+    files: tempfile::TempDir,
+}
+
+/// A running `push serve`, killed (and waited for) on drop.
+pub struct Service {
+    /// Its process.
+    pub child: Option<Child>,
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// Its config.
+    pub config: PathBuf,
+    /// Where its output goes.
+    pub log: PathBuf,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A port free on loopback now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl ForgeFleet {
+    /// `hosts` hosts running deployd, the stand-in of `kind`, and the
+    /// service following `main` with every host. push.toml is committed.
+    pub fn up(hosts: usize, kind: ForgeKind) -> ForgeFleet {
+        let mut lab = Lab::up(&super::lab_options(hosts)).expect("lab up");
+        let ci = key("ci-1");
+        for host in lab.hosts().to_vec() {
+            lab.write_deployd_config(&host, &[trusted(&ci, Some(&["deploy", "read"]))], "")
+                .expect("config");
+            lab.start_deployd(&host).expect("deployd up");
+        }
+        lab.write_push_inventory("").expect("inventory");
+        let files = tempfile::tempdir().expect("temp dir");
+        let key_file = files.path().join("ci-1.secret");
+        std::fs::write(&key_file, ci.to_key_file_text().as_bytes()).expect("key file");
+        std::fs::write(files.path().join("secret"), format!("{SECRET}\n")).expect("secret");
+        std::fs::write(files.path().join("token"), TOKEN).expect("token");
+        let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let forge = ForgeStandIn::start(ForgeOptions {
+            kind,
+            repository: lab.flake().dir().to_owned(),
+            owner_repo: "ops/fleet".into(),
+            webhook_url: format!("http://{address}/v1/hooks/{}", kind.name()),
+            secret: SECRET.into(),
+            token: TOKEN.into(),
+            listen: "127.0.0.1:0".parse().expect("address"),
+        })
+        .expect("forge stand-in");
+        let config = files.path().join("forge.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"{address}\"\nstate_dir = \"{state}\"\nrepository = \"{git}\"\nkey_file = \"{key}\"\n\
+                 [forge]\nkind = \"{kind}\"\napi_url = \"{api}\"\nrepository = \"ops/fleet\"\n\
+                 secret_file = \"{dir}/secret\"\ntoken_file = \"{dir}/token\"\n\
+                 [[follow]]\nbranch = \"main\"\nhosts = [\"*\"]\n",
+                state = files.path().join("state").display(),
+                git = forge.git_url(),
+                key = key_file.display(),
+                kind = kind.name(),
+                api = forge.api_url(),
+                dir = files.path().display(),
+            ),
+        )
+        .expect("config");
+        let service = Service {
+            child: None,
+            address,
+            config,
+            log: files.path().join("service.log"),
+        };
+        let mut fleet = ForgeFleet {
+            lab,
+            forge,
+            service,
+            files,
+        };
+        fleet.start_service();
+        fleet
+    }
+
+    /// Starts `push serve` and waits until it answers.
+    pub fn start_service(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.service.log)
+            .expect("log");
+        let state_home = self.files.path().join("xdg-state");
+        let mut command = self
+            .lab
+            .push_command(&self.files.path().join("unused.secret"), &state_home)
+            .expect("push binary");
+        command
+            .args(["serve", "--config"])
+            .arg(&self.service.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        self.service.child = Some(command.spawn().expect("push serve"));
+        let url = format!("{}/healthz", self.url());
+        let up = super::wait_until(Duration::from_secs(20), || {
+            reqwest::blocking::get(&url).is_ok_and(|answer| answer.status().is_success())
+        });
+        assert!(up, "push serve did not start:\n{}", self.service_log());
+    }
+
+    /// Kills `push serve` with SIGKILL, as a power loss would.
+    pub fn kill_service(&mut self) {
+        if let Some(mut child) = self.service.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("wait");
+        }
+    }
+
+    /// The service's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.service.address)
+    }
+
+    /// What the service printed.
+    pub fn service_log(&self) -> String {
+        std::fs::read_to_string(&self.service.log).unwrap_or_default()
+    }
+
+    /// The service's `GET /v1/status`.
+    pub fn service_status(&self) -> serde_json::Value {
+        reqwest::blocking::get(format!("{}/v1/status", self.url()))
+            .and_then(|answer| answer.json())
+            .expect("status")
+    }
+
+    /// Commits a change to every system and sends the forge's push hook
+    /// for it (as the forge does after a `git push`); returns the new
+    /// revision and the hook's answer status.
+    pub fn push_change(&mut self) -> (String, u16) {
+        let before = self.lab.flake().head().expect("head");
+        let rev = self
+            .lab
+            .flake_mut()
+            .commit_changed_system()
+            .expect("commit");
+        (rev.clone(), self.hook(&before, &rev))
+    }
+
+    /// Sends the push hook of `main` moving from `before` to `after`.
+    pub fn hook(&self, before: &str, after: &str) -> u16 {
+        let answer = self
+            .forge
+            .push_hook(&PushEvent {
+                reference: "refs/heads/main".into(),
+                before: before.into(),
+                after: after.into(),
+            })
+            .expect("hook sent");
+        answer.status
+    }
+
+    /// Waits until every host has a final status on `rev`; returns the
+    /// statuses `rev` got, in order.
+    pub fn wait_for_final_statuses(&self, rev: &str, timeout: Duration) -> Vec<RecordedStatus> {
+        let hosts: Vec<String> = self.lab.hosts().iter().map(|h| h.name.clone()).collect();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let statuses: Vec<RecordedStatus> = self
+                .forge
+                .statuses()
+                .into_iter()
+                .filter(|status| status.sha == rev && status.answer < 300)
+                .collect();
+            let all_final = hosts
+                .iter()
+                .all(|host| final_state(&statuses, host).is_some());
+            if all_final {
+                return statuses;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no final status on {rev} for every host within {timeout:?}: {statuses:#?}\n{}",
+                self.service_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// `host`'s last status in `statuses`, if it is final (any forge's words).
+pub fn final_state(statuses: &[RecordedStatus], host: &str) -> Option<String> {
+    let context = format!("deployd/{host}");
+    let last = statuses
+        .iter()
+        .rev()
+        .find(|status| status.context == context)?;
+    matches!(
+        last.state.as_str(),
+        "success" | "failure" | "error" | "failed" | "canceled"
+    )
+    .then(|| last.state.clone())
+}
+
+/// The states `host` got, in order.
+pub fn states_of(statuses: &[RecordedStatus], host: &str) -> Vec<String> {
+    let context = format!("deployd/{host}");
+    statuses
+        .iter()
+        .filter(|status| status.context == context)
+        .map(|status| status.state.clone())
+        .collect()
+}
