@@ -144,6 +144,9 @@ fn a_failing_switch_or_an_unreachable_host_is_reported_on_that_host_alone() {
     let mut fleet = ForgeFleet::up(3, ForgeKind::Forgejo);
     let hosts = fleet.lab.hosts().to_vec();
     let (broken, down, fine) = (&hosts[0], &hosts[1], &hosts[2]);
+    // A first generation everywhere, so that there is one to go back to.
+    let (first, _) = fleet.push_change();
+    fleet.wait_for_final_statuses(&first, Duration::from_secs(120));
     fleet.lab.stop_deployd(down).expect("stop deployd");
     let before = fleet.lab.flake().head().expect("head");
     fleet
@@ -180,6 +183,10 @@ fn a_failing_switch_or_an_unreachable_host_is_reported_on_that_host_alone() {
         .unwrap_or_default()
         .contains("unreachable"));
     assert_eq!(last(&fine.name).state, "success");
+    assert_eq!(
+        broken.current_system(),
+        Some(system_at(fleet.lab.flake().dir(), &first, &broken.name))
+    );
     assert_eq!(
         fine.current_system(),
         Some(system_at(fleet.lab.flake().dir(), &rev, &fine.name))
