@@ -142,6 +142,12 @@ impl Expected {
         if pushed.code != Some(self.code) || !summary_agrees {
             bail!("{}", pushed.describe());
         }
+        self.check_hosts(lab, key_file, state)
+    }
+
+    /// Checks every host's status (its last deploy and the revision it
+    /// runs, from `push status --json`) against the plan.
+    pub fn check_hosts(&self, lab: &Lab, key_file: &Path, state: &Path) -> Result<()> {
         let statuses = host_statuses(lab, key_file, state)?;
         for (host, plan) in &self.hosts {
             let status = statuses
@@ -155,10 +161,11 @@ impl Expected {
                 .map(|rev| rev.as_str().to_owned());
             if last != Some(plan.result) || runs.as_deref() != Some(plan.runs.as_str()) {
                 bail!(
-                    "push reported {host} {}, but push status says its last deploy {} and it runs {}",
+                    "{host} was to end {}, but push status says its last deploy {} and it runs {}",
                     plan.result,
                     last.map_or("is missing".to_owned(), |state| format!("ended {state}")),
-                    runs.as_deref().map_or("no known revision", |rev| &rev[..12]),
+                    runs.as_deref()
+                        .map_or("no known revision", |rev| &rev[..12]),
                 );
             }
         }

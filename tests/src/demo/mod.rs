@@ -1,7 +1,9 @@
 //! `lab demo`: a builder and three hosts running deployd; `push` deploys a
 //! revision of the toy flake to all three with live progress, then a
 //! revision whose switch fails on one host, which rolls itself back; then
-//! `push status`.
+//! `push status`; then a `git push` to the lab's forge stand-in, which the
+//! forge turns into a webhook: `push serve` deploys it to the fleet, and the
+//! statuses the forge received are shown.
 //!
 //! The demo checks what it shows (see [`expect`]): any outcome but the
 //! planned one ends it with an error naming what happened instead. Whatever
@@ -14,6 +16,7 @@ use deployd_lab::{nix_version, Lab, LabOptions, TrustedDeployKey};
 use deployd_protocol::SecretKey;
 
 mod expect;
+mod forge;
 
 use expect::{Expected, PushRun};
 
@@ -65,14 +68,21 @@ pub fn run(dir: &Path, lab_binary: PathBuf, options: &DemoOptions) -> Result<()>
 
 /// The demo proper, on a lab that is up.
 fn show(lab: &mut Lab, options: &DemoOptions) -> Result<()> {
-    println!("== a deploy key, trusted by every host's deployd");
+    println!("== a deploy key, trusted by every host's deployd (and the forge service's, to deploy and read)");
     let key = SecretKey::generate("ops-1".parse()?).context("making the deploy key")?;
     let key_file = lab.dir().join("keys/ops-1.secret");
     std::fs::write(&key_file, key.to_key_file_text().as_bytes())?;
-    let trusted = [TrustedDeployKey {
-        public_key: key.public_key().to_string(),
-        may: None,
-    }];
+    let ci_key = SecretKey::generate("ci-1".parse()?).context("making the service's key")?;
+    let trusted = [
+        TrustedDeployKey {
+            public_key: key.public_key().to_string(),
+            may: None,
+        },
+        TrustedDeployKey {
+            public_key: ci_key.public_key().to_string(),
+            may: Some(vec!["deploy".into(), "read".into()]),
+        },
+    ];
     for host in lab.hosts().to_vec() {
         lab.write_deployd_config(&host, &trusted, "")?;
         lab.start_deployd(&host)?;
@@ -126,5 +136,6 @@ fn show(lab: &mut Lab, options: &DemoOptions) -> Result<()> {
         .status()
         .context("running push status")?;
     anyhow::ensure!(status.success(), "push status exited with {status}");
-    Ok(())
+
+    forge::show(lab, &ci_key, (&key_file, &operator_state))
 }
