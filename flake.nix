@@ -56,7 +56,7 @@
         cargo test --offline -p deployd --lib --test api --test check_config \
           --test sd_notify --test start_order --test stale_request \
           --test unreadable_state --test unwritable_record
-        cargo test --offline -p deployd-push --bins --test bad_input --test keygen
+        cargo test --offline -p deployd-push --bins --test bad_input --test keygen --test serve_service
       '';
       formatting = cargoCheck "formatting" "cargo fmt --all --check";
       nix-formatting = pkgs.runCommand "deployd-nix-formatting" {nativeBuildInputs = [pkgs.alejandra];} ''
