@@ -27,10 +27,11 @@ fn deployed_revs(fleet: &ForgeFleet) -> Vec<String> {
     revs
 }
 
-/// Waits until the service runs a rollout.
-fn wait_for_running(fleet: &ForgeFleet) {
+/// Waits until the service runs a rollout of `rev` (fetched, so later
+/// commits are not part of it).
+fn wait_for_running(fleet: &ForgeFleet, rev: &str) {
     let running = support::wait_until(Duration::from_secs(60), || {
-        !fleet.service_status()["running"].is_null()
+        fleet.service_status()["running"]["rev"] == rev
     });
     assert!(running, "{}", fleet.service_log());
 }
@@ -42,7 +43,7 @@ fn pushes_during_a_rollout_queue_and_only_the_newest_is_deployed_after_it() {
     host.set_switch_gate(true).expect("gate");
     let (first, answer) = fleet.push_change();
     assert_eq!(answer, 202);
-    wait_for_running(&fleet);
+    wait_for_running(&fleet, &first);
     let burst: Vec<String> = (0..3)
         .map(|_| fleet.push_change())
         .map(|(rev, answer)| {
@@ -89,7 +90,7 @@ fn a_push_queued_before_a_kill_9_is_deployed_after_the_restart_once() {
     let host = fleet.lab.hosts()[0].clone();
     host.set_switch_gate(true).expect("gate");
     let (first, _) = fleet.push_change();
-    wait_for_running(&fleet);
+    wait_for_running(&fleet, &first);
     let (queued, answer) = fleet.push_change();
     assert_eq!(answer, 202);
     fleet.kill_service();

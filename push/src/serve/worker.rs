@@ -139,14 +139,18 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             clone.check_out(tip)?;
             let inventory = Inventory::load(clone.work_tree())?;
             let targets = select(&inventory, &follow.hosts)?;
-            // Only commits the fetched branch holds are reported on: a hook's
-            // payload is a hint, not proof.
+            // Only commits the fetched branch holds are reported on (a hook's
+            // payload is a hint, not proof), and none an earlier rollout
+            // deployed or already reported.
             let mut hinted = push.superseded.clone();
             hinted.push(push.after.clone());
             let tip_text = tip.to_string();
+            let earlier = service.queue().state().deployed.get(&push.branch).cloned();
+            let earlier = earlier.and_then(|rev| git2::Oid::from_str(&rev).ok());
             let superseded: Vec<String> = hinted
                 .into_iter()
                 .filter(|sha| *sha != tip_text && clone.is_ancestor(sha, tip))
+                .filter(|sha| !earlier.is_some_and(|earlier| clone.is_ancestor(sha, earlier)))
                 .collect();
             Ok((Some(tip), Some(inventory), targets, superseded))
         })

@@ -50,6 +50,19 @@ impl Drop for Service {
     }
 }
 
+/// How the service fetches the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// From the forge stand-in, over HTTP (`git http-backend`).
+    Http,
+    /// From the builder's real OpenSSH server, with a key from a file; the
+    /// builder's host key is in the service's `~/.ssh/known_hosts` or not.
+    Ssh {
+        /// Whether the service knows the builder's host key.
+        host_known: bool,
+    },
+}
+
 /// A port free on loopback now.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -62,6 +75,11 @@ impl ForgeFleet {
     /// `hosts` hosts running deployd, the stand-in of `kind`, and the
     /// service following `main` with every host. push.toml is committed.
     pub fn up(hosts: usize, kind: ForgeKind) -> ForgeFleet {
+        ForgeFleet::up_with(hosts, kind, Fetch::Http)
+    }
+
+    /// Like [`ForgeFleet::up`], fetching the repository as `fetch` says.
+    pub fn up_with(hosts: usize, kind: ForgeKind, fetch: Fetch) -> ForgeFleet {
         let mut lab = Lab::up(&super::lab_options(hosts)).expect("lab up");
         let ci = key("ci-1");
         for host in lab.hosts().to_vec() {
@@ -86,16 +104,44 @@ impl ForgeFleet {
             listen: "127.0.0.1:0".parse().expect("address"),
         })
         .expect("forge stand-in");
+        let (repository, git_section) = match fetch {
+            Fetch::Http => (forge.git_url(), String::new()),
+            Fetch::Ssh { host_known } => {
+                let access = lab.start_builder_ssh().expect("sshd on the builder");
+                let ssh_dir = lab.dir().join("ssh");
+                let known_hosts = files.path().join("home/.ssh/known_hosts");
+                std::fs::create_dir_all(known_hosts.parent().expect("dir")).expect("home");
+                let host_key = std::fs::read_to_string(ssh_dir.join("host.pub")).expect("host key");
+                let builder = lab.builder().address;
+                let known = if host_known {
+                    format!("{builder} {host_key}")
+                } else {
+                    String::new()
+                };
+                std::fs::write(&known_hosts, known).expect("known_hosts");
+                (
+                    format!(
+                        "ssh://{}{}",
+                        access.destination,
+                        lab.flake().dir().display()
+                    ),
+                    format!(
+                        "[git]\nssh_key_file = \"{}\"\n",
+                        ssh_dir.join("client").display()
+                    ),
+                )
+            }
+        };
         let config = files.path().join("forge.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"{address}\"\nstate_dir = \"{state}\"\nrepository = \"{git}\"\nkey_file = \"{key}\"\n\
+                "listen = \"{address}\"\nstate_dir = \"{state}\"\nrepository = \"{git}\"\nkey_file = \"{key}\"\n{git_section}\
                  [forge]\nkind = \"{kind}\"\napi_url = \"{api}\"\nrepository = \"ops/fleet\"\n\
                  secret_file = \"{dir}/secret\"\ntoken_file = \"{dir}/token\"\n\
                  [[follow]]\nbranch = \"main\"\nhosts = [\"*\"]\n",
                 state = files.path().join("state").display(),
-                git = forge.git_url(),
+                git = repository,
                 key = key_file.display(),
                 kind = kind.name(),
                 api = forge.api_url(),
@@ -134,6 +180,7 @@ impl ForgeFleet {
         command
             .args(["serve", "--config"])
             .arg(&self.service.config)
+            .env("HOME", self.files.path().join("home"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
