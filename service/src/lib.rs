@@ -1,9 +1,10 @@
 //! What deployd's long-running services (the host daemon `deployd` and the
 //! forge service `push serve`) share with systemd: logging to journald with
 //! key-value fields (plain stderr lines otherwise), the notify protocol
-//! (`Type=notify` with a watchdog), and one shutdown token cancelled on
-//! SIGTERM or SIGINT.
+//! (`Type=notify` with a watchdog), one shutdown token cancelled on SIGTERM
+//! or SIGINT, and an accept loop that bounds what a peer can hold open.
 
+pub mod http;
 pub mod logging;
 pub mod notify;
 

@@ -7,7 +7,6 @@ mod deploys;
 mod error;
 mod events;
 mod read_auth;
-mod serve;
 mod status;
 
 pub use error::{chain, ApiError};
@@ -86,5 +85,5 @@ pub async fn serve(
     daemon: Arc<Daemon>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    serve::serve_router(listener, router(daemon), shutdown).await
+    deployd_service::http::serve_router(listener, router(daemon), shutdown).await
 }

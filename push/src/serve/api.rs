@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -27,6 +28,10 @@ use super::hooks::{self, Hook};
 use super::queue::{QueuedPush, RolloutRecord};
 use super::{now_ms, Service};
 
+/// How long a request may take, its body included (headers must come
+/// within the accept loop's own limit).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The largest hook body taken (forges cap theirs at 25 MB; a push payload
 /// of a fleet repository is far smaller).
 pub const MAX_HOOK_BYTES: usize = 5 * 1024 * 1024;
@@ -39,7 +44,23 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_HOOK_BYTES))
+        .layer(axum::middleware::from_fn(answer_within_timeout))
         .with_state(service)
+}
+
+/// Ends a request that takes longer than [`REQUEST_TIMEOUT`] (a body sent
+/// a byte at a time holds nothing for long).
+async fn answer_within_timeout(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(
+            ErrorCode::BadRequest,
+            format!("the request took longer than {REQUEST_TIMEOUT:?}"),
+        ),
+    }
 }
 
 /// An error answer, as the daemon's.

@@ -149,8 +149,7 @@ pub async fn run(options: ServeOptions) -> Result<ExitCode> {
     let worker = tokio::spawn(worker::run(service.clone()));
     notify::ready();
     let router = api::router(service.clone());
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    deployd_service::http::serve_router(listener, router, shutdown.clone())
         .await
         .context("serving failed")?;
     shutdown.cancel();

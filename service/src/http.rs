@@ -1,4 +1,4 @@
-//! The accept loop: every connection bounded (at most
+//! The accept loop of deployd's HTTP services: every connection bounded (at most
 //! [`MAX_CONNECTIONS`] at once, headers within [`HEADER_TIMEOUT`], idle
 //! keep-alive connections closed), and a graceful shutdown that lets
 //! requests in flight finish once the shutdown token is cancelled (event
