@@ -1,7 +1,9 @@
 //! A stand-in for a git forge (GitHub, Gitea, Forgejo or GitLab), for the
 //! end-to-end tests of `push serve` and for `lab demo`. It is not a forge:
-//! it has no UI, no users, no auth on git over HTTP, and no TLS. What it
-//! reproduces faithfully is what `push serve` meets:
+//! it has no UI and no users; git over HTTP wants a login only when asked
+//! to ([`ForgeStandIn::require_git_login`]), and TLS comes from `socat` in
+//! front of it ([`TlsFront`]). What it reproduces faithfully is what
+//! `push serve` meets:
 //!
 //! - **hooks**: the forge's push hooks for a ref update, shaped as the
 //!   forge's documented payload ([`payload`]), with its headers, delivery
@@ -25,7 +27,10 @@ mod repo;
 mod server;
 pub mod sign;
 mod statuses;
+mod tls;
 mod types;
+
+pub use tls::TlsFront;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -77,8 +82,26 @@ pub(crate) struct Shared {
     deliveries: Mutex<Vec<Delivery>>,
     /// One receive-pack at a time, so each push's ref changes are its own.
     push_lock: Mutex<()>,
+    /// When set, git over HTTP wants HTTP Basic with this user and password
+    /// (a private repository's access token, as the forges take it).
+    git_login: Mutex<Option<(String, String)>>,
     /// Connection and hook-sending threads, joined on stop.
     workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Shared {
+    /// Whether an `Authorization` header passes git over HTTP.
+    fn git_login_accepted(&self, authorization: Option<&str>) -> bool {
+        use base64::Engine;
+        let Some((user, password)) = lock(&self.git_login).clone() else {
+            return true;
+        };
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        authorization
+            .and_then(|value| value.strip_prefix("Basic "))
+            .is_some_and(|given| given.trim() == expected)
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -121,6 +144,7 @@ impl ForgeStandIn {
             gitlab_open: Mutex::new(HashMap::new()),
             deliveries: Mutex::new(Vec::new()),
             push_lock: Mutex::new(()),
+            git_login: Mutex::new(None),
             workers: Mutex::new(Vec::new()),
         });
         let serving = Arc::clone(&shared);
@@ -195,6 +219,14 @@ impl ForgeStandIn {
     /// The status calls answered 503 while the API was down.
     pub fn statuses_while_down(&self) -> Vec<RecordedStatus> {
         lock(&self.shared.down_attempts).clone()
+    }
+
+    /// Makes git over HTTP want HTTP Basic with `user` and `password`, as a
+    /// forge does for a private repository (401 with `WWW-Authenticate`
+    /// otherwise); `None` serves it to anyone again.
+    pub fn require_git_login(&self, login: Option<(&str, &str)>) {
+        *lock(&self.shared.git_login) =
+            login.map(|(user, password)| (user.to_owned(), password.to_owned()));
     }
 
     /// Takes the status API down (every call answered 503) or back up.

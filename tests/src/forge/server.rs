@@ -112,6 +112,14 @@ fn route(shared: &Arc<Shared>, request: &Request) -> Response {
         .strip_prefix(&repository)
         .filter(|rest| rest.starts_with(".git/") || rest.starts_with('/'));
     if let Some(rest) = git {
+        if !shared.git_login_accepted(request.header("authorization")) {
+            let mut refused = Response::text(401, "Unauthorized\n");
+            refused.headers.push((
+                "WWW-Authenticate".to_owned(),
+                "Basic realm=\"deployd-lab forge\"".to_owned(),
+            ));
+            return refused;
+        }
         let rest = rest.strip_prefix(".git").unwrap_or(rest);
         return super::cgi::answer(shared, request, rest);
     }

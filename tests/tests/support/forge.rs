@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use deployd_lab::forge::{ForgeKind, ForgeOptions, ForgeStandIn, PushEvent, RecordedStatus};
+use deployd_lab::forge::{
+    ForgeKind, ForgeOptions, ForgeStandIn, PushEvent, RecordedStatus, TlsFront,
+};
 use deployd_lab::Lab;
 
 use super::deployd::{key, trusted};
@@ -26,6 +28,10 @@ pub struct ForgeFleet {
     pub forge: ForgeStandIn,
     /// `push serve`.
     pub service: Service,
+    /// TLS in front of the forge, for `https://` fetches.
+    pub tls: Option<TlsFront>,
+    /// Extra environment for the service.
+    environment: Vec<(String, String)>,
     files: tempfile::TempDir,
 }
 
@@ -61,7 +67,16 @@ pub enum Fetch {
         /// Whether the service knows the builder's host key.
         host_known: bool,
     },
+    /// From the stand-in over `https://` (TLS by `socat` in front of it),
+    /// which wants a user and an access token, given from files.
+    Https {
+        /// Whether the service trusts the certificate (`SSL_CERT_FILE`).
+        certificate_trusted: bool,
+    },
 }
+
+/// The user and token git over HTTPS wants.
+pub const GIT_LOGIN: (&str, &str) = ("deployd", "an access token for the lab");
 
 /// A port free on loopback now.
 fn free_port() -> u16 {
@@ -104,8 +119,37 @@ impl ForgeFleet {
             listen: "127.0.0.1:0".parse().expect("address"),
         })
         .expect("forge stand-in");
+        let mut tls = None;
+        let mut environment = Vec::new();
         let (repository, git_section) = match fetch {
             Fetch::Http => (forge.git_url(), String::new()),
+            Fetch::Https {
+                certificate_trusted,
+            } => {
+                forge.require_git_login(Some(GIT_LOGIN));
+                let backend = forge
+                    .api_url()
+                    .trim_start_matches("http://")
+                    .parse()
+                    .expect("address");
+                let front = TlsFront::start(backend).expect("TLS in front of the forge");
+                if certificate_trusted {
+                    let certificate = front.certificate().display().to_string();
+                    environment.push(("SSL_CERT_FILE".to_owned(), certificate));
+                }
+                std::fs::write(files.path().join("git-token"), format!("{}\n", GIT_LOGIN.1))
+                    .expect("token file");
+                let url = format!("{}/ops/fleet.git", front.url());
+                tls = Some(front);
+                (
+                    url,
+                    format!(
+                        "[git]\nusername = \"{}\"\npassword_file = \"{}\"\n",
+                        GIT_LOGIN.0,
+                        files.path().join("git-token").display()
+                    ),
+                )
+            }
             Fetch::Ssh { host_known } => {
                 let access = lab.start_builder_ssh().expect("sshd on the builder");
                 let ssh_dir = lab.dir().join("ssh");
@@ -159,6 +203,8 @@ impl ForgeFleet {
             lab,
             forge,
             service,
+            tls,
+            environment,
             files,
         };
         fleet.start_service();
@@ -181,6 +227,7 @@ impl ForgeFleet {
             .args(["serve", "--config"])
             .arg(&self.service.config)
             .env("HOME", self.files.path().join("home"))
+            .envs(self.environment.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);

@@ -1,0 +1,73 @@
+//! `push serve` fetches over `https://` (TLS in front of the forge
+//! stand-in, which wants a user and an access token, as a private
+//! repository does) with the login from `[git] username` and
+//! `password_file`: a certificate it trusts deploys the push; one it does
+//! not trust is refused, and nothing is deployed.
+
+mod support;
+
+use std::time::Duration;
+
+use deployd_lab::forge::ForgeKind;
+use support::deployd::status;
+use support::forge::{Fetch, ForgeFleet};
+use support::push::system_at;
+
+#[test]
+fn a_push_fetched_over_https_with_a_token_deploys() {
+    let fetch = Fetch::Https {
+        certificate_trusted: true,
+    };
+    let mut fleet = ForgeFleet::up_with(1, ForgeKind::GitHub, fetch);
+    let (rev, answer) = fleet.push_change();
+    assert_eq!(answer, 202);
+    let statuses = fleet.wait_for_final_statuses(&rev, Duration::from_secs(120));
+    assert_eq!(
+        statuses.last().map(|status| status.state.as_str()),
+        Some("success"),
+        "{statuses:?}\n{}",
+        fleet.service_log()
+    );
+    let host = &fleet.lab.hosts()[0];
+    assert_eq!(
+        host.current_system(),
+        Some(system_at(fleet.lab.flake().dir(), &rev, &host.name))
+    );
+    // The repository is private: git itself, without the login, is refused.
+    let tls = fleet.tls.as_ref().expect("TLS in front");
+    let anonymous = std::process::Command::new("git")
+        .args(["ls-remote", &format!("{}/ops/fleet.git", tls.url())])
+        .env("GIT_SSL_CAINFO", tls.certificate())
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .expect("git ls-remote");
+    let stderr = String::from_utf8_lossy(&anonymous.stderr);
+    assert!(!anonymous.status.success(), "{stderr}");
+    // git asks for a user only when the server answered 401.
+    assert!(stderr.contains("could not read Username"), "{stderr}");
+}
+
+#[test]
+fn an_untrusted_certificate_is_refused_and_nothing_is_deployed() {
+    let fetch = Fetch::Https {
+        certificate_trusted: false,
+    };
+    let mut fleet = ForgeFleet::up_with(1, ForgeKind::GitHub, fetch);
+    let (_, answer) = fleet.push_change();
+    assert_eq!(answer, 202);
+    let ended = support::wait_until(Duration::from_secs(60), || {
+        !fleet.service_status()["recent"][0].is_null()
+    });
+    assert!(ended, "{}", fleet.service_log());
+    let service = fleet.service_status();
+    let rollout = &service["recent"][0];
+    assert_eq!(rollout["outcome"], "error", "{service}");
+    let message = rollout["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("fetching main") && message.contains("certificate"),
+        "{message}"
+    );
+    assert!(fleet.forge.statuses().is_empty());
+    let host = &fleet.lab.hosts()[0];
+    assert_eq!(status(&fleet.lab, host).current_deploy, None);
+}
