@@ -9,7 +9,6 @@ mod support;
 use std::time::Duration;
 
 use deployd_lab::forge::ForgeKind;
-use support::deployd::status;
 use support::forge::{Fetch, ForgeFleet};
 use support::push::system_at;
 
@@ -53,21 +52,5 @@ fn an_untrusted_certificate_is_refused_and_nothing_is_deployed() {
         certificate_trusted: false,
     };
     let mut fleet = ForgeFleet::up_with(1, ForgeKind::GitHub, fetch);
-    let (_, answer) = fleet.push_change();
-    assert_eq!(answer, 202);
-    let ended = support::wait_until(Duration::from_secs(60), || {
-        !fleet.service_status()["recent"][0].is_null()
-    });
-    assert!(ended, "{}", fleet.service_log());
-    let service = fleet.service_status();
-    let rollout = &service["recent"][0];
-    assert_eq!(rollout["outcome"], "error", "{service}");
-    let message = rollout["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("fetching main") && message.contains("certificate"),
-        "{message}"
-    );
-    assert!(fleet.forge.statuses().is_empty());
-    let host = &fleet.lab.hosts()[0];
-    assert_eq!(status(&fleet.lab, host).current_deploy, None);
+    fleet.push_that_cannot_be_fetched("certificate");
 }

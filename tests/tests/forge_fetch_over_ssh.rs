@@ -8,7 +8,6 @@ mod support;
 use std::time::Duration;
 
 use deployd_lab::forge::ForgeKind;
-use support::deployd::status;
 use support::forge::{Fetch, ForgeFleet};
 use support::push::system_at;
 
@@ -34,21 +33,5 @@ fn a_push_fetched_over_ssh_from_a_known_host_deploys() {
 #[test]
 fn an_unknown_ssh_host_key_is_refused_and_nothing_is_deployed() {
     let mut fleet = ForgeFleet::up_with(1, ForgeKind::Gitea, Fetch::Ssh { host_known: false });
-    let (_, answer) = fleet.push_change();
-    assert_eq!(answer, 202);
-    let ended = support::wait_until(Duration::from_secs(60), || {
-        !fleet.service_status()["recent"][0].is_null()
-    });
-    assert!(ended, "{}", fleet.service_log());
-    let service = fleet.service_status();
-    let rollout = &service["recent"][0];
-    assert_eq!(rollout["outcome"], "error", "{service}");
-    let message = rollout["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("fetching main") && message.contains("unknown remote ssh hostkey"),
-        "{message}"
-    );
-    assert!(fleet.forge.statuses().is_empty());
-    let host = &fleet.lab.hosts()[0];
-    assert_eq!(status(&fleet.lab, host).current_deploy, None);
+    fleet.push_that_cannot_be_fetched("unknown remote ssh hostkey");
 }

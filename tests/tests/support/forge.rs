@@ -318,6 +318,32 @@ impl ForgeFleet {
     }
 }
 
+impl ForgeFleet {
+    /// Pushes a change whose fetch must fail: the rollout ends `error` with
+    /// a message naming the fetch and `cause`, and nothing is deployed or
+    /// reported on the forge.
+    pub fn push_that_cannot_be_fetched(&mut self, cause: &str) {
+        let (_, answer) = self.push_change();
+        assert_eq!(answer, 202);
+        let ended = super::wait_until(Duration::from_secs(60), || {
+            !self.service_status()["recent"][0].is_null()
+        });
+        assert!(ended, "{}", self.service_log());
+        let service = self.service_status();
+        let rollout = &service["recent"][0];
+        assert_eq!(rollout["outcome"], "error", "{service}");
+        let message = rollout["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("fetching main") && message.contains(cause),
+            "{message}"
+        );
+        assert!(self.forge.statuses().is_empty());
+        for host in self.lab.hosts() {
+            assert_eq!(super::deployd::status(&self.lab, host).current_deploy, None);
+        }
+    }
+}
+
 /// `host`'s last status in `statuses`, if it is final (any forge's words).
 pub fn final_state(statuses: &[RecordedStatus], host: &str) -> Option<String> {
     let context = format!("deployd/{host}");
