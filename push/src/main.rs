@@ -80,6 +80,9 @@ fn main() -> ExitCode {
             Some(Command::Keygen(_)) => unreachable!("handled above"),
         }
     });
+    // A blocking task still running (a git fetch that stalls) does not keep
+    // the process from ending.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     report(result)
 }
 

@@ -121,7 +121,8 @@ pub async fn rollout(
     let client = Client::new(Some(plan.key.clone()));
     let results = Results::new(observer.clone(), progress.clone(), &plan.rev);
     let statuses = statuses(&client, &plan.targets).await;
-    let mut reachable = admit_hosts(&plan, statuses, &results)?;
+    // git2 walks history here: off the runtime's threads.
+    let mut reachable = tokio::task::block_in_place(|| admit_hosts(&plan, statuses, &results))?;
     let systems = build_systems(&plan, &flake, &reachable, &results).await;
     reachable.retain(|(target, _)| systems.contains_key(&target.name));
     check_caches(

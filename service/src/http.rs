@@ -1,15 +1,16 @@
-//! The accept loop of deployd's HTTP services: every connection bounded (at most
-//! [`MAX_CONNECTIONS`] at once, headers within [`HEADER_TIMEOUT`], idle
-//! keep-alive connections closed), and a graceful shutdown that lets
-//! requests in flight finish once the shutdown token is cancelled (event
-//! streams end on that same token).
+//! The accept loop of deployd's HTTP services: every connection bounded (at
+//! most [`MAX_CONNECTIONS`] at once, HTTP/1 only, each request's headers
+//! within [`HEADER_TIMEOUT`] from the first byte on, so a peer that connects
+//! and sends nothing holds its slot that long and no longer), and a graceful
+//! shutdown that lets requests in flight finish once the shutdown token is
+//! cancelled (event streams end on that same token).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1::Builder;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -29,9 +30,10 @@ pub async fn serve_router(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1 alone: no protocol sniffing before the header timer starts, and
+    // no cleartext HTTP/2 multiplexing many requests on one permit.
+    let mut builder = Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .keep_alive(true);
@@ -57,8 +59,8 @@ pub async fn serve_router(
             },
         };
         let service = TowerToHyperService::new(router.clone());
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
         tokio::spawn(async move {
             let _ = connection.await;
             drop(permit);

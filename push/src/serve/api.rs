@@ -25,7 +25,8 @@ use deployd_protocol::{ErrorBody, ErrorCode};
 
 use super::config::{Follow, ForgeKind};
 use super::hooks::{self, Hook};
-use super::queue::{QueuedPush, RolloutRecord};
+use super::queue::{QueueState, QueuedPush, RolloutRecord};
+use super::statuses::short;
 use super::{now_ms, Service};
 
 /// How long a request may take, its body included (headers must come
@@ -104,8 +105,13 @@ async fn post_hook(
     };
     // The signature first, over the bytes as received; nothing is parsed before.
     if let Err(refusal) = hooks::verify(kind, &headers, &body, &service.webhook_secret) {
-        service.counters().hook("unauthorized");
-        log::warn!("refused a {} hook: {refusal}", kind.as_str());
+        let first_in_a_while = service.counters().hook_refused(now_ms());
+        if first_in_a_while {
+            log::warn!(
+                "refused a {} hook: {refusal} (counted in /metrics; logged at most once a minute)",
+                kind.as_str()
+            );
+        }
         return error(ErrorCode::BadSignature, refusal.to_string());
     }
     let hook = hooks::classify(kind, &headers, &body, |branch| {
@@ -145,10 +151,26 @@ async fn queue_push(
     };
     let queued = {
         let service = service.clone();
-        tokio::task::spawn_blocking(move || service.queue().enqueue(push)).await
+        tokio::task::spawn_blocking(move || {
+            let mut queue = service.queue();
+            if queue.already_deployed(&push) {
+                return Ok(false);
+            }
+            queue.enqueue(push).map(|()| true)
+        })
+        .await
     };
     match queued {
-        Ok(Ok(())) => {
+        Ok(Ok(false)) => {
+            service.counters().hook("ignored");
+            log::info!(
+                "ignored a {} push of {branch}: {} is deployed",
+                kind.as_str(),
+                short(&after)
+            );
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Ok(true)) => {
             service.counters().hook("accepted");
             service.wake.notify_one();
             log::info!(branch = branch.as_str(), rev = after.as_str(); "queued a {} push of {branch} (delivery {delivery})", kind.as_str());
@@ -200,8 +222,16 @@ struct Running {
     started_at_ms: u64,
 }
 
+/// The queue's state, read off the runtime (its lock is held across fsync).
+async fn queue_state(service: &Arc<Service>) -> QueueState {
+    let service = service.clone();
+    tokio::task::spawn_blocking(move || service.queue().state().clone())
+        .await
+        .unwrap_or_default()
+}
+
 async fn get_status(State(service): State<Arc<Service>>) -> Json<serde_json::Value> {
-    let state = service.queue().state().clone();
+    let state = queue_state(&service).await;
     let rev_and_hosts = service
         .running
         .lock()
@@ -237,12 +267,26 @@ pub struct Counters {
     hooks: BTreeMap<&'static str, u64>,
     rollouts: BTreeMap<String, u64>,
     last_rollout_ms: Option<u64>,
+    last_refusal_logged_ms: Option<u64>,
 }
 
 impl Counters {
     /// A hook answered with `outcome`.
     pub fn hook(&mut self, outcome: &'static str) {
         *self.hooks.entry(outcome).or_default() += 1;
+    }
+
+    /// A hook refused for its signature; whether it is the first in a
+    /// minute (to be logged: a peer cannot flood the journal).
+    pub fn hook_refused(&mut self, now_ms: u64) -> bool {
+        self.hook("unauthorized");
+        let quiet = self
+            .last_refusal_logged_ms
+            .is_some_and(|logged| now_ms.saturating_sub(logged) < 60_000);
+        if !quiet {
+            self.last_refusal_logged_ms = Some(now_ms);
+        }
+        !quiet
     }
 
     /// A rollout ended with `outcome` at `at_ms`.
@@ -253,7 +297,7 @@ impl Counters {
 }
 
 async fn get_metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
-    let queue_length = service.queue().state().pending.len();
+    let queue_length = queue_state(&service).await.pending.len();
     let counters = service.counters();
     let mut text = String::new();
     text.push_str("# HELP deployd_forge_hooks_total Webhooks received, by outcome.\n# TYPE deployd_forge_hooks_total counter\n");

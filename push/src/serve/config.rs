@@ -148,6 +148,21 @@ impl ServeConfig {
                 self.repository
             );
         }
+        let authority = self
+            .repository
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+        // A URL is logged and shown in the status: no secret may be in it.
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            if !self.repository.starts_with("ssh://") {
+                bail!(
+                    "repository must not hold credentials: give [git] username and password_file"
+                );
+            }
+            if userinfo.contains(':') {
+                bail!("repository must not hold a password: give [git] ssh_key_file");
+            }
+        }
         if !self.state_dir.is_absolute() {
             bail!("state_dir must be an absolute path");
         }
@@ -262,6 +277,11 @@ mod tests {
 
     #[test]
     fn a_valid_config_and_its_defaults() {
+        let ssh = VALID.replace(
+            "file:///srv/fleet.git",
+            "ssh://git@git.example.org:22/f.git",
+        );
+        parse(&ssh).expect("a user name in an ssh:// URL is no secret");
         let config = parse(VALID).expect("valid");
         assert_eq!(config.listen.port(), 9798);
         assert_eq!(config.follow[0].action, Action::Switch);
@@ -285,6 +305,24 @@ mod tests {
                 "absolute",
             ),
             (("secret_file", "secret"), "unknown field"),
+            (
+                (
+                    "file:///srv/fleet.git",
+                    "https://oauth2:t0ken@git.example.org/f.git",
+                ),
+                "credentials",
+            ),
+            (
+                (
+                    "file:///srv/fleet.git",
+                    "ssh://git:pw@git.example.org/f.git",
+                ),
+                "password",
+            ),
+            (
+                ("file:///srv/fleet.git", "git.example.org:f.git"),
+                "must be a file://",
+            ),
         ] {
             let text = VALID.replace(change.0, change.1);
             let error = parse(&text).expect_err(&text).to_string();

@@ -147,13 +147,30 @@ pub async fn run(options: ServeOptions) -> Result<ExitCode> {
         tokio::spawn(notify::keep_watchdog_fed(interval, shutdown.clone()));
     }
     let worker = tokio::spawn(worker::run(service.clone()));
+    // The worker ends only on shutdown; if it ends otherwise (a panic), the
+    // service stops with an error, for systemd to start it again.
+    let worker_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let (shutdown, failed) = (shutdown.clone(), worker_failed.clone());
+        tokio::spawn(async move {
+            let ended = worker.await;
+            if !shutdown.is_cancelled() {
+                log::error!("the rollout worker ended: {ended:?}; stopping");
+                failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                shutdown.cancel();
+            }
+        })
+    };
     notify::ready();
     let router = api::router(service.clone());
     deployd_service::http::serve_router(listener, router, shutdown.clone())
         .await
         .context("serving failed")?;
     shutdown.cancel();
-    let _ = worker.await;
+    let _ = watch.await;
+    if worker_failed.load(std::sync::atomic::Ordering::SeqCst) {
+        anyhow::bail!("the rollout worker failed; see the log");
+    }
     log::info!("push serve stopped");
     Ok(ExitCode::SUCCESS)
 }

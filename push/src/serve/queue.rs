@@ -169,6 +169,14 @@ impl Queue {
         self.replace(next)
     }
 
+    /// Whether `push` names the tip already deployed on a branch with
+    /// nothing waiting or running: a replayed hook, with nothing to do.
+    pub fn already_deployed(&self, push: &QueuedPush) -> bool {
+        let busy = self.state.running.iter().chain(&self.state.pending);
+        self.state.deployed.get(&push.branch) == Some(&push.after)
+            && !busy.into_iter().any(|queued| queued.branch == push.branch)
+    }
+
     /// Takes the oldest waiting push as the running one.
     pub fn start_next(&mut self) -> Result<Option<QueuedPush>> {
         if self.state.pending.is_empty() {
@@ -302,6 +310,37 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].after, "b".repeat(40));
         assert_eq!(pending[0].superseded, ["a".repeat(40)]);
+    }
+
+    #[test]
+    fn a_hook_for_the_deployed_tip_of_an_idle_branch_is_already_done() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut queue = Queue::open(dir.path()).expect("open");
+        queue.enqueue(push("main", 'a')).expect("a");
+        assert!(
+            !queue.already_deployed(&push("main", 'a')),
+            "waiting is not deployed"
+        );
+        queue.start_next().expect("start");
+        queue
+            .finish(RolloutRecord {
+                branch: "main".into(),
+                rev: Some("a".repeat(40)),
+                outcome: "failed".into(),
+                message: None,
+                started_at_ms: 1,
+                finished_at_ms: 2,
+                hosts: Vec::new(),
+            })
+            .expect("finish");
+        assert!(queue.already_deployed(&push("main", 'a')));
+        assert!(!queue.already_deployed(&push("main", 'b')));
+        assert!(!queue.already_deployed(&push("dev", 'a')));
+        queue.enqueue(push("main", 'b')).expect("b");
+        assert!(
+            !queue.already_deployed(&push("main", 'a')),
+            "a newer push waits"
+        );
     }
 
     #[test]

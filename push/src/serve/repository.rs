@@ -12,6 +12,9 @@ use git2::{Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository}
 
 use super::config::GitCredentials;
 
+/// How long one fetch may transfer before it is given up.
+pub const FETCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// The clone.
 pub struct Clone {
     repository: Repository,
@@ -26,6 +29,13 @@ impl Clone {
             Err(_) => Repository::init(dir)
                 .with_context(|| format!("cannot create a repository in {}", dir.display()))?,
         };
+        // A symbolic link in the repository is checked out as a plain file
+        // holding its target: a commit cannot make push.toml (or anything
+        // else read from the work tree) point at the service's secrets.
+        repository
+            .config()
+            .and_then(|mut config| config.set_bool("core.symlinks", false))
+            .context("cannot configure the clone")?;
         Ok(Clone {
             repository,
             work_tree: dir.to_owned(),
@@ -52,7 +62,11 @@ impl Clone {
         let tracking = format!("refs/remotes/origin/{branch}");
         let refspec = format!("+refs/heads/{branch}:{tracking}");
         let mut options = FetchOptions::new();
-        options.remote_callbacks(callbacks(credentials));
+        let mut callbacks = callbacks(credentials);
+        // A forge that stalls mid-transfer is given up at the deadline.
+        let deadline = std::time::Instant::now() + FETCH_DEADLINE;
+        callbacks.transfer_progress(move |_| std::time::Instant::now() < deadline);
+        options.remote_callbacks(callbacks);
         options.download_tags(git2::AutotagOption::None);
         // A branch that is gone makes the fetch of its refspec find nothing.
         let _ = self
@@ -186,6 +200,28 @@ mod tests {
         assert!(clone.is_ancestor(&first, tip));
         assert!(!clone.is_ancestor(&"e".repeat(40), tip));
         assert_eq!(clone.fetch_branch(&url, "gone", &none).ok().flatten(), None);
+
+        // A symbolic link is checked out as a file holding its target.
+        std::os::unix::fs::symlink("/etc/hostname", upstream.path().join("push.toml")).ok();
+        std::fs::remove_file(upstream.path().join("push.toml")).expect("rm");
+        std::os::unix::fs::symlink("/etc/hostname", upstream.path().join("push.toml"))
+            .expect("link");
+        git(upstream.path(), &["commit", "-q", "-am", "a link"]);
+        let tip = clone
+            .fetch_branch(&url, "main", &none)
+            .expect("fetch")
+            .expect("tip");
+        clone.check_out(tip).expect("checkout");
+        let checked_out = clone.work_tree().join("push.toml");
+        assert!(checked_out
+            .symlink_metadata()
+            .expect("meta")
+            .file_type()
+            .is_file());
+        assert_eq!(
+            std::fs::read_to_string(&checked_out).expect("read"),
+            "/etc/hostname"
+        );
 
         // A branch deleted upstream is gone from the next fetch.
         git(upstream.path(), &["branch", "dev"]);

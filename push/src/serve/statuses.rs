@@ -97,6 +97,8 @@ impl StatusPoster {
         tokio::spawn(async move {
             let http = reqwest::Client::builder()
                 .timeout(REQUEST_TIMEOUT)
+                // A redirect could carry the token to another host.
+                .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("deployd-push/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .unwrap_or_default();
@@ -128,7 +130,7 @@ impl StatusPoster {
 
 /// The first 12 characters of a commit id.
 pub fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
+    sha.get(..12).unwrap_or(sha)
 }
 
 async fn post_with_retries(

@@ -102,7 +102,18 @@ async fn deploy_push(service: &Arc<Service>, push: &QueuedPush) -> RolloutRecord
             record.rev = Some(plan.rev.to_string());
             let hosts = deploy(service, plan).await;
             let all_succeeded = hosts.iter().all(|host| host.result == "succeeded");
-            record.outcome = if all_succeeded { "succeeded" } else { "failed" }.into();
+            // Deployed (and not deployed again for a repeated hook) once at
+            // least one host took it; otherwise a redelivery tries again.
+            let any_sent = hosts.iter().any(|host| host.target_url.is_some());
+            record.outcome = match (all_succeeded, any_sent) {
+                (true, _) => "succeeded",
+                (false, true) => "failed",
+                (false, false) => {
+                    record.message = Some("no host took the deploy".into());
+                    "error"
+                }
+            }
+            .into();
             record.hosts = hosts;
         }
     }
@@ -126,7 +137,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
         .context("the branch is no longer followed")?
         .clone();
     let clone_dir = config.state_dir.join("repository");
-    let (tip, inventory, targets, superseded) = {
+    let (tip, inventory, targets, superseded, earlier, key) = {
         let service = service.clone();
         let push = push.clone();
         let follow = follow.clone();
@@ -134,7 +145,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             let clone = Clone::open(&clone_dir)?;
             let tip = fetch_with_retries(&clone, &service, &push.branch)?;
             let Some(tip) = tip else {
-                return Ok((None, None, Vec::new(), Vec::new()));
+                return Ok((None, None, Vec::new(), Vec::new(), None, None));
             };
             clone.check_out(tip)?;
             let inventory = Inventory::load(clone.work_tree())?;
@@ -145,18 +156,30 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             let mut hinted = push.superseded.clone();
             hinted.push(push.after.clone());
             let tip_text = tip.to_string();
-            let earlier = service.queue().state().deployed.get(&push.branch).cloned();
-            let earlier = earlier.and_then(|rev| git2::Oid::from_str(&rev).ok());
+            let deployed = service.queue().state().deployed.get(&push.branch).cloned();
+            let earlier = deployed
+                .as_deref()
+                .and_then(|rev| git2::Oid::from_str(rev).ok());
             let superseded: Vec<String> = hinted
                 .into_iter()
                 .filter(|sha| *sha != tip_text && clone.is_ancestor(sha, tip))
                 .filter(|sha| !earlier.is_some_and(|earlier| clone.is_ancestor(sha, earlier)))
                 .collect();
-            Ok((Some(tip), Some(inventory), targets, superseded))
+            let key_file = &service.config.key_file;
+            let key = SecretKey::load(key_file)
+                .with_context(|| format!("cannot use the deploy key {}", key_file.display()))?;
+            Ok((
+                Some(tip),
+                Some(inventory),
+                targets,
+                superseded,
+                deployed,
+                Some(key),
+            ))
         })
         .await??
     };
-    let (Some(tip), Some(inventory)) = (tip, inventory) else {
+    let (Some(tip), Some(inventory), Some(key)) = (tip, inventory, key) else {
         return Ok(Prepared::Unchanged {
             rev: None,
             why: format!("the branch {} is gone", push.branch),
@@ -174,15 +197,12 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             });
         }
     }
-    let deployed = service.queue().state().deployed.get(&push.branch).cloned();
-    if deployed.as_deref() == Some(rev.as_str()) {
+    if earlier.as_deref() == Some(rev.as_str()) {
         return Ok(Prepared::Unchanged {
             rev: Some(rev.to_string()),
             why: format!("{} is already deployed", short(rev.as_str())),
         });
     }
-    let key = SecretKey::load(&config.key_file)
-        .with_context(|| format!("cannot use the deploy key {}", config.key_file.display()))?;
     Ok(Prepared::Ready(Box::new(Rollout {
         flake_dir: config.state_dir.join("repository"),
         inventory,
@@ -252,6 +272,7 @@ async fn deploy(service: &Arc<Service>, plan: Box<Rollout>) -> Vec<HostOutcome> 
         sha: sha.clone(),
         urls,
         deploy_urls: Mutex::default(),
+        ended: Mutex::default(),
     });
     let results = rollout(*plan, Progress::new(&names), observer.clone()).await;
     service.set_running(None);
@@ -297,6 +318,8 @@ struct ForgeObserver {
     urls: BTreeMap<String, String>,
     /// Each host's deploy record, once it accepted its deploy.
     deploy_urls: Mutex<BTreeMap<String, String>>,
+    /// The hosts whose final status was posted.
+    ended: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl ForgeObserver {
@@ -331,6 +354,14 @@ impl RolloutObserver for ForgeObserver {
     }
 
     fn ended(&self, result: &HostResult) {
+        let first = self
+            .ended
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(result.host.clone());
+        if !first {
+            return;
+        }
         let (state, description) = describe(result);
         self.service.statuses.post(CommitStatus {
             sha: self.sha.clone(),
