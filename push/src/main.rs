@@ -27,6 +27,8 @@ mod session;
 mod sign;
 mod status;
 mod table;
+#[cfg(test)]
+mod test_git;
 
 /// push: build, sign and send deploys to deployd hosts, and follow them.
 #[derive(Parser)]

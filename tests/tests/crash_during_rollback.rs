@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use deployd_lab::{Node, DEPLOYD_STATE_DIR};
 use deployd_protocol::api::{DeployRecord, DeployState};
-use deployd_protocol::{Action, DeployId, Message, Request};
+use deployd_protocol::{Action, Request};
 use support::deployd::{
-    deploy, deploy_message, post, wait_for_deployd_restart, wait_for_end, wait_for_state, OneHost,
+    deploy, deploy_message, wait_for_deployd_restart, wait_for_end, wait_for_state, OneHost,
 };
 use support::wait_until;
 
@@ -23,19 +23,6 @@ fn deploy_to_confirm(one: &OneHost, id: &str, system: &str, window_s: u64) -> St
         request.confirm_within_s = Some(window_s);
     }
     deploy(&one.lab, &one.host, &message, &one.ops)
-}
-
-/// A signed confirm of deploy `id`: the HTTP status of its answer.
-fn confirm(one: &OneHost, id: &str) -> u16 {
-    let deploy_id: DeployId = id.parse().expect("id");
-    let message = Message::new(
-        one.host.name.parse().expect("host"),
-        Request::Confirm(deployd_protocol::DeployRef::new(deploy_id).expect("nonce")),
-        support::deployd::now(),
-        60,
-    );
-    let url = format!("{}/v1/deploys/{id}/confirm", one.lab.deployd_url(&one.host));
-    post(&url, message.sign(&[&one.ops]).to_json()).0
 }
 
 /// Kills deployd with SIGKILL and waits until systemd has it back.
@@ -108,7 +95,7 @@ fn killed_while_rolling_back_an_unconfirmed_deploy_the_rollback_resumes_once() {
     kill_and_wait_for_restart(&one);
     // The rollback is under way: a confirm now is refused.
     assert_ne!(
-        confirm(&one, &id),
+        one.confirm(&id),
         200,
         "a confirm was taken during the rollback"
     );
@@ -186,7 +173,7 @@ fn a_crash_as_the_confirm_window_opens_keeps_the_window() {
         "awaiting_confirm",
         Duration::from_secs(30),
     );
-    assert_eq!(confirm(&one, &id), 200);
+    assert_eq!(one.confirm(&id), 200);
     let record: DeployRecord = wait_for_end(&one.lab, &one.host, &id, Duration::from_secs(60));
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
     assert_eq!(one.host.current_system(), Some(second));

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use deployd_lab::Node;
 use deployd_protocol::api::DeployState;
-use deployd_protocol::{Action, DeployId, Message, Request};
-use support::deployd::{deploy, deploy_message, post, wait_for_end, wait_for_state, OneHost};
+use deployd_protocol::{Action, Request};
+use support::deployd::{deploy, deploy_message, wait_for_end, wait_for_state, OneHost};
 
 /// A unit of the host's own (no deployed system has it) that fails each time
 /// it runs.
@@ -40,19 +40,6 @@ fn fail_flaky_unit(host: &Node) {
         .expect("systemctl start");
     assert!(!started.status.success(), "{FLAKY_UNIT} did not fail");
     assert_eq!(failed_state(host, FLAKY_UNIT), "failed");
-}
-
-/// A signed confirm of deploy `id`: the HTTP status of its answer.
-fn confirm(one: &OneHost, id: &str) -> u16 {
-    let deploy_id: DeployId = id.parse().expect("id");
-    let message = Message::new(
-        one.host.name.parse().expect("host"),
-        Request::Confirm(deployd_protocol::DeployRef::new(deploy_id).expect("nonce")),
-        support::deployd::now(),
-        60,
-    );
-    let url = format!("{}/v1/deploys/{id}/confirm", one.lab.deployd_url(&one.host));
-    post(&url, message.sign(&[&one.ops]).to_json()).0
 }
 
 #[test]
@@ -90,7 +77,7 @@ fn a_unit_failed_before_the_deploy_does_not_roll_it_back() {
     // on its own before the health checks run.
     assert_eq!(failed_state(&one.host, FLAKY_UNIT), "inactive");
     fail_flaky_unit(&one.host);
-    assert_eq!(confirm(&one, &id), 200);
+    assert_eq!(one.confirm(&id), 200);
 
     let record = wait_for_end(&one.lab, &one.host, &id, Duration::from_secs(60));
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");

@@ -154,24 +154,7 @@ fn callbacks(credentials: &GitCredentials) -> RemoteCallbacks<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let output = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.org")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.org")
-            .output()
-            .expect("git");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    }
+    use crate::test_git::git;
 
     #[test]
     fn fetches_a_branch_tip_and_checks_it_out() {
@@ -202,7 +185,6 @@ mod tests {
         assert_eq!(clone.fetch_branch(&url, "gone", &none).ok().flatten(), None);
 
         // A symbolic link is checked out as a file holding its target.
-        std::os::unix::fs::symlink("/etc/hostname", upstream.path().join("push.toml")).ok();
         std::fs::remove_file(upstream.path().join("push.toml")).expect("rm");
         std::os::unix::fs::symlink("/etc/hostname", upstream.path().join("push.toml"))
             .expect("link");

@@ -177,6 +177,22 @@ pub struct OneHost {
 }
 
 impl OneHost {
+    /// Sends a signed confirm of deploy `id`; the HTTP status of its answer.
+    pub fn confirm(&self, id: &str) -> u16 {
+        let deploy_id: DeployId = id.parse().expect("id");
+        let message = Message::new(
+            self.host.name.parse().expect("host"),
+            Request::Confirm(deployd_protocol::DeployRef::new(deploy_id).expect("nonce")),
+            now(),
+            60,
+        );
+        let url = format!(
+            "{}/v1/deploys/{id}/confirm",
+            self.lab.deployd_url(&self.host)
+        );
+        post(&url, message.sign(&[&self.ops]).to_json()).0
+    }
+
     /// Makes the lab and starts deployd on its host.
     pub fn up() -> OneHost {
         OneHost::with_config("")
