@@ -6,9 +6,11 @@
 //!  "signatures": [{"keyid": "<key name>", "sig": "<base64, 64 bytes>"}]}
 //! ```
 //!
-//! Signatures are Ed25519 over the pre-authentication encoding (PAE) of the
-//! payload type and the exact payload bytes, so nothing is ever re-serialised
-//! to be verified. Parsing an envelope checks only its shape; which signature
+//! Signatures are over the pre-authentication encoding (PAE) of the payload
+//! type and the exact payload bytes, so nothing is ever re-serialised to be
+//! verified: Ed25519 by a Nix-format key named by its name, or an SSHSIG
+//! blob (`ssh-keygen -Y sign -n deployd`) named by the SSH key's `SHA256:`
+//! fingerprint. Parsing an envelope checks only its shape; which signature
 //! counts is the verifier's business.
 
 use base64::engine::general_purpose::STANDARD;
@@ -16,11 +18,15 @@ use base64::Engine;
 use ed25519_dalek::Signature;
 
 use crate::keys::SecretKey;
+use crate::names::is_ssh_fingerprint;
+use crate::ssh::MAX_SSHSIG_BYTES;
 
 /// The payload type of every deployd message.
 pub const PAYLOAD_TYPE: &str = "application/vnd.deployd.v1+json";
-/// The largest envelope accepted, in bytes. A deploy request is well under 2 KiB.
-pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
+/// The largest envelope accepted, in bytes. A deploy request is well under
+/// 2 KiB; a rollout to [`crate::MAX_ROLLOUT_HOSTS`] hosts, signed once,
+/// under 200 KiB.
+pub const MAX_ENVELOPE_BYTES: usize = 256 * 1024;
 /// The most signatures one envelope may carry.
 pub const MAX_SIGNATURES: usize = 8;
 
@@ -45,6 +51,12 @@ pub enum EnvelopeError {
     /// A signature is not 64 bytes long.
     #[error("a signature has {found} bytes, Ed25519 signatures have 64")]
     SignatureLength {
+        /// Bytes found.
+        found: usize,
+    },
+    /// An SSH signature is larger than any valid one.
+    #[error("an SSH signature has {found} bytes, at most {MAX_SSHSIG_BYTES} are accepted")]
+    SshSignatureLength {
         /// Bytes found.
         found: usize,
     },
@@ -86,10 +98,29 @@ pub struct Envelope {
 /// One signature of an envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeSignature {
-    /// The name of the key that claims to have signed.
+    /// The name of the key that claims to have signed: a Nix-format key's
+    /// name, or an SSH key's `SHA256:` fingerprint.
     pub keyid: String,
-    /// The Ed25519 signature.
-    pub sig: Signature,
+    /// The signature.
+    pub sig: SignatureValue,
+}
+
+/// A signature's bytes, of the kind its keyid says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureValue {
+    /// Ed25519 by a Nix-format key.
+    Ed25519(Signature),
+    /// An SSHSIG blob (the armor's base64, decoded), not yet parsed.
+    Sshsig(Vec<u8>),
+}
+
+impl SignatureValue {
+    fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            SignatureValue::Ed25519(signature) => signature.to_bytes().to_vec(),
+            SignatureValue::Sshsig(blob) => blob.clone(),
+        }
+    }
 }
 
 /// DSSE's pre-authentication encoding:
@@ -119,9 +150,19 @@ impl Envelope {
             .iter()
             .map(|key| EnvelopeSignature {
                 keyid: key.name().to_string(),
-                sig: key.sign(&pae),
+                sig: SignatureValue::Ed25519(key.sign(&pae)),
             })
             .collect();
+        Envelope::new(payload_type, payload, signatures)
+    }
+
+    /// An envelope of signatures made elsewhere (by `ssh-agent`, say) over
+    /// [`pre_authentication_encoding`] of this payload.
+    pub fn new(
+        payload_type: &str,
+        payload: Vec<u8>,
+        signatures: Vec<EnvelopeSignature>,
+    ) -> Envelope {
         Envelope {
             payload_type: payload_type.to_owned(),
             payload,
@@ -152,13 +193,21 @@ impl Envelope {
             .into_iter()
             .map(|signature| {
                 let bytes = decode("sig", &signature.sig)?;
-                let bytes: [u8; 64] = bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| EnvelopeError::SignatureLength { found: bytes.len() })?;
+                let sig = if is_ssh_fingerprint(&signature.keyid) {
+                    if bytes.len() > MAX_SSHSIG_BYTES {
+                        return Err(EnvelopeError::SshSignatureLength { found: bytes.len() });
+                    }
+                    SignatureValue::Sshsig(bytes)
+                } else {
+                    let bytes: [u8; 64] = bytes
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| EnvelopeError::SignatureLength { found: bytes.len() })?;
+                    SignatureValue::Ed25519(Signature::from_bytes(&bytes))
+                };
                 Ok(EnvelopeSignature {
                     keyid: signature.keyid,
-                    sig: Signature::from_bytes(&bytes),
+                    sig,
                 })
             })
             .collect::<Result<_, EnvelopeError>>()?;

@@ -126,6 +126,34 @@ pub enum RejectError {
         /// The first trusted key that was tried.
         key: KeyName,
     },
+    /// An SSH signature by a trusted key (or for a trusted CA) cannot be read.
+    #[error("the SSH signature by {key} is malformed")]
+    SshSignature {
+        /// The keyid it names.
+        key: KeyName,
+        /// What is wrong with it.
+        #[source]
+        source: crate::ssh::SshsigError,
+    },
+    /// An SSH signature verified, and its key's rules refuse it (no touch of
+    /// a security key, no user verification where it is required).
+    #[error("the signature by {key} is refused: {why}")]
+    SshKeyRefused {
+        /// The SSH key.
+        key: KeyName,
+        /// Which rule.
+        why: &'static str,
+    },
+    /// An SSH signature verified with a certificate from a trusted CA, and
+    /// the certificate does not authorise it.
+    #[error("the certificate of {key} is refused")]
+    Certificate {
+        /// The certified key.
+        key: KeyName,
+        /// Why.
+        #[source]
+        refusal: crate::ssh::CertificateRefusal,
+    },
     /// The verified payload is not a valid message.
     #[error("malformed payload")]
     MalformedPayload(#[source] PayloadError),
@@ -155,12 +183,12 @@ pub enum RejectError {
         permission: Permission,
     },
     /// The message names another host.
-    #[error("the message is for host {found}, this is {expected}")]
+    #[error("the message is for {found}, this is {expected}")]
     WrongHost {
         /// This host.
         expected: HostName,
-        /// The host in the message.
-        found: HostName,
+        /// The host or hosts the message names.
+        found: String,
     },
     /// Now is after the window (plus skew).
     #[error("the message expired at {expires_at}, it is now {now}")]
@@ -211,7 +239,11 @@ impl RejectError {
                 ErrorCode::BadRequest
             }
             RejectError::UnknownKey { .. } => ErrorCode::UnknownKey,
-            RejectError::BadSignature { .. } => ErrorCode::BadSignature,
+            RejectError::BadSignature { .. } | RejectError::SshSignature { .. } => {
+                ErrorCode::BadSignature
+            }
+            RejectError::SshKeyRefused { .. } => ErrorCode::Forbidden,
+            RejectError::Certificate { refusal, .. } => refusal.code(),
             RejectError::WrongKind { .. }
             | RejectError::WrongTarget { .. }
             | RejectError::NotPermitted { .. } => ErrorCode::Forbidden,

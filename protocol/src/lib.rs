@@ -2,7 +2,8 @@
 //!
 //! Every message a deployd host acts on is a DSSE envelope ([`Envelope`])
 //! signed with an Ed25519 key in Nix's key-file format ([`SecretKey`],
-//! [`PublicKey`]). The [`Verifier`] checks the signature over the exact bytes
+//! [`PublicKey`]), or with an SSH key or certificate as an SSHSIG ([`ssh`]);
+//! one message may serve several hosts ([`ROLLOUT_PAYLOAD_TYPE`]). The [`Verifier`] checks the signature over the exact bytes
 //! received, then parses the payload into a [`Message`] whose fields check
 //! themselves ([`StorePath`], [`HostName`], [`Nonce`], ...), then runs the
 //! remaining checks of PRODUCT.md in order. Senders build and sign messages
@@ -18,14 +19,16 @@ mod kinds;
 mod names;
 mod payload;
 mod replay;
+mod rollout;
 mod sign;
+pub mod ssh;
 mod store_path;
 mod trust;
 mod verify;
 
 pub use envelope::{
-    pre_authentication_encoding, Envelope, EnvelopeError, EnvelopeSignature, MAX_ENVELOPE_BYTES,
-    MAX_SIGNATURES, PAYLOAD_TYPE,
+    pre_authentication_encoding, Envelope, EnvelopeError, EnvelopeSignature, SignatureValue,
+    MAX_ENVELOPE_BYTES, MAX_SIGNATURES, PAYLOAD_TYPE,
 };
 pub use error::{ErrorBody, ErrorCode, RejectError};
 pub use keys::{KeyError, PublicKey, SecretKey};
@@ -36,6 +39,7 @@ pub use payload::{
     MAX_WINDOW_S,
 };
 pub use replay::{Clock, FixedClock, MemoryNonceStore, NonceStore, NonceStoreError, SystemClock};
+pub use rollout::{rollout_payload, RolloutError, MAX_ROLLOUT_HOSTS, ROLLOUT_PAYLOAD_TYPE};
 pub use sign::DEFAULT_LIFETIME_S;
 pub use store_path::{StorePath, StorePathError, StorePathRule, STORE_DIR};
 pub use trust::{DuplicateKeyName, TrustedKey, TrustedKeys};

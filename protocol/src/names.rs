@@ -129,7 +129,8 @@ checked_name!(
 
 checked_name!(
     /// The name of a key, its id on the wire (`NAME` in Nix's `NAME:base64` key
-    /// files): 1 to 128 characters among letters, digits and `.`, `_`, `-`, `+`, `@`.
+    /// files): 1 to 128 characters among letters, digits and `.`, `_`, `-`, `+`, `@`;
+    /// or, for an SSH key, its fingerprint `SHA256:<43 base64 characters>`.
     KeyName,
     "key name",
     check_key_name
@@ -196,6 +197,9 @@ fn check_host_name(value: &str) -> Result<(), &'static str> {
 }
 
 fn check_key_name(value: &str) -> Result<(), &'static str> {
+    if is_ssh_fingerprint(value) {
+        return Ok(());
+    }
     if value.is_empty() || value.len() > 128 {
         return Err("must be 1 to 128 characters long");
     }
@@ -206,6 +210,17 @@ fn check_key_name(value: &str) -> Result<(), &'static str> {
         return Err("only letters, digits, '.', '-', '_', '+' and '@' are allowed");
     }
     Ok(())
+}
+
+/// Whether `value` is an SSH key's SHA-256 fingerprint as OpenSSH prints
+/// it: `SHA256:` and 43 characters of unpadded base64.
+pub(crate) fn is_ssh_fingerprint(value: &str) -> bool {
+    value.strip_prefix("SHA256:").is_some_and(|digest| {
+        digest.len() == 43
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    })
 }
 
 fn check_deploy_id(value: &str) -> Result<(), &'static str> {
@@ -266,7 +281,17 @@ mod tests {
     fn key_names() {
         assert!("cache.nixos.org-1".parse::<KeyName>().is_ok());
         assert!("ops-1".parse::<KeyName>().is_ok());
-        for bad in ["", "a:b", "a b", "a/b", &"k".repeat(129)] {
+        let fingerprint = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
+        assert!(fingerprint.parse::<KeyName>().is_ok());
+        for bad in [
+            "",
+            "a:b",
+            "a b",
+            "a/b",
+            &"k".repeat(129),
+            "SHA256:short",
+            "MD5:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s",
+        ] {
             assert!(bad.parse::<KeyName>().is_err(), "{bad}");
         }
     }

@@ -8,8 +8,11 @@
 //! (a malformed store path is `invalid_store_path`, not `bad_request`); that is
 //! what the type parameter of [`Message`] is for.
 
+use serde_json::Value;
+
 use crate::kinds::{Action, Kind};
 use crate::names::{quote, DeployId, HostName, Nonce, Revision};
+use crate::rollout::RolloutEntry;
 use crate::store_path::{StorePath, StorePathError};
 
 /// The longest validity window a message may have, in seconds.
@@ -365,37 +368,61 @@ fn check_read_path(path: String) -> Result<String, PayloadError> {
     Ok(path)
 }
 
-/// Parses payload bytes (already verified) of the given payload type.
+/// Whom a verified payload addresses.
+pub(crate) enum Addressed {
+    /// This host: its message.
+    Message(Message<String>),
+    /// A rollout that does not name this host: the hosts it names.
+    OtherHosts(String),
+}
+
+/// Parses payload bytes (already verified) of the given payload type, for
+/// `host`: a single-host message, or this host's part of a rollout.
 pub(crate) fn parse_payload(
     payload_type: &str,
     bytes: &[u8],
-) -> Result<Message<String>, PayloadError> {
-    if payload_type != crate::PAYLOAD_TYPE {
-        return Err(PayloadError::PayloadType {
-            found: quote(payload_type),
-        });
-    }
+    host: &HostName,
+) -> Result<Addressed, PayloadError> {
     let text = std::str::from_utf8(bytes).map_err(PayloadError::NotUtf8)?;
-    let wire: WirePayload = serde_json::from_str(text).map_err(PayloadError::Json)?;
-    let kind = wire.kind.ok_or(PayloadError::Value {
-        field: "kind",
-        reason: "missing",
-    })?;
-    let host = required(kind, "host", wire.host.clone())?;
-    let issued_at = required(kind, "issued_at", wire.issued_at)?;
-    let expires_at = required(kind, "expires_at", wire.expires_at)?;
-    if expires_at <= issued_at || expires_at - issued_at > MAX_WINDOW_S {
-        return Err(PayloadError::Window {
+    let wire: WirePayload = match payload_type {
+        crate::PAYLOAD_TYPE => serde_json::from_str(text).map_err(PayloadError::Json)?,
+        crate::ROLLOUT_PAYLOAD_TYPE => match crate::rollout::entry_for(text, host)? {
+            RolloutEntry::Mine(fields) => {
+                serde_json::from_value(Value::Object(fields)).map_err(PayloadError::Json)?
+            }
+            RolloutEntry::NotMine(hosts) => return Ok(Addressed::OtherHosts(hosts)),
+        },
+        _ => {
+            return Err(PayloadError::PayloadType {
+                found: quote(payload_type),
+            })
+        }
+    };
+    wire.into_message().map(Addressed::Message)
+}
+
+impl WirePayload {
+    fn into_message(self) -> Result<Message<String>, PayloadError> {
+        let kind = self.kind.ok_or(PayloadError::Value {
+            field: "kind",
+            reason: "missing",
+        })?;
+        let host = required(kind, "host", self.host.clone())?;
+        let issued_at = required(kind, "issued_at", self.issued_at)?;
+        let expires_at = required(kind, "expires_at", self.expires_at)?;
+        if expires_at <= issued_at || expires_at - issued_at > MAX_WINDOW_S {
+            return Err(PayloadError::Window {
+                issued_at,
+                expires_at,
+            });
+        }
+        Ok(Message {
+            host,
             issued_at,
             expires_at,
-        });
+            request: self.into_request(kind)?,
+        })
     }
-    Ok(Message {
-        host,
-        issued_at,
-        expires_at,
-        request: wire.into_request(kind)?,
-    })
 }
 
 impl<P> Request<P> {
@@ -449,6 +476,19 @@ impl Message<String> {
 impl Message {
     /// The payload bytes to sign: compact JSON with the fields of its kind.
     pub fn to_payload_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.to_wire())
+            .unwrap_or_else(|_| unreachable!("plain fields always serialize"))
+    }
+
+    /// The payload as a JSON object, for a rollout to gather.
+    pub(crate) fn to_json_object(&self) -> serde_json::Map<String, Value> {
+        match serde_json::to_value(self.to_wire()) {
+            Ok(Value::Object(object)) => object,
+            _ => unreachable!("a struct serializes to an object"),
+        }
+    }
+
+    fn to_wire(&self) -> WirePayload {
         let mut wire = WirePayload {
             kind: Some(self.request.kind()),
             host: Some(self.host.clone()),
@@ -476,7 +516,7 @@ impl Message {
                 wire.path = Some(read.path.clone());
             }
         }
-        serde_json::to_vec(&wire).unwrap_or_else(|_| unreachable!("plain fields always serialize"))
+        wire
     }
 }
 
@@ -522,10 +562,13 @@ mod tests {
     #[test]
     fn null_is_not_absent() {
         let payload = br#"{"kind":"read","host":"h","issued_at":1,"expires_at":2,"method":"GET","path":"/","nonce":null}"#;
-        let error = parse_payload(crate::PAYLOAD_TYPE, payload).expect_err("null nonce");
+        let host = "h".parse().expect("host");
+        let error = parse_payload(crate::PAYLOAD_TYPE, payload, &host)
+            .err()
+            .expect("null nonce");
         assert!(matches!(error, PayloadError::Json(_)), "{error:?}");
         let without =
             br#"{"kind":"read","host":"h","issued_at":1,"expires_at":2,"method":"GET","path":"/"}"#;
-        assert!(parse_payload(crate::PAYLOAD_TYPE, without).is_ok());
+        assert!(parse_payload(crate::PAYLOAD_TYPE, without, &host).is_ok());
     }
 }

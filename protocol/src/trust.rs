@@ -1,11 +1,13 @@
 //! Who is trusted to sign what: the deploy keys pinned in a host's config,
-//! each with its permissions.
+//! each with its permissions: Nix-format keys by name, SSH keys by
+//! fingerprint, SSH CAs by their key.
 
 use std::collections::HashMap;
 
 use crate::keys::PublicKey;
 use crate::kinds::{Permission, Permissions};
 use crate::names::KeyName;
+use crate::ssh::{SshTrust, TrustedSshCa, TrustedSshKey};
 
 /// A deploy key and what it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,7 @@ pub struct DuplicateKeyName(pub KeyName);
 #[derive(Debug, Clone, Default)]
 pub struct TrustedKeys {
     by_name: HashMap<KeyName, TrustedKey>,
+    ssh: SshTrust,
 }
 
 impl TrustedKeys {
@@ -44,7 +47,46 @@ impl TrustedKeys {
                 return Err(DuplicateKeyName(name));
             }
         }
-        Ok(TrustedKeys { by_name })
+        Ok(TrustedKeys {
+            by_name,
+            ssh: SshTrust::default(),
+        })
+    }
+
+    /// Adds SSH keys and CAs, refusing a key trusted twice.
+    pub fn with_ssh(
+        mut self,
+        keys: impl IntoIterator<Item = TrustedSshKey>,
+        cas: impl IntoIterator<Item = TrustedSshCa>,
+    ) -> Result<Self, DuplicateKeyName> {
+        for key in keys {
+            if self
+                .ssh
+                .keys
+                .iter()
+                .any(|k| k.fingerprint() == key.fingerprint())
+            {
+                return Err(DuplicateKeyName(key.fingerprint().clone()));
+            }
+            self.ssh.keys.push(key);
+        }
+        for ca in cas {
+            if self
+                .ssh
+                .cas
+                .iter()
+                .any(|c| c.fingerprint() == ca.fingerprint())
+            {
+                return Err(DuplicateKeyName(ca.fingerprint().clone()));
+            }
+            self.ssh.cas.push(ca);
+        }
+        Ok(self)
+    }
+
+    /// The trusted SSH keys and CAs.
+    pub(crate) fn ssh(&self) -> &SshTrust {
+        &self.ssh
     }
 
     /// The trusted key with this name.
@@ -52,13 +94,13 @@ impl TrustedKeys {
         self.by_name.get(name)
     }
 
-    /// How many keys are trusted.
+    /// How many keys and CAs are trusted.
     pub fn len(&self) -> usize {
-        self.by_name.len()
+        self.by_name.len() + self.ssh.keys.len() + self.ssh.cas.len()
     }
 
     /// Whether no key is trusted (then nothing can be verified).
     pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
+        self.len() == 0
     }
 }

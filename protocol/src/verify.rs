@@ -2,12 +2,17 @@
 //! its own error.
 //!
 //! 1. the envelope parses (bounded size, UTF-8, DSSE shape);
-//! 2. a signature is by a trusted key (`unknown_key`);
-//! 3. such a signature verifies, with `verify_strict`, over the received
-//!    payload bytes (`bad_signature`);
+//! 2. a signature is by a trusted key, or by an SSH certificate from a
+//!    trusted CA (`unknown_key`);
+//! 3. such a signature verifies over the received payload bytes: Ed25519
+//!    with `verify_strict`, or SSHSIG (`bad_signature`); an SSH certificate
+//!    is of type user, valid now (`expired`, `not_yet_valid`), with a
+//!    principal the host accepts and no unknown critical option, and a
+//!    security key was touched (`forbidden`);
 //! 4. the payload parses: deployd's type, known fields only (`bad_request`);
 //! 5. the kind matches the endpoint and a signing key may sign it (`forbidden`);
-//! 6. the host is this host (`wrong_host`);
+//! 6. the host is this host (`wrong_host`; a rollout that does not name
+//!    this host is refused when its payload is read, step 4);
 //! 7. now is inside the window, give or take [`CLOCK_SKEW_S`] (`expired`,
 //!    `not_yet_valid`);
 //! 8. the nonce was never seen (`replayed`);
@@ -17,13 +22,16 @@
 //!
 //! Only when all hold is the nonce recorded: a rejected message changes nothing.
 
+use crate::envelope::SignatureValue;
 use crate::envelope::{Envelope, MAX_ENVELOPE_BYTES};
 use crate::error::RejectError;
+use crate::kinds::Permissions;
 use crate::kinds::{Kind, Permission};
-use crate::names::{quote, DeployId, HostName, KeyName};
-use crate::payload::{parse_payload, Message, Request};
+use crate::names::{is_ssh_fingerprint, quote, DeployId, HostName, KeyName};
+use crate::payload::{parse_payload, Addressed, Message, Request};
 use crate::replay::{Clock, NonceStore};
-use crate::trust::{TrustedKey, TrustedKeys};
+use crate::ssh::{SignatureVerdict, Signer};
+use crate::trust::TrustedKeys;
 
 /// Clock difference tolerated between sender and host, in seconds.
 pub const CLOCK_SKEW_S: u64 = 2 * 60;
@@ -110,8 +118,17 @@ impl Verifier {
     ) -> Result<Verified, RejectError> {
         let envelope = parse_bounded(bytes)?;
         let signers = self.verified_signers(&envelope)?;
-        let message = parse_payload(envelope.payload_type(), envelope.payload())
-            .map_err(RejectError::MalformedPayload)?;
+        let message = match parse_payload(envelope.payload_type(), envelope.payload(), &self.host)
+            .map_err(RejectError::MalformedPayload)?
+        {
+            Addressed::Message(message) => message,
+            Addressed::OtherHosts(hosts) => {
+                return Err(RejectError::WrongHost {
+                    expected: self.host.clone(),
+                    found: hosts,
+                })
+            }
+        };
         let key = authorise(&signers, &message, &arrival.endpoint)?;
         self.check_host(&message.host)?;
         self.check_window(&message)?;
@@ -141,23 +158,49 @@ impl Verifier {
     }
 
     /// Steps 2 and 3: the trusted keys whose signatures verify.
-    fn verified_signers(&self, envelope: &Envelope) -> Result<Vec<&TrustedKey>, RejectError> {
+    fn verified_signers(&self, envelope: &Envelope) -> Result<Vec<Signer>, RejectError> {
         let pae = envelope.pre_authentication_encoding();
-        let mut first_trusted = None;
+        let now = self.clock.now();
+        let mut first_refusal = None;
         let mut signers = Vec::new();
         // Key ids are unique within an envelope (its parser checks), so each
         // trusted key costs at most one verification.
         for signature in envelope.signatures() {
-            let Some(trusted) = self.trusted.get(&signature.keyid) else {
-                continue;
+            let verdict = match &signature.sig {
+                SignatureValue::Ed25519(sig) => {
+                    let Some(trusted) = self.trusted.get(&signature.keyid) else {
+                        continue;
+                    };
+                    let key = trusted.key.verifying_key();
+                    if key.verify_strict(&pae, sig).is_ok() {
+                        SignatureVerdict::Verified(Signer {
+                            name: trusted.key.name().clone(),
+                            may: trusted.may,
+                        })
+                    } else {
+                        SignatureVerdict::Refused(RejectError::BadSignature {
+                            key: trusted.key.name().clone(),
+                        })
+                    }
+                }
+                SignatureValue::Sshsig(blob) if is_ssh_fingerprint(&signature.keyid) => {
+                    self.trusted.ssh().verify(&signature.keyid, blob, &pae, now)
+                }
+                SignatureValue::Sshsig(_) => continue,
             };
-            first_trusted.get_or_insert(trusted);
-            let key = trusted.key.verifying_key();
-            if key.verify_strict(&pae, &signature.sig).is_ok() {
-                signers.push(trusted);
+            match verdict {
+                SignatureVerdict::Verified(signer) => signers.push(signer),
+                SignatureVerdict::Refused(refusal) => {
+                    first_refusal.get_or_insert(refusal);
+                }
+                SignatureVerdict::NotTrusted => {}
             }
         }
-        match first_trusted {
+        if !signers.is_empty() {
+            return Ok(signers);
+        }
+        match first_refusal {
+            Some(refusal) => Err(refusal),
             None => {
                 let keyids: Vec<&str> = envelope
                     .signatures()
@@ -168,10 +211,6 @@ impl Verifier {
                     keyids: quote(&keyids.join(", ")),
                 })
             }
-            Some(first) if signers.is_empty() => Err(RejectError::BadSignature {
-                key: first.key.name().clone(),
-            }),
-            Some(_) => Ok(signers),
         }
     }
 
@@ -179,7 +218,7 @@ impl Verifier {
         if host != &self.host {
             return Err(RejectError::WrongHost {
                 expected: self.host.clone(),
-                found: host.clone(),
+                found: format!("host {host}"),
             });
         }
         Ok(())
@@ -216,7 +255,7 @@ fn parse_bounded(bytes: &[u8]) -> Result<Envelope, RejectError> {
 /// Step 5: the message is for this endpoint and a signer may sign its kind.
 /// Returns the key that authorises it.
 fn authorise<P>(
-    signers: &[&TrustedKey],
+    signers: &[Signer],
     message: &Message<P>,
     endpoint: &Endpoint<'_>,
 ) -> Result<KeyName, RejectError> {
@@ -249,17 +288,17 @@ fn authorise<P>(
     let permission = found.permission();
     signers
         .iter()
-        .find(|signer| signer.allows(permission))
-        .map(|signer| signer.key.name().clone())
+        .find(|signer| signer.may.allows(permission))
+        .map(|signer| signer.name.clone())
         .ok_or_else(|| RejectError::NotPermitted {
-            key: signers[0].key.name().clone(),
+            key: signers[0].name.clone(),
             permission,
         })
 }
 
 /// Step 10: an older deploy needs `allow_downgrade` and a key that may downgrade.
 fn check_downgrade(
-    signers: &[&TrustedKey],
+    signers: &[Signer],
     message: &Message,
     active_issued_at: Option<u64>,
 ) -> Result<(), RejectError> {
@@ -274,10 +313,7 @@ fn check_downgrade(
     }
     let why = if !deploy.allow_downgrade {
         "the request does not set allow_downgrade"
-    } else if !signers
-        .iter()
-        .any(|signer| signer.allows(Permission::Deploy) && signer.allows(Permission::Downgrade))
-    {
+    } else if !signers.iter().any(|signer| may_downgrade(signer.may)) {
         "no key that signed it may downgrade"
     } else {
         return Ok(());
@@ -287,4 +323,8 @@ fn check_downgrade(
         active_issued_at,
         why,
     })
+}
+
+fn may_downgrade(may: Permissions) -> bool {
+    may.allows(Permission::Deploy) && may.allows(Permission::Downgrade)
 }

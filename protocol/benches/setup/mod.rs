@@ -3,7 +3,7 @@
 
 use deployd_protocol::{
     Action, Arrival, DeployRequest, Endpoint, Envelope, FixedClock, Message, Permissions, Request,
-    SecretKey, TrustedKey, TrustedKeys, Verifier,
+    SecretKey, SignatureValue, TrustedKey, TrustedKeys, Verifier,
 };
 use ed25519_dalek::{Signature, VerifyingKey};
 
@@ -62,7 +62,10 @@ pub fn case() -> Case {
     let envelope = Envelope::parse(&bytes).expect("envelope");
     Case {
         pae: envelope.pre_authentication_encoding(),
-        signature: envelope.signatures()[0].sig,
+        signature: match envelope.signatures()[0].sig {
+            SignatureValue::Ed25519(signature) => signature,
+            SignatureValue::Sshsig(_) => unreachable!("signed by a Nix-format key"),
+        },
         verifying_key: *key.public_key().verifying_key(),
         bytes,
         verifier,
