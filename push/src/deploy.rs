@@ -33,7 +33,8 @@ pub struct DeployOptions {
     /// Build on this machine over SSH (ssh-ng) instead of here.
     #[arg(long, value_name = "HOST")]
     pub build_host: Option<String>,
-    /// The deploy key (secret); default DEPLOYD_KEY_FILE, then push.toml.
+    /// The deploy key: a Nix-format secret key, or an SSH public key or
+    /// certificate held by ssh-agent; default DEPLOYD_KEY_FILE, then push.toml.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// Magic rollback: hosts roll back unless push confirms within SECONDS.
@@ -63,11 +64,7 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
     }
     let inventory = Inventory::load(&options.flake)?;
     let targets = inventory.select(&options.hosts, options.all)?;
-    let key = Arc::new(signing_key(
-        options.key.as_deref(),
-        &inventory,
-        &options.flake,
-    )?);
+    let key = signing_key(options.key.as_deref(), &inventory, &options.flake)?;
     let plan = Rollout {
         flake_dir: options.flake.clone(),
         targets,

@@ -1,30 +1,68 @@
 //! Which deploy key signs: `--key`, else `DEPLOYD_KEY_FILE`, else the
-//! inventory's `key_file` (relative to the flake's root).
+//! inventory's `key_file` (relative to the flake's root). The file is a
+//! Nix-format secret key, or an SSH public key or certificate whose secret
+//! half `ssh-agent` holds.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use deployd_protocol::SecretKey;
+use anyhow::{bail, Context, Result};
+use deployd_protocol::{pre_authentication_encoding, Envelope, SecretKey};
+use zeroize::Zeroizing;
 
+use crate::agent::{is_ssh_public_text, AgentKey};
 use crate::inventory::Inventory;
 
 /// The environment variable naming the key file.
 pub const KEY_FILE_ENV: &str = "DEPLOYD_KEY_FILE";
+/// The largest key file read: a certificate with many principals fits.
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
-/// The key that signs reads, when one is configured (`DEPLOYD_KEY_FILE` or
-/// the inventory's `key_file`): hosts that require signed reads need it.
-pub fn reading_key(
-    inventory: &Inventory,
-    flake_dir: &Path,
-) -> Result<Option<std::sync::Arc<SecretKey>>> {
-    let configured =
-        std::env::var_os(KEY_FILE_ENV).is_some() || inventory.defaults.key_file.is_some();
-    if !configured {
-        return Ok(None);
+/// A deploy key: a secret key file, or a key `ssh-agent` holds.
+#[derive(Clone, Debug)]
+pub enum DeployKey {
+    /// A Nix-format secret key: signs each host's message on its own.
+    File(Arc<SecretKey>),
+    /// An SSH key or certificate in the agent: signs a rollout's messages
+    /// once for all its hosts.
+    Agent(AgentKey),
+}
+
+impl DeployKey {
+    /// Signs `payload` of `payload_type` into an envelope's JSON. With the
+    /// agent this is blocking I/O (and may wait for a touch): call it off
+    /// the async runtime's threads.
+    pub fn sign(&self, payload_type: &str, payload: Vec<u8>) -> Result<Vec<u8>> {
+        match self {
+            DeployKey::File(key) => Ok(Envelope::sign(payload_type, payload, &[key]).to_json()),
+            DeployKey::Agent(agent) => {
+                let pae = pre_authentication_encoding(payload_type, &payload);
+                let signature = agent.sign(&pae)?;
+                Ok(Envelope::new(payload_type, payload, vec![signature]).to_json())
+            }
+        }
     }
-    Ok(Some(std::sync::Arc::new(signing_key(
-        None, inventory, flake_dir,
-    )?)))
+
+    /// The key that signs reads, for hosts that require signed reads: a
+    /// file key. Reads are not signed through the agent, which would ask
+    /// a security key for a touch per request.
+    pub fn reader(&self) -> Option<Arc<SecretKey>> {
+        match self {
+            DeployKey::File(key) => Some(key.clone()),
+            DeployKey::Agent(_) => None,
+        }
+    }
+}
+
+/// The key that signs reads, when a file key is configured
+/// (`DEPLOYD_KEY_FILE` or the inventory's `key_file`): hosts that require
+/// signed reads need it.
+pub fn reading_key(inventory: &Inventory, flake_dir: &Path) -> Result<Option<Arc<SecretKey>>> {
+    let Some(path) = configured_path(None, inventory, flake_dir) else {
+        return Ok(None);
+    };
+    Ok(load(&path)?.reader())
 }
 
 /// Loads the deploy key.
@@ -32,20 +70,51 @@ pub fn signing_key(
     option: Option<&Path>,
     inventory: &Inventory,
     flake_dir: &Path,
-) -> Result<SecretKey> {
-    let path: PathBuf = match (
+) -> Result<DeployKey> {
+    let Some(path) = configured_path(option, inventory, flake_dir) else {
+        bail!("no deploy key: give --key FILE, set {KEY_FILE_ENV}, or set key_file in push.toml");
+    };
+    load(&path)
+}
+
+fn configured_path(
+    option: Option<&Path>,
+    inventory: &Inventory,
+    flake_dir: &Path,
+) -> Option<PathBuf> {
+    match (
         option,
         std::env::var_os(KEY_FILE_ENV),
         &inventory.defaults.key_file,
     ) {
-        (Some(path), _, _) => path.to_owned(),
-        (None, Some(path), _) => PathBuf::from(path),
-        (None, None, Some(path)) => flake_dir.join(path),
-        (None, None, None) => anyhow::bail!(
-            "no deploy key: give --key FILE, set {KEY_FILE_ENV}, or set key_file in push.toml"
-        ),
-    };
-    let key = SecretKey::load(&path)
-        .with_context(|| format!("cannot use the deploy key {}", path.display()))?;
-    Ok(key)
+        (Some(path), _, _) => Some(path.to_owned()),
+        (None, Some(path), _) => Some(PathBuf::from(path)),
+        (None, None, Some(path)) => Some(flake_dir.join(path)),
+        (None, None, None) => None,
+    }
+}
+
+/// Reads the key file: SSH public key or certificate, else Nix-format secret.
+fn load(path: &Path) -> Result<DeployKey> {
+    let context = || format!("cannot use the deploy key {}", path.display());
+    // It may be a secret key: kept in a buffer wiped on drop.
+    let mut head = Zeroizing::new(String::new());
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_KEY_FILE_BYTES).read_to_string(&mut head))
+        .with_context(context)?;
+    if head.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") {
+        bail!(
+            "{} is an SSH private key: give its public key (.pub) or certificate (-cert.pub); push signs through ssh-agent",
+            path.display()
+        );
+    }
+    if is_ssh_public_text(&head) {
+        return Ok(DeployKey::Agent(
+            AgentKey::from_public_text(path, &head).with_context(context)?,
+        ));
+    }
+    drop(head);
+    Ok(DeployKey::File(Arc::new(
+        SecretKey::load(path).with_context(context)?,
+    )))
 }

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod build;
 mod cache_check;
 mod client;
+mod confirm;
 mod deploy;
 mod follow;
 mod inventory;

@@ -10,6 +10,7 @@ use anyhow::Result;
 use deployd_protocol::HostName;
 
 use crate::client::Client;
+use crate::confirm::Confirmer;
 use crate::inventory::Inventory;
 use crate::keys::signing_key;
 use crate::outcome::{self, HostResult};
@@ -27,7 +28,8 @@ pub struct RollbackOptions {
     /// The flake's directory (with push.toml).
     #[arg(long, default_value = ".")]
     pub flake: PathBuf,
-    /// The deploy key (secret); default DEPLOYD_KEY_FILE, then push.toml.
+    /// The deploy key: a Nix-format secret key, or an SSH public key or
+    /// certificate held by ssh-agent; default DEPLOYD_KEY_FILE, then push.toml.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// Send the request and exit without following it.
@@ -39,15 +41,18 @@ pub struct RollbackOptions {
 pub async fn run(options: RollbackOptions) -> Result<ExitCode> {
     let inventory = Inventory::load(&options.flake)?;
     let target = inventory.target(&options.host)?;
-    let key = Arc::new(signing_key(
-        options.key.as_deref(),
-        &inventory,
-        &options.flake,
-    )?);
-    let (deploy_id, envelope) = sign::rollback(&target.name, &key)?;
+    let key = signing_key(options.key.as_deref(), &inventory, &options.flake)?;
+    let message = sign::rollback_message(&target.name)?;
+    let deploy_id = sign::deploy_id(&message)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("a rollback names its deploy"))?;
+    let envelope = sign::sign_messages_off_runtime(vec![message], key.clone())
+        .await?
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no envelope was signed"))?;
     let session = Session {
-        client: Client::new(Some(key.clone())),
-        key,
+        client: Client::new(key.reader()),
+        confirmer: Arc::new(Confirmer::new(key, Vec::new())),
         progress: Progress::new(&[target.name.to_string()]),
         no_wait: options.no_wait,
         confirm: false,

@@ -1,8 +1,9 @@
 //! One rollout of a revision to a set of hosts, the code path `push REV`
 //! and `push serve` share: ask each host what it runs and refuse a
 //! downgrade, build every host's system at exactly that commit, make sure
-//! each host's caches hold it signed for it, send one signed deploy per host
-//! (`parallel` at a time), follow them to their end. One host's refusal,
+//! each host's caches hold it signed for it, sign the deploys (one message
+//! per host with a key file, one for all with a key in `ssh-agent`), send
+//! them (`parallel` at a time), follow them to their end. One host's refusal,
 //! failed build or silence never stops the others; every host ends with a
 //! [`HostResult`], told to the [`RolloutObserver`] as it happens.
 
@@ -13,13 +14,15 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use deployd_protocol::api::StatusResponse;
-use deployd_protocol::{Action, HostName, Revision, SecretKey, StorePath};
+use deployd_protocol::{Action, HostName, Message, Revision, StorePath};
 use tokio::sync::Semaphore;
 
 use crate::build::{build, BuildPlan};
 use crate::cache_check::{check, host_caches, Verdict};
 use crate::client::{Client, HostError};
+use crate::confirm::Confirmer;
 use crate::inventory::{Inventory, Target};
+use crate::keys::DeployKey;
 use crate::outcome::{self, HostResult};
 use crate::progress::Progress;
 use crate::revision::FlakeRepository;
@@ -69,8 +72,8 @@ pub struct Rollout {
     pub rev: Revision,
     /// How.
     pub settings: RolloutSettings,
-    /// Signs the deploys, the confirms and the reads.
-    pub key: Arc<SecretKey>,
+    /// Signs the deploys, the confirms and (a file key) the reads.
+    pub key: DeployKey,
 }
 
 impl Rollout {
@@ -118,7 +121,7 @@ pub async fn rollout(
 ) -> Result<Vec<HostResult>> {
     plan.preflight()?;
     let flake = FlakeRepository::open(&plan.flake_dir)?.flake_reference(&plan.rev);
-    let client = Client::new(Some(plan.key.clone()));
+    let client = Client::new(plan.key.reader());
     let results = Results::new(observer.clone(), progress.clone(), &plan.rev);
     let statuses = statuses(&client, &plan.targets).await;
     // git2 walks history here: off the runtime's threads.
@@ -132,34 +135,45 @@ pub async fn rollout(
     )
     .await?;
 
+    let signed = match sign_deploys(&plan, &flake, &reachable, &systems).await {
+        Ok(signed) => signed,
+        Err(error) => {
+            let why = format!("cannot sign: {error:#}");
+            for (target, _) in &reachable {
+                results.add_unsent(&target.name, outcome::Result::Refused(why.clone()));
+            }
+            return Ok(results.into_sorted());
+        }
+    };
+    let deploys = signed
+        .iter()
+        .map(|(target, request)| (target.name.clone(), request.deploy_id.clone()))
+        .collect();
     let session = Arc::new(Session {
         client,
-        key: plan.key.clone(),
+        confirmer: Arc::new(Confirmer::new(plan.key.clone(), deploys)),
         progress,
         no_wait: plan.settings.no_wait,
         confirm: plan.settings.confirm_s.is_some(),
         observer,
     });
     let permits = Arc::new(Semaphore::new(
-        plan.settings.parallel.unwrap_or(reachable.len().max(1)),
+        plan.settings.parallel.unwrap_or(signed.len().max(1)),
     ));
     let shared = Arc::new(Shared {
         session,
         rev: plan.rev.clone(),
-        flake,
-        settings: plan.settings.clone(),
     });
-    let tasks: Vec<_> = reachable
+    let tasks: Vec<_> = signed
         .into_iter()
-        .filter_map(|(target, _)| {
-            let system = systems.get(&target.name)?.clone();
+        .map(|(target, request)| {
             let (shared, permits) = (shared.clone(), permits.clone());
             let host = target.name.to_string();
             let task = tokio::spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                deploy_host(&shared, &target, &system).await
+                deploy_host(&shared, &target, request).await
             });
-            Some((host, task))
+            (host, task)
         })
         .collect();
     for (host, task) in tasks {
@@ -349,34 +363,61 @@ async fn statuses(
 struct Shared {
     session: Arc<Session>,
     rev: Revision,
-    flake: String,
-    settings: RolloutSettings,
 }
 
-/// Sends one host its deploy and follows it.
-async fn deploy_host(shared: &Shared, target: &Target, system: &StorePath) -> HostResult {
-    let started = Instant::now();
-    let host = target.name.as_str();
-    let settings = &shared.settings;
+/// Signs the deploy of each host that has a system: with the agent, one
+/// signature for all of them.
+async fn sign_deploys(
+    plan: &Rollout,
+    flake: &str,
+    reachable: &[(Target, StatusResponse)],
+    systems: &BTreeMap<HostName, StorePath>,
+) -> Result<Vec<(Target, StartRequest)>> {
+    let settings = &plan.settings;
     let details = DeployDetails {
         action: settings.action,
-        flake: Some(&shared.flake),
-        rev: Some(&shared.rev),
+        flake: Some(flake),
+        rev: Some(&plan.rev),
         allow_downgrade: settings.allow_downgrade,
         confirm_within_s: settings.confirm_s,
     };
-    let session = &shared.session;
-    let result = match sign::deploy(&target.name, system, &details, &session.key) {
-        Ok((deploy_id, envelope)) => {
+    let now = sign::now();
+    let mut targets = Vec::new();
+    let mut messages: Vec<Message> = Vec::new();
+    for (target, _) in reachable {
+        if let Some(system) = systems.get(&target.name) {
+            messages.push(sign::deploy_message(&target.name, system, &details, now)?);
+            targets.push(target.clone());
+        }
+    }
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<_> = messages
+        .iter()
+        .filter_map(|message| sign::deploy_id(message).cloned())
+        .collect();
+    let envelopes = sign::sign_messages_off_runtime(messages, plan.key.clone()).await?;
+    Ok(targets
+        .into_iter()
+        .zip(ids.into_iter().zip(envelopes))
+        .map(|(target, (deploy_id, envelope))| {
             let request = StartRequest {
                 path: "/v1/deploy",
                 envelope,
                 deploy_id,
             };
-            session.send_and_follow(target, request).await
-        }
-        Err(error) => outcome::Result::Refused(format!("cannot sign: {error:#}")),
-    };
+            (target, request)
+        })
+        .collect())
+}
+
+/// Sends one host its signed deploy and follows it.
+async fn deploy_host(shared: &Shared, target: &Target, request: StartRequest) -> HostResult {
+    let started = Instant::now();
+    let host = target.name.as_str();
+    let session = &shared.session;
+    let result = session.send_and_follow(target, request).await;
     session.progress.phase(host, outcome::phase(&result));
     HostResult {
         host: host.to_owned(),

@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use deployd_protocol::api::DeployState;
-use deployd_protocol::{DeployId, SecretKey};
+use deployd_protocol::DeployId;
 
 use crate::client::{Client, HostError};
+use crate::confirm::Confirmer;
 use crate::follow::{follow, Update};
 use crate::inventory::Target;
 use crate::outcome;
 use crate::progress::Progress;
 use crate::rollout::RolloutObserver;
-use crate::sign;
 
 /// How often a request that got no answer is sent.
 const SEND_ATTEMPTS: u32 = 3;
@@ -34,8 +34,8 @@ pub struct StartRequest {
 pub struct Session {
     /// Talks to the hosts.
     pub client: Client,
-    /// Signs deploys, confirms and reads.
-    pub key: Arc<SecretKey>,
+    /// Signs the confirms.
+    pub confirmer: Arc<Confirmer>,
     /// Shows progress.
     pub progress: Progress,
     /// Send and return without following.
@@ -108,38 +108,37 @@ impl Session {
     /// Sends the signed `confirm` of deploy `id` over a new connection: that
     /// it gets through proves the host still reaches its operator.
     fn send_confirm(&self, target: &Target, id: &DeployId) {
-        let host = target.name.as_str();
-        match sign::confirm(&target.name, id, &self.key) {
-            Ok(envelope) => {
-                self.progress.note(host, "confirming");
-                let (progress, target) = (self.progress.clone(), target.clone());
-                let path = format!("/v1/deploys/{id}/confirm");
-                // The same envelope again is a retry the host answers alike:
-                // a confirm lost on the way is resent a few times.
-                tokio::spawn(async move {
-                    let host = target.name.to_string();
-                    for attempt in 1..=CONFIRM_ATTEMPTS {
-                        match Client::fresh()
-                            .send_signed(&target, &path, envelope.clone())
-                            .await
-                        {
-                            Ok(_) => return,
-                            Err(HostError::Unreachable(why)) if attempt < CONFIRM_ATTEMPTS => {
-                                progress
-                                    .note(&host, &format!("confirm not through ({why}); again"));
-                                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                            }
-                            Err(error) => {
-                                progress.note(&host, &format!("confirm failed: {error}"));
-                                return;
-                            }
-                        }
+        self.progress.note(target.name.as_str(), "confirming");
+        let (progress, target) = (self.progress.clone(), target.clone());
+        let (confirmer, id) = (self.confirmer.clone(), id.clone());
+        let path = format!("/v1/deploys/{id}/confirm");
+        tokio::spawn(async move {
+            let host = target.name.to_string();
+            let envelope = match confirmer.envelope(&target.name, &id).await {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    progress.note(&host, &format!("cannot sign the confirm: {error:#}"));
+                    return;
+                }
+            };
+            // The same envelope again is a retry the host answers alike:
+            // a confirm lost on the way is resent a few times.
+            for attempt in 1..=CONFIRM_ATTEMPTS {
+                match Client::fresh()
+                    .send_signed(&target, &path, envelope.clone())
+                    .await
+                {
+                    Ok(_) => return,
+                    Err(HostError::Unreachable(why)) if attempt < CONFIRM_ATTEMPTS => {
+                        progress.note(&host, &format!("confirm not through ({why}); again"));
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     }
-                });
+                    Err(error) => {
+                        progress.note(&host, &format!("confirm failed: {error}"));
+                        return;
+                    }
+                }
             }
-            Err(error) => self
-                .progress
-                .note(host, &format!("cannot sign the confirm: {error:#}")),
-        }
+        });
     }
 }

@@ -1,10 +1,13 @@
-//! Building and signing the messages `push` sends.
+//! Building and signing the messages `push` sends: one per host with a
+//! key file, one rollout for all hosts with a key in `ssh-agent`.
 
 use anyhow::{Context, Result};
 use deployd_protocol::{
-    Action, DeployId, DeployRef, DeployRequest, HostName, Message, Nonce, Request, Revision,
-    SecretKey, StorePath, DEFAULT_LIFETIME_S,
+    rollout_payload, Action, DeployId, DeployRef, DeployRequest, HostName, Message, Nonce, Request,
+    Revision, StorePath, DEFAULT_LIFETIME_S, MAX_ROLLOUT_HOSTS, PAYLOAD_TYPE, ROLLOUT_PAYLOAD_TYPE,
 };
+
+use crate::keys::DeployKey;
 
 /// Now, in Unix seconds.
 pub fn now() -> u64 {
@@ -34,52 +37,94 @@ pub struct DeployDetails<'a> {
     pub confirm_within_s: Option<u64>,
 }
 
-/// A signed `deploy` of `system` to `host`.
-pub fn deploy(
+/// A deploy message of `system` to `host`, with a new deploy id, valid
+/// from `now`.
+pub fn deploy_message(
     host: &HostName,
     system: &StorePath,
     details: &DeployDetails<'_>,
-    key: &SecretKey,
-) -> Result<(DeployId, Vec<u8>)> {
+    now: u64,
+) -> Result<Message> {
     let id = new_deploy_id(host)?;
     let mut request =
-        DeployRequest::new(id.clone(), system.clone(), details.action).context("no randomness")?;
+        DeployRequest::new(id, system.clone(), details.action).context("no randomness")?;
     request.flake = details.flake.map(str::to_owned);
     request.rev = details.rev.cloned();
     request.allow_downgrade = details.allow_downgrade;
     request.confirm_within_s = details.confirm_within_s;
-    let message = Message::new(
+    Ok(Message::new(
         host.clone(),
         Request::Deploy(request),
-        now(),
+        now,
         DEFAULT_LIFETIME_S,
-    );
-    Ok((id, message.sign(&[key]).to_json()))
+    ))
 }
 
-/// A signed `confirm` of deploy `id` on `host`.
-pub fn confirm(host: &HostName, id: &DeployId, key: &SecretKey) -> Result<Vec<u8>> {
+/// A `confirm` of deploy `id` on `host`.
+pub fn confirm_message(host: &HostName, id: &DeployId, now: u64) -> Result<Message> {
     let reference = DeployRef::new(id.clone()).context("no randomness")?;
-    let message = Message::new(
+    Ok(Message::new(
         host.clone(),
         Request::Confirm(reference),
-        now(),
+        now,
         DEFAULT_LIFETIME_S,
-    );
-    Ok(message.sign(&[key]).to_json())
+    ))
 }
 
-/// A signed `rollback` on `host`, starting a deploy with a new id.
-pub fn rollback(host: &HostName, key: &SecretKey) -> Result<(DeployId, Vec<u8>)> {
+/// A `rollback` on `host`, starting a deploy with a new id.
+pub fn rollback_message(host: &HostName) -> Result<Message> {
     let id = new_deploy_id(host)?;
-    let reference = DeployRef::new(id.clone()).context("no randomness")?;
-    let message = Message::new(
+    let reference = DeployRef::new(id).context("no randomness")?;
+    Ok(Message::new(
         host.clone(),
         Request::Rollback(reference),
         now(),
         DEFAULT_LIFETIME_S,
-    );
-    Ok((id, message.sign(&[key]).to_json()))
+    ))
+}
+
+/// Signs `messages`, one envelope for each, in their order. A file key
+/// signs each on its own; the agent signs once for all of them (once per
+/// [`MAX_ROLLOUT_HOSTS`]): one rollout message, the same envelope for every
+/// host it names. Blocking with the agent: call it off the runtime.
+pub fn sign_messages(messages: &[Message], key: &DeployKey) -> Result<Vec<Vec<u8>>> {
+    match key {
+        DeployKey::File(_) => messages
+            .iter()
+            .map(|message| key.sign(PAYLOAD_TYPE, message.to_payload_bytes()))
+            .collect(),
+        DeployKey::Agent(_) if messages.len() == 1 => {
+            Ok(vec![key.sign(PAYLOAD_TYPE, messages[0].to_payload_bytes())?])
+        }
+        DeployKey::Agent(_) => {
+            let mut envelopes = Vec::with_capacity(messages.len());
+            for part in messages.chunks(MAX_ROLLOUT_HOSTS) {
+                let payload = rollout_payload(part)?;
+                let envelope = key.sign(ROLLOUT_PAYLOAD_TYPE, payload)?;
+                envelopes.extend(std::iter::repeat_n(envelope, part.len()));
+            }
+            Ok(envelopes)
+        }
+    }
+}
+
+/// [`sign_messages`] off the async runtime's threads.
+pub async fn sign_messages_off_runtime(
+    messages: Vec<Message>,
+    key: DeployKey,
+) -> Result<Vec<Vec<u8>>> {
+    tokio::task::spawn_blocking(move || sign_messages(&messages, &key))
+        .await
+        .context("the signing task failed")?
+}
+
+/// The deploy id a message starts or names.
+pub fn deploy_id(message: &Message) -> Option<&DeployId> {
+    match &message.request {
+        Request::Deploy(deploy) => Some(&deploy.deploy_id),
+        Request::Confirm(reference) | Request::Rollback(reference) => Some(&reference.deploy_id),
+        Request::Read(_) => None,
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use deployd_protocol::{HostName, Revision, SecretKey};
 
+use crate::keys::DeployKey;
+
 use super::queue::{HostOutcome, QueuedPush, RolloutRecord};
 use super::repository::Clone;
 use super::statuses::{short, CommitStatus, StatusState};
@@ -216,7 +218,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             no_wait: false,
             build_host: None,
         },
-        key: Arc::new(key),
+        key: DeployKey::File(Arc::new(key)),
     })))
 }
 

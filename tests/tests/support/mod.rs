@@ -5,6 +5,7 @@
 pub mod deployd;
 pub mod forge;
 pub mod push;
+pub mod ssh;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

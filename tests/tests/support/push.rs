@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use deployd_lab::Lab;
+use deployd_lab::{Lab, Node};
 
 use super::deployd::{key, trusted};
 
@@ -27,10 +27,20 @@ impl PushLab {
 
     /// Like [`PushLab::up`], with `extra` TOML at the top of every deployd config.
     pub fn with_config(hosts: usize, extra: &str) -> PushLab {
+        PushLab::configured(hosts, extra, |_| String::new())
+    }
+
+    /// Like [`PushLab::up`], each host also trusting what `trust(host)`
+    /// says (`[[trusted_keys]]` tables, at the end of its config).
+    pub fn trusting(hosts: usize, trust: impl Fn(&Node) -> String) -> PushLab {
+        PushLab::configured(hosts, "", trust)
+    }
+
+    fn configured(hosts: usize, extra: &str, trust: impl Fn(&Node) -> String) -> PushLab {
         let mut lab = Lab::up(&super::lab_options(hosts)).expect("lab up");
         let ops = key("ops-1");
         for host in lab.hosts().to_vec() {
-            lab.write_deployd_config(&host, &[trusted(&ops, None)], "")
+            lab.write_deployd_config(&host, &[trusted(&ops, None)], &trust(&host))
                 .expect("config");
             if !extra.is_empty() {
                 let path = host.outside(deployd_lab::DEPLOYD_CONFIG);
