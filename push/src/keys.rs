@@ -62,6 +62,10 @@ pub fn reading_key(inventory: &Inventory, flake_dir: &Path) -> Result<Option<Arc
     let Some(path) = configured_path(None, inventory, flake_dir) else {
         return Ok(None);
     };
+    if read_head(&path).is_ok_and(|head| is_ssh_public_text(&head)) {
+        // An SSH key signs no reads, and reads need no agent.
+        return Ok(None);
+    }
     Ok(load(&path)?.reader())
 }
 
@@ -97,11 +101,7 @@ fn configured_path(
 /// Reads the key file: SSH public key or certificate, else Nix-format secret.
 fn load(path: &Path) -> Result<DeployKey> {
     let context = || format!("cannot use the deploy key {}", path.display());
-    // It may be a secret key: kept in a buffer wiped on drop.
-    let mut head = Zeroizing::new(String::new());
-    std::fs::File::open(path)
-        .and_then(|file| file.take(MAX_KEY_FILE_BYTES).read_to_string(&mut head))
-        .with_context(context)?;
+    let head = read_head(path).with_context(context)?;
     if head.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") {
         bail!(
             "{} is an SSH private key: give its public key (.pub) or certificate (-cert.pub); push signs through ssh-agent",
@@ -117,4 +117,13 @@ fn load(path: &Path) -> Result<DeployKey> {
     Ok(DeployKey::File(Arc::new(
         SecretKey::load(path).with_context(context)?,
     )))
+}
+
+/// The key file's text, in a buffer wiped on drop (it may be a secret key).
+fn read_head(path: &Path) -> std::io::Result<Zeroizing<String>> {
+    let mut head = Zeroizing::new(String::new());
+    std::fs::File::open(path)?
+        .take(MAX_KEY_FILE_BYTES)
+        .read_to_string(&mut head)?;
+    Ok(head)
 }
