@@ -20,7 +20,8 @@
   settingsFormat = pkgs.formats.toml {};
   allPermissions = ["deploy" "rollback" "downgrade" "read"];
 
-  trustedKeyType = types.submodule {
+  # One `[[trusted_keys]]` entry: one key (Nix-format or SSH) or one SSH CA.
+  trustedKeyType = types.submodule (entry: {
     options = {
       key = mkOption {
         type = types.nullOr types.str;
@@ -34,13 +35,41 @@
         example = "/run/agenix/ops-1.public";
         description = "Or a file holding it, read when deployd starts (a path as a string: it never enters the store).";
       };
+      ssh = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "sk-ssh-ed25519@openssh.com AAAA... alice@kelyus";
+        description = "Or an SSH public key, as its `authorized_keys` line (a `.pub` file's line): ssh-ed25519, ecdsa-sha2-nistp256 or their security-key forms (sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com), with the options `no-touch-required` and `verify-required` if wanted. `push` signs with it through ssh-agent.";
+      };
+      ssh_file = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/run/agenix/alice.pub";
+        description = "Or a file holding one such line, read when deployd starts (a path as a string: it never enters the store).";
+      };
+      ssh_ca = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "ssh-ed25519 AAAA... fleet-ca";
+        description = "Or an SSH CA's public key line: a user certificate it signed counts while it is valid and names one of `principals`.";
+      };
+      principals = mkOption {
+        type = types.nullOr (types.listOf types.str);
+        default =
+          if entry.config.ssh_ca != null
+          then ["deployer" "deployer@${cfg.settings.hostname}"]
+          else null;
+        defaultText = literalExpression ''if ssh_ca != null then ["deployer" "deployer@''${config.services.deployd.settings.hostname}"] else null'';
+        example = ["deployer@sambirano"];
+        description = "The certificate principals an `ssh_ca` entry accepts (only there). By default `deployer`, for certificates valid on every host of the fleet, and `deployer@HOST`, for certificates issued for this host alone (HOST is `settings.hostname`, the name deploy requests carry). Set `[\"deployer@HOST\"]` to accept host certificates only.";
+      };
       may = mkOption {
         type = types.listOf (types.enum allPermissions);
         default = allPermissions;
-        description = "What messages signed by this key may do.";
+        description = "What messages signed by this key (or with a certificate from this CA) may do.";
       };
     };
-  };
+  });
 
   settingsLib = import ./settings.nix {inherit lib;};
   cleanSettings = settingsLib.withoutNulls cfg.settings;
@@ -200,9 +229,14 @@ in {
           message = "services.deployd: settings.nix.substituters and settings.nix.trusted_public_keys must name your builders' caches and keys; systems could not be fetched otherwise.";
         }
       ]
-      ++ map (key: {
-        assertion = (key.key == null) != (key.key_file == null);
-        message = "services.deployd: each trusted key needs exactly one of `key` and `key_file`.";
+      ++ lib.imap1 (index: key: {
+        assertion = lib.count (value: value != null) [key.key key.key_file key.ssh key.ssh_file key.ssh_ca] == 1;
+        message = "services.deployd: trusted key ${toString index} needs exactly one of `key`, `key_file`, `ssh`, `ssh_file` and `ssh_ca`.";
+      })
+      cfg.settings.trusted_keys
+      ++ lib.imap1 (index: key: {
+        assertion = key.principals == null || key.ssh_ca != null;
+        message = "services.deployd: trusted key ${toString index} sets `principals`, which only an `ssh_ca` entry takes (the principals its certificates must name).";
       })
       cfg.settings.trusted_keys
       ++ map (setting: {

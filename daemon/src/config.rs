@@ -8,9 +8,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use deployd_protocol::{HostName, KeyError, Permissions, PublicKey, TrustedKey, TrustedKeys};
+use deployd_protocol::ssh::SshKeyError;
+use deployd_protocol::{DuplicateKeyName, HostName, KeyError, PublicKey, TrustedKeys};
 
 use crate::http_url::HttpUrl;
+
+mod trusted_keys;
+
+pub use trusted_keys::TrustedKeyEntry;
 
 /// Why a config cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +47,31 @@ pub enum ConfigError {
         #[source]
         source: KeyError,
     },
+    /// A trusted SSH key or SSH CA cannot be used.
+    #[error("trusted key {index} ({field})")]
+    TrustedSshKey {
+        /// Its position in `[[trusted_keys]]`, from 1.
+        index: usize,
+        /// The setting that holds it: `ssh`, `ssh_file` or `ssh_ca`.
+        field: &'static str,
+        /// Why.
+        #[source]
+        source: SshKeyError,
+    },
+    /// A trusted key's `ssh_file` cannot be read.
+    #[error("trusted key {index}: cannot read ssh_file {path}")]
+    SshKeyFile {
+        /// Its position in `[[trusted_keys]]`, from 1.
+        index: usize,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Two entries trust the same key, so a `keyid` would be ambiguous.
+    #[error("[[trusted_keys]]")]
+    DuplicateKey(#[source] DuplicateKeyName),
     /// A value is out of its bounds or inconsistent with another.
     #[error("{0}")]
     Invalid(String),
@@ -147,19 +177,6 @@ fn default_health_interval_s() -> u64 {
 }
 fn default_health_command_timeout_s() -> u64 {
     30
-}
-
-/// One `[[trusted_keys]]` entry.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrustedKeyEntry {
-    /// `NAME:base64` of the public key.
-    pub key: Option<String>,
-    /// Or a file holding it.
-    pub key_file: Option<PathBuf>,
-    /// What it may sign; default all of `deploy`, `rollback`, `downgrade`, `read`.
-    #[serde(default)]
-    pub may: Option<Permissions>,
 }
 
 /// `[nix]`.
@@ -278,8 +295,9 @@ pub struct Config {
     pub path: PathBuf,
 }
 
-/// Whether `key_file`s are read (to run) or only checked to be absolute
-/// paths (at build time, where runtime secrets and credentials do not exist).
+/// Whether key files (`key_file`, `ssh_file`) are read (to run) or only
+/// checked to be absolute paths (at build time, where runtime secrets and
+/// credentials do not exist).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyFiles {
     /// Read and parse every key file.
@@ -318,7 +336,7 @@ impl Config {
             Some(name) => name.clone(),
             None => machine_hostname()?,
         };
-        let trusted_keys = load_trusted_keys(&file.trusted_keys, key_files)?;
+        let trusted_keys = trusted_keys::load(&file.trusted_keys, key_files)?;
         Ok(Config {
             file,
             hostname,
@@ -398,39 +416,6 @@ impl ConfigFile {
     }
 }
 
-fn load_trusted_keys(
-    entries: &[TrustedKeyEntry],
-    key_files: KeyFiles,
-) -> Result<TrustedKeys, ConfigError> {
-    let mut keys = Vec::new();
-    for (index, entry) in entries.iter().enumerate() {
-        let index = index + 1;
-        let key = match (&entry.key, &entry.key_file) {
-            (Some(text), None) => text.parse(),
-            (None, Some(path)) if key_files == KeyFiles::PathsOnly => {
-                if !path.is_absolute() {
-                    return Err(ConfigError::Invalid(format!(
-                        "trusted key {index}: key_file must be an absolute path"
-                    )));
-                }
-                continue;
-            }
-            (None, Some(path)) => PublicKey::load(path),
-            _ => {
-                return Err(ConfigError::Invalid(format!(
-                    "trusted key {index}: give exactly one of key and key_file"
-                )))
-            }
-        }
-        .map_err(|source| ConfigError::TrustedKey { index, source })?;
-        keys.push(TrustedKey {
-            key,
-            may: entry.may.unwrap_or_default(),
-        });
-    }
-    TrustedKeys::new(keys).map_err(|error| ConfigError::Invalid(error.to_string()))
-}
-
 fn machine_hostname() -> Result<HostName, ConfigError> {
     let text = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     text.trim().parse().map_err(ConfigError::Hostname)
@@ -438,6 +423,8 @@ fn machine_hostname() -> Result<HostName, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use deployd_protocol::Permissions;
+
     use super::*;
 
     fn key(name: &str) -> String {

@@ -50,11 +50,13 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::CheckConfig { .. }) = cli.command {
+        // One entry, one key (Nix-format or SSH) or SSH CA: the entries count
+        // them all, also the key files that --skip-key-files left unread.
         eprintln!(
             "deployd: {} is valid (host {}, {} trusted keys)",
             cli.config.display(),
             config.hostname,
-            config.trusted_keys.len()
+            config.file.trusted_keys.len()
         );
         return ExitCode::SUCCESS;
     }

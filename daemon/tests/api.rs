@@ -158,7 +158,10 @@ async fn signed_reads_are_enforced() {
 async fn limits_and_unknowns() {
     let host = host(false);
     let huge = Request::post("/v1/deploy")
-        .body(Body::from(vec![b' '; 200 * 1024]))
+        .body(Body::from(vec![
+            b' ';
+            deployd_protocol::MAX_ENVELOPE_BYTES + 1
+        ]))
         .expect("request");
     let (status, body, _) = send(&host, huge).await;
     assert_eq!(

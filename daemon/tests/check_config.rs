@@ -1,5 +1,7 @@
 //! `deployd check-config`: 0 and a summary for a valid config, 2 and the
-//! reason for a bad one, without starting anything.
+//! reason for a bad one, without starting anything. SSH deploy keys and CAs
+//! included: a CA without principals, a key type deployd does not verify or
+//! principals on a plain key are refused in one line.
 
 use std::process::Command;
 
@@ -56,4 +58,68 @@ fn valid_and_invalid_configs() {
         "{valid}[health]\nhttp = [\"http://localhost:8080/up\"]\n"
     ));
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// Public key lines made once with `ssh-keygen`.
+const SSH_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILkyr5DXwzq2VGuNi1nv8begVccuVaOkSWDGTGWc4Y1O alice@kelyus";
+const SSH_CA: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA/GeuAVmLaOJHJHVZhOVP6qI0WgLxOPZ371l2vTxSAL fleet-ca";
+const RSA_KEY: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDMwa45Vw3uR9m73PgQpeIDTVsqARuOFAcEJ3V5uudCSwxpcuxehZsSB54v4DW+rWKSBPnvWcEKJGp7FEBpvEsmHD8pdsmxiCWe8iX7zxrICWe33Bp0ayNJgkU3pRwgfbwSRgRGpCLmVa5ytc0axZT0R6rDTxG7jvUcJKURbGDGTJd5GEPvy0tpFQEBl2fRCd/ywsK415FaDTWH+nVcXGRbDGyoseZt8yXhkuxgSy0F0pKZ/etOm37FYEKNUHMIEkrT5eHz/IshWFcwZztYP9bLo0mZgI71IIBGQxPhfBniXcUoCnbV2mJlAS3Wi9L4kK8AkH8UqWeuS9qlVIMk4NvB carol@kelyus";
+
+/// A config whose `[[trusted_keys]]` is `entry`.
+fn with_trusted_key(entry: &str) -> String {
+    let cache = SecretKey::generate("cache-1".parse().expect("name")).expect("random");
+    format!(
+        "hostname = \"sambirano\"\n[[trusted_keys]]\n{entry}\n[nix]\nsubstituters = [\"http://kelyus:5000\"]\ntrusted_public_keys = [\"{}\"]\n",
+        cache.public_key()
+    )
+}
+
+#[test]
+fn ssh_keys_and_cas() {
+    let (code, stderr) = check(&with_trusted_key(&format!(
+        "ssh = {SSH_KEY:?}\n[[trusted_keys]]\nssh_ca = {SSH_CA:?}\nprincipals = [\"deployer\", \"deployer@sambirano\"]\nmay = [\"deploy\", \"read\"]"
+    )));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("host sambirano, 2 trusted keys"),
+        "{stderr}"
+    );
+
+    for (entry, reason) in [
+        (
+            format!("ssh_ca = {SSH_CA:?}"),
+            "trusted key 1 (ssh_ca): an SSH CA needs at least one principal",
+        ),
+        (
+            format!("ssh = {RSA_KEY:?}"),
+            "trusted key 1 (ssh): SSH key type ssh-rsa is not accepted",
+        ),
+        (
+            "ssh = \"ssh-ed25519 AAAA alice\"".to_owned(),
+            "trusted key 1 (ssh): not an OpenSSH public key",
+        ),
+        (
+            format!("ssh = {SSH_KEY:?}\nprincipals = [\"deployer\"]"),
+            "trusted key 1: principals are only for an ssh_ca entry",
+        ),
+        (
+            format!("ssh = {SSH_KEY:?}\nssh_ca = {SSH_CA:?}\nprincipals = [\"deployer\"]"),
+            "trusted key 1: give exactly one of key, key_file, ssh, ssh_file and ssh_ca",
+        ),
+    ] {
+        let (code, stderr) = check(&with_trusted_key(&entry));
+        assert_eq!(code, Some(2), "{entry}: {stderr}");
+        assert!(stderr.starts_with("deployd: "), "{stderr}");
+        assert!(stderr.contains(reason), "{reason}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    }
+
+    // Unknown fields: the parser names the field and shows the line.
+    let (code, stderr) = check(&with_trusted_key(&format!(
+        "ssh_ca = {SSH_CA:?}\nprincipal = [\"deployer\"]"
+    )));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("unknown field `principal`"), "{stderr}");
 }

@@ -25,8 +25,8 @@ fn trust_ca(keys: &SshKeys, host: &Node, may: &str) -> String {
 
 fn push_with_key(fleet: &PushLab, keys: &SshKeys, key: &Path, args: &[&str]) -> (i32, String) {
     let key = key.to_str().expect("UTF-8 path");
-    let mut all = vec!["--key", key];
-    all.extend_from_slice(args);
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--key", key]);
     let output = fleet.push_with(
         &all,
         &[("SSH_AUTH_SOCK", keys.socket().to_str().expect("UTF-8 path"))],
@@ -38,11 +38,13 @@ fn push_with_key(fleet: &PushLab, keys: &SshKeys, key: &Path, args: &[&str]) -> 
     )
 }
 
-fn line_of<'a>(output: &'a str, host: &str) -> &'a str {
+/// The summary's reason line for `host` (`HOST: why`).
+fn reason_of<'a>(output: &'a str, host: &str) -> &'a str {
+    let prefix = format!("{host}: ");
     output
         .lines()
-        .find(|line| line.starts_with(host))
-        .unwrap_or_else(|| panic!("no line for {host} in:\n{output}"))
+        .find(|line| line.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no reason for {host} in:\n{output}"))
 }
 
 /// The envelope `host` stored for deploy `id`, as it was received.
@@ -83,7 +85,7 @@ fn certificates_deploy_where_their_principals_allow_with_one_signature_per_rollo
     assert_eq!(one.current_system(), Some(first.clone()));
     let (code, output) = push_with_key(&fleet, &keys, &alice, &["--host", &two.name]);
     assert_eq!(code, 1, "{output}");
-    let refused = line_of(&output, &two.name);
+    let refused = reason_of(&output, &two.name);
     assert!(
         refused.contains("forbidden") && refused.contains("principal"),
         "{output}"
@@ -155,7 +157,7 @@ fn certificates_deploy_where_their_principals_allow_with_one_signature_per_rollo
     );
     assert_eq!(code, 1, "{output}");
     assert!(
-        line_of(&output, &one.name).contains("forbidden"),
+        reason_of(&output, &one.name).contains("forbidden"),
         "{output}"
     );
     assert_eq!(

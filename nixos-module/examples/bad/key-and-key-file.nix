@@ -1,4 +1,4 @@
-# expect: needs exactly one of `key` and `key_file`
+# expect: needs exactly one of `key`, `key_file`, `ssh`, `ssh_file` and `ssh_ca`
 {
   networking.hostName = "doubled";
   services.deployd = {
