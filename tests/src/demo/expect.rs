@@ -22,9 +22,21 @@ impl PushRun {
     /// Runs push with `args`; its progress goes to the terminal as it comes,
     /// its summary (stdout) is echoed and kept.
     pub fn run(lab: &Lab, key_file: &Path, state: &Path, args: &[&str]) -> Result<PushRun> {
+        PushRun::run_with_env(lab, (key_file, state), args, &[])
+    }
+
+    /// Like [`PushRun::run`], with extra environment variables.
+    pub fn run_with_env(
+        lab: &Lab,
+        operator: (&Path, &Path),
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<PushRun> {
+        let (key_file, state) = operator;
         let output = lab
             .push_command(key_file, state)?
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .output()

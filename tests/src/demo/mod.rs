@@ -1,7 +1,9 @@
 //! `lab demo`: a builder and three hosts running deployd; `push` deploys a
 //! revision of the toy flake to all three with live progress, then a
 //! revision whose switch fails on one host, which rolls itself back; then
-//! `push status`; then a `git push` to the lab's forge stand-in, which the
+//! one signed once through `ssh-agent` with an SSH certificate from a CA
+//! every host trusts; then `push status`; then a `git push` to the lab's
+//! forge stand-in, which the
 //! forge turns into a webhook: `push serve` deploys it to the fleet, and the
 //! statuses the forge received are shown.
 //!
@@ -17,6 +19,7 @@ use deployd_protocol::SecretKey;
 
 mod expect;
 mod forge;
+mod ssh_ca;
 
 use expect::{Expected, PushRun};
 
@@ -68,7 +71,7 @@ pub fn run(dir: &Path, lab_binary: PathBuf, options: &DemoOptions) -> Result<()>
 
 /// The demo proper, on a lab that is up.
 fn show(lab: &mut Lab, options: &DemoOptions) -> Result<()> {
-    println!("== a deploy key, trusted by every host's deployd (and the forge service's, to deploy and read)");
+    println!("== a deploy key, trusted by every host's deployd (and the forge service's, to deploy and read; and an SSH CA's certificates)");
     let key = SecretKey::generate("ops-1".parse()?).context("making the deploy key")?;
     let key_file = lab.dir().join("keys/ops-1.secret");
     std::fs::write(&key_file, key.to_key_file_text().as_bytes())?;
@@ -83,8 +86,9 @@ fn show(lab: &mut Lab, options: &DemoOptions) -> Result<()> {
             may: Some(vec!["deploy".into(), "read".into()]),
         },
     ];
+    let fleet_ca = ssh_ca::FleetCa::new(lab)?;
     for host in lab.hosts().to_vec() {
-        lab.write_deployd_config(&host, &trusted, "")?;
+        lab.write_deployd_config(&host, &trusted, &fleet_ca.trusted_by(&host.name)?)?;
         lab.start_deployd(&host)?;
     }
     lab.write_push_inventory("")?;
@@ -128,6 +132,8 @@ fn show(lab: &mut Lab, options: &DemoOptions) -> Result<()> {
         &first[..12],
         &second[..12]
     );
+
+    fleet_ca.show(lab, &hosts, (&key_file, &operator_state))?;
 
     println!("\n== push status");
     let status = lab
