@@ -5,8 +5,11 @@
 //! pre-authentication bytes with an already-parsed key and signature;
 //! `whole_verification` takes the envelope's JSON bytes through every step
 //! (size, JSON, base64, signature, payload parsing, kind, host, window, nonce,
-//! store path, downgrade, nonce recording). `scripts/bench-ratio` prints the
-//! ratio of the two, in time and in instructions.
+//! store path, downgrade, nonce recording); `whole_verification_ssh_certificate`
+//! does the same for the request signed with an SSH certificate (SSHSIG
+//! parsing, the CA's signature, the certificate's checks, the SSHSIG's
+//! signature). `scripts/bench-ratio` prints the ratio of each whole check to
+//! the bare one, in time and in instructions.
 
 // criterion's macros define undocumented items of their own.
 #![allow(missing_docs)]
@@ -34,6 +37,22 @@ fn verification(c: &mut Criterion) {
             |nonces| {
                 case.verifier
                     .verify(black_box(&case.bytes), &case.arrival, nonces)
+                    .expect("valid request")
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("whole_verification_ssh_certificate", |b| {
+        b.iter_batched_ref(
+            MemoryNonceStore::default,
+            |nonces| {
+                case.ssh_certificate
+                    .verifier
+                    .verify(
+                        black_box(&case.ssh_certificate.bytes),
+                        &case.arrival,
+                        nonces,
+                    )
                     .expect("valid request")
             },
             BatchSize::SmallInput,

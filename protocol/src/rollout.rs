@@ -40,7 +40,7 @@ pub(crate) enum RolloutEntry {
 
 /// Takes this host's message out of a rollout payload.
 pub(crate) fn entry_for(text: &str, host: &HostName) -> Result<RolloutEntry, PayloadError> {
-    let mut shared: Map<String, Value> = serde_json::from_str(text).map_err(PayloadError::Json)?;
+    let mut shared = parse_object(text).map_err(PayloadError::Json)?;
     let invalid = |reason| PayloadError::Value {
         field: "hosts",
         reason,
@@ -74,6 +74,87 @@ pub(crate) fn entry_for(text: &str, host: &HostName) -> Result<RolloutEntry, Pay
     }
     shared.insert("host".to_owned(), Value::String(host.to_string()));
     Ok(RolloutEntry::Mine(shared))
+}
+
+/// Parses a JSON object, refusing a key given twice in any object of it.
+/// serde_json's `Map` keeps the last of repeated keys, so a rollout could
+/// show its signer one store path and hand the host another; a single-host
+/// payload is refused the same way by its struct's parser.
+fn parse_object(text: &str) -> Result<Map<String, Value>, serde_json::Error> {
+    match serde_json::from_str::<UniqueKeys>(text)?.0 {
+        Value::Object(object) => Ok(object),
+        _ => Err(serde::de::Error::custom("a rollout is a JSON object")),
+    }
+}
+
+/// A JSON value none of whose objects repeats a key.
+struct UniqueKeys(Value);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(Value::Bool(value)))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(Value::from(value)))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(Value::from(value)))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(Value::from(value)))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(Value::String(value.to_owned())))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(Value::String(value)))
+    }
+
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(Value::Null))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        let mut values = Vec::new();
+        while let Some(UniqueKeys(value)) = seq.next_element()? {
+            values.push(value);
+        }
+        Ok(UniqueKeys(Value::Array(values)))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {} is given twice",
+                    quote(&key)
+                )));
+            }
+            let UniqueKeys(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(UniqueKeys(Value::Object(object)))
+    }
 }
 
 /// The fields each host of a rollout has for itself; all others are shared.

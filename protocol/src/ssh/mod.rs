@@ -39,6 +39,9 @@ pub enum SshKeyError {
     /// `cert-authority` belongs in `ssh_ca`.
     #[error("cert-authority keys are trusted with ssh_ca = ..., not ssh = ...")]
     CertAuthorityOption,
+    /// An Ed25519 key of small order would accept forged signatures.
+    #[error("weak Ed25519 key (small order): it would accept forged signatures")]
+    WeakKey,
     /// A CA that accepts no principal would accept no certificate.
     #[error("an SSH CA needs at least one principal")]
     NoPrincipals,
@@ -53,6 +56,24 @@ pub fn fingerprint(key: &KeyData) -> KeyName {
         .to_string()
         .parse()
         .unwrap_or_else(|_| unreachable!("OpenSSH fingerprints are valid key names"))
+}
+
+/// A key type deployd verifies, and no weak Ed25519 key.
+fn check_trustworthy(key: &KeyData) -> Result<(), SshKeyError> {
+    sshsig::check_key_type(key)?;
+    let ed25519 = match key {
+        KeyData::Ed25519(public) => Some(public.0),
+        KeyData::SkEd25519(public) => Some(public.public_key().0),
+        _ => None,
+    };
+    if let Some(bytes) = ed25519 {
+        let weak =
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_or(true, |key| key.is_weak());
+        if weak {
+            return Err(SshKeyError::WeakKey);
+        }
+    }
+    Ok(())
 }
 
 /// One trusted SSH key (`ssh = "<authorized_keys line>"`).
@@ -84,7 +105,7 @@ impl TrustedSshKey {
             }
         }
         let key = entry.public_key().key_data().clone();
-        sshsig::check_key_type(&key)?;
+        check_trustworthy(&key)?;
         Ok(TrustedSshKey {
             fingerprint: fingerprint(&key),
             key,
@@ -121,7 +142,7 @@ impl TrustedSshCa {
             .map_err(|error| SshKeyError::Parse(error.to_string()))?
             .key_data()
             .clone();
-        sshsig::check_key_type(&key)?;
+        check_trustworthy(&key)?;
         if principals.is_empty() {
             return Err(SshKeyError::NoPrincipals);
         }
@@ -217,8 +238,8 @@ impl SshTrust {
                     return SignatureVerdict::NotTrusted;
                 };
                 // The CA was matched by its whole key above, so this checks
-                // the certificate against a trusted CA.
-                if cert.verify_signature().is_err() {
+                // the certificate against a trusted CA, strictly.
+                if sshsig.verify_certificate().is_err() {
                     return bad_signature(key_fingerprint);
                 }
                 let Ok(flags) = sshsig.verify(pae) else {

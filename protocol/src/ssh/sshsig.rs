@@ -72,6 +72,9 @@ impl SshSigner {
 pub struct Sshsig {
     /// The key or certificate in the blob.
     pub signer: SshSigner,
+    /// For a certificate, the bytes its CA signed, as received; empty for
+    /// a bare key.
+    certificate_signed: Vec<u8>,
     reserved: Vec<u8>,
     signature: Signature,
 }
@@ -130,8 +133,13 @@ impl Sshsig {
             return Err(SshsigError::Hash(crate::names::quote(&hash)));
         }
         let signer = parse_signer(&public_key)?;
-        let signature = Signature::try_from(signature.as_slice())
-            .map_err(|error| SshsigError::Encoding(format!("signature: {error}")))?;
+        let certificate_signed = match &signer {
+            SshSigner::Certificate(certificate) => {
+                certificate_signed_bytes(&public_key, certificate.signature())?.to_vec()
+            }
+            SshSigner::Key(_) => Vec::new(),
+        };
+        let signature = parse_signature(&signature)?;
         if signature.algorithm() != signer.key().algorithm() {
             return Err(SshsigError::Encoding(format!(
                 "a {} signature by a {} key",
@@ -141,6 +149,7 @@ impl Sshsig {
         }
         Ok(Sshsig {
             signer,
+            certificate_signed,
             reserved,
             signature,
         })
@@ -152,6 +161,47 @@ impl Sshsig {
         let signed = signed_data(&self.reserved, message);
         verify_raw(self.signer.key(), &signed, &self.signature)
     }
+
+    /// Verifies the CA's signature on the certificate in the blob, over the
+    /// certificate's bytes as received, as strictly as every other
+    /// signature (`verify_strict`, no weak Ed25519 key): `ssh-key`'s own
+    /// check re-encodes the certificate and takes any Ed25519 signature the
+    /// lax equation allows, which a small-order CA key would let anyone
+    /// forge. Whether the CA is trusted is the caller's call; a bare key
+    /// has no CA signature and never passes.
+    pub fn verify_certificate(&self) -> Result<(), SignatureInvalid> {
+        let SshSigner::Certificate(certificate) = &self.signer else {
+            return Err(SignatureInvalid);
+        };
+        verify_raw(
+            certificate.signature_key(),
+            &self.certificate_signed,
+            certificate.signature(),
+        )
+        .map(|_| ())
+    }
+}
+
+/// What a certificate's CA signed: every byte of it but its last field, the
+/// CA's signature (`PROTOCOL.certkeys`).
+fn certificate_signed_bytes<'a>(
+    certificate: &'a [u8],
+    signature: &Signature,
+) -> Result<&'a [u8], SshsigError> {
+    let malformed = || SshsigError::Encoding("certificate: signature field".into());
+    // The signature's type and bytes; a security key's flags and counter
+    // count the same inside the field as in `ssh-key`'s bytes.
+    let signature_len = signature.encoded_len().map_err(|_| malformed())?;
+    let field_start = certificate
+        .len()
+        .checked_sub(4 + signature_len)
+        .ok_or_else(malformed)?;
+    let (signed, field) = certificate.split_at(field_start);
+    let declared = u32::try_from(signature_len).map_err(|_| malformed())?;
+    if field[..4] != declared.to_be_bytes() {
+        return Err(malformed());
+    }
+    Ok(signed)
 }
 
 /// The signature does not verify.
@@ -183,7 +233,7 @@ pub fn signed_data(reserved: &[u8], message: &[u8]) -> Vec<u8> {
 pub fn encode_sshsig(signer: &SshSigner, signature: &Signature) -> Result<Vec<u8>, ssh_key::Error> {
     let public_key = match signer {
         SshSigner::Key(key) => encoded(key)?,
-        SshSigner::Certificate(certificate) => certificate.to_bytes()?,
+        SshSigner::Certificate(certificate) => encoded_certificate(certificate)?,
     };
     let mut blob = MAGIC.to_vec();
     VERSION.encode(&mut blob)?;
@@ -191,8 +241,55 @@ pub fn encode_sshsig(signer: &SshSigner, signature: &Signature) -> Result<Vec<u8
     SSHSIG_NAMESPACE.encode(&mut blob)?;
     Vec::<u8>::new().encode(&mut blob)?;
     SSHSIG_HASH.encode(&mut blob)?;
-    encoded(signature)?.encode(&mut blob)?;
+    encoded_signature(signature)?.encode(&mut blob)?;
     Ok(blob)
+}
+
+/// A signature as OpenSSH encodes it (`PROTOCOL.u2f` for a security key:
+/// its flags byte and counter follow the signature string). `ssh-key` 0.6
+/// writes them inside the string for `sk-ecdsa-sha2-nistp256@openssh.com`,
+/// which neither OpenSSH nor [`Sshsig::parse`] reads, so both security-key
+/// types are written here.
+fn encoded_signature(signature: &Signature) -> Result<Vec<u8>, ssh_encoding::Error> {
+    let algorithm = signature.algorithm();
+    if !matches!(
+        algorithm,
+        Algorithm::SkEd25519 | Algorithm::SkEcdsaSha2NistP256
+    ) {
+        return encoded(signature);
+    }
+    let bytes = signature.as_bytes();
+    let split = bytes
+        .len()
+        .checked_sub(5)
+        .ok_or(ssh_encoding::Error::Length)?;
+    let (raw, flags_and_counter) = bytes.split_at(split);
+    let mut encoded = Vec::new();
+    algorithm.as_str().encode(&mut encoded)?;
+    raw.encode(&mut encoded)?;
+    encoded.extend_from_slice(flags_and_counter);
+    Ok(encoded)
+}
+
+/// A certificate's bytes, its CA's signature (the last field) written as
+/// OpenSSH writes it: a CA on a security key signs with flags and counter,
+/// which `ssh-key` would misplace (see [`encoded_signature`]). The field is
+/// as long either way; its length prefix is checked.
+fn encoded_certificate(certificate: &Certificate) -> Result<Vec<u8>, ssh_key::Error> {
+    let mut bytes = certificate.to_bytes()?;
+    let signature = encoded_signature(certificate.signature())?;
+    let field_start = bytes
+        .len()
+        .checked_sub(signature.len())
+        .filter(|start| *start >= 4)
+        .ok_or(ssh_encoding::Error::Length)?;
+    let declared = u32::try_from(signature.len()).map_err(|_| ssh_encoding::Error::Length)?;
+    if bytes[field_start - 4..field_start] != declared.to_be_bytes() {
+        return Err(ssh_encoding::Error::Length.into());
+    }
+    bytes.truncate(field_start);
+    bytes.extend_from_slice(&signature);
+    Ok(bytes)
 }
 
 fn encoded(value: &impl Encode) -> Result<Vec<u8>, ssh_encoding::Error> {
@@ -211,10 +308,33 @@ fn parse_signer(bytes: &[u8]) -> Result<SshSigner, SshsigError> {
     } else {
         let key = KeyData::decode(&mut &bytes[..])
             .map_err(|error| SshsigError::Encoding(format!("public key: {error}")))?;
+        // `ssh-key` reads a length prefix inside the key without checking
+        // that it matches what it reads, and leaves what follows the key
+        // unread: only OpenSSH's exact encoding is taken, so that a blob
+        // cannot be altered and still pass. (A certificate needs no such
+        // check: its CA signed its bytes as received.)
+        if encoded(&key).ok().as_deref() != Some(bytes) {
+            return Err(SshsigError::Encoding(
+                "public key: not in OpenSSH's encoding".into(),
+            ));
+        }
         SshSigner::Key(key)
     };
     check_key_type(signer.key())?;
     Ok(signer)
+}
+
+/// Reads the signature field: the signature's type, its bytes and, for a
+/// security key, its flags and counter; nothing may follow.
+fn parse_signature(mut bytes: &[u8]) -> Result<Signature, SshsigError> {
+    let signature = Signature::decode(&mut bytes)
+        .map_err(|error| SshsigError::Encoding(format!("signature: {error}")))?;
+    if !bytes.is_empty() {
+        return Err(SshsigError::Encoding(
+            "signature: bytes after the signature".into(),
+        ));
+    }
+    Ok(signature)
 }
 
 /// Refuses key types deployd does not verify.
