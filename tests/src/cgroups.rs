@@ -45,6 +45,37 @@ pub fn host_cgroups(netns: &str) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
+/// The CPU time used so far by everything `netns`'s host runs, from its
+/// cgroup2's `cpu.stat` (`usage_usec`, which keeps the time of cgroups
+/// already removed, such as a transient unit's); or, with `unit` (a path
+/// inside the host's tree, `system.slice/deployd.service`), by that unit
+/// alone. `None` where there is no such cgroup (no cgroup2 here, the unit
+/// does not run).
+pub fn host_cpu_time(netns: &str, unit: Option<&str>) -> Result<Option<Duration>> {
+    for dir in host_cgroups(netns)? {
+        if !dir.join("cpu.stat").exists() {
+            // The named `systemd` hierarchy, which counts nothing.
+            continue;
+        }
+        let stat = dir.join(unit.unwrap_or("")).join("cpu.stat");
+        let Ok(text) = std::fs::read_to_string(&stat) else {
+            return Ok(None);
+        };
+        let microseconds =
+            usage_usec(&text).with_context(|| format!("no usage_usec in {}", stat.display()))?;
+        return Ok(Some(Duration::from_micros(microseconds)));
+    }
+    Ok(None)
+}
+
+/// `usage_usec` of a `cpu.stat`.
+fn usage_usec(cpu_stat: &str) -> Option<u64> {
+    cpu_stat.lines().find_map(|line| {
+        let value = line.strip_prefix("usage_usec ")?;
+        value.trim().parse().ok()
+    })
+}
+
 /// Removes a host's cgroups, with every cgroup its systemd made in them,
 /// once their processes are gone (they die with the host's PID 1).
 pub fn remove_host_cgroups(netns: &str) -> Result<()> {
@@ -74,5 +105,17 @@ fn remove_tree(dir: &Path, deadline: Instant) -> Result<()> {
             }
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_read_from_cpu_stat() {
+        let stat = "usage_usec 1503\nuser_usec 1000\nsystem_usec 503\nnr_periods 0\n";
+        assert_eq!(usage_usec(stat), Some(1503));
+        assert_eq!(usage_usec("user_usec 1\n"), None);
     }
 }

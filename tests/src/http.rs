@@ -1,7 +1,9 @@
 //! A small static file server for the builder's binary cache (`lab
 //! serve-cache`): GET and HEAD of files under one directory, nothing else.
-//! It listens only on the lab's addresses. It can also be slowed down, so a
-//! test can stop the cache in the middle of a download.
+//! It listens only on the lab's addresses. It can also be slowed down: its
+//! bodies paced to a bandwidth (so a test can stop the cache in the middle
+//! of a download), and every answer delayed by a latency per request (this
+//! kernel has no `netem`, so a network's round trips are played here).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,11 +18,14 @@ const MAX_HEAD_BYTES: u64 = 8 * 1024;
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How the server sends bodies.
+/// How fast the server answers.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Pace {
-    /// Bytes per second for bodies; `None` sends as fast as it can.
+    /// Bytes per second for each body; `None` sends as fast as it can.
     pub bytes_per_second: Option<u64>,
+    /// How long each request waits before it is answered (zero: not at
+    /// all), as a request crossing a slow network would.
+    pub latency_per_request: Duration,
 }
 
 /// Serves files under `root` on `listener` until the process ends.
@@ -47,6 +52,9 @@ fn answer(root: &Path, stream: TcpStream, pace: Pace) -> std::io::Result<()> {
     }
     let mut words = request_line.split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    if !pace.latency_per_request.is_zero() {
+        thread::sleep(pace.latency_per_request);
+    }
     let mut stream = stream;
     if method != "GET" && method != "HEAD" {
         return respond(&mut stream, "405 Method Not Allowed", None);
@@ -130,25 +138,47 @@ mod tests {
         }
     }
 
-    #[test]
-    fn serves_files_and_404s() {
+    /// Starts a server on a temporary directory holding `nix-cache-info`;
+    /// returns a function that GETs a path and answers the whole response.
+    fn server(pace: Pace) -> (tempfile::TempDir, impl Fn(&str) -> String) {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("nix-cache-info"), "StoreDir: /nix/store\n").expect("write");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("address");
         let root = dir.path().to_owned();
-        thread::spawn(move || serve(&root, listener, Pace::default()));
-        let get = |path: &str| {
+        thread::spawn(move || serve(&root, listener, pace));
+        let get = move |path: &str| {
             let mut stream = TcpStream::connect(address).expect("connect");
             write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
             let mut answer = String::new();
             stream.read_to_string(&mut answer).expect("read");
             answer
         };
+        (dir, get)
+    }
+
+    #[test]
+    fn serves_files_and_404s() {
+        let (_dir, get) = server(Pace::default());
         let found = get("/nix-cache-info");
         assert!(found.starts_with("HTTP/1.1 200 OK"), "{found}");
         assert!(found.ends_with("StoreDir: /nix/store\n"), "{found}");
         assert!(get("/missing.narinfo").starts_with("HTTP/1.1 404"));
         assert!(get("/../etc/passwd").starts_with("HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn every_request_waits_the_latency() {
+        let latency = Duration::from_millis(150);
+        let (_dir, get) = server(Pace {
+            latency_per_request: latency,
+            ..Pace::default()
+        });
+        for path in ["/nix-cache-info", "/missing.narinfo"] {
+            let started = std::time::Instant::now();
+            let answer = get(path);
+            assert!(started.elapsed() >= latency, "{path} answered at once");
+            assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+        }
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::flake::ToyFlake;
+use crate::http::Pace;
 use crate::net;
 use crate::node::{node_environment, Node};
 use crate::registry::{orphaned_labs, LabState, ProcessId};
@@ -31,8 +32,9 @@ const HOST_NAMES: [&str; 6] = [
 ];
 /// Where the builder's cache listens.
 pub const CACHE_PORT: u16 = 5000;
-/// The most hosts a lab may have.
-pub const MAX_HOSTS: usize = 50;
+/// The most hosts a lab may have (their addresses, from `.10`, stay inside
+/// the lab's /24; the benchmark's scale figure goes to 100).
+pub const MAX_HOSTS: usize = 200;
 
 /// How to make a lab.
 #[derive(Debug, Clone)]
@@ -170,7 +172,7 @@ impl Lab {
             cache.join("nix-cache-info"),
             "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n",
         )?;
-        self.start_cache_server()?;
+        self.start_cache(Pace::default())?;
         if systemd {
             self.boot_systemd_hosts()?;
         }
@@ -194,11 +196,9 @@ impl Lab {
         Ok(())
     }
 
-    fn start_cache_server(&mut self) -> Result<()> {
-        self.serve_cache(None)
-    }
-
-    fn serve_cache(&mut self, bytes_per_second: Option<u64>) -> Result<()> {
+    /// Starts the builder's cache server (again, after [`Lab::stop_cache`]),
+    /// at full speed or slowed down as `pace` says.
+    pub fn start_cache(&mut self, pace: Pace) -> Result<()> {
         let listen = self.cache_address();
         let mut serve: Vec<OsString> = vec![
             self.lab_binary.clone().into_os_string(),
@@ -208,8 +208,12 @@ impl Lab {
             "--listen".into(),
             listen.to_string().into(),
         ];
-        if let Some(rate) = bytes_per_second {
+        if let Some(rate) = pace.bytes_per_second {
             serve.extend(["--bytes-per-second".into(), rate.to_string().into()]);
+        }
+        if !pace.latency_per_request.is_zero() {
+            let milliseconds = pace.latency_per_request.as_millis();
+            serve.extend(["--latency-ms".into(), milliseconds.to_string().into()]);
         }
         let builder = self.state.builder.clone();
         self.supervise(&builder, "cache-server", serve)?;
@@ -221,12 +225,6 @@ impl Lab {
     pub fn stop_cache(&mut self) -> Result<()> {
         let builder = self.state.builder.clone();
         self.stop_supervised(&builder, "cache-server")
-    }
-
-    /// Starts the builder's cache server again, at full speed or slowed to
-    /// `bytes_per_second`.
-    pub fn start_cache(&mut self, bytes_per_second: Option<u64>) -> Result<()> {
-        self.serve_cache(bytes_per_second)
     }
 
     /// Stops a supervised program for good: its supervisor first, so it is

@@ -34,7 +34,7 @@ pub use lab::{
     host_name, nix_version, teardown, wait_for_port, Lab, LabOptions, CACHE_PORT, MAX_HOSTS,
 };
 pub use node::{Node, BOUND_DIRS};
-pub use registry::{orphaned_labs, LabState, ProcessId, REGISTRY_DIR};
+pub use registry::{labs_owned_by, orphaned_labs, LabState, ProcessId, REGISTRY_DIR};
 pub use ssh::SshAccess;
 pub use systemd_host::{deployd_unit, ModuleUnit};
 

@@ -1,12 +1,13 @@
 //! `lab`: make, use and remove a deployd lab by hand.
 //!
-//! `lab up`, `lab status`, `lab exec HOST -- CMD...`, `lab down`, `lab demo`;
-//! `lab supervise` and `lab serve-cache` are what the lab runs inside its
-//! nodes.
+//! `lab up`, `lab status`, `lab exec HOST -- CMD...`, `lab down`, `lab demo`,
+//! `lab bench-fanout`; `lab supervise` and `lab serve-cache` are what the lab
+//! runs inside its nodes.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -14,6 +15,7 @@ use deployd_lab::http::{serve, Pace};
 use deployd_lab::supervise::{supervise, SuperviseOptions};
 use deployd_lab::{is_root, Lab, LabOptions};
 
+mod bench;
 mod demo;
 
 /// The deployd lab: toy NixOS hosts in network namespaces, with real Nix.
@@ -61,6 +63,11 @@ enum Command {
         #[arg(long, hide = true)]
         fail_first_build: bool,
     },
+    /// Measure deploying one built system to every host four ways (the
+    /// limit, deployd, SSH in parallel as colmena does, SSH host after host
+    /// as nixos-rebuild --target-host does): wall and CPU time, medians of
+    /// interleaved rounds, ratios to the limit.
+    BenchFanout(bench::BenchOptions),
     /// Format Nix files with alejandra, or with --check only say which are
     /// not formatted (exit 1).
     FormatNix {
@@ -86,6 +93,9 @@ enum Command {
         /// Slow bodies down to this many bytes per second.
         #[arg(long)]
         bytes_per_second: Option<u64>,
+        /// Answer every request this many milliseconds late.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
     },
 }
 
@@ -145,16 +155,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             demo::run(&cli.dir, lab_binary, &options).context("the demo failed")?
         }
+        Command::BenchFanout(options) => {
+            bench::run(&cli.dir, lab_binary, &options).context("the benchmark failed")?
+        }
         Command::FormatNix { check, files } => return format_nix(check, &files),
         Command::Supervise(options) => supervise(&options)?,
         Command::ServeCache {
             root,
             listen,
             bytes_per_second,
+            latency_ms,
         } => {
             let listener =
                 TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
-            serve(&root, listener, Pace { bytes_per_second })?;
+            let pace = Pace {
+                bytes_per_second,
+                latency_per_request: Duration::from_millis(latency_ms),
+            };
+            serve(&root, listener, pace)?;
         }
     }
     Ok(ExitCode::SUCCESS)

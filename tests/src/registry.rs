@@ -102,15 +102,31 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&temporary, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
-/// The labs registered on this machine whose owner process is gone.
-pub fn orphaned_labs() -> Vec<LabState> {
+/// Every lab registered on this machine.
+fn registered_labs() -> Vec<LabState> {
     let Ok(entries) = std::fs::read_dir(REGISTRY_DIR) else {
         return Vec::new();
     };
     entries
         .filter_map(|entry| std::fs::read(entry.ok()?.path()).ok())
         .filter_map(|bytes| serde_json::from_slice::<LabState>(&bytes).ok())
+        .collect()
+}
+
+/// The labs registered on this machine whose owner process is gone.
+pub fn orphaned_labs() -> Vec<LabState> {
+    registered_labs()
+        .into_iter()
         .filter(|state| state.owner.is_some_and(|owner| !owner.is_alive()))
+        .collect()
+}
+
+/// The labs registered on this machine that `owner` owns (a process
+/// taking its labs down when it is interrupted).
+pub fn labs_owned_by(owner: ProcessId) -> Vec<LabState> {
+    registered_labs()
+        .into_iter()
+        .filter(|state| state.owner == Some(owner))
         .collect()
 }
 

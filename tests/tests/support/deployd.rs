@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use deployd_lab::http::Pace;
 use deployd_lab::{Lab, LabOptions, Node, TrustedDeployKey};
 use deployd_protocol::api::{DeployRecord, StatusResponse};
 use deployd_protocol::{Action, DeployId, DeployRequest, Message, Request, SecretKey};
@@ -254,7 +255,11 @@ pub fn slow_to_fetch(lab: &mut Lab, host: &Node) -> String {
         .expect("commit");
     let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
     lab.stop_cache().expect("stop cache");
-    lab.start_cache(Some(100_000)).expect("slow cache");
+    let pace = Pace {
+        bytes_per_second: Some(100_000),
+        ..Pace::default()
+    };
+    lab.start_cache(pace).expect("slow cache");
     system
 }
 

@@ -1,0 +1,210 @@
+//! `lab bench-fanout`: how long, and how much CPU, getting one already-built
+//! system onto every host of a lab takes, four ways (see [`ways`]), measured
+//! in one run so that the machine's noise falls on every way alike: the ways
+//! interleaved in every round (their order rotated from round to round),
+//! every host's store emptied before each, the medians and spreads of the
+//! rounds printed with each way's ratio to the limit's.
+//!
+//! A first figure deploys a closure of `--paths` paths and `--megabytes` to
+//! `--hosts` hosts; a second one (`--scale 10,50,100`) deploys a one-path
+//! closure to labs of those sizes, per host. Each lab is taken down
+//! afterwards, also on failure, Ctrl-C or SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Result};
+use deployd_lab::http::Pace;
+use deployd_lab::Lab;
+
+mod cpu;
+mod fleet;
+mod interrupt;
+mod report;
+mod timeline;
+mod ways;
+
+use cpu::CpuMeter;
+use fleet::{BenchFleet, FleetSpec};
+use report::{Figure, WayRuns};
+pub use ways::Way;
+
+/// Bytes in the scale figure's one extra path.
+const SCALE_BYTES_PER_PATH: u64 = 100_000;
+
+/// Options of `lab bench-fanout`.
+#[derive(Debug, clap::Args)]
+pub struct BenchOptions {
+    /// Hosts of the first figure.
+    #[arg(long, default_value_t = 20)]
+    pub hosts: usize,
+    /// Extra store paths in each host's closure (beside the toy system's
+    /// own five).
+    #[arg(long, default_value_t = 300)]
+    pub paths: u32,
+    /// Megabytes of random bytes in those paths, all together.
+    #[arg(long, default_value_t = 200)]
+    pub megabytes: u64,
+    /// Milliseconds the cache waits before answering each request.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// The cache's bandwidth, in megabits per second for each response
+    /// (default: unlimited).
+    #[arg(long)]
+    pub bandwidth_mbps: Option<u64>,
+    /// Rounds; each way runs once in every round.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// The ways to measure, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "limit,deployd,ssh-parallel,ssh-sequential"
+    )]
+    pub ways: Vec<Way>,
+    /// The numbers of hosts of the scale figure (a one-path closure),
+    /// comma-separated, e.g. 10,50,100; none by default.
+    #[arg(long, value_delimiter = ',')]
+    pub scale: Vec<usize>,
+    /// Only the scale figure.
+    #[arg(long, requires = "scale")]
+    pub scale_only: bool,
+}
+
+impl BenchOptions {
+    /// How the cache answers during the timed deploys.
+    fn pace(&self) -> Pace {
+        Pace {
+            bytes_per_second: self.bandwidth_mbps.map(|mbps| mbps * 1_000_000 / 8),
+            latency_per_request: Duration::from_millis(self.latency_ms),
+        }
+    }
+
+    /// The cache's pace, in words.
+    fn conditions(&self) -> String {
+        let bandwidth = self.bandwidth_mbps.map_or("unlimited".to_owned(), |mbps| {
+            format!("{mbps} Mbit/s per response")
+        });
+        format!(
+            "cache latency {} ms per request, bandwidth {bandwidth}",
+            self.latency_ms
+        )
+    }
+}
+
+/// Runs the benchmark in `dir` (replacing any lab there) and prints its
+/// tables on stdout; progress goes to stderr.
+pub fn run(dir: &Path, lab_binary: PathBuf, options: &BenchOptions) -> Result<()> {
+    if options.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let ways = ways::distinct(&options.ways);
+    if ways.is_empty() {
+        bail!("--ways names no way");
+    }
+    interrupt::take_labs_down_on_signal()?;
+    if dir.join("lab.json").exists() {
+        eprintln!("bench: taking down the lab already in {}", dir.display());
+        Lab::open(dir, lab_binary.clone())?.down()?;
+    }
+    if !options.scale_only {
+        let spec = FleetSpec {
+            hosts: options.hosts,
+            paths: options.paths,
+            bytes_per_path: options.megabytes * 1_000_000 / u64::from(options.paths.max(1)),
+        };
+        let figure = measure(dir, lab_binary.clone(), spec, &ways, options)?;
+        println!("{}", report::fleet_table(&figure, &options.conditions()));
+    }
+    if !options.scale.is_empty() {
+        let mut figures = Vec::new();
+        for &hosts in &options.scale {
+            let spec = FleetSpec {
+                hosts,
+                paths: 1,
+                bytes_per_path: SCALE_BYTES_PER_PATH,
+            };
+            figures.push(measure(dir, lab_binary.clone(), spec, &ways, options)?);
+        }
+        println!("{}", report::scale_table(&figures, &options.conditions()));
+    }
+    Ok(())
+}
+
+/// Makes a lab for `spec`, measures every way for every round, and takes
+/// the lab down whatever happened.
+fn measure(
+    dir: &Path,
+    lab_binary: PathBuf,
+    spec: FleetSpec,
+    ways: &[Way],
+    options: &BenchOptions,
+) -> Result<Figure> {
+    eprintln!("bench: a lab of {} hosts", spec.hosts);
+    // On error, the half-made lab goes down as it is dropped (this process owns it).
+    let mut fleet = BenchFleet::up(dir, lab_binary, spec, ways)?;
+    let slowed = if options.latency_ms > 0 || options.bandwidth_mbps.is_some() {
+        fleet.pace_cache(options.pace())
+    } else {
+        Ok(())
+    };
+    let measured = slowed.and_then(|()| measure_rounds(&fleet, ways, options.rounds));
+    let _teardown = interrupt::TEARDOWN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    eprintln!("bench: taking the lab down");
+    let removed = fleet.down();
+    match (measured, removed) {
+        (Ok(figure), Ok(())) => Ok(figure),
+        (Ok(_), Err(error)) => Err(error.context("taking the lab down")),
+        (Err(error), removed) => {
+            if let Err(left) = removed {
+                eprintln!("lab: taking the lab down: {left:#}");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Every round: every way once, in the round's order, on fresh hosts.
+fn measure_rounds(fleet: &BenchFleet, ways: &[Way], rounds: usize) -> Result<Figure> {
+    let meter = CpuMeter::new();
+    let mut results: Vec<WayRuns> = ways
+        .iter()
+        .map(|&way| WayRuns {
+            way,
+            runs: Vec::new(),
+        })
+        .collect();
+    let mut timelines = Vec::new();
+    for round in 0..rounds {
+        for way in ways::order(ways, round) {
+            fleet.make_hosts_fresh()?;
+            let (before, started) = (meter.read(fleet.lab())?, SystemTime::now());
+            let deployed = ways::deploy(way, fleet);
+            let (after, ended) = (meter.read(fleet.lab())?, SystemTime::now());
+            deployed.map_err(|error| error.context(format!("{way} failed")))?;
+            fleet.check_switched()?;
+            if way == Way::Deployd {
+                timelines.extend(timeline::read(fleet.lab(), started, ended)?);
+            }
+            let usage = before.until(&after);
+            eprintln!(
+                "bench: round {}/{rounds}: {way:<15} {:>8.2} s wall, {:>8.2} s CPU",
+                round + 1,
+                usage.wall.as_secs_f64(),
+                usage.machine.as_secs_f64()
+            );
+            if let Some(runs) = results.iter_mut().find(|runs| runs.way == way) {
+                runs.runs.push(usage);
+            }
+        }
+    }
+    Ok(Figure {
+        hosts: fleet.lab().hosts().len(),
+        closure: fleet.closure_size()?,
+        ways: results,
+        deployd_timelines: timelines,
+    })
+}

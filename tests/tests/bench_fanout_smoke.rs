@@ -1,0 +1,96 @@
+//! `lab bench-fanout` on a tiny fleet: it prints a line with numbers for
+//! every way, CPU time by part, and leaves no lab behind (no namespace, no
+//! bridge, no registry entry, no directory, no process).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use deployd_lab::net::{list_links, list_netns};
+use deployd_lab::REGISTRY_DIR;
+use support::lab_options;
+
+const WAYS: [&str; 4] = ["limit", "deployd", "ssh-parallel", "ssh-sequential"];
+
+/// The lab's bridge, from the progress line `bench: lab dlN is up in DIR`.
+fn bridge(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("bench: lab "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no lab line in {stderr}"))
+        .to_owned()
+}
+
+/// The pids of processes whose command line mentions `dir`.
+fn processes_using(dir: &Path) -> Vec<String> {
+    let needle = dir.to_str().expect("utf-8").as_bytes();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            cmdline
+                .windows(needle.len())
+                .any(|window| window == needle)
+                .then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_tiny_benchmark_measures_every_way_and_leaves_nothing() {
+    let options = lab_options(2);
+    let parent = tempfile::tempdir().expect("temp dir");
+    let dir = parent.path().join("lab");
+    let output = Command::new(&options.lab_binary)
+        .arg("--dir")
+        .arg(&dir)
+        .args(["bench-fanout", "--hosts", "2", "--paths", "3"])
+        .args(["--megabytes", "1", "--rounds", "1"])
+        .output()
+        .expect("running lab bench-fanout");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+
+    assert!(stdout.contains("fan-out to 2 hosts"), "{stdout}");
+    for way in WAYS {
+        // The first table's line: way, wall, (min-max), x limit, CPU, (min-max), x limit.
+        let line = stdout
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(way))
+            .unwrap_or_else(|| panic!("no line for {way} in\n{stdout}"));
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(columns.len(), 7, "{line}");
+        for number in [columns[1], columns[3], columns[4], columns[6]] {
+            let value: f64 = number.parse().unwrap_or_else(|_| panic!("{line}"));
+            assert!(value > 0.0, "{line}");
+        }
+        if way == "limit" {
+            assert_eq!((columns[3], columns[6]), ("1.00", "1.00"), "{line}");
+        }
+    }
+    assert!(stdout.contains("CPU s by part"), "{stdout}");
+
+    let bridge = bridge(&stderr);
+    let prefix = format!("{bridge}-");
+    let namespaces: Vec<String> = list_netns()
+        .expect("netns list")
+        .into_iter()
+        .filter(|name| name.starts_with(&prefix))
+        .collect();
+    assert_eq!(namespaces, Vec::<String>::new(), "namespaces left");
+    let links: Vec<String> = list_links()
+        .expect("link list")
+        .into_iter()
+        .filter(|name| name == &bridge || name.starts_with(&format!("{bridge}v")))
+        .collect();
+    assert_eq!(links, Vec::<String>::new(), "interfaces left");
+    assert!(!Path::new(REGISTRY_DIR)
+        .join(format!("{bridge}.json"))
+        .exists());
+    assert!(!dir.exists(), "the benchmark left its directory");
+    assert_eq!(processes_using(&dir), Vec::<String>::new());
+}
