@@ -76,6 +76,8 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
             parallel: options.parallel,
             no_wait: options.no_wait,
             build_host: options.build_host,
+            // An operator sees `busy` and decides.
+            busy_wait: std::time::Duration::ZERO,
         },
         inventory,
         key,

@@ -55,6 +55,7 @@ pub async fn run(options: RollbackOptions) -> Result<ExitCode> {
         confirmer: Arc::new(Confirmer::new(key, Vec::new())),
         progress: Progress::new(&[target.name.to_string()]),
         no_wait: options.no_wait,
+        busy_wait: std::time::Duration::ZERO,
         confirm: false,
         observer: Arc::new(Unobserved),
     };

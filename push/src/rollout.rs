@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use deployd_protocol::api::StatusResponse;
@@ -58,6 +58,9 @@ pub struct RolloutSettings {
     pub no_wait: bool,
     /// Build there over SSH instead of here.
     pub build_host: Option<String>,
+    /// How long to keep resending a deploy a host refuses as `busy` (one
+    /// deploy at a time): zero to give up at once.
+    pub busy_wait: Duration,
 }
 
 /// A rollout: what to deploy where, signed with which key.
@@ -154,6 +157,7 @@ pub async fn rollout(
         confirmer: Arc::new(Confirmer::new(plan.key.clone(), deploys)),
         progress,
         no_wait: plan.settings.no_wait,
+        busy_wait: plan.settings.busy_wait,
         confirm: plan.settings.confirm_s.is_some(),
         observer,
     });

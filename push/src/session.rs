@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use deployd_protocol::api::DeployState;
-use deployd_protocol::DeployId;
+use deployd_protocol::{DeployId, ErrorCode};
 
 use crate::client::{Client, HostError};
 use crate::confirm::Confirmer;
@@ -19,6 +19,9 @@ const SEND_ATTEMPTS: u32 = 3;
 /// How often a confirm that got no answer is sent (a second apart, well
 /// inside any confirmation window).
 const CONFIRM_ATTEMPTS: u32 = 5;
+
+/// How often a `busy` host is asked again.
+const BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A signed request that starts a deploy, as it is sent.
 pub struct StartRequest {
@@ -40,6 +43,8 @@ pub struct Session {
     pub progress: Progress,
     /// Send and return without following.
     pub no_wait: bool,
+    /// How long a `busy` host is asked again (zero: refused at once).
+    pub busy_wait: std::time::Duration,
     /// Confirm deploys that wait for it.
     pub confirm: bool,
     /// Told when a host accepts its deploy.
@@ -60,6 +65,8 @@ impl Session {
         // The very same envelope again is a retry the host answers with the
         // deploy it started, so a request lost on the way is simply resent.
         let mut attempt = 1;
+        let started = std::time::Instant::now();
+        let mut waited_for_busy = false;
         loop {
             match self
                 .client
@@ -75,6 +82,19 @@ impl Session {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
                 Err(HostError::Unreachable(why)) => return outcome::Result::Unreachable(why),
+                // One deploy at a time: the one running (another push's, or
+                // one a restart left) ends, then this one is taken. The
+                // very same envelope again, while its window lasts.
+                Err(HostError::Refused(body))
+                    if body.error == ErrorCode::Busy && started.elapsed() < self.busy_wait =>
+                {
+                    if !waited_for_busy {
+                        self.progress
+                            .note(host, &format!("busy ({}); waiting", body.message));
+                        waited_for_busy = true;
+                    }
+                    tokio::time::sleep(BUSY_RETRY).await;
+                }
                 Err(error) => return outcome::Result::Refused(error.to_string()),
             }
         }

@@ -1,6 +1,7 @@
 //! `push serve`'s queue: one rollout at a time, the newest push of a branch
 //! wins and the skipped ones are reported superseded; a push accepted
-//! before a `kill -9` is deployed after the restart, once; a forge whose
+//! before a `kill -9` is deployed after the restart, once, waiting for the
+//! deploy the killed service left running; a forge whose
 //! API is down never holds a rollout up, and gets its statuses once back.
 
 mod support;
@@ -91,11 +92,24 @@ fn a_push_queued_before_a_kill_9_is_deployed_after_the_restart_once() {
     host.set_switch_gate(true).expect("gate");
     let (first, _) = fleet.push_change();
     wait_for_running(&fleet, &first);
+    // Killed once the host has the first deploy, held at the switch.
+    let sent = support::wait_until(Duration::from_secs(120), || {
+        support::deployd::status(&fleet.lab, &host)
+            .active_deploy
+            .is_some()
+    });
+    assert!(sent, "{}", fleet.service_log());
     let (queued, answer) = fleet.push_change();
     assert_eq!(answer, 202);
     fleet.kill_service();
-    host.set_switch_gate(false).expect("gate");
     fleet.start_service();
+    // The deploy the killed service started still runs: the host answers
+    // the restarted service `busy`, and the service waits for it to end.
+    let waited = support::wait_until(Duration::from_secs(120), || {
+        fleet.service_log().contains("busy (")
+    });
+    assert!(waited, "{}", fleet.service_log());
+    host.set_switch_gate(false).expect("gate");
 
     let statuses = fleet.wait_for_final_statuses(&queued, Duration::from_secs(120));
     assert_eq!(

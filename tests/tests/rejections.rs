@@ -138,7 +138,7 @@ fn every_error_code_from_a_real_request_and_the_host_unchanged() {
     case.refused("garbage", b"{".to_vec(), 400, "bad_request");
     case.refused(
         "a huge body",
-        vec![b' '; 100 * 1024],
+        vec![b' '; deployd_protocol::MAX_ENVELOPE_BYTES + 1],
         413,
         "payload_too_large",
     );

@@ -200,3 +200,29 @@ fn the_switch_outlives_deployd_and_systemd_brings_it_back() {
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
     assert_eq!(host.current_system().as_deref(), Some(second.as_str()));
 }
+
+#[test]
+fn a_switch_longer_than_the_start_grace_is_waited_for() {
+    let (lab, ops, host) = systemd_host();
+    let rev = lab.flake().head().expect("head");
+    let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
+    // Held past the daemon's 10 s start grace, as a real switch that
+    // restarts slow services is; its pid, written by the wrapper inside
+    // the transient unit, says it runs.
+    host.set_switch_gate(true).expect("gate");
+    let id = deploy(
+        &lab,
+        &host,
+        &deploy_message(&host, "slow-switch", &system, Action::Switch),
+        &ops,
+    );
+    wait_for_state(&lab, &host, &id, "activating", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(13));
+    let pid_file = host.outside(&format!("{DEPLOYD_STATE_DIR}/deploys/{id}/switch-1.pid"));
+    let pid = std::fs::read_to_string(&pid_file).expect("pid file");
+    assert!(pid.trim().parse::<u32>().is_ok(), "pid file holds {pid:?}");
+    host.set_switch_gate(false).expect("gate");
+    let record = wait_for_end(&lab, &host, &id, Duration::from_secs(60));
+    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
+    assert_eq!(host.current_system().as_deref(), Some(system.as_str()));
+}

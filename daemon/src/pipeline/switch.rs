@@ -127,7 +127,7 @@ pub async fn start(
                 ),
                 "/bin/sh".into(),
             ];
-            args.extend(wrapper);
+            args.extend(wrapper.iter().map(|arg| escape_exec_start(arg)));
             let systemd_run = &daemon.config.file.activation.systemd_run;
             let invocation = Invocation::new(systemd_run, args, Duration::from_secs(30));
             command::run(&invocation, |line| daemon.log(id, line)).await?;
@@ -138,6 +138,16 @@ pub async fn start(
         }
     }
     Ok(())
+}
+
+/// An argument as systemd must be given it in a unit's command line:
+/// systemd substitutes `$NAME` and turns `$$` into `$` when it starts the
+/// unit (`systemd.service(5)`, "Command lines"), so every `$` is doubled.
+/// Unescaped, the wrapper's `echo $$` (its pid) wrote a lone `$`, and a
+/// switch that ran past the start grace was taken for one that never
+/// started.
+fn escape_exec_start(arg: &str) -> String {
+    arg.replace('$', "$$")
 }
 
 /// Waits for a switch to end, streaming its output into the deploy's log.
@@ -463,6 +473,18 @@ mod tests {
         assert!(!leads_its_group(sibling.id()));
         let _ = sibling.kill();
         let _ = sibling.wait();
+    }
+
+    #[test]
+    fn dollars_are_doubled_for_systemd() {
+        assert_eq!(
+            escape_exec_start(r#"echo $$ > "$4"; "$1" "$2"; echo $? > "$3""#),
+            r#"echo $$$$ > "$$4"; "$$1" "$$2"; echo $$? > "$$3""#
+        );
+        assert_eq!(
+            escape_exec_start("/nix/store/x/bin/a"),
+            "/nix/store/x/bin/a"
+        );
     }
 
     #[test]

@@ -17,6 +17,11 @@ use super::queue::{HostOutcome, QueuedPush, RolloutRecord};
 use super::repository::Clone;
 use super::statuses::{short, CommitStatus, StatusState};
 use super::{now_ms, Service};
+
+/// How long a host that is `busy` with another deploy (one a restart of
+/// this service left running, say) is asked again: inside the signed
+/// message's five-minute window.
+const BUSY_WAIT: Duration = Duration::from_secs(240);
 use crate::inventory::{Inventory, Target};
 use crate::outcome::{self, HostResult};
 use crate::progress::Progress;
@@ -217,6 +222,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             parallel: None,
             no_wait: false,
             build_host: None,
+            busy_wait: BUSY_WAIT,
         },
         key: DeployKey::File(Arc::new(key)),
     })))
