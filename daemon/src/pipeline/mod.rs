@@ -23,6 +23,8 @@ use crate::daemon::Daemon;
 use crate::state::{StateError, StoredDeploy, SwitchKind};
 use crate::system::{check_nixos_system, read_link, reboot_required, runs_another_daemon, Profile};
 use deployd_command as command;
+use deployd_command::CommandError;
+use nix::Freshness;
 use resume::Step;
 use rollback::{conclude_rollback, roll_back, undo_profile};
 
@@ -178,9 +180,21 @@ async fn start(
     daemon.enter(id, DeployState::Fetching)?;
     let system = &deploy.record.store_path;
     let gc_root = gc_root(daemon, "fetched")?;
-    let fetch = nix::realise(&daemon.config, system, &gc_root);
+    let fetch = nix::realise(&daemon.config, system, &gc_root, Freshness::ReuseFound);
     daemon.log(id, &format!("deployd: fetching with {}", fetch.display()));
-    if let Err(error) = command::run(&fetch, |line| daemon.log(id, line)).await {
+    let mut fetched = command::run(&fetch, |line| daemon.log(id, line)).await;
+    if let Err(CommandError::Failed { .. }) = fetched {
+        // Nix may have used a stale answer of a cache's (a path since
+        // re-signed, or gone): once more, asking the caches everything. Not
+        // after a timeout, which would only take as long again.
+        daemon.log(
+            id,
+            "deployd: the fetch failed; once more, asking the caches everything afresh",
+        );
+        let fetch = nix::realise(&daemon.config, system, &gc_root, Freshness::Fresh);
+        fetched = command::run(&fetch, |line| daemon.log(id, line)).await;
+    }
+    if let Err(error) = fetched {
         return Ok(Ending::failed(
             "fetch_failed",
             format!("fetching {system} failed: {error}"),

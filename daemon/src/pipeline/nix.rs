@@ -9,14 +9,44 @@ use deployd_protocol::StorePath;
 use crate::config::Config;
 use deployd_command::Invocation;
 
+/// How many paths a fetch substitutes at once. Nix before 2.16 counts
+/// substitutions against `max-jobs` (default 1: one path at a time); newer
+/// Nix and Lix have `max-substitution-jobs`, 16 by default, and a fetch
+/// builds nothing, so `max-jobs` changes nothing else there.
+pub const FETCH_JOBS: u32 = 16;
+/// How long Nix may reuse a cache's answer that a path is there (its
+/// narinfo), in seconds. Nix asks for the whole closure at once, then once
+/// more per path as it substitutes it: with no reuse, the second round is
+/// one round trip after another. A stale answer (a path re-signed, or gone
+/// from the cache) can only make a fetch fail, and a failed fetch is tried
+/// again at once with no reuse at all ([`Freshness::Fresh`]).
+pub const NARINFO_REUSE_S: u32 = 3600;
+
+/// Which of Nix's remembered cache answers a fetch may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Positive answers (a path is there) younger than [`NARINFO_REUSE_S`];
+    /// never a negative one, so a path published after a failed fetch is
+    /// fetched by the next.
+    ReuseFound,
+    /// None: every answer asked again (the retry after a failure).
+    Fresh,
+}
+
 /// Realises `system` from the configured caches only, checked against the
-/// configured keys only, with a GC root at `gc_root` so it survives until the
-/// profile holds it. Nix's memory of the caches' answers is not used (both
-/// narinfo cache TTLs are 0): a path published, re-signed or signed with a
-/// rotated key after a failed fetch is fetched by the very next deploy,
-/// not up to an hour (missing) or 30 days (signed by another key) later.
-pub fn realise(config: &Config, system: &StorePath, gc_root: &Path) -> Invocation {
+/// configured keys only (`require-sigs`), with a GC root at `gc_root` so it
+/// survives until the profile holds it, [`FETCH_JOBS`] paths at once.
+pub fn realise(
+    config: &Config,
+    system: &StorePath,
+    gc_root: &Path,
+    freshness: Freshness,
+) -> Invocation {
     let nix = &config.file.nix;
+    let positive_ttl = match freshness {
+        Freshness::ReuseFound => NARINFO_REUSE_S,
+        Freshness::Fresh => 0,
+    };
     Invocation::new(
         &nix.nix_store,
         [
@@ -38,7 +68,10 @@ pub fn realise(config: &Config, system: &StorePath, gc_root: &Path) -> Invocatio
             "0".into(),
             "--option".into(),
             "narinfo-cache-positive-ttl".into(),
-            "0".into(),
+            positive_ttl.to_string().into(),
+            "--option".into(),
+            "max-jobs".into(),
+            FETCH_JOBS.to_string().into(),
         ],
         config.fetch_timeout(),
     )
@@ -122,6 +155,7 @@ mod tests {
             &config,
             &system,
             Path::new("/var/lib/deployd/gc-roots/fetched"),
+            Freshness::ReuseFound,
         );
         let keys = config.file.nix.trusted_public_keys.join(" ");
         let expected: Vec<OsString> = [
@@ -144,12 +178,27 @@ mod tests {
             "0",
             "--option",
             "narinfo-cache-positive-ttl",
-            "0",
+            "3600",
+            "--option",
+            "max-jobs",
+            "16",
         ]
         .iter()
         .map(OsString::from)
         .collect();
         assert_eq!(argv(&invocation), expected);
+        let fresh = realise(
+            &config,
+            &system,
+            Path::new("/var/lib/deployd/gc-roots/fetched"),
+            Freshness::Fresh,
+        );
+        let fresh = argv(&fresh);
+        let ttl = fresh
+            .iter()
+            .position(|arg| arg == "narinfo-cache-positive-ttl")
+            .expect("positive ttl");
+        assert_eq!(fresh[ttl + 1], "0");
     }
 
     #[test]
