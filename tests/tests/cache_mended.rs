@@ -5,7 +5,7 @@
 
 mod support;
 
-use deployd_lab::Lab;
+use deployd_lab::{Lab, DEPLOYD_STATE_DIR};
 use deployd_protocol::api::{DeployRecord, DeployState};
 use deployd_protocol::Action;
 use support::deployd::{trusted, OneHost};
@@ -76,6 +76,14 @@ fn a_path_re_signed_with_a_trusted_key_after_a_failed_fetch_is_fetched() {
     fleet.lab.sign_in_cache(&[&system]).expect("re-sign");
     let record = fleet.deploy_to_end("re-signed", &system, Action::Switch);
     assert_deployed(&fleet, &record, &system);
+    // Nix remembered the old signature; the fetch asked afresh got the new.
+    let log = std::fs::read_to_string(
+        fleet
+            .host
+            .outside(&format!("{DEPLOYD_STATE_DIR}/deploys/re-signed/log")),
+    )
+    .expect("deploy log");
+    assert!(log.contains("asking the caches everything afresh"), "{log}");
 }
 
 #[test]
