@@ -22,6 +22,7 @@ mod node;
 mod registry;
 pub mod run;
 mod ssh;
+pub mod ssh_agent;
 pub mod supervise;
 mod systemd_host;
 

@@ -6,66 +6,18 @@
 //! certificate against the CA it trusts.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use deployd_lab::Lab;
 
 use super::expect::{Expected, PushRun};
 use deployd_lab::run::run;
+use deployd_lab::ssh_agent::SshAgent;
 
 /// The fleet's CA and the operator's key, in the lab's directory.
 pub struct FleetCa {
     dir: PathBuf,
-}
-
-/// `ssh-agent -d`, this demo's child, stopped on drop. Its debug log
-/// counts the signatures it was asked for.
-struct Agent {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Agent {
-    fn start(dir: &Path) -> Result<Agent> {
-        let socket = dir.join("agent.sock");
-        let log = dir.join("agent.log");
-        let child = Command::new("ssh-agent")
-            .arg("-d")
-            .arg("-a")
-            .arg(&socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting ssh-agent (openssh-client)")?;
-        let agent = Agent { child, socket, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !agent.socket.exists() {
-            if Instant::now() > deadline {
-                bail!("ssh-agent did not open {}", agent.socket.display());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(agent)
-    }
-
-    fn sign_requests(&self) -> usize {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|line| line.contains("process_sign_request2: entering"))
-            .count()
-    }
 }
 
 impl FleetCa {
@@ -102,11 +54,11 @@ impl FleetCa {
             .arg(self.dir.join("fleet-ca"))
             .args(["-I", "alice", "-n", "deployer", "-V", "-5m:+20h"])
             .arg(self.dir.join("alice.pub")))?;
-        let agent = Agent::start(&self.dir)?;
+        let agent = SshAgent::start(&self.dir)?;
         run(Command::new("ssh-add")
             .arg("-q")
             .arg(self.dir.join("alice"))
-            .env("SSH_AUTH_SOCK", &agent.socket))?;
+            .env("SSH_AUTH_SOCK", agent.socket()))?;
         let rev = lab.flake_mut().commit_changed_system()?;
         lab.save()?;
         let certificate = self.dir.join("alice-cert.pub");
@@ -115,7 +67,7 @@ impl FleetCa {
             &rev[..12]
         );
         let certificate = certificate.to_str().context("a UTF-8 path")?;
-        let socket = agent.socket.to_str().context("a UTF-8 path")?;
+        let socket = agent.socket().to_str().context("a UTF-8 path")?;
         let before = agent.sign_requests();
         let pushed = PushRun::run_with_env(
             lab,

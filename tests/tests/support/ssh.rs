@@ -4,11 +4,11 @@
 //! it), and envelopes signed by `ssh-keygen -Y sign -n deployd`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use deployd_lab::ssh_agent::SshAgent;
 use deployd_protocol::{pre_authentication_encoding, Message, PAYLOAD_TYPE};
 
 /// Runs `command`; panics with its output when it fails.
@@ -24,45 +24,23 @@ fn run(command: &mut Command) -> String {
 
 /// A directory of keys and certificates, and an agent that holds some.
 pub struct SshKeys {
+    // Declared first: the agent stops before its directory goes.
+    agent: SshAgent,
     dir: tempfile::TempDir,
-    agent: Child,
-    socket: PathBuf,
-}
-
-impl Drop for SshKeys {
-    fn drop(&mut self) {
-        // The agent is this test's child: stopped by its pid.
-        let _ = self.agent.kill();
-        let _ = self.agent.wait();
-    }
 }
 
 impl SshKeys {
-    /// A fresh directory and a running `ssh-agent -d` (debug: it logs each
-    /// request, and stays in the foreground as this test's child).
+    /// A fresh directory and a running `ssh-agent -d` (its log counts
+    /// the signatures asked of it).
     pub fn new() -> SshKeys {
         let dir = tempfile::tempdir().expect("temp dir");
-        let socket = dir.path().join("agent.sock");
-        let log = std::fs::File::create(dir.path().join("agent.log")).expect("agent log");
-        let agent = Command::new("ssh-agent")
-            .arg("-d")
-            .arg("-a")
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("ssh-agent (openssh-client) is installed");
-        let keys = SshKeys { dir, agent, socket };
-        assert!(
-            super::wait_until(Duration::from_secs(10), || keys.socket.exists()),
-            "ssh-agent did not open its socket"
-        );
-        keys
+        let agent = SshAgent::start(dir.path()).expect("ssh-agent (openssh-client) runs");
+        SshKeys { agent, dir }
     }
 
     /// The agent's socket, for `SSH_AUTH_SOCK`.
     pub fn socket(&self) -> &Path {
-        &self.socket
+        self.agent.socket()
     }
 
     /// The path of `name` in the key directory.
@@ -113,16 +91,12 @@ impl SshKeys {
         run(Command::new("ssh-add")
             .arg("-q")
             .arg(self.path(name))
-            .env("SSH_AUTH_SOCK", &self.socket));
+            .env("SSH_AUTH_SOCK", self.socket()));
     }
 
     /// How many signatures the agent was asked for so far.
     pub fn sign_requests(&self) -> usize {
-        std::fs::read_to_string(self.path("agent.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|line| line.contains("process_sign_request2: entering"))
-            .count()
+        self.agent.sign_requests()
     }
 
     /// An envelope of `message` signed by real `ssh-keygen -Y sign -n
@@ -137,7 +111,7 @@ impl SshKeys {
             .args(["-Y", "sign", "-n", "deployd", "-f"])
             .arg(public)
             .arg(&data)
-            .env("SSH_AUTH_SOCK", &self.socket));
+            .env("SSH_AUTH_SOCK", self.socket()));
         let armored = std::fs::read_to_string(self.path("pae.sig")).expect("signature");
         let blob: String = armored
             .lines()
