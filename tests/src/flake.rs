@@ -13,6 +13,9 @@ use crate::run::{run, stdout_text};
 
 const FLAKE_NIX: &str = include_str!("../toy-flake/flake.nix");
 const TOY_SYSTEM_NIX: &str = include_str!("../toy-flake/toy-system.nix");
+/// What the unit of a system's own deployd says its config is; the toy
+/// system puts the store path of the config it renders there.
+const SYSTEM_DEPLOYD_CONFIG: &str = "@deploydConfig@";
 
 /// What `settings.nix` says about the fleet; each commit writes it anew.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -44,6 +47,29 @@ pub struct FleetSettings {
     /// Hosts whose system carries a service that fails as soon as it starts.
     #[serde(default)]
     pub fail_unit: Vec<String>,
+    /// The deployd that hosts' systems enable themselves, as the NixOS
+    /// module does: unit and config in the system.
+    #[serde(default)]
+    pub system_deployd: SystemDeployd,
+}
+
+/// `services.deployd` in hosts' systems: those of `hosts` enable it, with
+/// `deployd.service` running `exec` and a config of their own in the store
+/// (trusting `trusted_keys`, fetching from `substituters` signed by
+/// `trusted_public_keys`), as a system made with the NixOS module carries
+/// them. The other hosts' systems say it is not enabled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SystemDeployd {
+    /// The hosts whose systems enable deployd.
+    pub hosts: Vec<String>,
+    /// The deployd program the unit runs.
+    pub exec: String,
+    /// `NAME:base64` deploy keys it trusts for everything.
+    pub trusted_keys: Vec<String>,
+    /// The caches it fetches systems from.
+    pub substituters: Vec<String>,
+    /// The keys those caches sign with.
+    pub trusted_public_keys: Vec<String>,
 }
 
 impl FleetSettings {
@@ -62,6 +88,7 @@ impl FleetSettings {
             bulk_bytes_per_path: 0,
             deployd_exec: String::new(),
             fail_unit: Vec::new(),
+            system_deployd: SystemDeployd::default(),
         }
     }
 
@@ -74,11 +101,17 @@ impl FleetSettings {
         let deployd_unit = if self.deployd_exec.is_empty() {
             String::new()
         } else {
-            crate::systemd_host::deployd_unit(&self.deployd_exec)?
+            crate::systemd_host::deployd_unit(&self.deployd_exec, crate::DEPLOYD_CONFIG)?
+        };
+        let system_deployd = &self.system_deployd;
+        let system_deployd_unit = if system_deployd.hosts.is_empty() {
+            String::new()
+        } else {
+            crate::systemd_host::deployd_unit(&system_deployd.exec, SYSTEM_DEPLOYD_CONFIG)?
         };
         // Rust's `{:?}` of a string is a valid Nix string (no `$` in these).
         Ok(format!(
-            "{{\n  system = {:?};\n  hosts = {};\n  version = {:?};\n  label = \"{}\";\n  kernel = {:?};\n  failSwitch = {};\n  failBuild = {};\n  failUnit = {};\n  breakNetwork = {};\n  bulk = {{\n    paths = {};\n    bytesPerPath = {};\n  }};\n  deploydUnit = {:?};\n}}\n",
+            "{{\n  system = {:?};\n  hosts = {};\n  version = {:?};\n  label = \"{}\";\n  kernel = {:?};\n  failSwitch = {};\n  failBuild = {};\n  failUnit = {};\n  breakNetwork = {};\n  bulk = {{\n    paths = {};\n    bytesPerPath = {};\n  }};\n  deploydUnit = {:?};\n  deployd = {{\n    hosts = {};\n    unit = {:?};\n    trustedKeys = {};\n    substituters = {};\n    trustedPublicKeys = {};\n  }};\n}}\n",
             self.system,
             list(&self.hosts),
             self.version,
@@ -91,6 +124,11 @@ impl FleetSettings {
             self.bulk_paths,
             self.bulk_bytes_per_path,
             deployd_unit,
+            list(&system_deployd.hosts),
+            system_deployd_unit,
+            list(&system_deployd.trusted_keys),
+            list(&system_deployd.substituters),
+            list(&system_deployd.trusted_public_keys),
         ))
     }
 }

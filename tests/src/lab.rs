@@ -366,16 +366,51 @@ impl Lab {
     /// Records that host `name` now runs systemd as PID 1 (`pid1` as this
     /// namespace sees it), so that commands on it enter its namespaces.
     pub(crate) fn set_pid1(&mut self, name: &str, pid1: u32) -> Result<Node> {
+        self.change_host(name, |host| host.pid1 = Some(pid1))
+    }
+
+    /// Changes what the lab records of host `name`, and saves it.
+    pub(crate) fn change_host(
+        &mut self,
+        name: &str,
+        change: impl FnOnce(&mut Node),
+    ) -> Result<Node> {
         let host = self
             .state
             .hosts
             .iter_mut()
             .find(|host| host.name == name)
             .with_context(|| format!("the lab has no host called {name}"))?;
-        host.pid1 = Some(pid1);
+        change(host);
         let host = host.clone();
         self.state.save()?;
         Ok(host)
+    }
+
+    /// Adds host `name` to the running lab, at the next address, its
+    /// directories under `root`: registered before its namespace is made,
+    /// so that the lab's teardown removes it whatever happens next.
+    pub(crate) fn add_host_node(&mut self, name: &str, root: PathBuf) -> Result<Node> {
+        if self.node(name).is_ok() {
+            bail!("the lab already has a node called {name}");
+        }
+        if self.state.hosts.len() >= MAX_HOSTS {
+            bail!("a lab has at most {MAX_HOSTS} hosts");
+        }
+        let last = 10 + self.state.hosts.len() as u8;
+        let node = Node {
+            name: name.to_owned(),
+            address: self.state.slot.address(last),
+            netns: self.state.slot.netns(name),
+            root,
+            pid1: None,
+        };
+        self.state.hosts.push(node.clone());
+        self.state.save()?;
+        node.prepare_dirs()?;
+        net::add_node(self.state.slot, name, last)
+            .with_context(|| format!("creating node {name}"))?;
+        Ok(node)
     }
 
     /// Records the flake's settings after commits made through [`Lab::flake_mut`].

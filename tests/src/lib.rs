@@ -16,6 +16,7 @@ mod flake;
 pub mod forge;
 pub mod http;
 mod inspect;
+mod installer;
 mod lab;
 pub mod net;
 mod node;
@@ -29,8 +30,9 @@ mod systemd_host;
 pub use deployd::{
     sibling_binary, TrustedDeployKey, DEPLOYD_CONFIG, DEPLOYD_PORT, DEPLOYD_STATE_DIR,
 };
-pub use flake::{nix_system, FleetSettings, ToyFlake};
+pub use flake::{nix_system, FleetSettings, SystemDeployd, ToyFlake};
 pub use inspect::{SwitchRecord, FAIL_SWITCH_FLAG, SWITCH_DELAY_FILE, SWITCH_LOG, SYSTEM_PROFILE};
+pub use installer::NewMachine;
 pub use lab::{
     host_name, nix_version, teardown, wait_for_port, Lab, LabOptions, CACHE_PORT, MAX_HOSTS,
 };

@@ -13,7 +13,9 @@
 //! into this machine's `/usr/bin` still resolve: the lab's own plumbing,
 //! systemd and D-Bus among it, lives there.)
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,9 +27,11 @@ use crate::lab::{wait_for_port, Lab};
 use crate::node::Node;
 
 /// Makes the private root and pivots into it, then execs systemd. `$1` is
-/// the node's root directory, `$2` the directory of unit files to install.
+/// the node's root directory, `$2` the directory of unit files to install
+/// (and of tools for `/usr/local/sbin`, under `sbin`), `$3` a directory to
+/// bind at `/media/disk` or "".
 const BOOT_SCRIPT: &str = r#"set -e
-node="$1"; units="$2"; sys="$node/sysroot"
+node="$1"; units="$2"; disk="$3"; sys="$node/sysroot"
 mkdir -p "$sys" && mount -t tmpfs tmpfs "$sys"
 mkdir -p "$sys/upper" "$sys/work" "$sys/root"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$sys/upper,workdir=$sys/work" "$sys/root"
@@ -56,6 +60,12 @@ for generator in "$r"/usr/lib/systemd/system-generators/*; do
 done
 cp "$units"/*.service "$units"/*.target "$r/etc/systemd/system/"
 cp "$units"/manager.conf "$r/etc/systemd/system.conf.d/lab.conf"
+# An installer's own tools, and the disk of the machine it installs.
+if [ -d "$units/sbin" ]; then cp "$units"/sbin/* "$r/usr/local/sbin/"; fi
+if [ -n "$disk" ]; then
+  mkdir -p "$r/media/disk"
+  mount --bind "$disk" "$r/media/disk"
+fi
 echo "$(basename "$node")" > "$r/etc/hostname"
 mkdir -p "$r/.oldroot"
 cd "$r"
@@ -74,8 +84,20 @@ done
 exec "$@"
 "#;
 
+/// What a node boots with: unit files (`lab.target`, which it boots into,
+/// among them), tools for `/usr/local/sbin`, and a disk.
+#[derive(Debug, Default)]
+pub(crate) struct Boot {
+    /// (file name, text) of the units to install.
+    pub units: Vec<(String, String)>,
+    /// (file name, script) of tools to install.
+    pub tools: Vec<(String, String)>,
+    /// A directory bound at `/media/disk`.
+    pub disk: Option<PathBuf>,
+}
+
 /// The target a lab host boots into.
-const LAB_TARGET: &str = "[Unit]
+pub(crate) const LAB_TARGET: &str = "[Unit]
 Description=deployd lab host
 Requires=dbus.socket systemd-journald.socket
 After=dbus.socket systemd-journald.socket
@@ -113,9 +135,9 @@ impl ModuleUnit {
 
 /// `deployd.service` as the NixOS module renders it (NixOS writes
 /// `restartIfChanged = false` as `X-RestartIfChanged=false`, and booleans as
-/// `true`/`false`), running `exec`, with the module's `path` (Nix and
-/// systemd) as the lab has them.
-pub fn deployd_unit(exec: &str) -> Result<String> {
+/// `true`/`false`), running `exec` with the config at `config`, with the
+/// module's `path` (Nix and systemd) as the lab has them.
+pub fn deployd_unit(exec: &str, config: &str) -> Result<String> {
     let unit = ModuleUnit::load()?;
     let mut text = format!("[Unit]\nDescription={}\n", unit.description);
     if !unit.restart_if_changed {
@@ -130,7 +152,7 @@ pub fn deployd_unit(exec: &str) -> Result<String> {
         text.push_str(&format!("{key}={value}\n"));
     }
     text.push_str(&format!(
-        "ExecStart={exec} --config {DEPLOYD_CONFIG}\n\
+        "ExecStart={exec} --config {config}\n\
          Environment=PATH=/usr/bin:/bin\n\
          Environment=HOME=/var/lib/home\n\
          Environment=XDG_CACHE_HOME=/var/lib/home/.cache\n"
@@ -144,6 +166,7 @@ impl Lab {
     /// [`Lab::start_deployd`]), and waits until each says `running`.
     pub(crate) fn boot_systemd_hosts(&mut self) -> Result<()> {
         let names: Vec<String> = self.hosts().iter().map(|host| host.name.clone()).collect();
+        raise_inotify_instances(names.len())?;
         let mut booted = Vec::new();
         for name in &names {
             let pid1 = self.spawn_systemd(name)?;
@@ -155,18 +178,45 @@ impl Lab {
         Ok(())
     }
 
-    /// Starts systemd as PID 1 of host `name` and returns its pid (as this
-    /// machine sees it).
+    /// Starts systemd as PID 1 of host `name`, with `deployd.service`
+    /// installed (running the lab's deployd with the config the lab writes),
+    /// and returns its pid (as this machine sees it).
     fn spawn_systemd(&self, name: &str) -> Result<u32> {
+        let deployd = deployd_unit(
+            &self.deployd_binary()?.display().to_string(),
+            DEPLOYD_CONFIG,
+        )?;
+        let boot = Boot {
+            units: vec![
+                ("lab.target".into(), LAB_TARGET.into()),
+                ("deployd.service".into(), deployd),
+            ],
+            ..Boot::default()
+        };
+        self.boot_node(name, &boot)
+    }
+
+    /// Starts systemd as PID 1 of node `name`, as `boot` says, and returns
+    /// its pid (as this machine sees it).
+    pub(crate) fn boot_node(&self, name: &str, boot: &Boot) -> Result<u32> {
         let host = self.node(name)?;
         let units = host.root.join("units");
+        if units.exists() {
+            std::fs::remove_dir_all(&units)?;
+        }
         std::fs::create_dir_all(&units)?;
-        std::fs::write(units.join("lab.target"), LAB_TARGET)?;
         std::fs::write(units.join("manager.conf"), MANAGER_CONF)?;
-        std::fs::write(
-            units.join("deployd.service"),
-            deployd_unit(&self.deployd_binary()?.display().to_string())?,
-        )?;
+        for (file, text) in &boot.units {
+            std::fs::write(units.join(file), text)?;
+        }
+        if !boot.tools.is_empty() {
+            std::fs::create_dir_all(units.join("sbin"))?;
+            for (file, text) in &boot.tools {
+                let path = units.join("sbin").join(file);
+                std::fs::write(&path, text)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+            }
+        }
         let console = std::fs::File::create(host.root.join("systemd.log"))?;
         let cgroups = host_cgroups(&host.netns)?;
         for dir in &cgroups {
@@ -193,6 +243,7 @@ impl Lab {
             .arg("lab-boot")
             .arg(&host.root)
             .arg(&units)
+            .arg(boot.disk.as_deref().unwrap_or(Path::new("")))
             .stdin(Stdio::null())
             .stdout(console.try_clone()?)
             .stderr(console)
@@ -230,6 +281,27 @@ impl Lab {
     }
 }
 
+/// Where the kernel keeps the most inotify instances one user may hold.
+const INOTIFY_INSTANCES: &str = "/proc/sys/fs/inotify/max_user_instances";
+
+/// Raises the machine's limit of inotify instances per user, never lowers
+/// it: systemd, journald and D-Bus hold a few each on every host, all as
+/// root, and the kernel's default of 128 runs out at about 40 hosts.
+fn raise_inotify_instances(hosts: usize) -> Result<()> {
+    let needed = 128 + 8 * hosts;
+    let text = std::fs::read_to_string(INOTIFY_INSTANCES)
+        .with_context(|| format!("reading {INOTIFY_INSTANCES}"))?;
+    let current: usize = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{INOTIFY_INSTANCES} holds {text:?}"))?;
+    if current < needed {
+        std::fs::write(INOTIFY_INSTANCES, needed.to_string())
+            .with_context(|| format!("raising {INOTIFY_INSTANCES} to {needed}"))?;
+    }
+    Ok(())
+}
+
 /// `deployd.service`'s main pid on a host that runs systemd, as the host
 /// sees it; `None` while it does not run.
 pub(crate) fn deployd_main_pid(host: &Node) -> Option<u32> {
@@ -264,7 +336,7 @@ fn wait_for_child(pid: u32, timeout: Duration) -> Result<u32> {
 }
 
 /// Waits until `systemctl is-system-running` says `running`.
-fn wait_until_running(host: &Node, timeout: Duration) -> Result<()> {
+pub(crate) fn wait_until_running(host: &Node, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut said = String::new();
     while Instant::now() < deadline {

@@ -6,8 +6,11 @@
   outputs = {self}: let
     settings = import ./settings.nix;
     toySystem = import ./toy-system.nix;
-    configuration = host: {
-      config.system.build.toplevel = toySystem {inherit host settings;};
+    configuration = host: let
+      system = toySystem {inherit host settings;};
+    in {
+      config.system.build.toplevel = system.toplevel;
+      config.services.deployd = system.deployd;
     };
   in {
     nixosConfigurations = builtins.listToAttrs (

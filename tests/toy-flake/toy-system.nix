@@ -13,6 +13,13 @@
 # and `test` bring eth0 up, except for a system built to break the network,
 # which takes it down.
 #
+# The hosts the settings' `deployd.hosts` name enable deployd as the NixOS
+# module does (`services.deployd`, which the flake shows): their system
+# carries `deployd.service`, running the given deployd with a config of
+# its own in the store, and an etc/nix.conf that trusts the same caches.
+# A host's `hosts/HOST/hardware-configuration.nix`, when the flake has one,
+# is imported as NixOS imports it; its file systems go to etc/fstab.
+#
 # A system carries unit files in etc/systemd/system: `lab-app.service`
 # (which changes with the label), `lab-broken.service` when the settings say
 # the host's system has a service that fails, and `deployd.service` when they
@@ -72,10 +79,53 @@
     Type=simple
     ExecStart=/bin/sh -c "echo lab-broken fails on purpose; exit 3"
   '';
+  deployd = settings.deployd or {hosts = [];};
+  deploydEnabled = has deployd.hosts;
+  # TOML's basic strings and arrays of them read JSON's.
+  toml = builtins.toJSON;
+  deploydConfig = builtins.toFile "deployd-${host}.toml" (''
+      listen = "0.0.0.0:9797"
+      hostname = ${toml host}
+      state_dir = "/var/lib/deployd"
+    ''
+    + builtins.concatStringsSep "" (map (key: ''
+
+        [[trusted_keys]]
+        key = ${toml key}
+      '')
+      deployd.trustedKeys)
+    + ''
+
+      [nix]
+      substituters = ${toml deployd.substituters}
+      trusted_public_keys = ${toml deployd.trustedPublicKeys}
+    '');
+  hardwareFile = ./. + "/hosts/${host}/hardware-configuration.nix";
+  hardware =
+    if builtins.pathExists hardwareFile
+    then
+      import hardwareFile {
+        config = {};
+        lib.mkDefault = value: value;
+        pkgs = {};
+        modulesPath = "/modules";
+      }
+    else {};
+  fileSystems = hardware.fileSystems or {};
+  fstab = builtins.concatStringsSep "" (map (mountPoint: let
+    fs = fileSystems.${mountPoint};
+  in "${fs.device} ${mountPoint} ${fs.fsType} defaults 0 0\n") (builtins.attrNames fileSystems));
   etc =
     buildWith {
-      inherit appUnit brokenUnit;
-      inherit (settings) deploydUnit;
+      inherit appUnit brokenUnit fstab;
+      deploydUnit =
+        if deploydEnabled
+        then builtins.replaceStrings ["@deploydConfig@"] ["${deploydConfig}"] deployd.unit
+        else settings.deploydUnit;
+      nixConf =
+        if deploydEnabled
+        then "sandbox = false\nbuild-users-group =\nsubstituters = ${toString deployd.substituters}\ntrusted-public-keys = ${toString deployd.trustedPublicKeys}\nrequire-sigs = true\n"
+        else "";
       broken =
         if has settings.failUnit
         then "1"
@@ -90,6 +140,12 @@
       fi
       if [ -n "$deploydUnit" ]; then
         printf '%s' "$deploydUnit" > $out/systemd/system/deployd.service
+      fi
+      if [ -n "$nixConf" ]; then
+        printf '%s' "$nixConf" > $out/nix.conf
+      fi
+      if [ -n "$fstab" ]; then
+        printf '%s' "$fstab" > $out/fstab
       fi
     '';
   bulkPath = index:
@@ -109,8 +165,19 @@
     if has settings.breakNetwork
     then "1"
     else "";
-in
-  build "nixos-system-${host}-${settings.label}" ''
+in {
+  deployd = {
+    enable = deploydEnabled;
+    settings = {
+      hostname = host;
+      trusted_keys = map (key: {inherit key;}) deployd.trustedKeys or [];
+      nix = {
+        substituters = deployd.substituters or [];
+        trusted_public_keys = deployd.trustedPublicKeys or [];
+      };
+    };
+  };
+  toplevel = build "nixos-system-${host}-${settings.label}" ''
     if [ -n "${failBuild}" ]; then
       echo "toy build of nixos-system-${host} fails on purpose" >&2
       exit 1
@@ -220,4 +287,5 @@ in
     exit "\$units_status"
     SCRIPT
     /bin/chmod +x $out/bin/switch-to-configuration
-  ''
+  '';
+}

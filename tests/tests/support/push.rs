@@ -15,6 +15,8 @@ pub struct PushLab {
     pub lab: Lab,
     /// The deploy key file (secret) the hosts trust.
     pub key_file: PathBuf,
+    /// Its public key (`NAME:base64`).
+    pub public_key: String,
     /// `XDG_STATE_HOME` for push (its GC roots).
     pub state_home: tempfile::TempDir,
 }
@@ -55,6 +57,7 @@ impl PushLab {
         PushLab {
             lab,
             key_file,
+            public_key: ops.public_key().to_string(),
             state_home: tempfile::tempdir().expect("temp dir"),
         }
     }
@@ -76,11 +79,18 @@ impl PushLab {
 
     /// Starts `push ARGS` in the background, its output piped.
     pub fn spawn_push(&self, args: &[&str]) -> std::process::Child {
+        self.spawn_push_with(args, &[])
+    }
+
+    /// Starts `push ARGS` with extra environment variables in the
+    /// background, its output piped.
+    pub fn spawn_push_with(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
         let mut command = self
             .lab
             .push_command(&self.key_file, self.state_home.path())
             .expect("push binary");
         command
+            .envs(env.iter().copied())
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
