@@ -101,6 +101,18 @@ impl Client {
         self.get(target, "/v1/status").await
     }
 
+    /// Whether the host's deployd answers `GET /healthz` (always open).
+    pub async fn healthy(&self, target: &Target) -> Result<(), HostError> {
+        let sent = self
+            .http
+            .get(format!("{}/healthz", target.url))
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(|error| HostError::Unreachable(error.to_string()))?;
+        check(sent).await.map(|_| ())
+    }
+
     /// A deploy's record.
     pub async fn record(&self, target: &Target, id: &str) -> Result<DeployRecord, HostError> {
         self.get(target, &format!("/v1/deploys/{id}")).await

@@ -11,6 +11,7 @@
 //! [hosts.sambirano]
 //! address = "sambirano.lan"       # default: the host's name
 //! port = 9797                     # default: defaults.port
+//! hardware_config = "hosts/sambirano/hardware-configuration.nix"  # the default
 //! ```
 
 use std::collections::BTreeMap;
@@ -75,6 +76,10 @@ pub struct HostEntry {
     pub address: Option<String>,
     /// deployd's port; default: `defaults.port`.
     pub port: Option<u16>,
+    /// Where `push install --fetch-hardware-config` writes the host's
+    /// `hardware-configuration.nix`, relative to the flake's root; default:
+    /// `hosts/NAME/hardware-configuration.nix`.
+    pub hardware_config: Option<PathBuf>,
 }
 
 /// A host to talk to.

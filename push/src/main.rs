@@ -13,6 +13,7 @@ mod client;
 mod confirm;
 mod deploy;
 mod follow;
+mod install;
 mod inventory;
 mod keygen;
 mod keys;
@@ -53,6 +54,12 @@ enum Command {
     /// Make a deploy key pair in Nix's key-file format: NAME.secret (mode
     /// 0600) and NAME.public. Refuses to overwrite either file.
     Keygen(keygen::KeygenOptions),
+    /// Install a new machine booted from a NixOS installer: build HOST's
+    /// system at REV, get it into the machine's mounted root (pulled from
+    /// the fleet's cache, or copied over SSH) and run nixos-install there.
+    /// With --fetch-hardware-config, first write the machine's
+    /// hardware-configuration.nix into the flake instead.
+    Install(install::InstallOptions),
     /// Run the forge service: a push to a followed branch deploys its hosts,
     /// and each host's result is reported on the commit.
     Serve(serve::ServeOptions),
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
             Some(Command::Log(options)) => log::run(options).await,
             Some(Command::Rollback(options)) => rollback::run(options).await,
             Some(Command::Serve(options)) => serve::run(options).await,
+            Some(Command::Install(options)) => install::run(options).await,
             Some(Command::Keygen(_)) => unreachable!("handled above"),
         }
     });

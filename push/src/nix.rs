@@ -10,8 +10,9 @@ use deployd_protocol::{HostName, StorePath};
 
 /// Longest evaluation, build or copy.
 pub const NIX_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
-/// The experimental features the flake commands need.
-const FEATURES: [&str; 4] = [
+/// The experimental features the flake commands need (the first two: `nix`
+/// commands without flakes).
+pub const FEATURES: [&str; 4] = [
     "--extra-experimental-features",
     "nix-command",
     "--extra-experimental-features",
@@ -76,17 +77,25 @@ pub fn copy_derivations(build_host: &str, derivations: &[String]) -> Invocation 
 /// Runs `script` on the build host with `ssh` (options from `NIX_SSHOPTS`,
 /// as Nix itself takes them).
 pub fn on_build_host(build_host: &str, script: &str) -> Invocation {
+    ssh(build_host, &[], script, NIX_TIMEOUT)
+}
+
+/// Runs `script` on `destination` with `ssh`: the options from
+/// `NIX_SSHOPTS` first (ssh keeps the first value of an option, so the
+/// operator's own win), then `extra_options`, never asking for a password.
+pub fn ssh(
+    destination: &str,
+    extra_options: &[&str],
+    script: &str,
+    timeout: Duration,
+) -> Invocation {
     let mut args: Vec<String> = std::env::var("NIX_SSHOPTS")
         .map(|options| options.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
-    args.extend([
-        "-o".into(),
-        "BatchMode=yes".into(),
-        build_host.to_owned(),
-        "--".into(),
-        script.to_owned(),
-    ]);
-    Invocation::new("ssh", args, NIX_TIMEOUT)
+    args.extend(["-o".into(), "BatchMode=yes".into()]);
+    args.extend(extra_options.iter().map(|option| (*option).to_owned()));
+    args.extend([destination.to_owned(), "--".into(), script.to_owned()]);
+    Invocation::new("ssh", args, timeout)
 }
 
 /// The script that builds the derivations on the build host and keeps a GC
