@@ -58,7 +58,9 @@ for generator in "$r"/usr/lib/systemd/system-generators/*; do
     *) rm -f "$generator" ;;
   esac
 done
-cp "$units"/*.service "$units"/*.target "$r/etc/systemd/system/"
+for unit in "$units"/*.service "$units"/*.target; do
+  if [ -e "$unit" ]; then cp "$unit" "$r/etc/systemd/system/"; fi
+done
 cp "$units"/manager.conf "$r/etc/systemd/system.conf.d/lab.conf"
 # An installer's own tools, and the disk of the machine it installs.
 if [ -d "$units/sbin" ]; then cp "$units"/sbin/* "$r/usr/local/sbin/"; fi
