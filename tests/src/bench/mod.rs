@@ -128,6 +128,10 @@ pub fn run(dir: &Path, lab_binary: PathBuf, options: &BenchOptions) -> Result<()
             figures.push(measure(dir, lab_binary.clone(), spec, &ways, options)?);
         }
         println!("{}", report::scale_table(&figures, &options.conditions()));
+        // Each size's CPU time by part, to tell push's share from the hosts'.
+        for figure in &figures {
+            println!("{}", report::fleet_table(figure, &options.conditions()));
+        }
     }
     Ok(())
 }
