@@ -48,15 +48,20 @@ impl Invocation {
         }
     }
 
+    /// The program and its arguments, as text.
+    pub fn words(&self) -> Vec<String> {
+        std::iter::once(self.program.to_string_lossy().into_owned())
+            .chain(
+                self.args
+                    .iter()
+                    .map(|arg| arg.to_string_lossy().into_owned()),
+            )
+            .collect()
+    }
+
     /// The command line, for logs and errors.
     pub fn display(&self) -> String {
-        let mut words = vec![self.program.to_string_lossy().into_owned()];
-        words.extend(
-            self.args
-                .iter()
-                .map(|arg| arg.to_string_lossy().into_owned()),
-        );
-        words.join(" ")
+        self.words().join(" ")
     }
 }
 

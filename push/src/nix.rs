@@ -28,13 +28,19 @@ pub fn evaluate_systems(flake: &str, hosts: &[HostName]) -> Invocation {
          in {{ drv = system.drvPath; out = system.outPath; }}; }}) [ {} ])",
         names.join(" ")
     );
+    evaluate_configurations(flake, &apply)
+}
+
+/// `apply` (a Nix function) applied to the flake's `nixosConfigurations`,
+/// its value printed as JSON.
+pub fn evaluate_configurations(flake: &str, apply: &str) -> Invocation {
     let mut args: Vec<String> = FEATURES.iter().map(|s| (*s).to_owned()).collect();
     args.extend([
         "eval".into(),
         "--json".into(),
         format!("{flake}#nixosConfigurations"),
         "--apply".into(),
-        apply,
+        apply.to_owned(),
     ]);
     Invocation::new("nix", args, NIX_TIMEOUT)
 }
@@ -153,22 +159,11 @@ pub fn copy_closures(
 mod tests {
     use super::*;
 
-    fn argv(invocation: &Invocation) -> Vec<String> {
-        std::iter::once(invocation.program.display().to_string())
-            .chain(
-                invocation
-                    .args
-                    .iter()
-                    .map(|a| a.to_string_lossy().into_owned()),
-            )
-            .collect()
-    }
-
     #[test]
     fn one_evaluation_for_every_host() {
         let hosts: Vec<HostName> =
             vec!["sambirano".parse().expect("h"), "isalo".parse().expect("h")];
-        let argv = argv(&evaluate_systems("git+file:///fleet?rev=abc", &hosts));
+        let argv = evaluate_systems("git+file:///fleet?rev=abc", &hosts).words();
         assert_eq!(
             argv[..7],
             [
@@ -194,12 +189,13 @@ mod tests {
     fn copies_sign_when_asked_and_come_from_the_build_host() {
         let paths = vec!["/nix/store/a-x".to_owned()];
         assert_eq!(
-            argv(&copy_closures(
+            copy_closures(
                 "file:///srv/cache",
                 Some(Path::new("/k/cache.secret")),
                 Some("root@kelyus"),
                 &paths
-            )),
+            )
+            .words(),
             [
                 "nix",
                 "--extra-experimental-features",
@@ -213,7 +209,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            argv(&copy_closures("s3://bucket?region=eu", None, None, &paths))[3..6],
+            copy_closures("s3://bucket?region=eu", None, None, &paths).words()[3..6],
             ["copy", "--to", "s3://bucket?region=eu"]
         );
     }

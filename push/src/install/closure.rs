@@ -243,23 +243,12 @@ mod tests {
             .expect("path")
     }
 
-    fn argv(invocation: &Invocation) -> Vec<String> {
-        std::iter::once(invocation.program.display().to_string())
-            .chain(
-                invocation
-                    .args
-                    .iter()
-                    .map(|arg| arg.to_string_lossy().into_owned()),
-            )
-            .collect()
-    }
-
     #[test]
     fn copies_go_straight_into_the_root_store() {
         let destination: SshDestination = "root@fresh.lan".parse().expect("destination");
         let root: InstallRoot = "/mnt".parse().expect("root");
         assert_eq!(
-            argv(&copy_closure(&destination, &root, None, &system())),
+            copy_closure(&destination, &root, None, &system()).words(),
             [
                 "nix",
                 "--extra-experimental-features",
@@ -271,12 +260,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            argv(&copy_closure(
-                &destination,
-                &root,
-                Some("root@kelyus"),
-                &system()
-            ))[5..8],
+            copy_closure(&destination, &root, Some("root@kelyus"), &system()).words()[5..8],
             [
                 "ssh://root@fresh.lan?remote-store=local%3Froot%3D%2Fmnt",
                 "--from",

@@ -37,15 +37,7 @@ pub fn evaluate_settings(flake: &str, host: &HostName) -> Invocation {
          trusted_public_keys = deployd.settings.nix.trusted_public_keys or [ ]; }} \
          else null"
     );
-    let mut args: Vec<String> = nix::FEATURES.iter().map(|s| (*s).to_owned()).collect();
-    args.extend([
-        "eval".into(),
-        "--json".into(),
-        format!("{flake}#nixosConfigurations"),
-        "--apply".into(),
-        apply,
-    ]);
-    Invocation::new("nix", args, nix::NIX_TIMEOUT)
+    nix::evaluate_configurations(flake, &apply)
 }
 
 /// Reads HOST's settings from the flake at `flake` (a reference of exactly
