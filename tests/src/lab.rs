@@ -153,10 +153,7 @@ impl Lab {
 
     fn build_up(&mut self, systemd: bool) -> Result<()> {
         for node in self.state.nodes() {
-            node.prepare_dirs()?;
-            let last = node.address.octets()[3];
-            net::add_node(self.state.slot, &node.name, last)
-                .with_context(|| format!("creating node {}", node.name))?;
+            self.connect(node)?;
         }
         let keys = self.state.dir.join("keys");
         std::fs::create_dir_all(&keys)?;
@@ -407,10 +404,16 @@ impl Lab {
         };
         self.state.hosts.push(node.clone());
         self.state.save()?;
-        node.prepare_dirs()?;
-        net::add_node(self.state.slot, name, last)
-            .with_context(|| format!("creating node {name}"))?;
+        self.connect(&node)?;
         Ok(node)
+    }
+
+    /// Makes `node`'s directories and its namespace on the lab's bridge.
+    fn connect(&self, node: &Node) -> Result<()> {
+        node.prepare_dirs()?;
+        let last = node.address.octets()[3];
+        net::add_node(self.state.slot, &node.name, last)
+            .with_context(|| format!("creating node {}", node.name))
     }
 
     /// Records the flake's settings after commits made through [`Lab::flake_mut`].

@@ -29,17 +29,13 @@ fn assert_refused(output: &Output, expected: &str) {
 }
 
 /// Every file on the machine's disk (none, before an install).
-fn files_on(disk: &Path) -> Vec<String> {
-    walkdir(disk)
-}
-
-fn walkdir(dir: &Path) -> Vec<String> {
+fn files_on(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).expect("read the disk").flatten() {
         let path = entry.path();
         found.push(path.display().to_string());
         if entry.file_type().expect("file type").is_dir() {
-            found.extend(walkdir(&path));
+            found.extend(files_on(&path));
         }
     }
     found

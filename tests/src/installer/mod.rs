@@ -18,12 +18,13 @@
 //! starts the system's own units (its `deployd.service` among them).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use crate::deployd::DEPLOYD_PORT;
 use crate::lab::{wait_for_port, Lab};
+use crate::net;
 use crate::node::Node;
 use crate::ssh::SshAccess;
 use crate::systemd_host::{wait_until_running, Boot, LAB_TARGET};
@@ -103,10 +104,10 @@ impl Lab {
     /// runs and deployd answers on its port.
     pub fn reboot_from_disk(&mut self, machine: &NewMachine) -> Result<Node> {
         let name = machine.node.name.clone();
-        let installer = self.node(&name)?.clone();
-        if let Some(pid1) = installer.pid1 {
-            power_off(pid1)?;
-        }
+        // Powered off: every process of the installer ends, its PID 1 and
+        // with it its mounts among them.
+        net::kill_all_in(&machine.node.netns)
+            .with_context(|| format!("powering the installer of {name} off"))?;
         let system = boot_entry(&machine.disk)?;
         let root = machine
             .disk
@@ -152,25 +153,6 @@ impl Lab {
         wait_until_running(&node, Duration::from_secs(60))?;
         Ok(node)
     }
-}
-
-/// Ends the PID namespace whose PID 1 is `pid1` (every process in it dies
-/// with it), and waits until it is gone.
-fn power_off(pid1: u32) -> Result<()> {
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid1.to_string()])
-        .status()?;
-    if !status.success() {
-        bail!("kill -KILL {pid1} failed");
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Path::new(&format!("/proc/{pid1}")).exists() {
-        if Instant::now() >= deadline {
-            bail!("the installer's PID 1 ({pid1}) is still there");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
 }
 
 /// The system the disk's boot entry points to.
