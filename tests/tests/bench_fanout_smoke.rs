@@ -9,7 +9,7 @@ use std::process::Command;
 
 use deployd_lab::net::{list_links, list_netns};
 use deployd_lab::REGISTRY_DIR;
-use support::lab_options;
+use support::{lab_options, processes_using};
 
 const WAYS: [&str; 4] = ["limit", "deployd", "ssh-parallel", "ssh-sequential"];
 
@@ -21,22 +21,6 @@ fn bridge(stderr: &str) -> String {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no lab line in {stderr}"))
         .to_owned()
-}
-
-/// The pids of processes whose command line mentions `dir`.
-fn processes_using(dir: &Path) -> Vec<String> {
-    let needle = dir.to_str().expect("utf-8").as_bytes();
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            cmdline
-                .windows(needle.len())
-                .any(|window| window == needle)
-                .then(|| entry.file_name().to_string_lossy().into_owned())
-        })
-        .collect()
 }
 
 #[test]

@@ -4,12 +4,11 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
 use deployd_lab::net::{list_links, list_netns};
-use support::lab_options;
+use support::{lab_options, processes_using};
 
 /// The tests compare machine-wide lists, so they run one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -20,22 +19,6 @@ fn snapshot() -> (Vec<String>, Vec<String>) {
     netns.sort();
     links.sort();
     (netns, links)
-}
-
-/// The pids of processes whose command line mentions `dir`.
-fn processes_using(dir: &Path) -> Vec<String> {
-    let needle = dir.to_str().expect("utf-8").as_bytes();
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            cmdline
-                .windows(needle.len())
-                .any(|window| window == needle)
-                .then(|| entry.file_name().to_string_lossy().into_owned())
-        })
-        .collect()
 }
 
 /// Runs `lab demo` in a fresh directory; returns its output and checks that

@@ -7,7 +7,7 @@ pub mod forge;
 pub mod push;
 pub mod ssh;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use deployd_lab::{is_root, LabOptions};
@@ -38,4 +38,20 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         std::thread::sleep(Duration::from_millis(50));
     }
     condition()
+}
+
+/// The pids of processes whose command line mentions `dir`.
+pub fn processes_using(dir: &Path) -> Vec<String> {
+    let needle = dir.to_str().expect("utf-8").as_bytes();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            cmdline
+                .windows(needle.len())
+                .any(|window| window == needle)
+                .then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
 }
