@@ -226,6 +226,11 @@ pub struct ActivationSection {
     /// `restartIfChanged = false`, so a switch never stops deployd midway).
     #[serde(default = "default_unit")]
     pub unit: String,
+    /// The lock every switch-to-configuration takes (current NixOS):
+    /// deployd waits while another switch holds it. The lists a switch
+    /// leaves for the next one are in its directory.
+    #[serde(default = "default_switch_lock")]
+    pub switch_lock: PathBuf,
 }
 
 impl Default for ActivationSection {
@@ -238,6 +243,7 @@ impl Default for ActivationSection {
             systemd_run: default_systemd_run(),
             systemctl: default_systemctl(),
             unit: default_unit(),
+            switch_lock: default_switch_lock(),
         }
     }
 }
@@ -277,6 +283,9 @@ fn default_systemd_run() -> PathBuf {
 }
 fn default_systemctl() -> PathBuf {
     PathBuf::from("systemctl")
+}
+fn default_switch_lock() -> PathBuf {
+    PathBuf::from("/run/nixos/switch-to-configuration.lock")
 }
 fn default_unit() -> String {
     "deployd.service".to_owned()

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use deployd::api::chain;
+use deployd::daemon::reload;
 use deployd::{api, Config};
 use deployd_service::{cancel_on_signal, logging, notify};
 
@@ -98,6 +99,11 @@ async fn run(config: Config) -> Result<(), String> {
     log::info!("deployd {} listening on {bound}", env!("CARGO_PKG_VERSION"));
     let shutdown = daemon.lifecycle.shutdown_token();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(reload::reload_on_hangup(daemon.clone(), shutdown.clone()));
+    tokio::spawn(reload::follow_running_system(
+        daemon.clone(),
+        shutdown.clone(),
+    ));
     if let Some(interval) = notify::watchdog_interval() {
         tokio::spawn(notify::keep_watchdog_fed(interval, shutdown.clone()));
     }

@@ -133,6 +133,19 @@ pub fn runs_another_daemon(system: &Path, unit: &str, own_config: &Path) -> bool
     }
 }
 
+/// The name of `parent`'s specialisation that `running` is, if it is one:
+/// a NixOS system links each of its specialisations, whole systems of their
+/// own, as `specialisation/NAME` (nixpkgs
+/// `nixos/modules/system/activation/top-level.nix`).
+pub fn specialisation_of(parent: &Path, running: &Path) -> Option<String> {
+    let running = running.canonicalize().ok()?;
+    std::fs::read_dir(parent.join("specialisation"))
+        .ok()?
+        .flatten()
+        .find(|entry| entry.path().canonicalize().ok().as_ref() == Some(&running))
+        .and_then(|entry| entry.file_name().to_str().map(str::to_owned))
+}
+
 /// Why a store path is not a NixOS system.
 pub fn check_nixos_system(system: &Path) -> Result<(), String> {
     for required in ["nixos-version", "bin/switch-to-configuration"] {
@@ -219,6 +232,23 @@ mod tests {
             Some(PathBuf::from("/nix/store/abc-deployd-1"))
         );
         assert_eq!(store_path_of(Path::new("/usr/bin/deployd")), None);
+    }
+
+    #[test]
+    fn a_running_specialisation_is_found_by_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let parent = dir.path().join("parent");
+        let work = dir.path().join("work-system");
+        std::fs::create_dir_all(parent.join("specialisation")).expect("dir");
+        std::fs::create_dir(&work).expect("dir");
+        symlink(&work, parent.join("specialisation/work")).expect("link");
+        symlink(&work, dir.path().join("current-system")).expect("link");
+        assert_eq!(
+            specialisation_of(&parent, &dir.path().join("current-system")).as_deref(),
+            Some("work")
+        );
+        assert_eq!(specialisation_of(&parent, &parent), None);
+        assert_eq!(specialisation_of(&work, &work), None);
     }
 
     #[test]

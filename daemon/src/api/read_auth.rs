@@ -21,7 +21,7 @@ pub async fn require_signed_read(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if daemon.config.file.read_requires_signature {
+    if daemon.config().file.read_requires_signature {
         let header = request.headers().get(AUTHORIZATION).ok_or_else(|| {
             ApiError::BadRequest(
                 "this host requires signed reads: Authorization: DSSE <envelope>".into(),

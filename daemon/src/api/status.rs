@@ -22,12 +22,12 @@ pub async fn get_status(State(daemon): State<Arc<Daemon>>) -> Json<StatusRespons
 
 /// Builds the status answer.
 pub fn status(daemon: &Daemon) -> StatusResponse {
-    let activation = &daemon.config.file.activation;
+    let activation = &daemon.config().file.activation;
     let current_system = read_link(&activation.current_system);
     let (running, last) = daemon.running_and_last();
-    let nix = &daemon.config.file.nix;
+    let nix = &daemon.config().file.nix;
     StatusResponse {
-        hostname: daemon.config.hostname.clone(),
+        hostname: daemon.config().hostname.clone(),
         reboot_required: current_reboot_required(daemon, current_system.as_deref()),
         current_system,
         booted_system: read_link(&activation.booted_system),
@@ -67,14 +67,14 @@ fn current_reboot_required(daemon: &Daemon, current: Option<&str>) -> bool {
     current.is_some_and(|system| {
         reboot_required(
             Path::new(system),
-            &daemon.config.file.activation.booted_system,
+            &daemon.config().file.activation.booted_system,
         )
     })
 }
 
 /// Prometheus metrics.
 pub async fn get_metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
-    let current = read_link(&daemon.config.file.activation.current_system);
+    let current = read_link(&daemon.config().file.activation.current_system);
     let (running, _) = daemon.running_and_last();
     let gauges = Gauges {
         current_system: current.as_deref(),

@@ -124,7 +124,7 @@ impl Daemon {
     /// names, back to the profile's previous generation.
     pub fn accept_rollback(&self, bytes: &[u8]) -> Result<Admission, AdmissionError> {
         // The profile is read before the lock is taken (no I/O under it).
-        let profile = Profile::new(&self.config.file.activation.system_profile);
+        let profile = Profile::new(&self.config().file.activation.system_profile);
         let current = profile.current_generation();
         let previous = profile
             .generations()
@@ -215,7 +215,7 @@ impl Daemon {
         };
         let mut pending = PendingNonce::default();
         let verifying = &mut records.nonces.verifying(&mut pending);
-        match self.verifier.verify(bytes, &arrival, verifying) {
+        match self.verifier().verify(bytes, &arrival, verifying) {
             Ok(verified) if records.nonces.may_have_seen(verified.message.issued_at) => Ok(None),
             Ok(verified) => Ok(Some((verified, pending))),
             Err(RejectError::Replayed { .. }) => Ok(None),
@@ -248,7 +248,7 @@ impl Daemon {
                 expires_at: Some(new.expires_at),
                 ..Progress::default()
             },
-            record: received_record(new, self.config.hostname.clone(), now),
+            record: received_record(new, self.config().hostname.clone(), now),
         };
         records.nonces.commit(pending, now / 1000)?;
         records.store.insert(deploy.clone(), bytes)?;

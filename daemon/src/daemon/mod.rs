@@ -14,12 +14,13 @@ mod deploy_log;
 mod fanout;
 pub mod lifecycle;
 mod progress;
+pub mod reload;
 
 pub use crate::environment::Environment;
 pub use admission::{Admission, AdmissionError};
 pub use lifecycle::MAX_EVENT_STREAMS;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use deployd_protocol::api::{DeployRecord, DeployState, DeploySummary};
 use deployd_protocol::{
@@ -40,14 +41,15 @@ use lifecycle::Lifecycle;
 
 /// The daemon: config, verifier and the state every request and deploy shares.
 pub struct Daemon {
-    /// The checked config.
-    pub config: Config,
+    /// The checked config, replaced whole when it is reloaded (SIGHUP): a
+    /// deploy or request holds the one it started with.
+    config: RwLock<Arc<Config>>,
     /// What `nix-store --version` said at start.
     pub nix_version: Option<String>,
     /// Whether systemd runs this machine (switches then run in transient units).
     pub systemd: bool,
-    /// Checks every signed message.
-    verifier: Verifier,
+    /// Checks every signed message; made anew from a reloaded config.
+    verifier: RwLock<Arc<Verifier>>,
     /// Records and nonces: admission and progress writes take this lock.
     records: Mutex<Records>,
     /// The live events of running deploys.
@@ -85,23 +87,48 @@ impl Daemon {
         if let Some(problem) = problem {
             log::warn!("unreadable nonces: {problem}");
         }
-        let verifier = Verifier::new(
-            config.trusted_keys.clone(),
-            config.hostname.clone(),
-            Box::new(SystemClock),
-        );
+        let verifier = verifier_for(&config);
         let counters = Counters::from_history(store.newest_first().map(|d| &d.record));
         Ok(Arc::new(Daemon {
-            verifier,
+            verifier: RwLock::new(Arc::new(verifier)),
             nix_version: environment.nix_version,
             systemd: environment.systemd,
-            config,
+            config: RwLock::new(Arc::new(config)),
             records: Mutex::new(Records { store, nonces }),
             fanout: Fanout::default(),
             deploy_log: DeployLog::default(),
             counters: Mutex::new(counters),
             lifecycle: Lifecycle::default(),
         }))
+    }
+
+    /// The config in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The verifier of the config in force now.
+    fn verifier(&self) -> Arc<Verifier> {
+        self.verifier
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Puts `config` in force, with a verifier of its trusted keys.
+    fn replace_config(&self, config: Config) {
+        let verifier = Arc::new(verifier_for(&config));
+        *self
+            .config
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(config);
+        *self
+            .verifier
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = verifier;
     }
 
     fn records(&self) -> MutexGuard<'_, Records> {
@@ -123,7 +150,7 @@ impl Daemon {
             endpoint: Endpoint::Read { method, path },
             active_issued_at: None,
         };
-        self.verifier
+        self.verifier()
             .verify(bytes, &arrival, &mut MemoryNonceStore::default())
     }
 
@@ -226,6 +253,15 @@ impl Daemon {
     pub fn switch_files(&self, id: &DeployId, kind: SwitchKind) -> SwitchFiles {
         self.records().store.switch_files(id, kind)
     }
+}
+
+/// A verifier trusting `config`'s keys, for its host.
+fn verifier_for(config: &Config) -> Verifier {
+    Verifier::new(
+        config.trusted_keys.clone(),
+        config.hostname.clone(),
+        Box::new(SystemClock),
+    )
 }
 
 /// Runs synced file writes from a deploy's task without stalling the

@@ -42,7 +42,7 @@ pub async fn remember_failed_units(
     action: Action,
 ) -> Result<(), StateError> {
     let checked = matches!(action, Action::Switch | Action::Test)
-        && daemon.config.file.health.systemd
+        && daemon.config().file.health.systemd
         && daemon.systemd;
     if !checked {
         return Ok(());
@@ -74,7 +74,7 @@ pub async fn remember_failed_units(
 /// (`Err` with the last round's failures). No check runs past the deadline:
 /// each one's time limit is cut to what is left of it.
 pub async fn check(daemon: &Daemon, id: &DeployId) -> Result<(), String> {
-    let health = &daemon.config.file.health;
+    let health = &daemon.config().file.health;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(health.deadline_s);
     let mut round = 1;
     loop {
@@ -110,7 +110,7 @@ fn time_left(deadline: tokio::time::Instant, limit: Duration) -> Duration {
 }
 
 async fn one_round(daemon: &Daemon, id: &DeployId, deadline: tokio::time::Instant) -> Vec<String> {
-    let health = &daemon.config.file.health;
+    let health = &daemon.config().file.health;
     let mut failures = Vec::new();
     for check in &health.commands {
         let Some((program, args)) = check.command.split_first() else {
@@ -146,7 +146,7 @@ async fn systemd_state(
     allowed: &[String],
     timeout: Duration,
 ) -> Result<(), String> {
-    let systemctl = &daemon.config.file.activation.systemctl;
+    let systemctl = &daemon.config().file.activation.systemctl;
     let running = Invocation::new(systemctl, ["is-system-running", "--wait"], timeout);
     if command::run(&running, |_| {}).await.is_ok() {
         return Ok(());
@@ -180,7 +180,7 @@ async fn systemd_state(
 /// The units systemd lists as failed.
 async fn failed_units(daemon: &Daemon, on_line: impl FnMut(&str)) -> Result<Vec<String>, String> {
     let list = Invocation::new(
-        &daemon.config.file.activation.systemctl,
+        &daemon.config().file.activation.systemctl,
         [
             "list-units",
             "--state=failed",

@@ -7,11 +7,12 @@
 
 pub mod health;
 mod nix;
+mod preflight;
 mod resume;
 mod rollback;
 mod switch;
 
-pub use switch::{SwitchOutcome, SwitchTarget};
+pub use switch::{SwitchOutcome, SwitchStatus, SwitchTarget};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,10 +26,12 @@ use crate::system::{check_nixos_system, read_link, reboot_required, runs_another
 use deployd_command as command;
 use deployd_command::CommandError;
 use nix::Freshness;
+use preflight::Checks;
 use resume::Step;
-use rollback::{conclude_rollback, roll_back, undo_profile};
+use rollback::{conclude_rollback, roll_back, rollback_reason, switch_back, undo_profile};
 
 /// How a deploy ends.
+#[derive(Debug)]
 struct Ending {
     state: DeployState,
     failure: Option<DeployFailure>,
@@ -113,19 +116,29 @@ async fn drive(daemon: &Daemon, id: &DeployId) -> Result<Ending, StateError> {
         Step::Start => start(daemon, id, &deploy).await,
         Step::Interrupted { message } => Ok(Ending::failed("interrupted", message)),
         Step::FinishRollbackSwitch { launch, why } => {
+            let why = rollback_reason(&deploy, why);
             let outcome = match switch::wait(daemon, id, launch).await {
                 // Planned but never started: it has not run, so run it now.
                 SwitchOutcome::NeverStarted => match switch::start(daemon, id, launch).await {
                     Ok(()) => switch::wait(daemon, id, launch).await,
                     Err(error) => SwitchOutcome::Failed(error.to_string()),
                 },
+                // It found another switch holding the lock: run it again
+                // once that one is done.
+                SwitchOutcome::Exited(SwitchStatus::Locked) => {
+                    let target = SwitchTarget {
+                        system: &launch.system,
+                        action: launch.action,
+                    };
+                    switch_back(daemon, id, target).await?
+                }
                 outcome => outcome,
             };
-            Ok(conclude_rollback(&launch.system, outcome, why.to_owned()))
+            Ok(conclude_rollback(&launch.system, outcome, why))
         }
         // The profile step again (setting a generation twice is harmless),
         // then the switch back.
-        Step::RollBack { why } => roll_back(daemon, id, why.to_owned()).await,
+        Step::RollBack { why } => roll_back(daemon, id, rollback_reason(&deploy, why)).await,
         Step::FinishSwitch { launch } => {
             // Never run it again: wait for the one that was started.
             let outcome = switch::wait(daemon, id, launch).await;
@@ -141,7 +154,7 @@ async fn drive(daemon: &Daemon, id: &DeployId) -> Result<Ending, StateError> {
 
 /// Whether the system asked for is already what `action` would produce.
 fn already_active(daemon: &Daemon, deploy: &StoredDeploy) -> bool {
-    let activation = &daemon.config.file.activation;
+    let activation = &daemon.config().file.activation;
     let wanted = Some(deploy.record.store_path.to_string());
     let running = read_link(&activation.current_system) == wanted;
     let in_profile = Profile::new(&activation.system_profile).current_system() == wanted;
@@ -180,7 +193,7 @@ async fn start(
     daemon.enter(id, DeployState::Fetching)?;
     let system = &deploy.record.store_path;
     let gc_root = gc_root(daemon, "fetched")?;
-    let fetch = nix::realise(&daemon.config, system, &gc_root, Freshness::ReuseFound);
+    let fetch = nix::realise(&daemon.config(), system, &gc_root, Freshness::ReuseFound);
     daemon.log(id, &format!("deployd: fetching with {}", fetch.display()));
     let mut fetched = command::run(&fetch, |line| daemon.log(id, line)).await;
     if let Err(CommandError::Failed { .. }) = fetched {
@@ -191,7 +204,7 @@ async fn start(
             id,
             "deployd: the fetch failed; once more, asking the caches everything afresh",
         );
-        let fetch = nix::realise(&daemon.config, system, &gc_root, Freshness::Fresh);
+        let fetch = nix::realise(&daemon.config(), system, &gc_root, Freshness::Fresh);
         fetched = command::run(&fetch, |line| daemon.log(id, line)).await;
     }
     if let Err(error) = fetched {
@@ -200,53 +213,91 @@ async fn start(
             format!("fetching {system} failed: {error}"),
         ));
     }
-    if let Err(message) = check_nixos_system(Path::new(system.as_str())) {
+    let fetched = Path::new(system.as_str());
+    if let Err(message) =
+        check_nixos_system(fetched).and_then(|()| preflight::check_platform(fetched))
+    {
         return Ok(Ending::failed("not_a_system", message));
     }
     daemon.enter(id, DeployState::Activating)?;
     activate(daemon, id, deploy).await
 }
 
+/// Sets the profile (for `switch` and `boot`) and runs the switch, once no
+/// other switch holds the lock and the new system's pre-switch checks let
+/// it. Should another switch take the lock between the look and the
+/// switch's own attempt (which then changes nothing), the profile is set
+/// back and the whole is done again, within the switch timeout.
 async fn activate(
     daemon: &Daemon,
     id: &DeployId,
     deploy: &StoredDeploy,
 ) -> Result<Ending, StateError> {
-    let activation = &daemon.config.file.activation;
+    let config = daemon.config();
+    let activation = &config.file.activation;
     let profile = Profile::new(&activation.system_profile);
     let action = deploy.record.action;
-    let previous_system = match action {
-        Action::Boot => profile.current_system(),
-        _ => read_link(&activation.current_system).or_else(|| profile.current_system()),
-    };
-    let previous_generation = profile.current_generation();
     let system = deploy.record.store_path.clone();
-    daemon.update(id, |deploy| {
-        deploy.record.previous_system = previous_system.clone();
-        deploy.progress.previous_generation = previous_generation;
-        deploy.progress.profile_change_started = action.sets_profile();
-    })?;
-    if action.sets_profile() {
-        // A requested rollback moves the profile back; a deploy adds a generation.
-        let change = match deploy.progress.rollback_to_generation {
-            Some(number) => nix::switch_generation(&daemon.config, number),
-            None => nix::set_profile(&daemon.config, &system),
-        };
-        if let Err(error) = command::run(&change, |line| daemon.log(id, line)).await {
-            // `nix-env` replaces the profile link atomically, or not at all.
-            return Ok(Ending::failed(
-                "profile_failed",
-                format!("setting the system profile failed: {error}"),
-            ));
+    let target = preflight::switch_target(daemon, id, system.as_str());
+    let deadline = tokio::time::Instant::now() + config.switch_timeout();
+    loop {
+        if let Err(ending) = preflight::wait_for_switch_lock(daemon, id, deadline).await {
+            return Ok(ending);
         }
+        match preflight::run_pre_switch_checks(daemon, id, &target, action, deadline).await {
+            Checks::Passed => {}
+            Checks::Locked => continue,
+            Checks::Refused(ending) => return Ok(ending),
+        }
+        let previous_system = match action {
+            Action::Boot => profile.current_system(),
+            _ => read_link(&activation.current_system).or_else(|| profile.current_system()),
+        };
+        let previous_generation = profile.current_generation();
+        daemon.update(id, |deploy| {
+            deploy.record.previous_system = previous_system.clone();
+            deploy.progress.previous_generation = previous_generation;
+            deploy.progress.profile_change_started = action.sets_profile();
+        })?;
+        if action.sets_profile() {
+            // A requested rollback moves the profile back; a deploy adds a generation.
+            let change = match deploy.progress.rollback_to_generation {
+                Some(number) => nix::switch_generation(&config, number),
+                None => nix::set_profile(&config, &system),
+            };
+            if let Err(error) = command::run(&change, |line| daemon.log(id, line)).await {
+                // `nix-env` replaces the profile link atomically, or not at all.
+                return Ok(Ending::failed(
+                    "profile_failed",
+                    format!("setting the system profile failed: {error}"),
+                ));
+            }
+        }
+        health::remember_failed_units(daemon, id, action).await?;
+        let switch_to = SwitchTarget {
+            system: &target,
+            action,
+        };
+        let outcome = run_switch(daemon, id, SwitchKind::Forward, switch_to).await?;
+        let lost_the_lock = outcome == SwitchOutcome::Exited(SwitchStatus::Locked);
+        if lost_the_lock && tokio::time::Instant::now() < deadline {
+            daemon.log(
+                id,
+                "deployd: another switch took the switch lock first; setting the profile back and waiting for it",
+            );
+            if let (true, Some(number)) = (action.sets_profile(), previous_generation) {
+                let back = nix::switch_generation(&config, number);
+                if let Err(error) = command::run(&back, |line| daemon.log(id, line)).await {
+                    return Ok(Ending::failed(
+                        "rollback_failed",
+                        format!("another switch held the lock, and setting the profile back failed: {error}"),
+                    ));
+                }
+            }
+            continue;
+        }
+        return conclude_switch(daemon, id, deploy, outcome).await;
     }
-    health::remember_failed_units(daemon, id, action).await?;
-    let target = SwitchTarget {
-        system: system.as_str(),
-        action,
-    };
-    let outcome = run_switch(daemon, id, SwitchKind::Forward, target).await?;
-    conclude_switch(daemon, id, deploy, outcome).await
 }
 
 /// Plans a switch, writes the plan into the record, starts it, waits.
@@ -276,7 +327,8 @@ async fn run_switch(
     Ok(switch::wait(daemon, id, &launch).await)
 }
 
-/// After the new system's switch ended: succeed, or roll back.
+/// After the new system's switch ended: succeed, or roll back, as its exit
+/// status says (see [`SwitchStatus`]).
 async fn conclude_switch(
     daemon: &Daemon,
     id: &DeployId,
@@ -284,14 +336,74 @@ async fn conclude_switch(
     outcome: SwitchOutcome,
 ) -> Result<Ending, StateError> {
     let action = deploy.record.action;
+    let launched = daemon
+        .deploy(id.as_str())
+        .and_then(|deploy| deploy.progress.switch);
+    let target = launched.as_ref().map_or_else(
+        || deploy.record.store_path.to_string(),
+        |launch| launch.system.clone(),
+    );
     match outcome {
         SwitchOutcome::NeverStarted => undo_profile(daemon, id, "the switch never started").await,
+        SwitchOutcome::Succeeded => after_switch(daemon, id, deploy, AfterSwitch::Confirm).await,
+        SwitchOutcome::Exited(status) if action == Action::DryActivate => Ok(Ending::failed(
+            status.error_code(),
+            format!("dry-activate failed: {status}"),
+        )),
         SwitchOutcome::Failed(why) if action == Action::DryActivate => Ok(Ending::failed(
             "switch_failed",
             format!("dry-activate failed: {why}"),
         )),
-        SwitchOutcome::Failed(why) => roll_back(daemon, id, why).await,
-        SwitchOutcome::Succeeded => after_switch(daemon, id, deploy, AfterSwitch::Confirm).await,
+        SwitchOutcome::Exited(SwitchStatus::NotActivated)
+            if launched.as_ref().is_some_and(switch::refused_by_checks) =>
+        {
+            // Refused before it changed anything: set the profile back,
+            // and nothing to activate again.
+            let undone =
+                undo_profile(daemon, id, "the pre-switch checks refused the switch").await?;
+            let setting_back_failed = undone
+                .failure
+                .as_ref()
+                .is_some_and(|failure| failure.code == "rollback_failed");
+            Ok(if setting_back_failed {
+                undone
+            } else {
+                preflight::inhibited(&target)
+            })
+        }
+        SwitchOutcome::Exited(SwitchStatus::Locked) => {
+            // Only a daemon restarted mid-switch gets here (a running one
+            // waits and tries again): the switch changed nothing.
+            undo_profile(
+                daemon,
+                id,
+                "another switch-to-configuration held the switch lock",
+            )
+            .await
+        }
+        SwitchOutcome::Exited(SwitchStatus::UnitsFailed) => {
+            daemon.log(
+                id,
+                "deployd: the switch reported failed units (status 4); the health checks judge them (units failed before the deploy and allowed_failed_units do not count)",
+            );
+            after_switch(daemon, id, deploy, AfterSwitch::Confirm).await
+        }
+        SwitchOutcome::Exited(SwitchStatus::NeedsReboot) if action == Action::Switch => {
+            daemon.log(
+                id,
+                "deployd: the new system's init interface differs from the running one's (status 100): it is the boot default and takes effect at the next boot; a reboot is required",
+            );
+            record_success(daemon, id, deploy, Activated::AtNextBoot).await;
+            Ok(Ending::succeeded())
+        }
+        SwitchOutcome::Exited(status @ SwitchStatus::NeedsReboot) => Ok(Ending::failed(
+            status.error_code(),
+            format!("{status}; nothing was activated: deploy it with --action boot and reboot"),
+        )),
+        SwitchOutcome::Exited(status) => {
+            roll_back(daemon, id, failure(status.error_code(), status.to_string())).await
+        }
+        SwitchOutcome::Failed(why) => roll_back(daemon, id, failure("switch_failed", why)).await,
     }
 }
 
@@ -321,19 +433,27 @@ async fn after_switch(
                 return roll_back(
                     daemon,
                     id,
-                    format!("the deploy was not confirmed within {window} s"),
+                    failure(
+                        "switch_failed",
+                        format!("the deploy was not confirmed within {window} s"),
+                    ),
                 )
                 .await;
             }
         }
     }
-    if activates_now && health::configured(&daemon.config.file.health, daemon.systemd) {
+    if activates_now && health::configured(&daemon.config().file.health, daemon.systemd) {
         daemon.enter(id, DeployState::CheckingHealth)?;
         if let Err(report) = health::check(daemon, id).await {
-            return roll_back(daemon, id, format!("health checks failed: {report}")).await;
+            return roll_back(
+                daemon,
+                id,
+                failure("switch_failed", format!("health checks failed: {report}")),
+            )
+            .await;
         }
     }
-    record_success(daemon, id, deploy).await;
+    record_success(daemon, id, deploy, Activated::Now).await;
     Ok(Ending::succeeded())
 }
 
@@ -387,14 +507,32 @@ async fn confirmed_in_time(
     }
 }
 
-/// The new system is active: keep what a success keeps. The switch has run,
-/// so nothing here may turn the deploy into a failure; problems are logged.
-async fn record_success(daemon: &Daemon, id: &DeployId, deploy: &StoredDeploy) {
+/// When a successful deploy's system runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Activated {
+    /// As the action says: now for `switch` and `test`, at the next boot for
+    /// `boot`.
+    Now,
+    /// At the next boot, whatever the action (its switch said the running
+    /// system cannot take it now).
+    AtNextBoot,
+}
+
+/// The new system is active (or will be, at the next boot): keep what a
+/// success keeps. The switch has run, so nothing here may turn the deploy
+/// into a failure; problems are logged.
+async fn record_success(
+    daemon: &Daemon,
+    id: &DeployId,
+    deploy: &StoredDeploy,
+    activated: Activated,
+) {
+    let config = daemon.config();
     let action = deploy.record.action;
     let system = deploy.record.store_path.as_str();
     if action == Action::Test {
         let kept = match gc_root(daemon, "test") {
-            Ok(root) => command::run(&nix::add_gc_root(&daemon.config, system, &root), |line| {
+            Ok(root) => command::run(&nix::add_gc_root(&config, system, &root), |line| {
                 daemon.log(id, line)
             })
             .await
@@ -412,18 +550,17 @@ async fn record_success(daemon: &Daemon, id: &DeployId, deploy: &StoredDeploy) {
     if action == Action::DryActivate {
         return;
     }
-    let activation = &daemon.config.file.activation;
-    if matches!(action, Action::Switch | Action::Test)
-        && runs_another_daemon(Path::new(system), &activation.unit, &daemon.config.path)
-    {
+    let activation = &config.file.activation;
+    let runs_now = activated == Activated::Now && matches!(action, Action::Switch | Action::Test);
+    if runs_now && runs_another_daemon(Path::new(system), &activation.unit, &config.path) {
         daemon.log(
             id,
             "deployd: the new system runs another deployd; restarting once this deploy is recorded",
         );
         daemon.lifecycle.request_restart();
     }
-    let booted = &daemon.config.file.activation.booted_system;
-    let reboot = reboot_required(Path::new(system), booted);
+    let reboot = activated == Activated::AtNextBoot
+        || reboot_required(Path::new(system), &activation.booted_system);
     let recorded = daemon
         .update(id, |deploy| deploy.record.reboot_required = reboot)
         .and_then(|deploy| daemon.set_active(&deploy.record));
@@ -434,7 +571,7 @@ async fn record_success(daemon: &Daemon, id: &DeployId, deploy: &StoredDeploy) {
 
 /// The path of a GC root deployd keeps (`fetched`, `test`).
 fn gc_root(daemon: &Daemon, name: &str) -> Result<PathBuf, StateError> {
-    let dir = daemon.config.file.state_dir.join("gc-roots");
+    let dir = daemon.config().file.state_dir.join("gc-roots");
     std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
         action: "creating",
         path: dir.clone(),

@@ -4,10 +4,12 @@
 //! daemon resumes it (see `resume`).
 
 use deployd_command as command;
-use deployd_protocol::api::DeployState;
+use deployd_protocol::api::{DeployFailure, DeployState};
 use deployd_protocol::DeployId;
 
-use super::{nix, run_switch, Ending, SwitchOutcome, SwitchTarget};
+use super::{
+    failure, nix, preflight, run_switch, Ending, SwitchOutcome, SwitchStatus, SwitchTarget,
+};
 use crate::daemon::Daemon;
 use crate::state::{StateError, StoredDeploy, SwitchKind};
 use crate::system::Profile;
@@ -19,14 +21,17 @@ use crate::system::Profile;
 pub(super) async fn roll_back(
     daemon: &Daemon,
     id: &DeployId,
-    why: String,
+    why: DeployFailure,
 ) -> Result<Ending, StateError> {
     let Some(deploy) = daemon.deploy(id.as_str()) else {
         return Ok(Ending::failed("internal", "the deploy's record vanished"));
     };
     if deploy.progress.rolling_back.is_none() {
         let reason = why.clone();
-        let mark = |deploy: &mut StoredDeploy| deploy.progress.rolling_back = Some(reason);
+        let mark = |deploy: &mut StoredDeploy| {
+            deploy.progress.rolling_back = Some(reason.message);
+            deploy.progress.rolling_back_code = Some(reason.code);
+        };
         if deploy.record.state == DeployState::Activating {
             daemon.update(id, mark)?;
         } else {
@@ -39,17 +44,23 @@ pub(super) async fn roll_back(
         deploy.progress.previous_generation.is_some() || !action.sets_profile(),
     ) else {
         return Ok(Ending::failed(
-            "switch_failed",
-            format!("{why}; there is no previous system to roll back to"),
+            &why.code,
+            format!(
+                "{}; there is no previous system to roll back to",
+                why.message
+            ),
         ));
     };
-    daemon.log(id, &format!("deployd: {why}; rolling back to {previous}"));
+    daemon.log(
+        id,
+        &format!("deployd: {}; rolling back to {previous}", why.message),
+    );
     if let (true, Some(number)) = (action.sets_profile(), deploy.progress.previous_generation) {
-        let back = nix::switch_generation(&daemon.config, number);
+        let back = nix::switch_generation(&daemon.config(), number);
         if let Err(error) = command::run(&back, |line| daemon.log(id, line)).await {
             return Ok(Ending::failed(
                 "rollback_failed",
-                format!("{why}; setting the profile back failed: {error}"),
+                format!("{}; setting the profile back failed: {error}", why.message),
             ));
         }
     }
@@ -57,23 +68,83 @@ pub(super) async fn roll_back(
         system: previous.as_str(),
         action,
     };
-    let outcome = run_switch(daemon, id, SwitchKind::Rollback, target).await?;
+    let outcome = switch_back(daemon, id, target).await?;
     Ok(conclude_rollback(&previous, outcome, why))
 }
 
-pub(super) fn conclude_rollback(previous: &str, outcome: SwitchOutcome, why: String) -> Ending {
+/// Why a deploy rolls back, as written down (`message`) with its code
+/// (records of an earlier daemon have none: `switch_failed`).
+pub(super) fn rollback_reason(deploy: &StoredDeploy, message: &str) -> DeployFailure {
+    let code = deploy
+        .progress
+        .rolling_back_code
+        .as_deref()
+        .unwrap_or("switch_failed");
+    failure(code, message)
+}
+
+/// Runs the switch back to `target`, and again while another switch holds
+/// the lock (never giving up the rollback because of it), within the switch
+/// timeout.
+pub(super) async fn switch_back(
+    daemon: &Daemon,
+    id: &DeployId,
+    target: SwitchTarget<'_>,
+) -> Result<SwitchOutcome, StateError> {
+    let deadline = tokio::time::Instant::now() + daemon.config().switch_timeout();
+    loop {
+        if preflight::wait_for_switch_lock(daemon, id, deadline)
+            .await
+            .is_err()
+        {
+            return Ok(SwitchOutcome::Exited(SwitchStatus::Locked));
+        }
+        let outcome = run_switch(daemon, id, SwitchKind::Rollback, target).await?;
+        if outcome != SwitchOutcome::Exited(SwitchStatus::Locked)
+            || tokio::time::Instant::now() >= deadline
+        {
+            return Ok(outcome);
+        }
+        daemon.log(
+            id,
+            "deployd: another switch took the switch lock first; waiting for it",
+        );
+    }
+}
+
+/// How a rollback ended, given why it happened. The previous system's
+/// switch reporting failed units (status 4) or a reboot to take effect
+/// (status 100) still brought it back.
+pub(super) fn conclude_rollback(
+    previous: &str,
+    outcome: SwitchOutcome,
+    why: DeployFailure,
+) -> Ending {
+    let DeployFailure { code, message } = why;
     match outcome {
         SwitchOutcome::Succeeded => Ending::rolled_back(
-            "switch_failed",
-            format!("{why}; the previous system {previous} is active again"),
+            &code,
+            format!("{message}; the previous system {previous} is active again"),
+        ),
+        SwitchOutcome::Exited(SwitchStatus::UnitsFailed) => Ending::rolled_back(
+            &code,
+            format!("{message}; the previous system {previous} is active again, though its switch reported failed units (see the log)"),
+        ),
+        SwitchOutcome::Exited(SwitchStatus::NeedsReboot) => Ending::rolled_back(
+            &code,
+            format!("{message}; the previous system {previous} is the boot default again and takes effect at the next boot"),
+        ),
+        SwitchOutcome::Exited(status) => Ending::failed(
+            "rollback_failed",
+            format!("{message}; switching back to {previous} failed too: {status}"),
         ),
         SwitchOutcome::Failed(rollback_why) => Ending::failed(
             "rollback_failed",
-            format!("{why}; switching back to {previous} failed too: {rollback_why}"),
+            format!("{message}; switching back to {previous} failed too: {rollback_why}"),
         ),
         SwitchOutcome::NeverStarted => Ending::failed(
             "rollback_failed",
-            format!("{why}; the switch back to {previous} never started"),
+            format!("{message}; the switch back to {previous} never started"),
         ),
     }
 }
@@ -88,7 +159,7 @@ pub(super) async fn undo_profile(
         return Ok(Ending::failed("internal", "the deploy's record vanished"));
     };
     let progress = &deploy.progress;
-    let profile = Profile::new(&daemon.config.file.activation.system_profile);
+    let profile = Profile::new(&daemon.config().file.activation.system_profile);
     let profile_moved = progress.profile_change_started
         && profile.current_generation() != progress.previous_generation;
     match (profile_moved, progress.previous_generation) {
@@ -97,7 +168,7 @@ pub(super) async fn undo_profile(
             format!("{why}; nothing was changed"),
         )),
         (true, Some(number)) => {
-            let back = nix::switch_generation(&daemon.config, number);
+            let back = nix::switch_generation(&daemon.config(), number);
             match command::run(&back, |line| daemon.log(id, line)).await {
                 Ok(_) => Ok(Ending::rolled_back(
                     "interrupted",

@@ -12,7 +12,12 @@
 //! switch may have run. The wait is woken by changes to the switch's files
 //! (inotify, [`watch`]), with a slow timer for what files cannot tell.
 
+mod lock;
+mod status;
 mod watch;
+
+pub use lock::is_held as lock_is_held;
+pub use status::{SwitchStatus, PRE_SWITCH_CHECKS_FAILED};
 
 use std::path::Path;
 use std::time::Duration;
@@ -49,7 +54,9 @@ const START_GRACE: Duration = Duration::from_secs(10);
 pub enum SwitchOutcome {
     /// Exit status 0.
     Succeeded,
-    /// Another exit status, or it vanished, or it ran out of time (and was stopped).
+    /// Another exit status, named.
+    Exited(SwitchStatus),
+    /// It vanished, or it ran out of time (and was stopped).
     Failed(String),
     /// It was planned but never started (the daemon stopped in between).
     NeverStarted,
@@ -113,31 +120,62 @@ pub async fn start(
     let wrapper = wrapper_argv(launch);
     match &launch.unit {
         Some(unit) => {
-            let mut args = vec![
-                format!("--unit={unit}"),
-                "--description=deployd switch-to-configuration".into(),
-                "--collect".into(),
-                format!(
-                    "--property=StandardOutput=append:{}",
-                    launch.log_file.display()
-                ),
-                format!(
-                    "--property=StandardError=append:{}",
-                    launch.log_file.display()
-                ),
-                "/bin/sh".into(),
-            ];
-            args.extend(wrapper.iter().map(|arg| escape_exec_start(arg)));
-            let systemd_run = &daemon.config.file.activation.systemd_run;
+            let passed = PASSED_ENVIRONMENT
+                .iter()
+                .filter_map(|name| Some((*name, std::env::var(name).ok()?)));
+            let args = transient_unit_argv(unit, launch, passed);
+            let systemd_run = &daemon.config().file.activation.systemd_run;
             let invocation = Invocation::new(systemd_run, args, Duration::from_secs(30));
             command::run(&invocation, |line| daemon.log(id, line)).await?;
         }
         None => {
-            let invocation = Invocation::new("/bin/sh", wrapper, daemon.config.switch_timeout());
+            let invocation = Invocation::new("/bin/sh", wrapper, daemon.config().switch_timeout());
             command::spawn_detached(&invocation, &launch.log_file)?;
         }
     }
     Ok(())
+}
+
+/// What nixos-rebuild passes on to the switch's transient unit from its own
+/// environment (nixpkgs `pkgs/by-name/ni/nixos-rebuild-ng`, `services.py`).
+const PASSED_ENVIRONMENT: [&str; 2] = ["LOCALE_ARCHIVE", "NIXOS_INSTALL_BOOTLOADER"];
+
+/// `systemd-run`'s arguments for the switch `launch` in transient unit
+/// `unit`, as nixos-rebuild starts its switch: `--service-type=exec`, so that
+/// a switch that cannot be executed is an error of `systemd-run` at once,
+/// `--no-ask-password`, and the `environment` it passes on.
+fn transient_unit_argv<'a>(
+    unit: &str,
+    launch: &SwitchLaunch,
+    environment: impl IntoIterator<Item = (&'a str, String)>,
+) -> Vec<String> {
+    let mut args = vec![
+        format!("--unit={unit}"),
+        "--description=deployd switch-to-configuration".into(),
+        "--collect".into(),
+        "--service-type=exec".into(),
+        "--no-ask-password".into(),
+        format!(
+            "--property=StandardOutput=append:{}",
+            launch.log_file.display()
+        ),
+        format!(
+            "--property=StandardError=append:{}",
+            launch.log_file.display()
+        ),
+    ];
+    args.extend(
+        environment
+            .into_iter()
+            .map(|(name, value)| format!("--setenv={name}={value}")),
+    );
+    args.push("/bin/sh".into());
+    args.extend(
+        wrapper_argv(launch)
+            .iter()
+            .map(|arg| escape_exec_start(arg)),
+    );
+    args
 }
 
 /// An argument as systemd must be given it in a unit's command line:
@@ -168,7 +206,7 @@ async fn wait_woken(
     let files = [&launch.log_file, &launch.status_file, &launch.pid_file];
     let mut watch = watch::SwitchFilesWatch::new(&files.map(|file| file.as_path()), fallback);
     let started = tokio::time::Instant::now();
-    let timeout = daemon.config.switch_timeout();
+    let timeout = daemon.config().switch_timeout();
     // Launched in another boot: whatever its pid names now is not it.
     let rebooted = launch
         .boot_id
@@ -209,6 +247,7 @@ async fn wait_woken(
         }
         if started.elapsed() > timeout {
             stop(daemon, id, launch).await;
+            discard_unit_lists(daemon, id);
             return SwitchOutcome::Failed(format!(
                 "switch-to-configuration did not finish within {timeout:?} and was stopped"
             ));
@@ -221,7 +260,7 @@ async fn wait_woken(
 async fn stop(daemon: &Daemon, id: &DeployId, launch: &SwitchLaunch) {
     let invocation = match (&launch.unit, read_pid(&launch.pid_file)) {
         (Some(unit), _) => Invocation::new(
-            &daemon.config.file.activation.systemctl,
+            &daemon.config().file.activation.systemctl,
             ["stop", unit.as_str()],
             Duration::from_secs(60),
         ),
@@ -245,11 +284,56 @@ async fn stop(daemon: &Daemon, id: &DeployId, launch: &SwitchLaunch) {
     }
 }
 
+/// The lists in which switch-to-configuration writes the units it is about
+/// to start, restart and reload (and the activation script, those it asks to
+/// be restarted or reloaded), so that the next switch finishes what an
+/// interrupted one began (nixpkgs
+/// `pkgs/by-name/sw/switch-to-configuration-ng/src/src/main.rs`,
+/// `START_LIST_FILE` and the others).
+const UNIT_LISTS: [&str; 5] = [
+    "start-list",
+    "restart-list",
+    "reload-list",
+    "activation-restart-list",
+    "activation-reload-list",
+];
+
+/// After a switch was stopped: removes the lists it left, which name the
+/// units of the system it was switching to, so that the switch back does
+/// not replay them (starting units the previous system does not have).
+fn discard_unit_lists(daemon: &Daemon, id: &DeployId) {
+    let config = daemon.config();
+    let Some(dir) = config.file.activation.switch_lock.parent() else {
+        return;
+    };
+    for name in UNIT_LISTS {
+        let list = dir.join(name);
+        if std::fs::remove_file(&list).is_ok() {
+            daemon.log(
+                id,
+                &format!(
+                    "deployd: removed {}, left by the stopped switch",
+                    list.display()
+                ),
+            );
+        }
+    }
+}
+
 fn read_status(path: &Path) -> Option<SwitchOutcome> {
     let code: u8 = read_line(path)?.parse().ok()?;
-    Some(match code {
-        0 => SwitchOutcome::Succeeded,
-        code => SwitchOutcome::Failed(format!("switch-to-configuration exited with status {code}")),
+    Some(match SwitchStatus::from_code(code) {
+        SwitchStatus::Switched => SwitchOutcome::Succeeded,
+        status => SwitchOutcome::Exited(status),
+    })
+}
+
+/// Whether a switch's output says its pre-switch checks refused it.
+pub fn refused_by_checks(launch: &SwitchLaunch) -> bool {
+    std::fs::read_to_string(&launch.log_file).is_ok_and(|output| {
+        output
+            .lines()
+            .any(|line| line.trim() == PRE_SWITCH_CHECKS_FAILED)
     })
 }
 
@@ -522,9 +606,7 @@ mod tests {
         std::fs::write(&file, "127\n").expect("write");
         assert_eq!(
             read_status(&file),
-            Some(SwitchOutcome::Failed(
-                "switch-to-configuration exited with status 127".into()
-            ))
+            Some(SwitchOutcome::Exited(SwitchStatus::Other(127)))
         );
         std::fs::write(&file, "12").expect("write");
         assert_eq!(read_pid(&file), None);
@@ -535,10 +617,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         for (script, expected) in [
             ("exit 0", SwitchOutcome::Succeeded),
-            (
-                "exit 3",
-                SwitchOutcome::Failed("switch-to-configuration exited with status 3".into()),
-            ),
+            ("exit 3", SwitchOutcome::Exited(SwitchStatus::Other(3))),
         ] {
             let system: PathBuf = dir.path().join("system");
             std::fs::create_dir_all(system.join("bin")).expect("dir");

@@ -54,6 +54,10 @@ pub struct Progress {
     /// restarted daemon resumes the rollback whatever step it was in.
     #[serde(default)]
     pub rolling_back: Option<String>,
+    /// The error code of that reason (`switch_failed`, `activation_failed`,
+    /// ...), which the deploy ends with.
+    #[serde(default)]
+    pub rolling_back_code: Option<String>,
     /// The end of the request's validity window (Unix seconds): a deploy
     /// not started by then is never started.
     #[serde(default)]
