@@ -22,7 +22,9 @@ use deployd_protocol::{Action, DeployId};
 
 use crate::daemon::Daemon;
 use crate::state::{StateError, StoredDeploy, SwitchKind};
-use crate::system::{check_nixos_system, read_link, reboot_required, runs_another_daemon, Profile};
+use crate::system::{
+    check_nixos_system, read_link, reboot_required, runs_another_daemon, specialisation_of, Profile,
+};
 use deployd_command as command;
 use deployd_command::CommandError;
 use nix::Freshness;
@@ -156,7 +158,12 @@ async fn drive(daemon: &Daemon, id: &DeployId) -> Result<Ending, StateError> {
 fn already_active(daemon: &Daemon, deploy: &StoredDeploy) -> bool {
     let activation = &daemon.config().file.activation;
     let wanted = Some(deploy.record.store_path.to_string());
-    let running = read_link(&activation.current_system) == wanted;
+    // The host may run a specialisation of it, which a deploy keeps.
+    let running = read_link(&activation.current_system).is_some_and(|running| {
+        Some(&running) == wanted.as_ref()
+            || specialisation_of(Path::new(deploy.record.store_path.as_str()), Path::new(&running))
+                .is_some()
+    });
     let in_profile = Profile::new(&activation.system_profile).current_system() == wanted;
     match deploy.record.action {
         Action::Switch => running && in_profile,
