@@ -161,8 +161,11 @@ fn already_active(daemon: &Daemon, deploy: &StoredDeploy) -> bool {
     // The host may run a specialisation of it, which a deploy keeps.
     let running = read_link(&activation.current_system).is_some_and(|running| {
         Some(&running) == wanted.as_ref()
-            || specialisation_of(Path::new(deploy.record.store_path.as_str()), Path::new(&running))
-                .is_some()
+            || specialisation_of(
+                Path::new(deploy.record.store_path.as_str()),
+                Path::new(&running),
+            )
+            .is_some()
     });
     let in_profile = Profile::new(&activation.system_profile).current_system() == wanted;
     match deploy.record.action {
