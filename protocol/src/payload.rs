@@ -119,6 +119,9 @@ pub struct DeployRequest<P = StorePath> {
     pub allow_downgrade: bool,
     /// Magic rollback: roll back unless confirmed within this many seconds.
     pub confirm_within_s: Option<u64>,
+    /// Activate the system's specialisation of this name (its
+    /// `specialisation/NAME`), as `nixos-rebuild --specialisation` does.
+    pub specialisation: Option<String>,
 }
 
 /// A single-use reference to a deploy: the one a `confirm` confirms, or the
@@ -222,6 +225,12 @@ struct WirePayload {
         deserialize_with = "not_null",
         skip_serializing_if = "Option::is_none"
     )]
+    specialisation: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     method: Option<String>,
     #[serde(
         default,
@@ -247,7 +256,7 @@ fn required<T>(kind: Kind, field: &'static str, value: Option<T>) -> Result<T, P
 
 impl WirePayload {
     /// Every kind-specific field and whether it is present.
-    fn kind_fields(&self) -> [(&'static str, bool); 10] {
+    fn kind_fields(&self) -> [(&'static str, bool); 11] {
         [
             ("nonce", self.nonce.is_some()),
             ("deploy_id", self.deploy_id.is_some()),
@@ -257,6 +266,7 @@ impl WirePayload {
             ("rev", self.rev.is_some()),
             ("allow_downgrade", self.allow_downgrade.is_some()),
             ("confirm_within_s", self.confirm_within_s.is_some()),
+            ("specialisation", self.specialisation.is_some()),
             ("method", self.method.is_some()),
             ("path", self.path.is_some()),
         ]
@@ -290,6 +300,7 @@ impl WirePayload {
                         .confirm_within_s
                         .map(check_confirm_within)
                         .transpose()?,
+                    specialisation: self.specialisation.map(check_specialisation).transpose()?,
                 }))
             }
             Kind::Confirm | Kind::Rollback => {
@@ -314,7 +325,7 @@ impl WirePayload {
     }
 }
 
-const DEPLOY_FIELDS: [&str; 8] = [
+const DEPLOY_FIELDS: [&str; 9] = [
     "nonce",
     "deploy_id",
     "store_path",
@@ -323,6 +334,7 @@ const DEPLOY_FIELDS: [&str; 8] = [
     "rev",
     "allow_downgrade",
     "confirm_within_s",
+    "specialisation",
 ];
 
 fn check_flake(flake: String) -> Result<String, PayloadError> {
@@ -333,6 +345,24 @@ fn check_flake(flake: String) -> Result<String, PayloadError> {
         });
     }
     Ok(flake)
+}
+
+/// A specialisation's name names a link inside the system: a single path
+/// component of letters, digits, `_`, `-` and `.`, not starting with a dot.
+fn check_specialisation(name: String) -> Result<String, PayloadError> {
+    let fits = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if !fits {
+        return Err(PayloadError::Value {
+            field: "specialisation",
+            reason: "must be 1 to 64 letters, digits, '_', '-' or '.', not starting with '.'",
+        });
+    }
+    Ok(name)
 }
 
 fn check_confirm_within(seconds: u64) -> Result<u64, PayloadError> {
@@ -459,6 +489,7 @@ impl Message<String> {
                 rev: deploy.rev,
                 allow_downgrade: deploy.allow_downgrade,
                 confirm_within_s: deploy.confirm_within_s,
+                specialisation: deploy.specialisation,
             }),
             Request::Confirm(reference) => Request::Confirm(reference),
             Request::Rollback(reference) => Request::Rollback(reference),
@@ -506,6 +537,7 @@ impl Message {
                 wire.rev = deploy.rev.clone();
                 wire.allow_downgrade = deploy.allow_downgrade.then_some(true);
                 wire.confirm_within_s = deploy.confirm_within_s;
+                wire.specialisation = deploy.specialisation.clone();
             }
             Request::Confirm(reference) | Request::Rollback(reference) => {
                 wire.nonce = Some(reference.nonce.clone());
@@ -541,6 +573,7 @@ mod tests {
             rev: Some("0".repeat(40).parse().expect("rev")),
             allow_downgrade: Some(true),
             confirm_within_s: Some(1),
+            specialisation: Some(String::new()),
             method: Some(String::new()),
             path: Some(String::new()),
         };
@@ -570,5 +603,48 @@ mod tests {
         let without =
             br#"{"kind":"read","host":"h","issued_at":1,"expires_at":2,"method":"GET","path":"/"}"#;
         assert!(parse_payload(crate::PAYLOAD_TYPE, without, &host).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod specialisation_tests {
+    use super::*;
+
+    fn deploy_with(specialisation: &str) -> Result<Message<String>, PayloadError> {
+        let payload = format!(
+            r#"{{"kind":"deploy","host":"h","issued_at":1,"expires_at":2,"nonce":"{}","deploy_id":"d","store_path":"/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-x","action":"switch","specialisation":{}}}"#,
+            "00".repeat(16),
+            serde_json::to_string(specialisation).expect("json")
+        );
+        match parse_payload(
+            crate::PAYLOAD_TYPE,
+            payload.as_bytes(),
+            &"h".parse().expect("host"),
+        )? {
+            Addressed::Message(message) => Ok(message),
+            Addressed::OtherHosts(hosts) => panic!("addressed to {hosts}"),
+        }
+    }
+
+    #[test]
+    fn a_specialisation_is_one_safe_path_component() {
+        let message = deploy_with("work-vpn_2.1").expect("a fine name");
+        let Request::Deploy(deploy) = message.request else {
+            panic!("not a deploy");
+        };
+        assert_eq!(deploy.specialisation.as_deref(), Some("work-vpn_2.1"));
+        for bad in ["", "..", ".hidden", "a/b", "a b", &"x".repeat(65)] {
+            let error = deploy_with(bad).expect_err(bad);
+            assert!(
+                matches!(
+                    error,
+                    PayloadError::Value {
+                        field: "specialisation",
+                        ..
+                    }
+                ),
+                "{bad:?}: {error:?}"
+            );
+        }
     }
 }

@@ -28,6 +28,7 @@ impl DeployRequest {
             rev: None,
             allow_downgrade: false,
             confirm_within_s: None,
+            specialisation: None,
         })
     }
 }

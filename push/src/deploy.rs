@@ -43,6 +43,10 @@ pub struct DeployOptions {
     /// Allow a revision that does not descend from the one a host runs.
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Activate the system's specialisation NAME (by default a host running
+    /// a specialisation stays in the one of the same name).
+    #[arg(long, value_name = "NAME")]
+    pub specialisation: Option<String>,
     /// Deploy to at most N hosts at once (default: all).
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
@@ -73,6 +77,7 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
             action: options.action,
             confirm_s: options.confirm,
             allow_downgrade: options.allow_downgrade,
+            specialisation: options.specialisation,
             parallel: options.parallel,
             no_wait: options.no_wait,
             build_host: options.build_host,

@@ -52,6 +52,8 @@ pub struct RolloutSettings {
     pub confirm_s: Option<u64>,
     /// Deploy a revision that does not descend from a host's.
     pub allow_downgrade: bool,
+    /// The specialisation every host activates (none: each keeps its own).
+    pub specialisation: Option<String>,
     /// At most this many hosts at once (default: all).
     pub parallel: Option<usize>,
     /// Send and do not follow.
@@ -384,6 +386,7 @@ async fn sign_deploys(
         rev: Some(&plan.rev),
         allow_downgrade: settings.allow_downgrade,
         confirm_within_s: settings.confirm_s,
+        specialisation: settings.specialisation.as_deref(),
     };
     let now = sign::now();
     let mut targets = Vec::new();

@@ -35,6 +35,8 @@ pub struct DeployDetails<'a> {
     pub allow_downgrade: bool,
     /// Magic rollback window.
     pub confirm_within_s: Option<u64>,
+    /// The specialisation to activate.
+    pub specialisation: Option<&'a str>,
 }
 
 /// A deploy message of `system` to `host`, with a new deploy id, valid
@@ -52,6 +54,7 @@ pub fn deploy_message(
     request.rev = details.rev.cloned();
     request.allow_downgrade = details.allow_downgrade;
     request.confirm_within_s = details.confirm_within_s;
+    request.specialisation = details.specialisation.map(str::to_owned);
     Ok(Message::new(
         host.clone(),
         Request::Deploy(request),

@@ -84,6 +84,8 @@ struct NewDeploy {
     rev: Option<Revision>,
     rollback_to_generation: Option<u64>,
     confirm_within_s: Option<u64>,
+    /// The specialisation the request asks for.
+    specialisation: Option<String>,
     /// The key that signed its message.
     key: KeyName,
     /// When its message was issued (Unix seconds).
@@ -113,6 +115,7 @@ impl Daemon {
             rev: request.rev,
             rollback_to_generation: None,
             confirm_within_s: request.confirm_within_s,
+            specialisation: request.specialisation,
             key: verified.key,
             issued_at: verified.message.issued_at,
             expires_at: verified.message.expires_at,
@@ -156,6 +159,7 @@ impl Daemon {
             action: Action::Switch,
             rollback_to_generation: Some(previous.number),
             confirm_within_s: None,
+            specialisation: None,
             key: verified.key,
             issued_at: verified.message.issued_at,
             expires_at: verified.message.expires_at,
@@ -245,6 +249,7 @@ impl Daemon {
                 sequence: records.store.next_sequence(),
                 rollback_to_generation: new.rollback_to_generation,
                 confirm_within_s: new.confirm_within_s,
+                specialisation: new.specialisation.clone(),
                 expires_at: Some(new.expires_at),
                 ..Progress::default()
             },

@@ -158,14 +158,15 @@ async fn drive(daemon: &Daemon, id: &DeployId) -> Result<Ending, StateError> {
 fn already_active(daemon: &Daemon, deploy: &StoredDeploy) -> bool {
     let activation = &daemon.config().file.activation;
     let wanted = Some(deploy.record.store_path.to_string());
-    // The host may run a specialisation of it, which a deploy keeps.
+    // The host may run a specialisation of it: the one asked for, or, when
+    // none is, any (a deploy keeps it).
+    let system = Path::new(deploy.record.store_path.as_str());
     let running = read_link(&activation.current_system).is_some_and(|running| {
-        Some(&running) == wanted.as_ref()
-            || specialisation_of(
-                Path::new(deploy.record.store_path.as_str()),
-                Path::new(&running),
-            )
-            .is_some()
+        let specialisation = specialisation_of(system, Path::new(&running));
+        match deploy.progress.specialisation.as_deref() {
+            Some(asked) => specialisation.as_deref() == Some(asked),
+            None => Some(&running) == wanted.as_ref() || specialisation.is_some(),
+        }
     });
     let in_profile = Profile::new(&activation.system_profile).current_system() == wanted;
     match deploy.record.action {
@@ -248,7 +249,11 @@ async fn activate(
     let profile = Profile::new(&activation.system_profile);
     let action = deploy.record.action;
     let system = deploy.record.store_path.clone();
-    let target = preflight::switch_target(daemon, id, system.as_str());
+    let asked = deploy.progress.specialisation.as_deref();
+    let target = match preflight::switch_target(daemon, id, system.as_str(), asked) {
+        Ok(target) => target,
+        Err(ending) => return Ok(ending),
+    };
     let deadline = tokio::time::Instant::now() + config.switch_timeout();
     loop {
         if let Err(ending) = preflight::wait_for_switch_lock(daemon, id, deadline).await {

@@ -23,35 +23,52 @@ const LOCK_POLL: Duration = Duration::from_millis(500);
 /// pre-switch checks (a makeWrapper wrapper is a few hundred bytes).
 const WRAPPER_READ_BYTES: usize = 64 * 1024;
 
-/// The system whose `switch-to-configuration` a deploy of `system` runs: the
-/// specialisation of the same name when the host runs one of its current
-/// system's specialisations now (as `nixos-rebuild --specialisation` does),
-/// else `system` itself.
-pub(super) fn switch_target(daemon: &Daemon, id: &DeployId, system: &str) -> String {
+/// The system whose `switch-to-configuration` a deploy of `system` runs:
+/// its specialisation `asked` for, or else the one of the same name when
+/// the host runs one of its current system's specialisations now (as
+/// `nixos-rebuild --specialisation` does), or `system` itself. A
+/// specialisation asked for that `system` lacks refuses the deploy.
+pub(super) fn switch_target(
+    daemon: &Daemon,
+    id: &DeployId,
+    system: &str,
+    asked: Option<&str>,
+) -> Result<String, Ending> {
+    let specialised = |name: &str| Path::new(system).join("specialisation").join(name);
+    let has = |name: &str| specialised(name).join("bin/switch-to-configuration").is_file();
+    if let Some(name) = asked {
+        if !has(name) {
+            return Err(Ending::failed(
+                "not_a_system",
+                format!("{system} has no specialisation {name}; nothing was changed"),
+            ));
+        }
+        daemon.log(id, &format!("deployd: switching to its specialisation {name}"));
+        return Ok(specialised(name).to_string_lossy().into_owned());
+    }
     let config = daemon.config();
     let activation = &config.file.activation;
     let (Some(running), Some(parent)) = (
         read_link(&activation.current_system),
         Profile::new(&activation.system_profile).current_system(),
     ) else {
-        return system.to_owned();
+        return Ok(system.to_owned());
     };
     let Some(name) = specialisation_of(Path::new(&parent), Path::new(&running)) else {
-        return system.to_owned();
+        return Ok(system.to_owned());
     };
-    let specialised = Path::new(system).join("specialisation").join(&name);
-    if specialised.join("bin/switch-to-configuration").is_file() {
+    if has(&name) {
         daemon.log(
             id,
             &format!("deployd: the host runs specialisation {name}; the new system's {name} is switched to"),
         );
-        specialised.to_string_lossy().into_owned()
+        Ok(specialised(&name).to_string_lossy().into_owned())
     } else {
         daemon.log(
             id,
             &format!("deployd: the host runs specialisation {name}, which the new system does not have; its base system is switched to"),
         );
-        system.to_owned()
+        Ok(system.to_owned())
     }
 }
 

@@ -67,6 +67,10 @@ pub struct Progress {
     /// does not count them.
     #[serde(default)]
     pub failed_before: Vec<String>,
+    /// The specialisation the request asked for (else the one the host
+    /// runs is kept).
+    #[serde(default)]
+    pub specialisation: Option<String>,
 }
 
 /// A `switch-to-configuration` that outlives the daemon, written down before

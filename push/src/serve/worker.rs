@@ -219,6 +219,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             action: follow.action,
             confirm_s: follow.confirm_s,
             allow_downgrade: false,
+            specialisation: None,
             parallel: None,
             no_wait: false,
             build_host: None,
