@@ -86,6 +86,32 @@
 
   port = lib.toInt (lib.last (lib.splitString ":" cfg.settings.listen));
 
+  # What deployd pulls from by default: what the host's own Nix pulls from,
+  # `substituters` then `extra-substituters` as nix.conf reads them (keys
+  # likewise). NixOS always lists cache.nixos.org in `substituters` (with
+  # mkAfter) and trusts its key, so the default includes it: a system's
+  # closure is mostly nixpkgs paths, which caches that skip what
+  # cache.nixos.org holds (attic, cachix) do not serve, and Nix checks every
+  # path against the keys either way. What only the builders have, the
+  # system itself, must come from a cache of the fleet's own: see the
+  # assertions below. `extra-*` are free-form settings (NixOS declares
+  # neither), a list or a space-separated string; a host without Nix
+  # (`nix.enable = false`) has nothing to pull from.
+  hostNixList = name: let
+    value = config.nix.settings.${name} or [];
+  in
+    if !(config.nix.enable or true)
+    then []
+    else if builtins.isList value
+    then value
+    else if builtins.isString value
+    then lib.filter (word: word != "") (lib.splitString " " value)
+    else [];
+  isCacheNixosOrg = url: lib.removeSuffix "/" url == "https://cache.nixos.org";
+  # The caches and keys that are the fleet's own, not cache.nixos.org's.
+  ownSubstituters = lib.filter (url: !isCacheNixosOrg url) cfg.settings.nix.substituters;
+  ownCacheKeys = lib.filter (key: !lib.hasPrefix "cache.nixos.org-1:" key) cfg.settings.nix.trusted_public_keys;
+
   # Every `*_file` setting, with its path, to refuse secrets in the store.
   fileSettings =
     map (leaf: {
@@ -172,15 +198,15 @@ in {
           nix = {
             substituters = mkOption {
               type = types.listOf types.str;
-              default = config.nix.settings.substituters or [];
-              defaultText = literalExpression "config.nix.settings.substituters";
-              description = "The only binary caches systems are fetched from (the builders' caches). The host's own substituters by default: Nix still checks every path against `trusted_public_keys`.";
+              default = lib.unique (hostNixList "substituters" ++ hostNixList "extra-substituters");
+              defaultText = literalExpression "config.nix.settings.substituters ++ config.nix.settings.extra-substituters";
+              description = "The only binary caches systems are fetched from. By default those the host's Nix uses: its builders' caches (`nix.settings.extra-substituters`, or `substituters`) and cache.nixos.org, which NixOS adds. Setting this replaces the default; keep `https://cache.nixos.org/` in it when your cache leaves out what cache.nixos.org has (attic, cachix). Nix checks every path against `trusted_public_keys`.";
             };
             trusted_public_keys = mkOption {
               type = types.listOf types.str;
-              default = config.nix.settings.trusted-public-keys or [];
-              defaultText = literalExpression "config.nix.settings.trusted-public-keys";
-              description = "The only cache keys whose signatures are accepted (the builders' keys).";
+              default = lib.unique (hostNixList "trusted-public-keys" ++ hostNixList "extra-trusted-public-keys");
+              defaultText = literalExpression "config.nix.settings.trusted-public-keys ++ config.nix.settings.extra-trusted-public-keys";
+              description = "The only cache keys whose signatures are accepted: by default those the host's Nix trusts (its builders' keys and cache.nixos.org's).";
             };
           };
           health = mkOption {
@@ -225,8 +251,16 @@ in {
           message = "services.deployd: no deploy key is trusted, so nothing could ever be deployed. Set services.deployd.trustedKeys = [ \"ops-1:...\" ] (the .public file `push keygen ops-1` wrote).";
         }
         {
-          assertion = cfg.settings.nix.substituters != [] && cfg.settings.nix.trusted_public_keys != [];
-          message = "services.deployd: settings.nix.substituters and settings.nix.trusted_public_keys must name your builders' caches and keys; systems could not be fetched otherwise.";
+          assertion = ownSubstituters != [];
+          message = "services.deployd: deployd has no cache of your own to fetch systems from (${
+            if cfg.settings.nix.substituters == []
+            then "none at all"
+            else "only cache.nixos.org, which never has your hosts' systems"
+          }), so every deploy would end `fetch_failed`. Name your builders' cache and its key, for the host's Nix and deployd alike: nix.settings.extra-substituters = [ \"http://kelyus:5000\" ]; nix.settings.extra-trusted-public-keys = [ \"kelyus-1:...\" ]; (or, for deployd alone, services.deployd.settings.nix.substituters and services.deployd.settings.nix.trusted_public_keys).";
+        }
+        {
+          assertion = ownSubstituters == [] || ownCacheKeys != [];
+          message = "services.deployd: no key of your builders' caches (${lib.concatStringsSep ", " ownSubstituters}) is trusted, so Nix would refuse every system they serve and every deploy would end `fetch_failed`. Add their public keys: nix.settings.extra-trusted-public-keys = [ \"kelyus-1:...\" ]; (or, for deployd alone, services.deployd.settings.nix.trusted_public_keys).";
         }
       ]
       ++ lib.imap1 (index: key: {
