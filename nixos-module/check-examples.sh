@@ -5,7 +5,8 @@
 # check-config` and each forge service config with the real `push serve
 # --check`, and checks that every assertion fires on its bad example
 # (nixos-module/examples/bad/*.nix, whose first line names the expected message).
-# It also checks that each rendered config equals its fixture
+# It also checks that the daemon's unit reloads deployd when its config
+# changes, and that each rendered config equals its fixture
 # (nixos-module/examples/<host>.toml, and <host>-forge.toml for the forge
 # service), which CI checks with check-config.
 #
@@ -31,6 +32,18 @@ import json, sys
 result = json.load(open(sys.argv[1]))
 if result["failedAssertions"]:
     sys.exit("assertions failed: %s" % result["failedAssertions"])
+unit = result["unit"]
+if unit is not None:
+    # A new config reloads deployd: switch-to-configuration reloads a unit
+    # whose reload triggers alone changed, so the trigger names the checked
+    # config, ExecStart only its /etc path, and ExecReload sends the signal.
+    service = unit["serviceConfig"]
+    if not service["ExecStart"].endswith(" --config /etc/deployd/config.toml"):
+        sys.exit("ExecStart names a config other than /etc/deployd/config.toml: %s" % service["ExecStart"])
+    if not service.get("ExecReload", "").endswith("/bin/kill -HUP $MAINPID"):
+        sys.exit("ExecReload does not send SIGHUP to deployd: %s" % service.get("ExecReload"))
+    if len(unit["reloadTriggers"]) != 1 or not unit["reloadTriggers"][0].endswith("-deployd-config"):
+        sys.exit("the reload trigger is not the checked config: %s" % unit["reloadTriggers"])
 for config, path in [(result["configToml"], sys.argv[2]), (result["forgeConfigToml"], sys.argv[3])]:
     if config is not None:
         open(path, "w").write(config)

@@ -14,7 +14,11 @@
   ...
 }: let
   cfg = config.services.deployd;
-  # The unit's settings, shared with the lab (see systemd.services.deployd below).
+  # The unit's settings, shared with the lab (see systemd.services.deployd
+  # below). `reloadSignal` is the signal that makes deployd re-read its config:
+  # each side turns it into an ExecReload with a `kill` of its own (here
+  # coreutils' from the store, in the lab the machine's), and `serviceConfig`
+  # holds no program path.
   unit = lib.importJSON ./deployd-unit.json;
   inherit (lib) mkEnableOption mkIf mkOption literalExpression types;
   settingsFormat = pkgs.formats.toml {};
@@ -291,9 +295,26 @@ in {
       wants = ["network-online.target"];
       after = ["network-online.target"];
       # A switch never stops deployd midway: when a deploy brings another
-      # deployd (or config), the daemon records the deploy's end, then exits,
-      # and Restart=always starts the new one (see deployd's README, Restarts).
+      # deployd, the daemon records the deploy's end, then exits, and
+      # Restart=always starts the new one (see deployd's README, Restarts).
       inherit (unit) restartIfChanged;
+      # A new config is reloaded, never restarted into. switch-to-configuration
+      # (nixpkgs' switch-to-configuration-ng, `compare_units` and
+      # `handle_modified_unit`) compares the running unit's file with the new
+      # one: when `X-Reload-Triggers` (what `reloadTriggers` renders) is all
+      # that differs, it reloads the unit, after the activation has updated
+      # /etc and systemd has re-read its units (a unit found inactive is
+      # started instead). Any other difference (ExecStart, the environment,
+      # ExecReload itself) marks the unit for a restart, which
+      # `restartIfChanged = false` turns into nothing at all: neither restart
+      # nor reload ("NOT restarting the following changed units"). So
+      # ExecStart names /etc/deployd/config.toml, not the config's store path:
+      # a new config changes the trigger alone, and deployd, sent the reload
+      # signal (`reloadSignal` in ./deployd-unit.json), re-reads the file /etc
+      # now points to, refusing a bad one and keeping the old. A new deployd
+      # changes ExecStart: the switch leaves the unit alone and deployd
+      # restarts into the new binary once idle, reading the config then.
+      reloadTriggers = [checkedConfig];
       # The programs it calls: nix-store, nix-env, systemd-run, systemctl.
       path = [config.nix.package config.systemd.package];
       # Type=notify with WatchdogSec and Restart=always, its StateDirectory,
@@ -305,7 +326,8 @@ in {
       serviceConfig =
         unit.serviceConfig
         // {
-          ExecStart = "${cfg.package}/bin/deployd --config ${checkedConfig}";
+          ExecStart = "${cfg.package}/bin/deployd --config /etc/deployd/config.toml";
+          ExecReload = "${pkgs.coreutils}/bin/kill -${unit.reloadSignal} $MAINPID";
         };
     };
   };

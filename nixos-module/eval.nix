@@ -3,7 +3,8 @@
 # whose values decide what it renders are declared and set as NixOS does,
 # each naming the nixpkgs file it follows), and a small `pkgs` stands in for
 # what it uses (`formats.toml`, whose `generate` here renders TOML with
-# `toTOML` below, `runCommand`, and `git` for the forge service's path).
+# `toTOML` below, `runCommand`, `git` for the forge service's path and
+# `coreutils` for the daemon's `kill`).
 #
 #   nix-instantiate --eval --strict --json nixos-module/eval.nix \
 #     --arg lib 'import /path/to/nixpkgs.lib/lib' --arg host ./examples/sambirano.nix
@@ -117,6 +118,7 @@
     };
     runCommand = name: _: _: "/nix/store/00000000000000000000000000000000-${name}";
     git = "/nix/store/00000000000000000000000000000000-git";
+    coreutils = "/nix/store/00000000000000000000000000000000-coreutils";
   };
 
   evaluated = lib.evalModules {
@@ -140,7 +142,7 @@ in {
   in
     if config.services.deployd.enable
     then {
-      inherit (service) description wantedBy after restartIfChanged;
+      inherit (service) description wantedBy after restartIfChanged reloadTriggers;
       serviceConfig = service.serviceConfig;
     }
     else null;
