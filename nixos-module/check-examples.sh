@@ -11,6 +11,10 @@
 # service), which CI checks with check-config.
 #
 #   nixos-module/check-examples.sh /path/to/nixpkgs.lib/lib [path/to/deployd] [path/to/push]
+#
+# It only evaluates (nothing is built or copied into a store: the dummy
+# store), so it also runs in a build sandbox: `nix flake check` runs it with
+# the flake's nixpkgs and the built binaries (checks.module-examples).
 set -euo pipefail
 lib=${1:?usage: check-examples.sh LIB_PATH [DEPLOYD] [PUSH]}
 deployd=${2:-target/debug/deployd}
@@ -20,7 +24,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 evaluate() {
-  nix-instantiate --eval --strict --json "$here/eval.nix" \
+  nix-instantiate --eval --strict --json --store dummy:// "$here/eval.nix" \
     --arg lib "import $lib" --arg host "$1"
 }
 
