@@ -63,6 +63,21 @@
         alejandra --check ${./.}
         touch $out
       '';
+      # The module evaluated with nixpkgs' own lib for every example host
+      # (nixos-module/check-examples.sh): each config it renders passes the
+      # built deployd's check-config (the forge's, push serve --check) and
+      # equals its fixture, the unit reloads deployd on a new config, and
+      # every bad example fails with its assertion's message. Evaluation
+      # only, so it runs in the sandbox.
+      module-examples =
+        pkgs.runCommand "deployd-module-examples" {
+          nativeBuildInputs = [pkgs.nix pkgs.python3];
+        } ''
+          export HOME=$TMPDIR
+          bash ${./nixos-module}/check-examples.sh ${nixpkgs}/lib \
+            ${package}/bin/deployd ${self.packages.${pkgs.stdenv.hostPlatform.system}.push}/bin/push
+          touch $out
+        '';
       vm = pkgs.testers.runNixOSTest (import ./nixos-module/vm-test.nix {
         inherit self pkgs;
       });

@@ -5,11 +5,16 @@
 # check-config` and each forge service config with the real `push serve
 # --check`, and checks that every assertion fires on its bad example
 # (nixos-module/examples/bad/*.nix, whose first line names the expected message).
-# It also checks that each rendered config equals its fixture
+# It also checks that the daemon's unit reloads deployd when its config
+# changes, and that each rendered config equals its fixture
 # (nixos-module/examples/<host>.toml, and <host>-forge.toml for the forge
 # service), which CI checks with check-config.
 #
 #   nixos-module/check-examples.sh /path/to/nixpkgs.lib/lib [path/to/deployd] [path/to/push]
+#
+# It only evaluates (nothing is built or copied into a store: the dummy
+# store), so it also runs in a build sandbox: `nix flake check` runs it with
+# the flake's nixpkgs and the built binaries (checks.module-examples).
 set -euo pipefail
 lib=${1:?usage: check-examples.sh LIB_PATH [DEPLOYD] [PUSH]}
 deployd=${2:-target/debug/deployd}
@@ -19,7 +24,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 evaluate() {
-  nix-instantiate --eval --strict --json "$here/eval.nix" \
+  nix-instantiate --eval --strict --json --store dummy:// "$here/eval.nix" \
     --arg lib "import $lib" --arg host "$1"
 }
 
@@ -31,6 +36,18 @@ import json, sys
 result = json.load(open(sys.argv[1]))
 if result["failedAssertions"]:
     sys.exit("assertions failed: %s" % result["failedAssertions"])
+unit = result["unit"]
+if unit is not None:
+    # A new config reloads deployd: switch-to-configuration reloads a unit
+    # whose reload triggers alone changed, so the trigger names the checked
+    # config, ExecStart only its /etc path, and ExecReload sends the signal.
+    service = unit["serviceConfig"]
+    if not service["ExecStart"].endswith(" --config /etc/deployd/config.toml"):
+        sys.exit("ExecStart names a config other than /etc/deployd/config.toml: %s" % service["ExecStart"])
+    if not service.get("ExecReload", "").endswith("/bin/kill -HUP $MAINPID"):
+        sys.exit("ExecReload does not send SIGHUP to deployd: %s" % service.get("ExecReload"))
+    if len(unit["reloadTriggers"]) != 1 or not unit["reloadTriggers"][0].endswith("-deployd-config"):
+        sys.exit("the reload trigger is not the checked config: %s" % unit["reloadTriggers"])
 for config, path in [(result["configToml"], sys.argv[2]), (result["forgeConfigToml"], sys.argv[3])]:
     if config is not None:
         open(path, "w").write(config)

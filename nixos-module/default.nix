@@ -14,7 +14,11 @@
   ...
 }: let
   cfg = config.services.deployd;
-  # The unit's settings, shared with the lab (see systemd.services.deployd below).
+  # The unit's settings, shared with the lab (see systemd.services.deployd
+  # below). `reloadSignal` is the signal that makes deployd re-read its config:
+  # each side turns it into an ExecReload with a `kill` of its own (here
+  # coreutils' from the store, in the lab the machine's), and `serviceConfig`
+  # holds no program path.
   unit = lib.importJSON ./deployd-unit.json;
   inherit (lib) mkEnableOption mkIf mkOption literalExpression types;
   settingsFormat = pkgs.formats.toml {};
@@ -85,6 +89,32 @@
     '';
 
   port = lib.toInt (lib.last (lib.splitString ":" cfg.settings.listen));
+
+  # What deployd pulls from by default: what the host's own Nix pulls from,
+  # `substituters` then `extra-substituters` as nix.conf reads them (keys
+  # likewise). NixOS always lists cache.nixos.org in `substituters` (with
+  # mkAfter) and trusts its key, so the default includes it: a system's
+  # closure is mostly nixpkgs paths, which caches that skip what
+  # cache.nixos.org holds (attic, cachix) do not serve, and Nix checks every
+  # path against the keys either way. What only the builders have, the
+  # system itself, must come from a cache of the fleet's own: see the
+  # assertions below. `extra-*` are free-form settings (NixOS declares
+  # neither), a list or a space-separated string; a host without Nix
+  # (`nix.enable = false`) has nothing to pull from.
+  hostNixList = name: let
+    value = config.nix.settings.${name} or [];
+  in
+    if !(config.nix.enable or true)
+    then []
+    else if builtins.isList value
+    then value
+    else if builtins.isString value
+    then lib.filter (word: word != "") (lib.splitString " " value)
+    else [];
+  isCacheNixosOrg = url: lib.removeSuffix "/" url == "https://cache.nixos.org";
+  # The caches and keys that are the fleet's own, not cache.nixos.org's.
+  ownSubstituters = lib.filter (url: !isCacheNixosOrg url) cfg.settings.nix.substituters;
+  ownCacheKeys = lib.filter (key: !lib.hasPrefix "cache.nixos.org-1:" key) cfg.settings.nix.trusted_public_keys;
 
   # Every `*_file` setting, with its path, to refuse secrets in the store.
   fileSettings =
@@ -172,15 +202,15 @@ in {
           nix = {
             substituters = mkOption {
               type = types.listOf types.str;
-              default = config.nix.settings.substituters or [];
-              defaultText = literalExpression "config.nix.settings.substituters";
-              description = "The only binary caches systems are fetched from (the builders' caches). The host's own substituters by default: Nix still checks every path against `trusted_public_keys`.";
+              default = lib.unique (hostNixList "substituters" ++ hostNixList "extra-substituters");
+              defaultText = literalExpression "config.nix.settings.substituters ++ config.nix.settings.extra-substituters";
+              description = "The only binary caches systems are fetched from. By default those the host's Nix uses: its builders' caches (`nix.settings.extra-substituters`, or `substituters`) and cache.nixos.org, which NixOS adds. Setting this replaces the default; keep `https://cache.nixos.org/` in it when your cache leaves out what cache.nixos.org has (attic, cachix). Nix checks every path against `trusted_public_keys`.";
             };
             trusted_public_keys = mkOption {
               type = types.listOf types.str;
-              default = config.nix.settings.trusted-public-keys or [];
-              defaultText = literalExpression "config.nix.settings.trusted-public-keys";
-              description = "The only cache keys whose signatures are accepted (the builders' keys).";
+              default = lib.unique (hostNixList "trusted-public-keys" ++ hostNixList "extra-trusted-public-keys");
+              defaultText = literalExpression "config.nix.settings.trusted-public-keys ++ config.nix.settings.extra-trusted-public-keys";
+              description = "The only cache keys whose signatures are accepted: by default those the host's Nix trusts (its builders' keys and cache.nixos.org's).";
             };
           };
           health = mkOption {
@@ -225,8 +255,16 @@ in {
           message = "services.deployd: no deploy key is trusted, so nothing could ever be deployed. Set services.deployd.trustedKeys = [ \"ops-1:...\" ] (the .public file `push keygen ops-1` wrote).";
         }
         {
-          assertion = cfg.settings.nix.substituters != [] && cfg.settings.nix.trusted_public_keys != [];
-          message = "services.deployd: settings.nix.substituters and settings.nix.trusted_public_keys must name your builders' caches and keys; systems could not be fetched otherwise.";
+          assertion = ownSubstituters != [];
+          message = "services.deployd: deployd has no cache of your own to fetch systems from (${
+            if cfg.settings.nix.substituters == []
+            then "none at all"
+            else "only cache.nixos.org, which never has your hosts' systems"
+          }), so every deploy would end `fetch_failed`. Name your builders' cache and its key, for the host's Nix and deployd alike: nix.settings.extra-substituters = [ \"http://kelyus:5000\" ]; nix.settings.extra-trusted-public-keys = [ \"kelyus-1:...\" ]; (or, for deployd alone, services.deployd.settings.nix.substituters and services.deployd.settings.nix.trusted_public_keys).";
+        }
+        {
+          assertion = ownSubstituters == [] || ownCacheKeys != [];
+          message = "services.deployd: no key of your builders' caches (${lib.concatStringsSep ", " ownSubstituters}) is trusted, so Nix would refuse every system they serve and every deploy would end `fetch_failed`. Add their public keys: nix.settings.extra-trusted-public-keys = [ \"kelyus-1:...\" ]; (or, for deployd alone, services.deployd.settings.nix.trusted_public_keys).";
         }
       ]
       ++ lib.imap1 (index: key: {
@@ -257,9 +295,26 @@ in {
       wants = ["network-online.target"];
       after = ["network-online.target"];
       # A switch never stops deployd midway: when a deploy brings another
-      # deployd (or config), the daemon records the deploy's end, then exits,
-      # and Restart=always starts the new one (see deployd's README, Restarts).
+      # deployd, the daemon records the deploy's end, then exits, and
+      # Restart=always starts the new one (see deployd's README, Restarts).
       inherit (unit) restartIfChanged;
+      # A new config is reloaded, never restarted into. switch-to-configuration
+      # (nixpkgs' switch-to-configuration-ng, `compare_units` and
+      # `handle_modified_unit`) compares the running unit's file with the new
+      # one: when `X-Reload-Triggers` (what `reloadTriggers` renders) is all
+      # that differs, it reloads the unit, after the activation has updated
+      # /etc and systemd has re-read its units (a unit found inactive is
+      # started instead). Any other difference (ExecStart, the environment,
+      # ExecReload itself) marks the unit for a restart, which
+      # `restartIfChanged = false` turns into nothing at all: neither restart
+      # nor reload ("NOT restarting the following changed units"). So
+      # ExecStart names /etc/deployd/config.toml, not the config's store path:
+      # a new config changes the trigger alone, and deployd, sent the reload
+      # signal (`reloadSignal` in ./deployd-unit.json), re-reads the file /etc
+      # now points to, refusing a bad one and keeping the old. A new deployd
+      # changes ExecStart: the switch leaves the unit alone and deployd
+      # restarts into the new binary once idle, reading the config then.
+      reloadTriggers = [checkedConfig];
       # The programs it calls: nix-store, nix-env, systemd-run, systemctl.
       path = [config.nix.package config.systemd.package];
       # Type=notify with WatchdogSec and Restart=always, its StateDirectory,
@@ -271,7 +326,8 @@ in {
       serviceConfig =
         unit.serviceConfig
         // {
-          ExecStart = "${cfg.package}/bin/deployd --config ${checkedConfig}";
+          ExecStart = "${cfg.package}/bin/deployd --config /etc/deployd/config.toml";
+          ExecReload = "${pkgs.coreutils}/bin/kill -${unit.reloadSignal} $MAINPID";
         };
     };
   };

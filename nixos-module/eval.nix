@@ -1,8 +1,10 @@
 # Evaluates the module with nixpkgs' `lib` alone (full nixpkgs is not needed):
-# declarations stand in for the NixOS options the module sets, and a small
-# `pkgs` stands in for what it uses (`formats.toml`, whose `generate` here
-# renders TOML with `toTOML` below, `runCommand`, and `git` for the forge
-# service's path).
+# declarations stand in for the NixOS options the module reads and sets (those
+# whose values decide what it renders are declared and set as NixOS does,
+# each naming the nixpkgs file it follows), and a small `pkgs` stands in for
+# what it uses (`formats.toml`, whose `generate` here renders TOML with
+# `toTOML` below, `runCommand`, `git` for the forge service's path and
+# `coreutils` for the daemon's `kill`).
 #
 #   nix-instantiate --eval --strict --json nixos-module/eval.nix \
 #     --arg lib 'import /path/to/nixpkgs.lib/lib' --arg host ./examples/sambirano.nix
@@ -15,7 +17,7 @@
     type = types.attrsOf types.anything;
     default = {};
   };
-  stand-ins = {
+  stand-ins = {config, ...}: {
     options = {
       assertions = mkOption {
         type = types.listOf types.attrs;
@@ -27,7 +29,33 @@
       programs.ssh.package = mkOption {default = "/nix/store/00000000000000000000000000000000-openssh";};
       users.users = anything;
       users.groups = anything;
-      nix.settings = anything;
+      # `nix.enable` and `nix.settings` as nixos/modules/config/nix.nix
+      # declares them: a submodule whose undeclared keys (`extra-substituters`,
+      # `extra-trusted-public-keys`, ...) are free-form, each an atom or a
+      # list of atoms, present only when set; `substituters` and
+      # `trusted-public-keys` have no default of their own (their values are
+      # set below, as there), `allowed-users` defaults to everyone.
+      nix.enable = mkOption {
+        type = types.bool;
+        default = true;
+      };
+      nix.settings = mkOption {
+        type = types.submodule {
+          freeformType = let
+            atom = types.nullOr (types.oneOf [types.bool types.int types.str types.path]);
+          in
+            types.attrsOf (types.either atom (types.listOf atom));
+          options = {
+            substituters = mkOption {type = types.listOf types.str;};
+            trusted-public-keys = mkOption {type = types.listOf types.str;};
+            allowed-users = mkOption {
+              type = types.listOf types.str;
+              default = ["*"];
+            };
+          };
+        };
+        default = {};
+      };
       networking.hostName = mkOption {type = types.str;};
       networking.firewall.allowedTCPPorts = mkOption {
         type = types.listOf types.port;
@@ -42,6 +70,14 @@
         type = types.listOf types.anything;
         default = [];
       };
+    };
+    # What nixos/modules/config/nix.nix sets whenever Nix is enabled:
+    # cache.nixos.org after the host's own substituters (mkAfter, so a host's
+    # list adds to it and only mkForce removes it) and its key beside the
+    # host's keys.
+    config.nix.settings = lib.mkIf config.nix.enable {
+      substituters = lib.mkAfter ["https://cache.nixos.org/"];
+      trusted-public-keys = ["cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="];
     };
   };
 
@@ -82,6 +118,7 @@
     };
     runCommand = name: _: _: "/nix/store/00000000000000000000000000000000-${name}";
     git = "/nix/store/00000000000000000000000000000000-git";
+    coreutils = "/nix/store/00000000000000000000000000000000-coreutils";
   };
 
   evaluated = lib.evalModules {
@@ -105,7 +142,7 @@ in {
   in
     if config.services.deployd.enable
     then {
-      inherit (service) description wantedBy after restartIfChanged;
+      inherit (service) description wantedBy after restartIfChanged reloadTriggers;
       serviceConfig = service.serviceConfig;
     }
     else null;

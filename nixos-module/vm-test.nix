@@ -3,18 +3,25 @@
 # only the cache's key, and a `deployer` running `push` and the forge
 # service (`services.deployd.forge`).
 #
-# The target's next systems are its specialisations `next` (one more file in
-# /etc) and `failing` (an activation script that fails): full systems of the
-# same machine, so switching to them keeps the VM working. The deployer's
-# flake names them by derivation; push finds every output in the cache
-# (nothing is built in the VMs, which have no network), signs each deploy
-# and follows it.
+# The systems the target is sent are its own configuration with one change
+# each (`next`: one more file in /etc; `failing`: an activation script that
+# fails; `reconfigured`: deployd's config trusts one more key), made as
+# NixOS makes specialisations (extendModules) but not part of the target's
+# system: the target boots without them, and fetches each from the cache,
+# which has them in its closure. The deployer's flake names them by
+# derivation; push finds every output in the cache (nothing is built in the
+# VMs, which have no network), signs each deploy and follows it.
+#
+# As nixpkgs' own switch tests (nixos/tests/switch-test.nix), the target
+# has no boot loader (a `switch` would otherwise install GRUB on the VM's
+# unpartitioned disk) and switching enabled, which test nodes leave off
+# unless they have specialisations (nixos/lib/testing/nixos-test-base.nix).
 {
   self,
   pkgs,
 }: let
   inherit (pkgs) lib;
-  push = self.packages.${pkgs.system}.push;
+  push = self.packages.${pkgs.stdenv.hostPlatform.system}.push;
   keys = pkgs.runCommand "deployd-test-keys" {nativeBuildInputs = [pkgs.nix push];} ''
     mkdir $out
     nix-store --generate-binary-cache-key cache-1 $out/cache.secret $out/cache.public
@@ -29,7 +36,8 @@
     user = "deployd-forge";
   };
   cachePublic = lib.fileContents "${keys}/cache.public";
-  toplevelOf = nodes: name: nodes.target.specialisation.${name}.configuration.system.build.toplevel;
+  toplevelOf = nodes: name: nodes.target.system.build.deploydTestSystems.${name};
+  sentSystems = ["next" "failing" "reconfigured"];
   # A flake whose `target` is the given system (by derivation and output).
   fleetFlake = system:
     pkgs.writeText "flake.nix" ''
@@ -53,11 +61,14 @@ in {
         settings.bind = "[::]:5000";
       };
       networking.firewall.allowedTCPPorts = [5000];
-      system.extraDependencies = [nodes.target.system.build.toplevel];
+      # What the cache serves: the systems the target is sent, with their
+      # whole closures.
+      system.extraDependencies = map (toplevelOf nodes) sentSystems;
     };
-    target = {
+    target = {extendModules, ...}: {
       imports = [self.nixosModules.default];
       system.switch.enable = true;
+      boot.loader.grub.enable = false;
       nix.settings = {
         substituters = lib.mkForce ["http://cache:5000"];
         trusted-public-keys = lib.mkForce [cachePublic];
@@ -67,8 +78,18 @@ in {
         openFirewall = true;
         trustedKeys = [(lib.fileContents "${keys}/ops-1.public")];
       };
-      specialisation.next.configuration.environment.etc."deployd-test".text = "next";
-      specialisation.failing.configuration.system.activationScripts.failOnPurpose = "exit 1";
+      # The systems it is sent: this machine's configuration and one change,
+      # evaluated as nixos/modules/system/activation/specialisation.nix
+      # evaluates a specialisation, but nothing of this system refers to
+      # them, so the target's store does not have them (a test node's store
+      # holds its system's closure alone: qemu-vm.nix's regInfo of
+      # virtualisation.additionalPaths).
+      system.build.deploydTestSystems = lib.mapAttrs (_: change: (extendModules {modules = [change];}).config.system.build.toplevel) {
+        next.environment.etc."deployd-test".text = "next";
+        failing.system.activationScripts.failOnPurpose = "exit 1";
+        # deployd's config alone changes: the switch reloads deployd.
+        reconfigured.services.deployd.trustedKeys = [(lib.fileContents "${keys}/stranger-1.public")];
+      };
     };
     deployer = {nodes, ...}: {
       imports = [self.nixosModules.default];
@@ -96,7 +117,7 @@ in {
         };
       };
       # The derivations the flake names must be valid here, to be realised.
-      system.extraDependencies = map (name: (toplevelOf nodes name).drvPath) ["next" "failing"];
+      system.extraDependencies = map (name: (toplevelOf nodes name).drvPath) sentSystems;
       nix.settings = {
         substituters = lib.mkForce ["http://cache:5000"];
         trusted-public-keys = lib.mkForce [cachePublic];
@@ -106,6 +127,7 @@ in {
   };
   testScript = {nodes, ...}: let
     next = toplevelOf nodes "next";
+    reconfigured = toplevelOf nodes "reconfigured";
   in ''
     start_all()
     cache.wait_for_unit("harmonia.service")
@@ -123,6 +145,10 @@ in {
     )
     assert code == "401", code
 
+    # The target has none of the systems it is sent: each comes from the cache.
+    for system in [${lib.concatMapStringsSep ", " (name: "\"${toplevelOf nodes name}\"") sentSystems}]:
+        target.fail(f"nix-store --check-validity {system}")
+
     deployer.succeed(
         "mkdir -p /root/fleet",
         "printf '[defaults]\\nkey_file = \"${keys}/ops-1.secret\"\\n[hosts.target]\\n' > /root/fleet/push.toml",
@@ -135,17 +161,21 @@ in {
             + " && git -c user.name=t -c user.email=t@t commit -qm next",
         )
 
-    # The target ends on the new system.
+    def push_signed_by(key):
+        deployer.succeed(f"sed -i 's|key_file = .*|key_file = \"${keys}/{key}.secret\"|' /root/fleet/push.toml")
+
+    # The target fetches the new system from the cache and ends on it.
     commit("${fleetFlake next}")
     deployer.succeed("cd /root/fleet && push --all")
+    target.succeed("nix-store --check-validity ${next}")
     target.succeed("test \"$(readlink -f /run/current-system)\" = ${next}")
     target.succeed("test \"$(cat /etc/deployd-test)\" = next")
 
     # A request signed by a key the target does not trust is refused.
-    deployer.succeed("sed -i 's|ops-1.secret|stranger-1.secret|' /root/fleet/push.toml")
+    push_signed_by("stranger-1")
     out = deployer.fail("cd /root/fleet && push --all 2>&1")
     assert "unknown_key" in out, out
-    deployer.succeed("sed -i 's|stranger-1.secret|ops-1.secret|' /root/fleet/push.toml")
+    push_signed_by("ops-1")
 
     # A failing switch rolls back to the previous system.
     commit("${fleetFlake (toplevelOf nodes "failing")}")
@@ -154,5 +184,19 @@ in {
     target.succeed("test \"$(readlink -f /run/current-system)\" = ${next}")
     out = deployer.succeed("cd /root/fleet && push status")
     assert "rolled_back" in out, out
+
+    # A system whose only change is deployd's config: the switch reloads
+    # deployd (the same process goes on), which then trusts the new key.
+    pid = target.succeed("systemctl show -P MainPID deployd.service").strip()
+    commit("${fleetFlake reconfigured}")
+    deployer.succeed("cd /root/fleet && push --all")
+    target.succeed("test \"$(readlink -f /run/current-system)\" = ${reconfigured}")
+    out = deployer.succeed("cd /root/fleet && push log --host target")
+    assert "reloading the following units: deployd.service" in out, out
+    now = target.succeed("systemctl show -P MainPID deployd.service").strip()
+    assert now == pid, f"deployd was restarted ({pid} then {now}), not reloaded"
+    push_signed_by("stranger-1")
+    deployer.succeed("cd /root/fleet && push --all")
+    push_signed_by("ops-1")
   '';
 }

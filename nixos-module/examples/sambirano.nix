@@ -1,4 +1,5 @@
-# A host: trusts the operators' key, fetches from the three builders' caches.
+# A host: trusts the operators' key, fetches from the three builders' caches
+# (and cache.nixos.org, which NixOS adds to every host's substituters).
 {
   networking.hostName = "sambirano";
   nix.settings = {

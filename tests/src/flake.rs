@@ -109,7 +109,8 @@ impl FleetSettings {
         } else {
             crate::systemd_host::deployd_unit(&system_deployd.exec, SYSTEM_DEPLOYD_CONFIG)?
         };
-        // Rust's `{:?}` of a string is a valid Nix string (no `$` in these).
+        // Rust's `{:?}` of a string is a valid Nix string (no `${` in these;
+        // a `$` before a letter, as in the unit's `$MAINPID`, is literal).
         Ok(format!(
             "{{\n  system = {:?};\n  hosts = {};\n  version = {:?};\n  label = \"{}\";\n  kernel = {:?};\n  failSwitch = {};\n  failBuild = {};\n  failUnit = {};\n  breakNetwork = {};\n  bulk = {{\n    paths = {};\n    bytesPerPath = {};\n  }};\n  deploydUnit = {:?};\n  deployd = {{\n    hosts = {};\n    unit = {:?};\n    trustedKeys = {};\n    substituters = {};\n    trustedPublicKeys = {};\n  }};\n}}\n",
             self.system,
@@ -306,6 +307,25 @@ mod tests {
         assert!(
             nix.contains(r#"ExecStart=/nix/store/x-deployd/bin/deployd --config"#),
             "{nix}"
+        );
+        // The unit's text reaches the toy system as it is (`$MAINPID` too).
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("settings.nix"), &nix).expect("write");
+        let output = Command::new("nix-instantiate")
+            .args(["--eval", "--strict", "--json", "--expr"])
+            .arg("(import ./settings.nix).deploydUnit")
+            .current_dir(dir.path())
+            .output()
+            .expect("nix-instantiate");
+        assert!(output.status.success(), "{output:?}");
+        let unit: String = serde_json::from_slice(&output.stdout).expect("a string");
+        assert_eq!(
+            unit,
+            crate::systemd_host::deployd_unit(
+                "/nix/store/x-deployd/bin/deployd",
+                crate::DEPLOYD_CONFIG
+            )
+            .expect("unit")
         );
     }
 

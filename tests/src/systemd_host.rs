@@ -124,6 +124,10 @@ pub struct ModuleUnit {
     pub description: String,
     /// `restartIfChanged`.
     pub restart_if_changed: bool,
+    /// `reloadSignal`: the signal that makes deployd re-read its config,
+    /// which the module sends with coreutils' `kill` and the lab with this
+    /// machine's (see [`deployd_unit`]).
+    pub reload_signal: String,
     /// `serviceConfig`, less `ExecStart`.
     pub service_config: serde_json::Map<String, serde_json::Value>,
 }
@@ -137,8 +141,10 @@ impl ModuleUnit {
 
 /// `deployd.service` as the NixOS module renders it (NixOS writes
 /// `restartIfChanged = false` as `X-RestartIfChanged=false`, and booleans as
-/// `true`/`false`), running `exec` with the config at `config`, with the
-/// module's `path` (Nix and systemd) as the lab has them.
+/// `true`/`false`), running `exec` with the config at `config`, reloaded by
+/// `reloadSignal` sent with `kill` (this machine's: every lab host sees its
+/// `/usr/bin`), with the module's `path` (Nix and systemd) as the lab has
+/// them.
 pub fn deployd_unit(exec: &str, config: &str) -> Result<String> {
     let unit = ModuleUnit::load()?;
     let mut text = format!("[Unit]\nDescription={}\n", unit.description);
@@ -155,9 +161,11 @@ pub fn deployd_unit(exec: &str, config: &str) -> Result<String> {
     }
     text.push_str(&format!(
         "ExecStart={exec} --config {config}\n\
+         ExecReload=/usr/bin/kill -{signal} $MAINPID\n\
          Environment=PATH=/usr/bin:/bin\n\
          Environment=HOME=/var/lib/home\n\
-         Environment=XDG_CACHE_HOME=/var/lib/home/.cache\n"
+         Environment=XDG_CACHE_HOME=/var/lib/home/.cache\n",
+        signal = unit.reload_signal,
     ));
     Ok(text)
 }
@@ -372,4 +380,24 @@ pub(crate) fn journal_tail(host: &Node) -> String {
         .output()
         .map(|output| String::from_utf8_lossy(&output.stdout).replace('\n', " | "))
         .unwrap_or_else(|error| format!("no journal: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lab_unit_reloads_deployd_with_the_modules_signal() {
+        let unit = ModuleUnit::load().expect("the module's unit");
+        assert_eq!(unit.reload_signal, "HUP");
+        let text = deployd_unit(
+            "/nix/store/x-deployd/bin/deployd",
+            "/etc/deployd/config.toml",
+        )
+        .expect("unit");
+        assert!(
+            text.contains("ExecReload=/usr/bin/kill -HUP $MAINPID\n"),
+            "{text}"
+        );
+    }
 }

@@ -101,6 +101,11 @@ fn the_unit_systemd_runs_is_the_one_the_module_renders() {
         unit_property(&one.host, "deployd.service", "Description"),
         module.description
     );
+    // It has the module's reload (`reloadSignal`, sent by ExecReload).
+    assert_eq!(
+        unit_property(&one.host, "deployd.service", "CanReload"),
+        "yes"
+    );
     // The state directory systemd made is deployd's, mode 0700.
     let output = one
         .host

@@ -1,4 +1,4 @@
-# expect: must name your builders' caches and keys
+# expect: deployd has no cache of your own to fetch systems from (only cache.nixos.org, which never has your hosts' systems), so every deploy would end `fetch_failed`. Name your builders' cache and its key, for the host's Nix and deployd alike: nix.settings.extra-substituters
 {
   networking.hostName = "cacheless";
   services.deployd = {
