@@ -35,7 +35,8 @@
       cargoCheck = name: command:
         package.overrideAttrs (old: {
           name = "deployd-${name}";
-          nativeBuildInputs = old.nativeBuildInputs ++ [pkgs.clippy pkgs.rustfmt pkgs.git];
+          # util-linux: the switch lock's test holds an flock as another switch would.
+          nativeBuildInputs = old.nativeBuildInputs ++ [pkgs.clippy pkgs.rustfmt pkgs.git pkgs.util-linux];
           buildPhase = ''
             runHook preBuild
             ${command}
@@ -55,7 +56,7 @@
         cargo test --offline -p deployd-command -p deployd-service
         cargo test --offline -p deployd --lib --test api --test check_config \
           --test sd_notify --test start_order --test stale_request \
-          --test unreadable_state --test unwritable_record
+          --test unreadable_state --test unwritable_record --test reload_on_sighup
         cargo test --offline -p deployd-push --bins --test bad_input --test keygen --test serve_service
       '';
       formatting = cargoCheck "formatting" "cargo fmt --all --check";
