@@ -2,8 +2,11 @@
 //! `nixosConfigurations.<host>.config.system.build.toplevel` for every lab
 //! host, and helpers that commit new revisions of the fleet (a changed
 //! system, a failing switch, a switch that breaks the network, a new kernel,
-//! a large closure).
+//! a large closure, and what makes NixOS's switch refuse or report: changed
+//! switch inhibitors, a failing pre-switch check, a new init interface, a
+//! specialisation, another platform, a unit that `lab.target` wants).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -13,6 +16,7 @@ use crate::run::{run, stdout_text};
 
 const FLAKE_NIX: &str = include_str!("../toy-flake/flake.nix");
 const TOY_SYSTEM_NIX: &str = include_str!("../toy-flake/toy-system.nix");
+const SWITCH_PROGRAM: &str = include_str!("../toy-flake/switch-to-configuration.sh");
 /// What the unit of a system's own deployd says its config is; the toy
 /// system puts the store path of the config it renders there.
 const SYSTEM_DEPLOYD_CONFIG: &str = "@deploydConfig@";
@@ -51,6 +55,49 @@ pub struct FleetSettings {
     /// module does: unit and config in the system.
     #[serde(default)]
     pub system_deployd: SystemDeployd,
+    /// Hosts whose systems' switch inhibitors differ from the other
+    /// revisions' (`dbus-implementation` is `broker`, not `dbus`).
+    #[serde(default)]
+    pub changed_inhibitors: Vec<String>,
+    /// Hosts whose systems carry a pre-switch check that always fails.
+    #[serde(default)]
+    pub fail_pre_switch_check: Vec<String>,
+    /// Hosts whose systems' init interface is new (`systemd 3`, not
+    /// `systemd 2`): they take effect at the next boot only.
+    #[serde(default)]
+    pub new_init_interface: Vec<String>,
+    /// The platform a host's system claims (its `system` file), for hosts
+    /// whose system claims another than [`FleetSettings::system`].
+    #[serde(default)]
+    pub platforms: BTreeMap<String, String>,
+    /// The specialisations of each host's system, by host.
+    #[serde(default)]
+    pub specialisations: BTreeMap<String, Vec<String>>,
+    /// Services that hosts' systems add, each wanted by `lab.target`.
+    #[serde(default)]
+    pub target_units: Vec<TargetUnit>,
+}
+
+/// A service of a host's system that `lab.target` wants, as a NixOS
+/// service with `wantedBy = [ "multi-user.target" ]`: every switch that
+/// starts the target starts it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TargetUnit {
+    /// The host whose system has it.
+    pub host: String,
+    /// Its file name (`lab-flaky.service`).
+    pub unit: String,
+    /// What it does each time it runs.
+    pub runs: UnitRuns,
+}
+
+/// What a unit of a toy system does when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum UnitRuns {
+    /// It starts and stays active.
+    Succeeds,
+    /// It fails.
+    Fails,
 }
 
 /// `services.deployd` in hosts' systems: those of `hosts` enable it, with
@@ -89,15 +136,17 @@ impl FleetSettings {
             deployd_exec: String::new(),
             fail_unit: Vec::new(),
             system_deployd: SystemDeployd::default(),
+            changed_inhibitors: Vec::new(),
+            fail_pre_switch_check: Vec::new(),
+            new_init_interface: Vec::new(),
+            platforms: BTreeMap::new(),
+            specialisations: BTreeMap::new(),
+            target_units: Vec::new(),
         }
     }
 
     /// The settings as a Nix expression.
     pub fn to_nix(&self) -> Result<String> {
-        let list = |items: &[String]| {
-            let quoted: Vec<String> = items.iter().map(|item| format!("{item:?} ")).collect();
-            format!("[ {}]", quoted.concat())
-        };
         let deployd_unit = if self.deployd_exec.is_empty() {
             String::new()
         } else {
@@ -111,32 +160,101 @@ impl FleetSettings {
         };
         // Rust's `{:?}` of a string is a valid Nix string (no `${` in these;
         // a `$` before a letter, as in the unit's `$MAINPID`, is literal).
-        Ok(format!(
-            "{{\n  system = {:?};\n  hosts = {};\n  version = {:?};\n  label = \"{}\";\n  kernel = {:?};\n  failSwitch = {};\n  failBuild = {};\n  failUnit = {};\n  breakNetwork = {};\n  bulk = {{\n    paths = {};\n    bytesPerPath = {};\n  }};\n  deploydUnit = {:?};\n  deployd = {{\n    hosts = {};\n    unit = {:?};\n    trustedKeys = {};\n    substituters = {};\n    trustedPublicKeys = {};\n  }};\n}}\n",
-            self.system,
-            list(&self.hosts),
-            self.version,
-            self.label,
-            self.kernel,
-            list(&self.fail_switch),
-            list(&self.fail_build),
-            list(&self.fail_unit),
-            list(&self.break_network),
-            self.bulk_paths,
-            self.bulk_bytes_per_path,
-            deployd_unit,
-            list(&system_deployd.hosts),
-            system_deployd_unit,
-            list(&system_deployd.trusted_keys),
-            list(&system_deployd.substituters),
-            list(&system_deployd.trusted_public_keys),
-        ))
+        let fields = [
+            ("system", format!("{:?}", self.system)),
+            ("hosts", nix_list(&self.hosts)),
+            ("version", format!("{:?}", self.version)),
+            ("label", format!("\"{}\"", self.label)),
+            ("kernel", format!("{:?}", self.kernel)),
+            ("failSwitch", nix_list(&self.fail_switch)),
+            ("failBuild", nix_list(&self.fail_build)),
+            ("failUnit", nix_list(&self.fail_unit)),
+            ("breakNetwork", nix_list(&self.break_network)),
+            (
+                "bulk",
+                format!(
+                    "{{\n    paths = {};\n    bytesPerPath = {};\n  }}",
+                    self.bulk_paths, self.bulk_bytes_per_path
+                ),
+            ),
+            ("deploydUnit", format!("{deployd_unit:?}")),
+            (
+                "deployd",
+                format!(
+                    "{{\n    hosts = {};\n    unit = {:?};\n    trustedKeys = {};\n    substituters = {};\n    trustedPublicKeys = {};\n  }}",
+                    nix_list(&system_deployd.hosts),
+                    system_deployd_unit,
+                    nix_list(&system_deployd.trusted_keys),
+                    nix_list(&system_deployd.substituters),
+                    nix_list(&system_deployd.trusted_public_keys),
+                ),
+            ),
+            ("labTarget", format!("{:?}", crate::systemd_host::LAB_TARGET)),
+            ("changedInhibitors", nix_list(&self.changed_inhibitors)),
+            ("failPreSwitchCheck", nix_list(&self.fail_pre_switch_check)),
+            ("newInitInterface", nix_list(&self.new_init_interface)),
+            (
+                "platforms",
+                nix_attrs(self.platforms.iter().map(|(host, platform)| (host, format!("{platform:?}")))),
+            ),
+            (
+                "specialisations",
+                nix_attrs(self.specialisations.iter().map(|(host, names)| (host, nix_list(names)))),
+            ),
+            ("targetUnits", target_units_nix(&self.target_units)),
+        ];
+        let mut nix = String::from("{\n");
+        for (name, value) in fields {
+            nix.push_str(&format!("  {name} = {value};\n"));
+        }
+        nix.push_str("}\n");
+        Ok(nix)
     }
+}
+
+/// A Nix list of strings: `[ "a" "b" ]`.
+fn nix_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|item| format!("{item:?} ")).collect();
+    format!("[ {}]", quoted.concat())
+}
+
+/// A Nix attribute set of (name, Nix value): `{ "a" = 1; }`.
+fn nix_attrs<'a>(entries: impl Iterator<Item = (&'a String, String)>) -> String {
+    let entries: Vec<String> = entries
+        .map(|(name, value)| format!("{name:?} = {value}; "))
+        .collect();
+    format!("{{ {}}}", entries.concat())
+}
+
+/// The target units as a Nix list of `{ host; unit; fails; }`.
+fn target_units_nix(units: &[TargetUnit]) -> String {
+    let entries: Vec<String> = units
+        .iter()
+        .map(|unit| {
+            format!(
+                "{{ host = {:?}; unit = {:?}; fails = {}; }} ",
+                unit.host,
+                unit.unit,
+                unit.runs == UnitRuns::Fails
+            )
+        })
+        .collect();
+    format!("[ {}]", entries.concat())
 }
 
 /// The Nix system double of this machine.
 pub fn nix_system() -> String {
     format!("{}-linux", std::env::consts::ARCH)
+}
+
+/// A platform other than `system`, for a system that claims to be built
+/// for another machine.
+pub fn foreign_platform(system: &str) -> &'static str {
+    if system == "aarch64-linux" {
+        "x86_64-linux"
+    } else {
+        "aarch64-linux"
+    }
 }
 
 /// A git repository holding the lab's flake.
@@ -152,6 +270,7 @@ impl ToyFlake {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("flake.nix"), FLAKE_NIX)?;
         std::fs::write(dir.join("toy-system.nix"), TOY_SYSTEM_NIX)?;
+        std::fs::write(dir.join("switch-to-configuration.sh"), SWITCH_PROGRAM)?;
         git(dir, &["init", "-q", "-b", "main"])?;
         let mut flake = ToyFlake {
             dir: dir.to_owned(),
@@ -192,7 +311,10 @@ impl ToyFlake {
         git(&self.dir, &["rev-parse", "HEAD"])
     }
 
-    /// A revision in which every host's system changed.
+    /// A revision in which every host's system changed, with none of the
+    /// settings that make a build, a switch or its checks fail or refuse
+    /// (what hosts' systems carry stays: specialisations, the units
+    /// `lab.target` wants, deployd).
     pub fn commit_changed_system(&mut self) -> Result<String> {
         self.commit("Change every system", |settings| {
             settings.label += 1;
@@ -200,6 +322,10 @@ impl ToyFlake {
             settings.fail_build.clear();
             settings.fail_unit.clear();
             settings.break_network.clear();
+            settings.changed_inhibitors.clear();
+            settings.fail_pre_switch_check.clear();
+            settings.new_init_interface.clear();
+            settings.platforms.clear();
         })
     }
 
@@ -252,6 +378,93 @@ impl ToyFlake {
             settings.bulk_paths = paths;
             settings.bulk_bytes_per_path = bytes_per_path;
         })
+    }
+
+    /// A revision in which `host`'s system changes a switch inhibitor
+    /// (`dbus-implementation`: `dbus` becomes `broker`): NixOS's pre-switch
+    /// checks refuse to switch to it from a system with the old value,
+    /// except for `boot` and `dry-activate`.
+    pub fn commit_changed_inhibitors(&mut self, host: &str) -> Result<String> {
+        let host = host.to_owned();
+        self.commit("A system with changed switch inhibitors", move |settings| {
+            settings.label += 1;
+            settings.changed_inhibitors = vec![host];
+        })
+    }
+
+    /// A revision in which `host`'s system carries a pre-switch check
+    /// (`system.preSwitchChecks`) that always fails: every action but
+    /// `NIXOS_NO_CHECK=1` runs it and ends with status 1.
+    pub fn commit_failing_pre_switch_check(&mut self, host: &str) -> Result<String> {
+        let host = host.to_owned();
+        self.commit("A system whose pre-switch check fails", move |settings| {
+            settings.label += 1;
+            settings.fail_pre_switch_check = vec![host];
+        })
+    }
+
+    /// A revision in which `host`'s system has a new init interface
+    /// (`init-interface-version`): `switch` installs its boot loader entry,
+    /// then exits 100 and changes nothing more, and `test` exits 100.
+    pub fn commit_new_init_interface(&mut self, host: &str) -> Result<String> {
+        let host = host.to_owned();
+        self.commit("A system with a new init interface", move |settings| {
+            settings.label += 1;
+            settings.new_init_interface = vec![host];
+        })
+    }
+
+    /// A revision in which `host`'s system has a specialisation called
+    /// `name` (`specialisation/NAME`, a whole system of its own), beside
+    /// those it had.
+    pub fn commit_specialisation(&mut self, host: &str, name: &str) -> Result<String> {
+        let (host, name) = (host.to_owned(), name.to_owned());
+        self.commit("A system with a specialisation", move |settings| {
+            settings.label += 1;
+            let names = settings.specialisations.entry(host).or_default();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        })
+    }
+
+    /// A revision in which `host`'s system claims another platform than
+    /// this machine's (its `system` file says `aarch64-linux` on x86_64,
+    /// `x86_64-linux` elsewhere); it still builds and runs here.
+    pub fn commit_foreign_platform(&mut self, host: &str) -> Result<String> {
+        let host = host.to_owned();
+        let platform = foreign_platform(&self.settings.system).to_owned();
+        self.commit("A system for another platform", move |settings| {
+            settings.label += 1;
+            settings.platforms.insert(host, platform);
+        })
+    }
+
+    /// A revision in which `host`'s system carries `unit`, a service that
+    /// `lab.target` wants (so every switch starts it) and that runs as
+    /// `runs` says; it stays in later revisions, as a service stays in a
+    /// configuration.
+    pub fn commit_unit_wanted_by_target(
+        &mut self,
+        host: &str,
+        unit: &str,
+        runs: UnitRuns,
+    ) -> Result<String> {
+        let wanted = TargetUnit {
+            host: host.to_owned(),
+            unit: unit.to_owned(),
+            runs,
+        };
+        self.commit(
+            "A system with a service lab.target wants",
+            move |settings| {
+                settings.label += 1;
+                settings
+                    .target_units
+                    .retain(|other| (&other.host, &other.unit) != (&wanted.host, &wanted.unit));
+                settings.target_units.push(wanted);
+            },
+        )
     }
 
     /// The revision of the last commit.
@@ -327,6 +540,118 @@ mod tests {
             )
             .expect("unit")
         );
+    }
+
+    #[test]
+    fn the_switch_settings_render_as_nix() {
+        let hosts = ["sambirano".to_owned(), "isalo".to_owned()];
+        let mut settings = FleetSettings::new(&hosts);
+        let nix = settings.to_nix().expect("settings");
+        for empty in [
+            "changedInhibitors = [ ];",
+            "failPreSwitchCheck = [ ];",
+            "newInitInterface = [ ];",
+            "platforms = { };",
+            "specialisations = { };",
+            "targetUnits = [ ];",
+        ] {
+            assert!(nix.contains(empty), "{empty}: {nix}");
+        }
+        assert!(
+            nix.contains(r#"labTarget = "[Unit]\nDescription=deployd lab host\n"#),
+            "{nix}"
+        );
+
+        settings.changed_inhibitors = vec!["isalo".into()];
+        settings.fail_pre_switch_check = vec!["sambirano".into()];
+        settings.new_init_interface = vec!["isalo".into()];
+        settings
+            .platforms
+            .insert("isalo".into(), "aarch64-linux".into());
+        settings
+            .specialisations
+            .insert("sambirano".into(), vec!["rescue".into(), "quiet".into()]);
+        settings.target_units = vec![
+            TargetUnit {
+                host: "isalo".into(),
+                unit: "lab-flaky.service".into(),
+                runs: UnitRuns::Fails,
+            },
+            TargetUnit {
+                host: "sambirano".into(),
+                unit: "lab-extra.service".into(),
+                runs: UnitRuns::Succeeds,
+            },
+        ];
+        let nix = settings.to_nix().expect("settings");
+        for expected in [
+            r#"changedInhibitors = [ "isalo" ];"#,
+            r#"failPreSwitchCheck = [ "sambirano" ];"#,
+            r#"newInitInterface = [ "isalo" ];"#,
+            r#"platforms = { "isalo" = "aarch64-linux"; };"#,
+            r#"specialisations = { "sambirano" = [ "rescue" "quiet" ]; };"#,
+            r#"targetUnits = [ { host = "isalo"; unit = "lab-flaky.service"; fails = true; } { host = "sambirano"; unit = "lab-extra.service"; fails = false; } ];"#,
+        ] {
+            assert!(nix.contains(expected), "{expected}: {nix}");
+        }
+        // One field a line, as before the switch's settings came.
+        assert!(nix.starts_with("{\n  system = "), "{nix}");
+        assert!(nix.ends_with(";\n}\n"), "{nix}");
+    }
+
+    #[test]
+    fn the_switch_knobs_commit_what_they_say() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let hosts = ["sambirano".to_owned(), "isalo".to_owned()];
+        let (mut flake, _) = ToyFlake::create(&dir.path().join("flake"), &hosts).expect("create");
+        assert!(flake.dir().join("switch-to-configuration.sh").is_file());
+        flake.commit_changed_inhibitors("isalo").expect("commit");
+        flake
+            .commit_failing_pre_switch_check("isalo")
+            .expect("commit");
+        flake.commit_new_init_interface("isalo").expect("commit");
+        flake.commit_foreign_platform("isalo").expect("commit");
+        flake
+            .commit_specialisation("sambirano", "rescue")
+            .expect("commit");
+        flake
+            .commit_specialisation("sambirano", "rescue")
+            .expect("commit");
+        flake
+            .commit_unit_wanted_by_target("sambirano", "lab-flaky.service", UnitRuns::Succeeds)
+            .expect("commit");
+        flake
+            .commit_unit_wanted_by_target("sambirano", "lab-flaky.service", UnitRuns::Fails)
+            .expect("commit");
+        let settings = flake.settings().clone();
+        assert_eq!(settings.changed_inhibitors, ["isalo"]);
+        assert_eq!(settings.fail_pre_switch_check, ["isalo"]);
+        assert_eq!(settings.new_init_interface, ["isalo"]);
+        assert_eq!(
+            settings.platforms["isalo"],
+            foreign_platform(&settings.system)
+        );
+        assert_ne!(settings.platforms["isalo"], settings.system);
+        assert_eq!(settings.specialisations["sambirano"], ["rescue"]);
+        assert_eq!(
+            settings.target_units,
+            [TargetUnit {
+                host: "sambirano".into(),
+                unit: "lab-flaky.service".into(),
+                runs: UnitRuns::Fails,
+            }]
+        );
+
+        // A changed system drops what makes a switch refuse, and keeps what
+        // the systems carry.
+        flake.commit_changed_system().expect("commit");
+        let settings = flake.settings();
+        assert!(settings.changed_inhibitors.is_empty());
+        assert!(settings.fail_pre_switch_check.is_empty());
+        assert!(settings.new_init_interface.is_empty());
+        assert!(settings.platforms.is_empty());
+        assert_eq!(settings.specialisations["sambirano"], ["rescue"]);
+        assert_eq!(settings.target_units.len(), 1);
     }
 
     #[test]

@@ -11,14 +11,24 @@ use crate::node::Node;
 pub const SYSTEM_PROFILE: &str = "/nix/var/nix/profiles/system";
 /// Where the toy `switch-to-configuration` records its runs.
 pub const SWITCH_LOG: &str = "/var/lib/lab/switch.log";
-/// When this file exists on a host, its toy switch fails.
+/// When this file exists on a host, the activation of every toy system
+/// fails there (and the switch, going on as NixOS's does, exits 2).
 pub const FAIL_SWITCH_FLAG: &str = "/var/lib/lab/fail-switch";
 /// When this file exists on a host, its toy switch first sleeps that many seconds.
 pub const SWITCH_DELAY_FILE: &str = "/var/lib/lab/switch-delay";
 /// While this file exists on a host, its toy switch waits.
 pub const SWITCH_GATE_FILE: &str = "/var/lib/lab/switch-gate";
+/// The lock every `switch-to-configuration` takes, without waiting, for its
+/// whole run (NixOS's, which the toy switch takes as well).
+pub const SWITCH_LOCK: &str = "/run/nixos/switch-to-configuration.lock";
+/// The units a switch still has to start; an interrupted switch leaves it,
+/// and the next one starts them too.
+pub const START_LIST: &str = "/run/nixos/start-list";
+/// The units a switch still has to restart, kept as [`START_LIST`] is.
+pub const RESTART_LIST: &str = "/run/nixos/restart-list";
 
-/// One run of a toy `switch-to-configuration`.
+/// One run of a toy `switch-to-configuration` that got past the pre-switch
+/// checks (a `check`, or a run they refused, is not recorded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwitchRecord {
     /// The action it was run with.
@@ -28,7 +38,8 @@ pub struct SwitchRecord {
 }
 
 impl Node {
-    /// Every recorded run of `switch-to-configuration` on this node, oldest first.
+    /// Every recorded run of `switch-to-configuration` on this node, oldest
+    /// first (see [`SwitchRecord`]).
     pub fn switch_log(&self) -> Result<Vec<SwitchRecord>> {
         let path = self.outside(SWITCH_LOG);
         let text = match std::fs::read_to_string(&path) {
@@ -62,7 +73,8 @@ impl Node {
         read_link(&self.outside(&format!("/nix/var/nix/profiles/{generation}")))
     }
 
-    /// Makes the next toy switches on this host fail (or succeed again).
+    /// Makes the next toy switches' activation on this host fail (or
+    /// succeed again); see [`FAIL_SWITCH_FLAG`].
     pub fn set_switch_failure(&self, fail: bool) -> Result<()> {
         let flag = self.outside(FAIL_SWITCH_FLAG);
         if fail {

@@ -30,8 +30,13 @@ mod systemd_host;
 pub use deployd::{
     sibling_binary, TrustedDeployKey, DEPLOYD_CONFIG, DEPLOYD_PORT, DEPLOYD_STATE_DIR,
 };
-pub use flake::{nix_system, FleetSettings, SystemDeployd, ToyFlake};
-pub use inspect::{SwitchRecord, FAIL_SWITCH_FLAG, SWITCH_DELAY_FILE, SWITCH_LOG, SYSTEM_PROFILE};
+pub use flake::{
+    foreign_platform, nix_system, FleetSettings, SystemDeployd, TargetUnit, ToyFlake, UnitRuns,
+};
+pub use inspect::{
+    SwitchRecord, FAIL_SWITCH_FLAG, RESTART_LIST, START_LIST, SWITCH_DELAY_FILE, SWITCH_LOCK,
+    SWITCH_LOG, SYSTEM_PROFILE,
+};
 pub use installer::NewMachine;
 pub use lab::{
     host_name, nix_version, teardown, wait_for_port, Lab, LabOptions, CACHE_PORT, MAX_HOSTS,

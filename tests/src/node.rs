@@ -23,14 +23,24 @@ pub const BOUND_DIRS: [(&str, &str); 4] = [
 ];
 
 /// Binds the node's directories (making a mount point the machine lacks,
-/// such as `/etc/nix` before Nix is configured), then runs the command. `$1` is the node's
-/// root directory, the rest is the command.
+/// such as `/etc/nix` before Nix is configured) and its `os-release`, then
+/// runs the command. `$1` is the node's root directory, the rest is the
+/// command.
 const MOUNT_SCRIPT: &str = r#"root="$1"; shift
 for pair in nix:/nix etc-nix:/etc/nix run:/run var-lib:/var/lib; do
   [ -d "${pair#*:}" ] || mkdir -p "${pair#*:}" || exit 126
   mount --bind "$root/${pair%%:*}" "${pair#*:}" || exit 126
 done
+if [ -f "$root/os-release" ]; then
+  mount --bind "$root/os-release" /etc/os-release || exit 126
+fi
 exec "$@""#;
+
+/// The `os-release` of a node without systemd: NixOS's ID, by which
+/// `switch-to-configuration` knows a NixOS installation where there is no
+/// `/etc/NIXOS` (a node without systemd shares this machine's `/etc`, so it
+/// cannot have one of its own; a node with systemd has `/etc/NIXOS`).
+const OS_RELEASE: &str = "NAME=NixOS\nID=nixos\n";
 
 /// A machine of the lab.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -58,6 +68,7 @@ impl Node {
                 .with_context(|| format!("creating {}", path.display()))?;
         }
         std::fs::create_dir_all(self.root.join("var-lib/home"))?;
+        std::fs::write(self.root.join("os-release"), OS_RELEASE)?;
         Ok(())
     }
 

@@ -69,6 +69,8 @@ if [ -n "$disk" ]; then
   mount --bind "$disk" "$r/media/disk"
 fi
 echo "$(basename "$node")" > "$r/etc/hostname"
+# What marks a NixOS installation, which switch-to-configuration checks.
+: > "$r/etc/NIXOS"
 mkdir -p "$r/.oldroot"
 cd "$r"
 pivot_root . .oldroot

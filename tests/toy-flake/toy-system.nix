@@ -1,17 +1,35 @@
 # A toy NixOS system: a faithful stand-in for a real `toplevel`, built with
 # /bin/sh alone (there is no nixpkgs in the lab).
 #
-# It has what deployd looks at: `nixos-version`, `bin/switch-to-configuration`,
-# and `kernel`, `initrd` and `kernel-modules` links (for reboot detection),
-# plus dependencies in its closure. Its build fails when the settings say so.
-# Its switch-to-configuration records every action it runs on the host in
-# /var/lib/lab/switch.log, fails when the settings say so or when
-# /var/lib/lab/fail-switch exists on the host, and first sleeps as many
-# seconds as /var/lib/lab/switch-delay says, if it exists, then waits while
-# /var/lib/lab/switch-gate exists; when /var/lib/lab/switch-kills holds a
-# pid, it sends it SIGTERM mid-switch. Like NixOS's network setup, `switch`
-# and `test` bring eth0 up, except for a system built to break the network,
-# which takes it down.
+# Its toplevel has what a NixOS one has and deployd reads (nixpkgs:
+# nixos/modules/system/activation/top-level.nix): `nixos-version`, `system`
+# (the platform it claims), `init-interface-version`, `kernel`, `initrd`,
+# `kernel-modules`, `etc`, `activate` and `dry-activate`, `specialisation/`
+# (a full system of its own under each name), `switch-inhibitors` (JSON;
+# switchable-system.nix), plus dependencies in its closure. Its build fails
+# when the settings say so.
+#
+# `bin/switch-to-configuration` is a wrapper as makeWrapper writes it
+# (switchable-system.nix): it exports OUT, TOPLEVEL, DISTRO_ID,
+# INSTALL_BOOTLOADER, PRE_SWITCH_CHECK (the store path of the system's
+# pre-switch checks; pre-switch-check.nix), LOCALE_ARCHIVE and SYSTEMD, then
+# execs `bin/.switch-to-configuration-wrapped`, a link to the lab's
+# stand-in for switch-to-configuration-ng (switch-to-configuration.sh,
+# beside this file, which says what it does and where it follows nixpkgs).
+# The pre-switch checks compare the switch inhibitors with the running
+# system's and, when the settings say so, refuse. The boot loader is a link,
+# /var/lib/lab/boot-default. The activation script installs the system's
+# units, brings eth0 up (or down, for a system built to break the network),
+# fails (and goes on) when the settings say so or /var/lib/lab/fail-switch
+# exists on the host, and makes the system current.
+#
+# A system carries unit files in etc/systemd/system: `lab.target` (what a
+# lab host boots into, as NixOS's multi-user.target) and the services it
+# wants: `lab-app.service` (which changes with the label),
+# `lab-broken.service` when the settings say the host's system has a service
+# that fails, the services the settings add for the host (each failing or
+# not), and `deployd.service` when they give one (marked
+# `X-RestartIfChanged=false`, as the NixOS module marks deployd).
 #
 # The hosts the settings' `deployd.hosts` name enable deployd as the NixOS
 # module does (`services.deployd`, which the flake shows): their system
@@ -19,23 +37,11 @@
 # its own in the store, and an etc/nix.conf that trusts the same caches.
 # A host's `hosts/HOST/hardware-configuration.nix`, when the flake has one,
 # is imported as NixOS imports it; its file systems go to etc/fstab.
-#
-# A system carries unit files in etc/systemd/system: `lab-app.service`
-# (which changes with the label), `lab-broken.service` when the settings say
-# the host's system has a service that fails, and `deployd.service` when they
-# give one. Where systemd runs, `switch` and `test` handle them as NixOS's
-# switch-to-configuration does: stop and remove the units the old system had
-# and this one has not, install this one's, `systemctl reset-failed` (every
-# unit's failure is forgotten, whatever its system) and `daemon-reload`,
-# start the new units and restart the changed ones, except those marked
-# `X-RestartIfChanged=false` (deployd); a unit that fails to start or
-# restart makes it exit 4. (NixOS's also restarts the active targets and
-# exits 4 when any unit is failed once its jobs have ended; the toy systems
-# carry no target, and a unit that fails after it started is left to the
-# health checks.)
 {
   host,
   settings,
+  # The specialisation this system is (specialisation.nix), or null.
+  specialisation ? null,
 }: let
   inherit (settings) system;
   # Builds have no PATH; name every tool.
@@ -51,6 +57,10 @@
       // attrs);
   build = buildWith {};
   has = list: builtins.elem host list;
+  flag = list:
+    if has list
+    then "1"
+    else "";
   kernel = build "linux-${settings.kernel}" ''
     /bin/mkdir -p $out
     echo "toy kernel ${settings.kernel}" > $out/bzImage
@@ -62,25 +72,79 @@
     /bin/mkdir -p $out
     echo "toy initrd for ${settings.kernel}" > $out/initrd
   '';
+  variant =
+    if specialisation == null
+    then ""
+    else " in specialisation ${specialisation}";
   appUnit = ''
     [Unit]
-    Description=lab application of ${host}, label ${settings.label}
+    Description=lab application of ${host}, label ${settings.label}${variant}
 
     [Service]
     Type=oneshot
     RemainAfterExit=yes
-    ExecStart=/bin/sh -c "echo lab-app of ${host} runs label ${settings.label}"
+    ExecStart=/bin/sh -c "echo lab-app of ${host} runs label ${settings.label}${variant}"
   '';
+  # Type=oneshot: its start job ends with its failure, so the switch that
+  # starts it sees it failed.
   brokenUnit = ''
     [Unit]
     Description=a service of ${host} that fails on purpose
 
     [Service]
-    Type=simple
+    Type=oneshot
     ExecStart=/bin/sh -c "echo lab-broken fails on purpose; exit 3"
   '';
+  addedUnit = unit:
+    if unit.fails
+    then ''
+      [Unit]
+      Description=a service of ${host} that lab.target wants, failing
+
+      [Service]
+      Type=oneshot
+      ExecStart=/bin/sh -c "echo ${unit.unit} fails; exit 1"
+    ''
+    else ''
+      [Unit]
+      Description=a service of ${host} that lab.target wants
+
+      [Service]
+      Type=oneshot
+      RemainAfterExit=yes
+      ExecStart=/bin/sh -c "echo ${unit.unit} runs"
+    '';
+  addedUnits = builtins.filter (unit: unit.host == host) settings.targetUnits;
   deployd = settings.deployd or {hosts = [];};
   deploydEnabled = has deployd.hosts;
+  deploydUnit =
+    if deploydEnabled
+    then builtins.replaceStrings ["@deploydConfig@"] ["${deploydConfig}"] deployd.unit
+    else settings.deploydUnit;
+  # The system's units, by file name; every service is wanted by lab.target,
+  # as a NixOS service by multi-user.target (`wantedBy`).
+  units =
+    {
+      "lab.target" = settings.labTarget;
+      "lab-app.service" = appUnit;
+    }
+    // (
+      if has settings.failUnit
+      then {"lab-broken.service" = brokenUnit;}
+      else {}
+    )
+    // (
+      if deploydUnit != ""
+      then {"deployd.service" = deploydUnit;}
+      else {}
+    )
+    // builtins.listToAttrs (map (unit: {
+        name = unit.unit;
+        value = addedUnit unit;
+      })
+      addedUnits);
+  unitNames = builtins.attrNames units;
+  services = builtins.filter (name: builtins.match ".*\\.service" name != null) unitNames;
   # TOML's basic strings and arrays of them read JSON's.
   toml = builtins.toJSON;
   deploydConfig = builtins.toFile "deployd-${host}.toml" (''
@@ -115,56 +179,200 @@
   fstab = builtins.concatStringsSep "" (map (mountPoint: let
     fs = fileSystems.${mountPoint};
   in "${fs.device} ${mountPoint} ${fs.fsType} defaults 0 0\n") (builtins.attrNames fileSystems));
-  etc =
-    buildWith {
-      inherit appUnit brokenUnit fstab;
-      deploydUnit =
-        if deploydEnabled
-        then builtins.replaceStrings ["@deploydConfig@"] ["${deploydConfig}"] deployd.unit
-        else settings.deploydUnit;
+  # The text of the unit `unitNames` names N-th (from 0) is in the
+  # variable `unitN` of the build.
+  etc = buildWith ({
+      inherit fstab;
+      unitNames = builtins.concatStringsSep " " unitNames;
+      services = builtins.concatStringsSep " " services;
       nixConf =
         if deploydEnabled
         then "sandbox = false\nbuild-users-group =\nsubstituters = ${toString deployd.substituters}\ntrusted-public-keys = ${toString deployd.trustedPublicKeys}\nrequire-sigs = true\n"
         else "";
-      broken =
-        if has settings.failUnit
-        then "1"
-        else "";
-    } "etc-${host}" ''
-      /bin/mkdir -p $out/systemd/system
-      echo ${host} > $out/hostname
-      echo ${settings.label} > $out/label
-      printf '%s' "$appUnit" > $out/systemd/system/lab-app.service
-      if [ -n "$broken" ]; then
-        printf '%s' "$brokenUnit" > $out/systemd/system/lab-broken.service
-      fi
-      if [ -n "$deploydUnit" ]; then
-        printf '%s' "$deploydUnit" > $out/systemd/system/deployd.service
-      fi
-      if [ -n "$nixConf" ]; then
-        printf '%s' "$nixConf" > $out/nix.conf
-      fi
-      if [ -n "$fstab" ]; then
-        printf '%s' "$fstab" > $out/fstab
-      fi
-    '';
+    }
+    // builtins.listToAttrs (builtins.genList (index: {
+      name = "unit${toString index}";
+      value = units.${builtins.elemAt unitNames index};
+    }) (builtins.length unitNames))) "etc-${host}" ''
+    /bin/mkdir -p $out/systemd/system/lab.target.wants
+    echo ${host} > $out/hostname
+    echo ${settings.label} > $out/label
+    index=0
+    for unit in $unitNames; do
+      eval "text=\$unit$index"
+      printf '%s' "$text" > $out/systemd/system/$unit
+      index=$((index + 1))
+    done
+    for unit in $services; do
+      /bin/ln -s ../$unit $out/systemd/system/lab.target.wants/$unit
+    done
+    if [ -n "$nixConf" ]; then
+      printf '%s' "$nixConf" > $out/nix.conf
+    fi
+    if [ -n "$fstab" ]; then
+      printf '%s' "$fstab" > $out/fstab
+    fi
+  '';
   bulkPath = index:
     build "bulk-${toString index}" ''
       /usr/bin/head -c ${toString settings.bulk.bytesPerPath} /dev/urandom > $out
     '';
   bulk = builtins.genList bulkPath settings.bulk.paths;
-  failSwitch =
-    if has settings.failSwitch
-    then "1"
-    else "";
-  failBuild =
-    if has settings.failBuild
-    then "1"
-    else "";
-  breakNetwork =
-    if has settings.breakNetwork
-    then "1"
-    else "";
+  # An executable `$out/bin/NAME` holding `text`.
+  script = name: text:
+    buildWith {inherit text;} name ''
+      /bin/mkdir -p $out/bin
+      printf '%s' "$text" > $out/bin/${name}
+      /bin/chmod 0555 $out/bin/${name}
+    '';
+  # The switch program every system's wrapper runs, as every NixOS system's
+  # runs switch-to-configuration-ng's.
+  switchProgram = build "switch-to-configuration-toy" ''
+    /bin/mkdir -p $out/bin
+    /bin/cp ${./switch-to-configuration.sh} $out/bin/switch-to-configuration
+    /bin/chmod 0555 $out/bin/switch-to-configuration
+  '';
+  # INSTALL_BOOTLOADER (switchable-system.nix): given the system, makes it
+  # the boot menu's default; the lab's boot menu is a link.
+  installBootLoader = script "install-boot-loader" ''
+    #!/bin/sh
+    export PATH=/usr/bin:/bin
+    mkdir -p /var/lib/lab
+    ln -sfn "$1" /var/lib/lab/boot-default
+  '';
+  # The switch inhibitors (switchable-system.nix, `system.switch.inhibitors`):
+  # names and values; a value that differs from the running system's
+  # refuses a switch. NixOS names the D-Bus implementation among them.
+  inhibitors = builtins.toFile "switch-inhibitors" (builtins.toJSON {
+    dbus-implementation =
+      if has settings.changedInhibitors
+      then "broker"
+      else "dbus";
+  });
+  # The checks `system.preSwitchChecks` holds (pre-switch-check.nix): each
+  # runs with the new system and the action, its output to stderr; the
+  # first that fails ends the script with status 1.
+  preSwitchChecks =
+    {
+      # switchable-system.nix: skipped for boot and dry-activate; a value
+      # of the running system's `switch-inhibitors` that the new system
+      # has too and changes refuses the switch, naming it. (The lab's
+      # inhibitors are flat JSON objects of plain words.)
+      switchInhibitors = ''
+        action="$2"
+        case "$action" in
+          boot | dry-activate)
+            echo "not checking switch inhibitors (action $action)"
+            exit 0
+            ;;
+        esac
+        printf 'checking switch inhibitors...'
+        # "NAME VALUE" lines (the file has no newline of its own).
+        entries() {
+          (sed -e 's/^{//' -e 's/}$//' "$1" && echo) | tr ',' '\n' |
+            sed -n 's/^"\([^"]*\)":"\([^"]*\)"$/\1 \2/p'
+        }
+        running=/run/current-system/switch-inhibitors
+        new="$1/switch-inhibitors"
+        changed=""
+        if [ -f "$running" ] && [ -f "$new" ]; then
+          changed="$(entries "$running" | while read -r name value; do
+            now="$(entries "$new" | sed -n "s/^$name //p")"
+            if [ -n "$now" ] && [ "$now" != "$value" ]; then
+              echo "  $name: $value -> $now"
+            fi
+          done)"
+        fi
+        if [ -n "$changed" ]; then
+          echo
+          echo "switch inhibitors that differ from the running system's:"
+          echo "$changed"
+          echo "switching to this system now is refused; 'boot' makes it the boot"
+          echo "default instead, to run after a reboot (NIXOS_NO_CHECK=1 skips the checks)"
+          exit 1
+        fi
+        echo " done"
+      '';
+    }
+    // (
+      if has settings.failPreSwitchCheck
+      then {
+        labRefuses = ''
+          echo "the lab's own pre-switch check refuses $1 ($2)"
+          exit 1
+        '';
+      }
+      else {}
+    );
+  preSwitchCheck = script "pre-switch-checks" (''
+      #!/bin/sh
+      export PATH=/usr/bin:/bin
+    ''
+    + builtins.concatStringsSep "" (map (name: ''
+      # pre-switch check ${name}
+      if ! (
+      ${preSwitchChecks.${name}}
+      ) >&2; then
+        echo "Pre-switch check '${name}' failed" >&2
+        exit 1
+      fi
+    '') (builtins.attrNames preSwitchChecks)));
+  # The activation script (activation-script.nix): its snippets all run, a
+  # failing one makes it exit 1 at the end, after it made the system
+  # current.
+  activate = ''
+    #!/bin/sh
+    systemConfig=@out@
+    export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+    _status=0
+
+    # Snippet etc: the system's units. NixOS links /etc/systemd/system to
+    # the system's; a lab host's also holds the lab's own units, so the
+    # running system's are removed and this one's copied.
+    if [ -d /run/systemd/system ]; then
+      new="$systemConfig/etc/systemd/system"
+      if [ -e /run/current-system ]; then
+        running="$(readlink -f /run/current-system)/etc/systemd/system"
+        (cd "$running" && find . -mindepth 1 \( -type f -o -type l \)) | while read -r file; do
+          if [ ! -e "$new/$file" ] && [ ! -L "$new/$file" ]; then
+            rm -f "/etc/systemd/system/$file"
+          fi
+        done || _status=1
+      fi
+      cp -rP --remove-destination "$new/." /etc/systemd/system/ || _status=1
+    fi
+
+    # Snippet network: what NixOS's network units set up.
+    if [ -n "${flag settings.breakNetwork}" ]; then
+      echo "toy activation takes eth0 down" >&2
+      ip link set eth0 down || _status=1
+    else
+      ip link set eth0 up || _status=1
+    fi
+
+    # Snippet lab: fails when the settings or the host say so.
+    if [ -n "${flag settings.failSwitch}" ] || [ -e /var/lib/lab/fail-switch ]; then
+      echo "toy activation of $systemConfig fails on purpose" >&2
+      _status=1
+    fi
+
+    ln -sfn "$(readlink -f "$systemConfig")" /run/current-system
+    exit $_status
+  '';
+  dryActivate = ''
+    #!/bin/sh
+    echo "would activate @out@"
+  '';
+  specialisations =
+    if specialisation == null
+    then settings.specialisations.${host} or []
+    else [];
+  child = name:
+    (import ./toy-system.nix {
+      inherit host settings;
+      specialisation = name;
+    })
+    .toplevel;
 in {
   deployd = {
     enable = deploydEnabled;
@@ -177,115 +385,44 @@ in {
       };
     };
   };
-  toplevel = build "nixos-system-${host}-${settings.label}" ''
-    if [ -n "${failBuild}" ]; then
-      echo "toy build of nixos-system-${host} fails on purpose" >&2
-      exit 1
-    fi
-    /bin/mkdir -p $out/bin
-    echo "${settings.version}.lab-${settings.label}" > $out/nixos-version
-    /bin/ln -s ${kernel}/bzImage $out/kernel
-    /bin/ln -s ${initrd}/initrd $out/initrd
-    /bin/ln -s ${kernelModules} $out/kernel-modules
-    /bin/ln -s ${etc} $out/etc
-    echo "${builtins.concatStringsSep " " bulk}" > $out/bulk-paths
-    /bin/cat > $out/bin/switch-to-configuration <<SCRIPT
-    #!/bin/sh
-    # Toy switch-to-configuration of the deployd lab.
-    export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-    action="\$1"
-    units() {
-      [ -d /run/systemd/system ] || return 0
-      new=$out/etc/systemd/system
-      old="\$(readlink -f /run/current-system)/etc/systemd/system"
-      for file in "\$old"/*; do
-        [ -e "\$file" ] || continue
-        unit="\$(basename "\$file")"
-        if [ ! -e "\$new/\$unit" ]; then
-          echo "stopping the following units: \$unit"
-          systemctl stop "\$unit"
-          rm -f "/etc/systemd/system/\$unit"
-        fi
-      done
-      added=""
-      changed=""
-      for file in "\$new"/*; do
-        unit="\$(basename "\$file")"
-        installed="/etc/systemd/system/\$unit"
-        if [ ! -e "\$installed" ]; then
-          added="\$added \$unit"
-        elif ! cmp -s "\$file" "\$installed" && ! grep -qx X-RestartIfChanged=false "\$file"; then
-          changed="\$changed \$unit"
-        fi
-        cp "\$file" "\$installed"
-      done
-      # As NixOS's: forget every failed unit, then reload.
-      systemctl reset-failed
-      systemctl daemon-reload
-      failed=""
-      for unit in \$added; do
-        echo "starting the following units: \$unit"
-        systemctl start "\$unit" || failed="\$failed \$unit"
-      done
-      for unit in \$changed; do
-        echo "restarting the following units: \$unit"
-        systemctl restart "\$unit" || failed="\$failed \$unit"
-      done
-      if [ -n "\$failed" ]; then
-        echo "warning: the following units failed:\$failed" >&2
-        for unit in \$failed; do
-          systemctl status --no-pager --lines=10 "\$unit" >&2
-        done
-        return 4
+  toplevel =
+    buildWith {
+      inherit activate dryActivate;
+    } "nixos-system-${host}-${settings.label}" ''
+      if [ -n "${flag settings.failBuild}" ]; then
+        echo "toy build of nixos-system-${host} fails on purpose" >&2
+        exit 1
       fi
-    }
-    units_status=0
-    case "\$action" in
-      switch|boot|test|dry-activate) ;;
-      *) echo "usage: \$0 switch|boot|test|dry-activate" >&2; exit 1 ;;
-    esac
-    mkdir -p /var/lib/lab
-    echo "\$action $out" >> /var/lib/lab/switch.log
-    echo "switching to $out (\$action)"
-    if [ -e /var/lib/lab/switch-delay ]; then
-      sleep "\$(cat /var/lib/lab/switch-delay)"
-    fi
-    while [ -e /var/lib/lab/switch-gate ]; do
-      sleep 0.1
-    done
-    if [ -e /var/lib/lab/switch-kills ]; then
-      # Restarts deployd in the middle of the switch, as a changed unit would.
-      kill -TERM "\$(cat /var/lib/lab/switch-kills)"
-      rm -f /var/lib/lab/switch-kills
-      sleep 1
-    fi
-    if [ "\$action" = dry-activate ]; then
-      echo "would activate $out"
-      exit 0
-    fi
-    if [ -n "${failSwitch}" ] || [ -e /var/lib/lab/fail-switch ]; then
-      echo "toy switch of $out fails on purpose" >&2
-      exit 1
-    fi
-    case "\$action" in
-      switch|boot) ln -sfn $out /var/lib/lab/boot-default ;;
-    esac
-    case "\$action" in
-      switch|test)
-        units
-        units_status=\$?
-        ln -sfn $out /run/current-system
-        if [ -n "${breakNetwork}" ]; then
-          echo "toy switch takes eth0 down" >&2
-          ip link set eth0 down
-        else
-          ip link set eth0 up
-        fi
-        ;;
-    esac
-    echo "activated $out (\$action)"
-    exit "\$units_status"
-    SCRIPT
-    /bin/chmod +x $out/bin/switch-to-configuration
-  '';
+      /bin/mkdir -p $out/bin $out/specialisation
+      echo "${settings.version}.lab-${settings.label}" > $out/nixos-version
+      printf '%s' "${settings.platforms.${host} or system}" > $out/system
+      printf '%s' "${
+        if has settings.newInitInterface
+        then "systemd 3"
+        else "systemd 2"
+      }" > $out/init-interface-version
+      /bin/ln -s ${kernel}/bzImage $out/kernel
+      /bin/ln -s ${initrd}/initrd $out/initrd
+      /bin/ln -s ${kernelModules} $out/kernel-modules
+      /bin/ln -s ${etc} $out/etc
+      /bin/ln -s ${inhibitors} $out/switch-inhibitors
+      ${builtins.concatStringsSep "\n" (map (name: "/bin/ln -s ${child name} $out/specialisation/${name}") specialisations)}
+      echo "${builtins.concatStringsSep " " bulk}" > $out/bulk-paths
+      printf '%s' "$activate" | /bin/sed "s|@out@|$out|g" > $out/activate
+      printf '%s' "$dryActivate" | /bin/sed "s|@out@|$out|g" > $out/dry-activate
+      /bin/chmod 0555 $out/activate $out/dry-activate
+      /bin/ln -s ${switchProgram}/bin/switch-to-configuration $out/bin/.switch-to-configuration-wrapped
+      /bin/cat > $out/bin/switch-to-configuration <<WRAPPER
+      #! /bin/sh -e
+      export OUT='$out'
+      export TOPLEVEL='$out'
+      export DISTRO_ID='nixos'
+      export INSTALL_BOOTLOADER='${installBootLoader}/bin/install-boot-loader'
+      export PRE_SWITCH_CHECK='${preSwitchCheck}/bin/pre-switch-checks'
+      export LOCALE_ARCHIVE='/usr/lib/locale/locale-archive'
+      export SYSTEMD='/usr'
+      exec "$out/bin/.switch-to-configuration-wrapped"  "\$@"
+      WRAPPER
+      /bin/chmod 0555 $out/bin/switch-to-configuration
+    '';
 }

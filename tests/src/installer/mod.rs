@@ -130,6 +130,10 @@ impl Lab {
         })? {
             let entry = entry?;
             let file = entry.file_name().to_string_lossy().into_owned();
+            // The system's `lab.target` and what it wants are made below.
+            if !file.ends_with(".service") || !entry.file_type()?.is_file() {
+                continue;
+            }
             units.push((file.clone(), std::fs::read_to_string(entry.path())?));
             wanted.push(file);
         }
