@@ -52,9 +52,10 @@ fn the_packages_build_from_their_source_set_with_only_their_declared_inputs() {
         .expect("running cargo in the sandbox");
     assert!(
         output.status.success(),
-        "cargo {} failed with only {:?} declared: {}",
+        "cargo {} failed with only {:?} declared:\n{}\n...\n{}",
         args.join(" "),
         build.inputs,
+        error_lines(&output.stderr),
         tail(&output.stderr, 4000)
     );
     eprintln!(
@@ -197,6 +198,15 @@ fn openssl_sys_fails_to_build_when_openssl_is_not_declared() {
         "{}",
         tail(&output.stderr, 4000)
     );
+}
+
+/// cargo's `error:` lines in `stderr`.
+fn error_lines(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|line| line.starts_with("error"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Every `.rs` file under `dir`.
