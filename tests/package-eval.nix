@@ -18,7 +18,8 @@
 #
 # What this does not check: nixpkgs' real `lib` and `buildRustPackage` (its
 # hooks, the `cargoLock` hashes, the release profile), `meta` but its
-# `mainProgram`, nor that the inputs' names are packages of nixpkgs. The flake's checks and VM test do.
+# `mainProgram`, nor that the inputs' names are packages of nixpkgs. The
+# flake's checks and VM test do.
 {flake}: let
   system = builtins.currentSystem;
   existing = path:
