@@ -1,24 +1,33 @@
 # deployd's packages, built from the workspace with its committed Cargo.lock.
 # `crate` picks the binary: "deployd" (the daemon) or "deployd-push" (push).
+# tests/tests/package_builds_from_its_source_set.rs builds this source set as
+# this file declares it, with only the native inputs declared here.
 {
   lib,
   rustPlatform,
   pkg-config,
+  openssl,
   crate ? "deployd",
 }: let
+  workspace = lib.importTOML ../Cargo.toml;
+  # What cargo reads: the workspace's manifest, lock and lint settings, every
+  # member as Cargo.toml lists them (so a new member is never left out), and
+  # the one file outside the members that a member compiles in: the lab's
+  # `include_str!` of the module's unit settings (the flake's checks build
+  # the whole workspace from this source). No member has a build script, and
+  # there is no `.cargo/` config.
   src = lib.fileset.toSource {
     root = ../.;
-    fileset = lib.fileset.unions [
-      ../Cargo.toml
-      ../Cargo.lock
-      ../clippy.toml
-      ../protocol
-      ../daemon
-      ../push
-      ../tests
-    ];
+    fileset = lib.fileset.unions (
+      [
+        ../Cargo.toml
+        ../Cargo.lock
+        ../clippy.toml
+        ./deployd-unit.json
+      ]
+      ++ map (member: ../. + "/${member}") workspace.workspace.members
+    );
   };
-  workspace = lib.importTOML ../Cargo.toml;
 in
   rustPlatform.buildRustPackage {
     pname = crate;
@@ -26,8 +35,15 @@ in
     inherit src;
     cargoLock.lockFile = ../Cargo.lock;
     cargoBuildFlags = ["--package" crate];
-    # libgit2 is vendored by git2 and built with cc.
+    # push's git2 (features `https` and `ssh`) links OpenSSL through
+    # openssl-sys, which finds it with pkg-config only (Cargo.lock has no
+    # openssl-src: it is never built from source). The other C libraries
+    # need no input: git2's `vendored-libgit2` builds libgit2 with cc;
+    # libssh2-sys always builds its bundled libssh2 (a system one only when
+    # LIBSSH2_SYS_USE_PKG_CONFIG is set); libz-sys builds its bundled zlib
+    # when neither pkg-config nor the C compiler finds one, as in the sandbox.
     nativeBuildInputs = [pkg-config];
+    buildInputs = [openssl];
     # The unit tests run in the flake's checks; the end-to-end tests need
     # root and network namespaces, which builds do not have.
     doCheck = false;
