@@ -63,13 +63,21 @@ fn without_password(url: &str) -> String {
     }
 }
 
+/// Whether the machine needs a reboot: the running system's kernel, initrd
+/// or modules are not the booted ones, or the profile holds a system that
+/// the last deploy left to take effect at the next boot (`boot`, or a new
+/// init interface).
 fn current_reboot_required(daemon: &Daemon, current: Option<&str>) -> bool {
-    current.is_some_and(|system| {
-        reboot_required(
-            Path::new(system),
-            &daemon.config().file.activation.booted_system,
-        )
-    })
+    let config = daemon.config();
+    let activation = &config.file.activation;
+    let kernel_changed =
+        current.is_some_and(|system| reboot_required(Path::new(system), &activation.booted_system));
+    let pending = Profile::new(&activation.system_profile).current_system();
+    let waits_for_boot = pending.as_deref() != current
+        && daemon.running_and_last().1.is_some_and(|last| {
+            last.reboot_required && Some(last.store_path.as_str()) == pending.as_deref()
+        });
+    kernel_changed || waits_for_boot
 }
 
 /// Prometheus metrics.

@@ -261,7 +261,11 @@ async fn activate(
         }
         match preflight::run_pre_switch_checks(daemon, id, &target, action, deadline).await {
             Checks::Passed => {}
-            Checks::Locked => continue,
+            Checks::Locked => {
+                // Taken between the look and the checks: look again soon.
+                tokio::time::sleep(preflight::LOCK_POLL).await;
+                continue;
+            }
             Checks::Refused(ending) => return Ok(ending),
         }
         let previous_system = match action {
@@ -309,6 +313,7 @@ async fn activate(
                     ));
                 }
             }
+            tokio::time::sleep(preflight::LOCK_POLL).await;
             continue;
         }
         return conclude_switch(daemon, id, deploy, outcome).await;
@@ -574,8 +579,17 @@ async fn record_success(
         );
         daemon.lifecycle.request_restart();
     }
-    let reboot = activated == Activated::AtNextBoot
-        || reboot_required(Path::new(system), &activation.booted_system);
+    // A system that does not run yet needs the reboot to run at all: one
+    // deployed with `boot` (unless it is the running one), or one whose
+    // switch said it takes effect at the next boot.
+    let waits_for_boot = match activated {
+        Activated::AtNextBoot => true,
+        Activated::Now => {
+            action == Action::Boot
+                && read_link(&activation.current_system).as_deref() != Some(system)
+        }
+    };
+    let reboot = waits_for_boot || reboot_required(Path::new(system), &activation.booted_system);
     let recorded = daemon
         .update(id, |deploy| deploy.record.reboot_required = reboot)
         .and_then(|deploy| daemon.set_active(&deploy.record));

@@ -16,8 +16,9 @@ use super::Ending;
 use crate::daemon::Daemon;
 use crate::system::{read_link, specialisation_of, Profile};
 
-/// How often the switch lock is looked at while another switch holds it.
-const LOCK_POLL: Duration = Duration::from_millis(500);
+/// How often the switch lock is looked at while another switch holds it
+/// (and how long to wait after a switch found it taken).
+pub(super) const LOCK_POLL: Duration = Duration::from_millis(500);
 
 /// The most of `bin/switch-to-configuration` read to learn whether it has
 /// pre-switch checks (a makeWrapper wrapper is a few hundred bytes).
@@ -35,7 +36,11 @@ pub(super) fn switch_target(
     asked: Option<&str>,
 ) -> Result<String, Ending> {
     let specialised = |name: &str| Path::new(system).join("specialisation").join(name);
-    let has = |name: &str| specialised(name).join("bin/switch-to-configuration").is_file();
+    let has = |name: &str| {
+        specialised(name)
+            .join("bin/switch-to-configuration")
+            .is_file()
+    };
     if let Some(name) = asked {
         if !has(name) {
             return Err(Ending::failed(
@@ -43,7 +48,10 @@ pub(super) fn switch_target(
                 format!("{system} has no specialisation {name}; nothing was changed"),
             ));
         }
-        daemon.log(id, &format!("deployd: switching to its specialisation {name}"));
+        daemon.log(
+            id,
+            &format!("deployd: switching to its specialisation {name}"),
+        );
         return Ok(specialised(name).to_string_lossy().into_owned());
     }
     let config = daemon.config();

@@ -109,6 +109,7 @@ pub(super) async fn switch_back(
             id,
             "deployd: another switch took the switch lock first; waiting for it",
         );
+        tokio::time::sleep(preflight::LOCK_POLL).await;
     }
 }
 

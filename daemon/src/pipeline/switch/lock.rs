@@ -8,7 +8,10 @@
 //!
 //! The lock is looked at, never taken: taking it, even for an instant,
 //! could make a switch that starts in that instant fail. The kernel lists
-//! every lock held in `/proc/locks`, by device and inode.
+//! every lock held in `/proc/locks`, by device and inode (only those of
+//! processes in the reader's PID namespace: a switch run from another, which
+//! the look misses, still makes deployd's switch exit 11 having done
+//! nothing, and deployd then waits and tries again).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
