@@ -222,7 +222,7 @@ mod tests {
         let summary = "HOST       REV           RESULT       TIME  REBOOT\n\
                        ankarana   29b8836061d0  rolled_back  0s    no\n\
                        isalo      29b8836061d0  succeeded    0s    no\n\
-                       ankarana: switch_failed: switch-to-configuration exited with status 1\n";
+                       ankarana: activation_failed: switch-to-configuration exited with status 2: the activation script failed\n";
         let results = summary_results(summary);
         assert_eq!(results.len(), 2);
         assert_eq!(results["ankarana"], "rolled_back");
