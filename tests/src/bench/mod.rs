@@ -39,7 +39,7 @@ pub struct BenchOptions {
     #[arg(long, default_value_t = 20)]
     pub hosts: usize,
     /// Extra store paths in each host's closure (beside the toy system's
-    /// own five).
+    /// own nine).
     #[arg(long, default_value_t = 300)]
     pub paths: u32,
     /// Megabytes of random bytes in those paths, all together.
