@@ -28,9 +28,9 @@ fn a_failed_switch_rolls_back_to_the_previous_system() {
 
     assert_eq!(record.state, DeployState::RolledBack, "{record:?}");
     let error = record.error.expect("an error");
-    assert_eq!(error.code, "switch_failed");
     // The system's activation script failed: NixOS's switch goes on, then
-    // exits 2.
+    // exits 2, which deployd names.
+    assert_eq!(error.code, "activation_failed");
     assert!(
         error.message.contains("exited with status 2"),
         "{}",
