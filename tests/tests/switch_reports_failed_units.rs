@@ -3,7 +3,8 @@
 //! "switched" and lets its health rules judge the units: one that had failed
 //! before the deploy and fails again in the switch (a target wants it) does
 //! not roll the deploy back; one that the new system breaks does, named in
-//! the record, unless `allowed_failed_units` lists it.
+//! the record, unless `allowed_failed_units` lists it. A failed activation
+//! that status 4 hides still rolls back.
 
 mod support;
 
@@ -99,5 +100,19 @@ fn an_allowed_unit_that_the_new_system_breaks_does_not_roll_it_back() {
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
     assert!(logged(&record, "status 4"), "{:?}", record.log_tail);
     assert!(logged(&record, BROKEN_UNIT), "{:?}", record.log_tail);
+    assert_eq!(one.host.current_system(), Some(broken.clone()));
+
+    // A failed activation as well: NixOS's switch still exits 4, and only
+    // its output tells; a half-activated system rolls back.
+    let rev = one
+        .lab
+        .flake_mut()
+        .commit_failing_switch(&name)
+        .expect("commit");
+    let half = one.system_at(&rev);
+    let record = one.deploy_to_end("half", &half, Action::Switch);
+    assert_eq!(record.state, DeployState::RolledBack, "{record:?}");
+    assert!(logged(&record, "status 4"), "{:?}", record.log_tail);
+    assert_eq!(record.error.expect("error").code, "activation_failed");
     assert_eq!(one.host.current_system(), Some(broken));
 }

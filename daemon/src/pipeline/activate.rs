@@ -181,6 +181,14 @@ pub(super) async fn conclude_switch(
             )
             .await
         }
+        SwitchOutcome::Exited(SwitchStatus::UnitsFailed)
+            if launched.as_ref().is_some_and(switch::activation_failed) =>
+        {
+            // Status 4 hides a failed activation: a half-activated system.
+            let code = SwitchStatus::ActivationFailed.error_code();
+            let message = "the activation script failed, and units failed (switch-to-configuration exited with status 4)";
+            roll_back(daemon, id, failure(code, message)).await
+        }
         SwitchOutcome::Exited(SwitchStatus::UnitsFailed) => {
             daemon.log(
                 id,

@@ -17,7 +17,7 @@ mod status;
 mod watch;
 
 pub use lock::is_held as lock_is_held;
-pub use status::{SwitchStatus, PRE_SWITCH_CHECKS_FAILED};
+pub use status::{SwitchStatus, ACTIVATION_FAILED, PRE_SWITCH_CHECKS_FAILED};
 
 use std::path::Path;
 use std::time::Duration;
@@ -330,11 +330,19 @@ fn read_status(path: &Path) -> Option<SwitchOutcome> {
 
 /// Whether a switch's output says its pre-switch checks refused it.
 pub fn refused_by_checks(launch: &SwitchLaunch) -> bool {
-    std::fs::read_to_string(&launch.log_file).is_ok_and(|output| {
-        output
-            .lines()
-            .any(|line| line.trim() == PRE_SWITCH_CHECKS_FAILED)
-    })
+    printed(launch, PRE_SWITCH_CHECKS_FAILED)
+}
+
+/// Whether a switch's output says its activation script failed: the
+/// switch then goes on, and exits 4 rather than 2 when units failed too.
+pub fn activation_failed(launch: &SwitchLaunch) -> bool {
+    printed(launch, ACTIVATION_FAILED)
+}
+
+/// Whether a switch printed `line` (alone on a line).
+fn printed(launch: &SwitchLaunch, line: &str) -> bool {
+    std::fs::read_to_string(&launch.log_file)
+        .is_ok_and(|output| output.lines().any(|printed| printed.trim() == line))
 }
 
 fn read_pid(path: &Path) -> Option<u32> {

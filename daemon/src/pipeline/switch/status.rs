@@ -22,6 +22,9 @@ const LOCKED: u8 = 11;
 
 /// The line switch-to-configuration prints when its pre-switch checks fail.
 pub const PRE_SWITCH_CHECKS_FAILED: &str = "Pre-switch checks failed";
+/// The line it prints when the activation script failed (it goes on, and
+/// exits 2, or 4 when units failed as well).
+pub const ACTIVATION_FAILED: &str = "Failed to run activate script";
 
 /// A switch's exit status, named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
