@@ -3,8 +3,9 @@
 //! units, restarts changed ones but never deployd (`X-RestartIfChanged=false`),
 //! a unit left failed fails the `is-system-running` health check (unless it
 //! is allowed), a system with another deployd ends its deploy and systemd
-//! runs the new binary, and a frozen deployd is killed by the watchdog and
-//! brought back.
+//! runs the new binary (also when the system was switched to from outside
+//! deployd, once it is idle), and a frozen deployd is killed by the
+//! watchdog and brought back.
 
 mod support;
 
@@ -284,6 +285,55 @@ fn a_system_with_another_deployd_ends_its_deploy_and_systemd_runs_the_new_binary
         unit_property(&one.host, "deployd.service", "NRestarts"),
         "1",
         "deployd exited once, for its new binary"
+    );
+}
+
+#[test]
+fn a_system_switched_to_from_outside_with_another_deployd_gets_it_once_idle() {
+    let mut one = OneHost::up();
+    let first_binary = deployd_in_store(&one, "deployd");
+    let rev = one
+        .lab
+        .flake_mut()
+        .commit("deployd from the store", |settings| {
+            settings.deployd_exec = first_binary.clone()
+        })
+        .expect("commit");
+    let first = one.system_at(&rev);
+    let record = one.deploy_to_end("first", &first, Action::Switch);
+    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
+    let host = one.host.clone();
+    one.lab.start_deployd(&host).expect("restarted");
+    let pid = one.lab.deployd_pid(&one.host).expect("pid");
+
+    // The next system, with another deployd, made the boot default through
+    // deployd, then switched to by hand, as `nixos-rebuild switch` would:
+    // deployd is not restarted by the switch (`X-RestartIfChanged=false`).
+    let second_binary = deployd_in_store(&one, "deployd-2");
+    let rev = one
+        .lab
+        .flake_mut()
+        .commit("Another deployd", |settings| {
+            settings.deployd_exec = second_binary.clone()
+        })
+        .expect("commit");
+    let second = one.system_at(&rev);
+    let record = one.deploy_to_end("at-boot", &second, Action::Boot);
+    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
+    assert_eq!(one.lab.deployd_pid(&one.host), Some(pid));
+    let switched = one
+        .host
+        .sh("/nix/var/nix/profiles/system/bin/switch-to-configuration switch")
+        .expect("switch");
+    assert!(switched.status.success(), "{switched:?}");
+    assert_eq!(one.host.current_system(), Some(second));
+    assert!(
+        wait_until(Duration::from_secs(30), || one
+            .lab
+            .deployd_pid(&one.host)
+            .is_some_and(|now| now != pid)
+            && deployd_program(&one) == second_binary),
+        "deployd did not restart into the running system's binary"
     );
 }
 
