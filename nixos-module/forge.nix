@@ -82,8 +82,9 @@
   port = lib.toInt (lib.last (lib.splitString ":" cfg.settings.listen));
 
   leaves = settingsLib.leaves cfg.settings;
-  # Every `*_file` setting, to refuse secrets in the store.
-  fileSettings = lib.filter (leaf: lib.hasSuffix "_file" leaf.key && leaf.value != null) leaves;
+  # Every `*_file` setting, to refuse secrets in the store; but `ca_file`
+  # holds CA certificates, which are public and may well be in the store.
+  fileSettings = lib.filter (leaf: lib.hasSuffix "_file" leaf.key && leaf.key != "ca_file" && leaf.value != null) leaves;
   # Every setting whose name says it holds a secret itself (`token`,
   # `webhook_secret`, `password`, ...): secrets are only ever given as files.
   secretWords = ["secret" "secrets" "token" "tokens" "key" "keys" "password" "passwords" "passphrase"];

@@ -4,9 +4,11 @@
 //! does not say. A host told to deploy a path its caches lack only finds
 //! out when its fetch fails; push finds out first and sends nothing.
 //!
-//! Binary caches over HTTP(S) and `file://` are read here; a cache push
-//! cannot read (another scheme, or unreachable from here) cannot rule a
-//! path out, so it only earns a warning.
+//! Binary caches over HTTP(S) and `file://` are read here, an `https://`
+//! one trusting what the host's target trusts (the system's roots and the
+//! `ca_file`s); a cache push cannot read (another scheme, unreachable from
+//! here, a certificate it does not trust) cannot rule a path out, so it
+//! only earns a warning.
 
 use std::time::Duration;
 
@@ -128,7 +130,7 @@ async fn narinfo(
             .timeout(REQUEST_TIMEOUT)
             .send()
             .await
-            .map_err(|error| error.without_url().to_string())?;
+            .map_err(|error| crate::tls::problem(&error))?;
         match response.status().as_u16() {
             200 => {}
             // S3 answers 403 for a key it does not hold.
@@ -147,7 +149,11 @@ async fn narinfo(
 
 async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|error| error.to_string())? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| crate::tls::problem(&error))?
+    {
         if body.len() + chunk.len() > MAX_NARINFO_BYTES {
             return Err("its narinfo is too large".into());
         }

@@ -1,5 +1,7 @@
-//! Talking to deployd hosts over HTTP: signed requests, status, records, and
-//! the event stream (Server-Sent Events, parsed here).
+//! Talking to deployd hosts over HTTP or HTTPS: signed requests, status,
+//! records, and the event stream (Server-Sent Events, parsed here). A host
+//! whose target is `https://` is reached with a client that trusts its
+//! CAs and refuses any `http://` URL, so nothing to it ever goes in clear.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use deployd_protocol::{ErrorBody, Message, ReadRequest, Request, SecretKey};
 use futures_util::stream::{self, Stream, StreamExt};
 
 use crate::inventory::Target;
+use crate::tls::{describe, Clients, TlsError};
 
 /// How long connecting to a host may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,6 +42,9 @@ pub enum HostError {
     /// It answered something that is not deployd's API.
     #[error("unexpected answer: {0}")]
     Protocol(String),
+    /// No HTTPS client could be made for it (the cause, in one line).
+    #[error("{}", crate::tls::chain(.0))]
+    Setup(TlsError),
 }
 
 /// One Server-Sent Event.
@@ -52,32 +58,39 @@ pub struct SseEvent {
     pub id: Option<String>,
 }
 
-/// An HTTP client for deployd hosts. With a key, every read carries a
+/// An HTTP(S) client for deployd hosts. With a key, every read carries a
 /// signed `read` (`Authorization: DSSE ...`), for hosts that require it.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    /// One HTTP client per set of trusted CAs, shared by the clones.
+    http: Arc<Clients>,
     reader: Option<Arc<SecretKey>>,
 }
 
 impl Client {
     /// A client with bounded connect times, signing reads with `reader`.
     pub fn new(reader: Option<Arc<SecretKey>>) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = Arc::new(Clients::new(|builder| {
+            builder.connect_timeout(CONNECT_TIMEOUT)
+        }));
         Client { http, reader }
     }
 
     /// A client that opens a new connection for every request.
     pub fn fresh() -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = Arc::new(Clients::new(|builder| {
+            builder
+                .connect_timeout(CONNECT_TIMEOUT)
+                .pool_max_idle_per_host(0)
+        }));
         Client { http, reader: None }
+    }
+
+    /// The HTTP client for `target`: its CAs, HTTPS only when it is `https://`.
+    fn http(&self, target: &Target) -> Result<reqwest::Client, HostError> {
+        self.http
+            .get(&target.trust, target.https())
+            .map_err(HostError::Setup)
     }
 
     /// Sends a signed envelope to `path`.
@@ -88,7 +101,7 @@ impl Client {
         envelope: Vec<u8>,
     ) -> Result<DeployAccepted, HostError> {
         let request = self
-            .http
+            .http(target)?
             .post(format!("{}{path}", target.url))
             .header("content-type", "application/json")
             .timeout(REQUEST_TIMEOUT)
@@ -104,12 +117,12 @@ impl Client {
     /// Whether the host's deployd answers `GET /healthz` (always open).
     pub async fn healthy(&self, target: &Target) -> Result<(), HostError> {
         let sent = self
-            .http
+            .http(target)?
             .get(format!("{}/healthz", target.url))
             .timeout(REQUEST_TIMEOUT)
             .send()
             .await
-            .map_err(|error| HostError::Unreachable(error.to_string()))?;
+            .map_err(|error| HostError::Unreachable(describe(&error)))?;
         check(sent).await.map(|_| ())
     }
 
@@ -123,15 +136,19 @@ impl Client {
         target: &Target,
         path: &str,
     ) -> Result<T, HostError> {
-        let request = self.signed_get(target, path).timeout(REQUEST_TIMEOUT);
+        let request = self.signed_get(target, path)?.timeout(REQUEST_TIMEOUT);
         answer(request.send().await).await
     }
 
     /// A GET of `path`, with a signed `read` for exactly it when there is a key.
-    fn signed_get(&self, target: &Target, path: &str) -> reqwest::RequestBuilder {
-        let request = self.http.get(format!("{}{path}", target.url));
+    fn signed_get(
+        &self,
+        target: &Target,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, HostError> {
+        let request = self.http(target)?.get(format!("{}{path}", target.url));
         let Some(key) = &self.reader else {
-            return request;
+            return Ok(request);
         };
         let message = Message::new(
             target.name.clone(),
@@ -140,7 +157,7 @@ impl Client {
             READ_LIFETIME_S,
         );
         let envelope = STANDARD.encode(message.sign(&[key]).to_json());
-        request.header("authorization", format!("DSSE {envelope}"))
+        Ok(request.header("authorization", format!("DSSE {envelope}")))
     }
 
     /// A deploy's event stream: from its first event, or after the one
@@ -151,18 +168,18 @@ impl Client {
         id: &str,
         last_event_id: Option<&str>,
     ) -> Result<impl Stream<Item = Result<SseEvent, HostError>>, HostError> {
-        let mut request = self.signed_get(target, &format!("/v1/deploys/{id}/events"));
+        let mut request = self.signed_get(target, &format!("/v1/deploys/{id}/events"))?;
         if let Some(last) = last_event_id {
             request = request.header("last-event-id", last);
         }
         let response = request
             .send()
             .await
-            .map_err(|error| HostError::Unreachable(error.to_string()))?;
+            .map_err(|error| HostError::Unreachable(describe(&error)))?;
         let response = check(response).await?;
         let chunks = response
             .bytes_stream()
-            .map(|chunk| chunk.map_err(|error| HostError::Unreachable(error.to_string())));
+            .map(|chunk| chunk.map_err(|error| HostError::Unreachable(describe(&error))));
         Ok(parse_sse(chunks))
     }
 }
@@ -170,12 +187,12 @@ impl Client {
 async fn answer<T: serde::de::DeserializeOwned>(
     sent: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<T, HostError> {
-    let response = sent.map_err(|error| HostError::Unreachable(error.to_string()))?;
+    let response = sent.map_err(|error| HostError::Unreachable(describe(&error)))?;
     let response = check(response).await?;
     response
         .json()
         .await
-        .map_err(|error| HostError::Protocol(error.to_string()))
+        .map_err(|error| HostError::Protocol(describe(&error)))
 }
 
 async fn check(response: reqwest::Response) -> Result<reqwest::Response, HostError> {

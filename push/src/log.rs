@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use deployd_protocol::{DeployId, HostName};
 
-use crate::client::Client;
+use crate::client::{Client, HostError};
 use crate::follow::{follow, Update};
 use crate::inventory::Inventory;
 
@@ -32,26 +32,39 @@ pub async fn run(options: LogOptions) -> Result<ExitCode> {
     let id = match options.deploy_id {
         Some(id) => id,
         None => {
-            let status = client
-                .status(&target)
-                .await
-                .with_context(|| format!("asking {} for its deploys", target.name))?;
+            let status = match client.status(&target).await {
+                Err(HostError::Unreachable(why)) => return Ok(unreachable(&target, &why)),
+                answer => {
+                    answer.with_context(|| format!("asking {} for its deploys", target.name))?
+                }
+            };
             match status.active_deploy.or(status.last_deploy) {
                 Some(deploy) => deploy.deploy_id,
                 None => bail!("{} has no deploy yet", target.name),
             }
         }
     };
-    let record = follow(&client, &target, id.as_str(), |update| match update {
+    // Which deployd, and whether over TLS: the URL's scheme says.
+    eprintln!("push: deploy {id} on {} ({})", target.name, target.url);
+    let followed = follow(&client, &target, id.as_str(), |update| match update {
         Update::State(state) => println!("== {state}"),
         Update::Log(line) => println!("{}", crate::progress::printable(&line)),
         Update::Reconnecting(why) => eprintln!("push: reconnecting ({why})"),
     })
-    .await
-    .with_context(|| format!("reading deploy {id} on {}", target.name))?;
+    .await;
+    let record = match followed {
+        Err(HostError::Unreachable(why)) => return Ok(unreachable(&target, &why)),
+        answer => answer.with_context(|| format!("reading deploy {id} on {}", target.name))?,
+    };
     if let Some(error) = &record.error {
         let reason = crate::progress::printable(&format!("{}: {}", error.code, error.message));
         println!("== {}: {reason}", record.state);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An unreachable host is exit 1, never 2 (it is no bad input): one line.
+fn unreachable(target: &crate::inventory::Target, why: &str) -> ExitCode {
+    eprintln!("push: {} is unreachable: {why}", target.name);
+    ExitCode::from(1)
 }

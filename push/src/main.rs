@@ -32,6 +32,7 @@ mod status;
 mod table;
 #[cfg(test)]
 mod test_git;
+mod tls;
 
 /// push: build, sign and send deploys to deployd hosts, and follow them.
 #[derive(Parser)]

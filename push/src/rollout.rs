@@ -28,6 +28,7 @@ use crate::progress::Progress;
 use crate::revision::FlakeRepository;
 use crate::session::{Session, StartRequest};
 use crate::sign::{self, DeployDetails};
+use crate::tls::Clients;
 
 /// Told how each host of a rollout gets on, as it happens.
 pub trait RolloutObserver: Send + Sync {
@@ -338,13 +339,17 @@ async fn check_caches(
     systems: &BTreeMap<HostName, StorePath>,
     copy_to: Option<&str>,
 ) -> Result<()> {
-    let http = reqwest::Client::new();
-    let checks = hosts.iter().filter_map(|(target, status)| {
-        let system = systems.get(&target.name)?;
+    let clients = Clients::new(|builder| builder);
+    let mut checks = Vec::new();
+    for (target, status) in hosts {
+        let Some(system) = systems.get(&target.name) else {
+            continue;
+        };
+        // A cache may be http:// for a host reached over https://.
+        let http = clients.get(&target.trust, false)?;
         let caches = host_caches(target.name.as_str(), status, copy_to);
-        let http = &http;
-        Some(async move { check(http, &caches, system).await })
-    });
+        checks.push(async move { check(&http, &caches, system).await });
+    }
     for verdict in futures_util::future::join_all(checks).await {
         match verdict {
             Verdict::Present => {}

@@ -1,8 +1,9 @@
 //! `push status [--host H]...`: a table of the inventory's hosts: current
-//! revision and system, state, last deploy and its age, reboot needed.
-//! Unreachable hosts are marked; the exit status is 1 when one is. With
-//! `--json`, one JSON object instead: each host's name to
-//! `{"status": <its GET /v1/status answer>}` or `{"unreachable": "<why>"}`.
+//! revision and system, state, last deploy and its age, reboot needed,
+//! whether it is reached over TLS. Unreachable hosts are marked; the exit
+//! status is 1 when one is. With `--json`, one JSON object instead: each
+//! host's name to `{"url": <its deployd>, "status": <its GET /v1/status
+//! answer>}` or `{"url": ..., "unreachable": "<why>"}`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use deployd_protocol::api::StatusResponse;
 use deployd_protocol::HostName;
 
 use crate::client::Client;
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, Target};
 use crate::sign::now;
 use crate::table;
 
@@ -37,7 +38,7 @@ pub async fn run(options: StatusOptions) -> Result<ExitCode> {
     let client = Client::new(crate::keys::reading_key(&inventory, &options.flake)?);
     let asks = targets.iter().map(|target| {
         let client = client.clone();
-        async move { (target.name.to_string(), client.status(target).await) }
+        async move { (target.clone(), client.status(target).await) }
     });
     let answers = futures_util::future::join_all(asks).await;
     let unreachable = answers.iter().any(|(_, answer)| answer.is_err());
@@ -53,17 +54,19 @@ pub async fn run(options: StatusOptions) -> Result<ExitCode> {
     })
 }
 
-type Answer = (String, Result<StatusResponse, crate::client::HostError>);
+type Answer = (Target, Result<StatusResponse, crate::client::HostError>);
 
 fn json(answers: Vec<Answer>) -> serde_json::Value {
     let hosts: serde_json::Map<String, serde_json::Value> = answers
         .into_iter()
-        .map(|(host, answer)| {
+        .map(|(target, answer)| {
             let value = match answer {
-                Ok(status) => serde_json::json!({ "status": status }),
-                Err(error) => serde_json::json!({ "unreachable": error.to_string() }),
+                Ok(status) => serde_json::json!({ "url": target.url, "status": status }),
+                Err(error) => {
+                    serde_json::json!({ "url": target.url, "unreachable": error.to_string() })
+                }
             };
-            (host, value)
+            (target.name.to_string(), value)
         })
         .collect();
     serde_json::Value::Object(hosts)
@@ -72,13 +75,20 @@ fn json(answers: Vec<Answer>) -> serde_json::Value {
 fn table(answers: Vec<Answer>) -> String {
     let rows: Vec<Vec<String>> = answers
         .into_iter()
-        .map(|(host, answer)| match answer {
-            Ok(status) => row(host, &status),
-            Err(error) => {
-                let mut row = vec![host, "-".into(), "-".into(), "unreachable".into()];
-                row.extend(["-".into(), "-".into(), "-".into(), error.to_string()]);
-                row
-            }
+        .map(|(target, answer)| {
+            let tls = if target.https() { "yes" } else { "no" };
+            let mut row = match answer {
+                Ok(status) => row(target.name.to_string(), &status),
+                Err(error) => {
+                    let mut row = vec![target.name.to_string(), "-".into(), "-".into()];
+                    row.extend(["unreachable".into(), "-".into(), "-".into(), "-".into()]);
+                    row.push(error.to_string());
+                    row
+                }
+            };
+            // Before the note, which stays last (it is the longest).
+            row.insert(row.len() - 1, tls.to_owned());
+            row
         })
         .collect();
     table::render(
@@ -90,6 +100,7 @@ fn table(answers: Vec<Answer>) -> String {
             "LAST DEPLOY",
             "AGE",
             "REBOOT",
+            "TLS",
             "NOTE",
         ],
         &rows,

@@ -1,13 +1,16 @@
 //! `push serve`'s config (TOML, `deny_unknown_fields`): where it listens and
 //! keeps its state, the repository it fetches, its deploy key, the forge it
-//! answers and reports to, and which branches deploy which hosts. Secrets
-//! only as file paths, read once at start.
+//! answers and reports to, which branches deploy which hosts, and a CA file
+//! for its HTTPS. Secrets only as file paths, read once at start.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use deployd_protocol::{Action, HostName};
+
+use crate::tls::CaFile;
 
 /// The whole file.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -25,6 +28,11 @@ pub struct ServeConfig {
     /// Its deploy key (Nix format, secret); hosts trust it with
     /// `may = ["deploy", "read"]`.
     pub key_file: PathBuf,
+    /// CA certificates (PEM) trusted besides the system's roots for its own
+    /// HTTPS: the forge's API, the hosts and their caches (added to what
+    /// push.toml trusts for them). The git fetch goes through libgit2 and
+    /// OpenSSL, which `SSL_CERT_FILE` points elsewhere.
+    pub ca_file: Option<PathBuf>,
     /// Credentials for fetching.
     #[serde(default)]
     pub git: GitCredentials,
@@ -213,6 +221,15 @@ impl ServeConfig {
     /// The `[[follow]]` of `branch`.
     pub fn following(&self, branch: &str) -> Option<&Follow> {
         self.follow.iter().find(|follow| follow.branch == branch)
+    }
+
+    /// Reads the CA file, if there is one (checked: PEM certificates that
+    /// can be trust anchors).
+    pub fn read_ca_file(&self) -> Result<Option<Arc<CaFile>>> {
+        let Some(path) = &self.ca_file else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(CaFile::load(path).context("ca_file")?)))
     }
 
     /// Reads the secret files (the webhook secret must not be empty).

@@ -29,17 +29,19 @@ pub use config::ServeConfig;
 use queue::{Queue, RolloutRecord};
 use statuses::StatusPoster;
 
+use crate::tls::CaFile;
+
 /// Options of `push serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeOptions {
     /// The service's config (TOML).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    /// Only check the config (and read its secret files) and exit.
+    /// Only check the config (and read its secret files and CA file) and exit.
     #[arg(long)]
     pub check: bool,
-    /// With --check: do not read the secret files (for checks at build time,
-    /// where they are not there).
+    /// With --check: do not read the secret files nor the CA file (for
+    /// checks at build time, where they are not there).
     #[arg(long, requires = "check")]
     pub skip_secret_files: bool,
     /// Log debug messages too.
@@ -53,6 +55,9 @@ pub struct Service {
     config: ServeConfig,
     /// The webhook secret (GitLab: token).
     webhook_secret: Vec<u8>,
+    /// `ca_file`, read: trusted for the hosts and their caches, besides
+    /// what push.toml trusts for them.
+    ca_file: Option<Arc<CaFile>>,
     /// The pushes waiting, the rollout running, the history; written before
     /// a hook is answered.
     queue: Mutex<Queue>,
@@ -107,6 +112,7 @@ pub async fn run(options: ServeOptions) -> Result<ExitCode> {
     if options.check {
         if !options.skip_secret_files {
             config.read_secrets()?;
+            config.read_ca_file()?;
         }
         eprintln!(
             "push serve: {} is valid: {} forge, {} branches followed",
@@ -118,6 +124,7 @@ pub async fn run(options: ServeOptions) -> Result<ExitCode> {
     }
     logging::init("push-serve", options.verbose);
     let secrets = config.read_secrets()?;
+    let ca_file = config.read_ca_file()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -127,8 +134,9 @@ pub async fn run(options: ServeOptions) -> Result<ExitCode> {
     };
     let shutdown = CancellationToken::new();
     let service = Arc::new(Service {
-        statuses: StatusPoster::start(&config.forge, secrets.forge_token),
+        statuses: StatusPoster::start(&config.forge, secrets.forge_token, ca_file.as_ref())?,
         webhook_secret: secrets.webhook,
+        ca_file,
         queue: Mutex::new(queue),
         wake: Notify::new(),
         running: Mutex::new(None),

@@ -10,12 +10,19 @@
 //! - GitLab: `POST {api}/api/v4/projects/{id}/statuses/{sha}`, `PRIVATE-TOKEN`,
 //!   `name` for the context, states `pending|running|success|failed|canceled`,
 //!   `description` at most 255; the same state twice answers 400, taken as done.
+//!
+//! Over HTTPS (as every forge serves its API), trusting the system's roots
+//! and `ca_file`. A certificate that does not verify is not retried: no
+//! retry changes it, and the statuses after it would wait in vain. It is
+//! logged, one line naming the forge's host and the check that failed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::config::{ForgeKind, ForgeSection};
+use crate::tls::{CaFile, TlsError, Trust};
 
 /// How long one status is retried before it is given up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(15 * 60);
@@ -86,29 +93,35 @@ pub struct StatusPoster {
 }
 
 impl StatusPoster {
-    /// Starts the task that posts to `forge` with `token`; without a token,
-    /// statuses are only logged.
-    pub fn start(forge: &ForgeSection, token: Option<String>) -> StatusPoster {
+    /// Starts the task that posts to `forge` with `token`, trusting the
+    /// system's roots and `ca_file`; without a token, statuses are only
+    /// logged.
+    pub fn start(
+        forge: &ForgeSection,
+        token: Option<String>,
+        ca_file: Option<&Arc<CaFile>>,
+    ) -> Result<StatusPoster, TlsError> {
         let Some(token) = token else {
-            return StatusPoster { sender: None };
+            return Ok(StatusPoster { sender: None });
         };
+        let http = Trust::with(ca_file)
+            .builder()
+            .timeout(REQUEST_TIMEOUT)
+            // A redirect could carry the token to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("deployd-push/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(TlsError::Client)?;
         let (sender, mut receiver) = mpsc::unbounded_channel::<CommitStatus>();
         let forge = forge.clone();
         tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .timeout(REQUEST_TIMEOUT)
-                // A redirect could carry the token to another host.
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("deployd-push/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .unwrap_or_default();
             while let Some(status) = receiver.recv().await {
                 post_with_retries(&http, &forge, &token, &status).await;
             }
         });
-        StatusPoster {
+        Ok(StatusPoster {
             sender: Some(sender),
-        }
+        })
     }
 
     /// Queues `status` for the forge.
@@ -152,6 +165,14 @@ async fn post_with_retries(
                 );
                 return;
             }
+            Err(Failure::Untrusted(why)) => {
+                log::error!(
+                    "cannot post status deployd/{} on {}: {why}",
+                    status.host,
+                    short(&status.sha)
+                );
+                return;
+            }
             Err(Failure::Retry(why)) if started.elapsed() + pause < GIVE_UP_AFTER => {
                 log::warn!(
                     "the forge did not take status deployd/{} ({why}); again in {pause:?}",
@@ -177,6 +198,8 @@ enum Failure {
     Retry(String),
     /// Will never work.
     Final(String),
+    /// The forge's certificate does not verify: push refuses to talk to it.
+    Untrusted(String),
 }
 
 /// The request for `status`: URL, headers and JSON body.
@@ -249,10 +272,14 @@ async fn post(
     for (name, value) in headers {
         request = request.header(name, value);
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|error| Failure::Retry(error.without_url().to_string()))?;
+    let response = request.send().await.map_err(|error| {
+        let why = crate::tls::describe(&error);
+        if crate::tls::certificate_refused(&error) {
+            Failure::Untrusted(why)
+        } else {
+            Failure::Retry(why)
+        }
+    })?;
     let code = response.status();
     if code.is_success() {
         return Ok(());

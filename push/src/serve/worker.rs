@@ -155,8 +155,11 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
                 return Ok((None, None, Vec::new(), Vec::new(), None, None));
             };
             clone.check_out(tip)?;
-            let inventory = Inventory::load(clone.work_tree())?;
-            let targets = select(&inventory, &follow.hosts)?;
+            let inventory = Inventory::load_from_repository(clone.work_tree())?;
+            let targets = select(&inventory, &follow.hosts)?
+                .into_iter()
+                .map(|target| target.also_trusting(service.ca_file.as_ref()))
+                .collect();
             // Only commits the fetched branch holds are reported on (a hook's
             // payload is a hint, not proof), and none an earlier rollout
             // deployed or already reported.

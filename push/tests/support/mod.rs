@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_host;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
