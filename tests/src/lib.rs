@@ -26,6 +26,7 @@ mod ssh;
 pub mod ssh_agent;
 pub mod supervise;
 mod systemd_host;
+pub mod tls;
 
 pub use deployd::{
     sibling_binary, TrustedDeployKey, DEPLOYD_CONFIG, DEPLOYD_PORT, DEPLOYD_STATE_DIR,

@@ -1,8 +1,8 @@
-//! `push serve` fetches over `https://` (TLS in front of the forge
-//! stand-in, which wants a user and an access token, as a private
-//! repository does) with the login from `[git] username` and
-//! `password_file`: a certificate it trusts deploys the push; one it does
-//! not trust is refused, and nothing is deployed.
+//! `push serve` fetches over `https://` (the forge stand-in's HTTPS, which
+//! wants a user and an access token, as a private repository does) with the
+//! login from `[git] username` and `password_file`: a certificate git
+//! trusts (`SSL_CERT_FILE`) deploys the push; one it does not trust is
+//! refused, and nothing is deployed.
 
 mod support;
 
@@ -33,10 +33,10 @@ fn a_push_fetched_over_https_with_a_token_deploys() {
         Some(system_at(fleet.lab.flake().dir(), &rev, &host.name))
     );
     // The repository is private: git itself, without the login, is refused.
-    let tls = fleet.tls.as_ref().expect("TLS in front");
+    let https = fleet.forge.https_url().expect("HTTPS");
     let anonymous = std::process::Command::new("git")
-        .args(["ls-remote", &format!("{}/ops/fleet.git", tls.url())])
-        .env("GIT_SSL_CAINFO", tls.certificate())
+        .args(["ls-remote", &format!("{https}/ops/fleet.git")])
+        .env("GIT_SSL_CAINFO", fleet.ca.certificate())
         .env("GIT_TERMINAL_PROMPT", "0")
         .output()
         .expect("git ls-remote");

@@ -1,7 +1,8 @@
 //! A push to the forge deploys, for each of the four forges: the forge's
 //! hook reaches the real `push serve`, which fetches the repository from the
 //! forge stand-in over HTTP, deploys the fetched tip to every following
-//! host, and reports each host on the commit: `pending` building, `pending`
+//! host, and reports each host on the commit through the forge's API (over
+//! HTTPS, trusting the test's CA through `ca_file`): `pending` building, `pending`
 //! (GitLab: `running`) deploying with the host's deploy record, then
 //! `success`. A replayed hook deploys nothing again; a hook naming a commit
 //! the branch does not hold deploys what the branch holds.

@@ -3,7 +3,9 @@
 //! `push serve` follows its `main` with its own deploy key, which the hosts
 //! trust to deploy and read. A `git push` to the stand-in over HTTP becomes
 //! a signed webhook; the service fetches, builds and deploys the tip, and
-//! the statuses the forge received are printed as they arrive.
+//! the statuses the forge received are printed as they arrive. The forge's
+//! API is HTTPS only, as a real forge's is, with a certificate from a CA
+//! of the lab's own, which the service trusts through its `ca_file`.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use deployd_lab::forge::{ForgeKind, ForgeOptions, ForgeStandIn, RecordedStatus};
+use deployd_lab::tls::TestCa;
 use deployd_lab::Lab;
 use deployd_protocol::SecretKey;
 
@@ -47,6 +50,7 @@ pub fn show(lab: &mut Lab, ci_key: &SecretKey, operator: (&Path, &Path)) -> Resu
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let kind = ForgeKind::Forgejo;
+    let ca = TestCa::new("deployd lab CA")?;
     let forge = ForgeStandIn::start(ForgeOptions {
         kind,
         repository: bare,
@@ -55,7 +59,10 @@ pub fn show(lab: &mut Lab, ci_key: &SecretKey, operator: (&Path, &Path)) -> Resu
         secret: SECRET.into(),
         token: TOKEN.into(),
         listen: "127.0.0.1:0".parse()?,
+        tls: Some(ca.issue("forge", &[address.ip()])?),
     })?;
+    let ca_file = dir.join("lab-ca.pem");
+    std::fs::copy(ca.certificate(), &ca_file)?;
     let key_file = dir.join("ci-1.secret");
     std::fs::write(&key_file, ci_key.to_key_file_text().as_bytes())?;
     std::fs::write(dir.join("webhook-secret"), SECRET)?;
@@ -64,21 +71,23 @@ pub fn show(lab: &mut Lab, ci_key: &SecretKey, operator: (&Path, &Path)) -> Resu
     std::fs::write(
         &config,
         format!(
-            "listen = \"{address}\"\nstate_dir = \"{state}\"\nrepository = \"{git}\"\nkey_file = \"{key}\"\n\n\
+            "listen = \"{address}\"\nstate_dir = \"{state}\"\nrepository = \"{git}\"\nkey_file = \"{key}\"\nca_file = \"{ca}\"\n\n\
              [forge]\nkind = \"{kind}\"\napi_url = \"{api}\"\nrepository = \"ops/fleet\"\n\
              secret_file = \"{dir}/webhook-secret\"\ntoken_file = \"{dir}/forge-token\"\n\n\
              [[follow]]\nbranch = \"main\"\nhosts = [\"*\"]\naction = \"switch\"\n",
             state = dir.join("state").display(),
             git = forge.git_url(),
             key = key_file.display(),
+            ca = ca_file.display(),
             kind = kind.name(),
             api = forge.api_url(),
             dir = dir.display(),
         ),
     )?;
     println!(
-        "\n== push serve: follows main of {} (a Forgejo stand-in), deploys every host with its own key (ci-1: deploy, read)",
-        forge.git_url()
+        "\n== push serve: follows main of {} (a Forgejo stand-in, its API over HTTPS at {}), deploys every host with its own key (ci-1: deploy, read)",
+        forge.git_url(),
+        forge.api_url()
     );
     print!("{}", std::fs::read_to_string(&config)?);
     let log = dir.join("push-serve.log");

@@ -1,8 +1,9 @@
 //! A stand-in for a git forge (GitHub, Gitea, Forgejo or GitLab), for the
 //! end-to-end tests of `push serve` and for `lab demo`. It is not a forge:
 //! it has no UI and no users; git over HTTP wants a login only when asked
-//! to ([`ForgeStandIn::require_git_login`]), and TLS comes from `socat` in
-//! front of it ([`TlsFront`]). What it reproduces faithfully is what
+//! to ([`ForgeStandIn::require_git_login`]). With a certificate
+//! ([`ForgeOptions::tls`]) it serves HTTPS (rustls) on a second port, and
+//! its status API there only. What it reproduces faithfully is what
 //! `push serve` meets:
 //!
 //! - **hooks**: the forge's push hooks for a ref update, shaped as the
@@ -14,7 +15,8 @@
 //!   `git clone`, `fetch` and `push` at [`ForgeStandIn::git_url`]; a push
 //!   sends the push hooks itself, as the forge does;
 //! - **the commit status API** ([`statuses`]): every call recorded, the
-//!   token checked, the forge's validation and errors, an outage on demand.
+//!   token checked, the forge's validation and errors, an outage on demand;
+//!   over HTTPS only when it has a certificate.
 //!
 //! [`ForgeStandIn::start`] serves on its own thread until
 //! [`ForgeStandIn::stop`] or drop, which join every thread it started.
@@ -27,10 +29,7 @@ mod repo;
 mod server;
 pub mod sign;
 mod statuses;
-mod tls;
 mod types;
-
-pub use tls::TlsFront;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -42,17 +41,21 @@ use anyhow::{bail, Context, Result};
 
 use payload::{Outgoing, Source};
 use repo::Repository;
+use server::Speaks;
 pub use types::{
     Delivery, ForgeKind, ForgeOptions, HookResponse, PushEvent, RawHook, RecordedStatus, Signature,
 };
 
-/// The forge stand-in: an HTTP server (git and the status API) and a hook
-/// sender. Stops on drop.
+/// The forge stand-in: an HTTP server (git and the status API), an HTTPS
+/// one when it has a certificate, and a hook sender. Stops on drop.
 pub struct ForgeStandIn {
     shared: Arc<Shared>,
+    /// The plain HTTP listener's address.
     address: SocketAddr,
-    /// The accepting thread, joined on stop.
-    accept: Option<JoinHandle<()>>,
+    /// The HTTPS listener's address, when there is one.
+    tls_address: Option<SocketAddr>,
+    /// The accepting threads, joined on stop.
+    accept: Vec<JoinHandle<()>>,
 }
 
 /// What the server's threads share with the handle.
@@ -62,7 +65,10 @@ pub(crate) struct Shared {
     webhook_url: String,
     secret: String,
     token: String,
+    /// The API's base URL: `https://` when the stand-in has TLS.
     api_url: String,
+    /// The plain HTTP listener's base URL (git over HTTP).
+    http_url: String,
     repository: Repository,
     /// Where `owner/name.git` links to the repository, for `git http-backend`.
     project_root: tempfile::TempDir,
@@ -127,13 +133,32 @@ impl ForgeStandIn {
         let listener = TcpListener::bind(options.listen)
             .with_context(|| format!("binding {}", options.listen))?;
         let address = listener.local_addr()?;
+        let tls = match &options.tls {
+            Some(identity) => {
+                let config = identity.server_config()?;
+                let listen = SocketAddr::new(options.listen.ip(), 0);
+                let listener = TcpListener::bind(listen)
+                    .with_context(|| format!("binding {listen} for HTTPS"))?;
+                Some((listener, config))
+            }
+            None => None,
+        };
+        let tls_address = match &tls {
+            Some((listener, _)) => Some(listener.local_addr()?),
+            None => None,
+        };
+        let api_url = match tls_address {
+            Some(tls_address) => format!("https://{tls_address}"),
+            None => format!("http://{address}"),
+        };
         let shared = Arc::new(Shared {
             kind: options.kind,
             owner_repo: options.owner_repo,
             webhook_url: options.webhook_url,
             secret: options.secret,
             token: options.token,
-            api_url: format!("http://{address}"),
+            api_url,
+            http_url: format!("http://{address}"),
             repository,
             project_root,
             stopping: AtomicBool::new(false),
@@ -147,15 +172,24 @@ impl ForgeStandIn {
             git_login: Mutex::new(None),
             workers: Mutex::new(Vec::new()),
         });
-        let serving = Arc::clone(&shared);
-        let accept = thread::Builder::new()
-            .name(format!("forge-{}", options.kind))
-            .spawn(move || server::serve(listener, serving))
-            .context("starting the forge's server thread")?;
+        let mut listeners = vec![(listener, Speaks::Http { api: tls.is_none() })];
+        if let Some((listener, config)) = tls {
+            listeners.push((listener, Speaks::Https(config)));
+        }
+        let mut accept = Vec::new();
+        for (listener, speaks) in listeners {
+            let serving = Arc::clone(&shared);
+            let thread = thread::Builder::new()
+                .name(format!("forge-{}", options.kind))
+                .spawn(move || server::serve(listener, serving, speaks))
+                .context("starting the forge's server thread")?;
+            accept.push(thread);
+        }
         Ok(ForgeStandIn {
             shared,
             address,
-            accept: Some(accept),
+            tls_address,
+            accept,
         })
     }
 
@@ -164,15 +198,22 @@ impl ForgeStandIn {
         self.shared.kind
     }
 
-    /// The API's base URL, `http://ADDR` (the service config's
-    /// `forge.api_url`; for GitHub the API root itself).
+    /// The API's base URL (the service config's `forge.api_url`; for
+    /// GitHub the API root itself): `https://ADDR` when the stand-in has
+    /// TLS, else `http://ADDR`.
     pub fn api_url(&self) -> String {
         self.shared.api_url.clone()
     }
 
-    /// The repository's clone URL, `http://ADDR/owner/name.git`.
+    /// The repository's clone URL over plain HTTP, `http://ADDR/owner/name.git`.
     pub fn git_url(&self) -> String {
-        format!("{}/{}.git", self.shared.api_url, self.shared.owner_repo)
+        format!("{}/{}.git", self.shared.http_url, self.shared.owner_repo)
+    }
+
+    /// The base URL of the HTTPS listener, `https://ADDR`, when the
+    /// stand-in has TLS; its clone URL is this and `/owner/name.git`.
+    pub fn https_url(&self) -> Option<String> {
+        self.tls_address.map(|address| format!("https://{address}"))
     }
 
     /// Sends the forge's hooks for one ref update, as signed by the forge,
@@ -247,13 +288,17 @@ impl ForgeStandIn {
     /// Stops serving and joins every thread the stand-in started (hooks
     /// still being sent after a push are sent first).
     pub fn stop(&mut self) {
-        let Some(accept) = self.accept.take() else {
+        if self.accept.is_empty() {
             return;
-        };
+        }
         self.shared.stopping.store(true, Ordering::SeqCst);
-        // Wake the accept loop; it sees `stopping` and ends.
-        let _ = TcpStream::connect(self.address);
-        let _ = accept.join();
+        // Wake the accept loops; each sees `stopping` and ends.
+        for address in std::iter::once(self.address).chain(self.tls_address) {
+            let _ = TcpStream::connect(address);
+        }
+        for accept in self.accept.drain(..) {
+            let _ = accept.join();
+        }
         loop {
             let workers: Vec<_> = lock(&self.shared.workers).drain(..).collect();
             if workers.is_empty() {

@@ -3,7 +3,9 @@
 //! (`Connection: close`), bounded heads and bodies, read timeouts. It
 //! serves git over HTTP (`/{owner}/{name}.git/...`, through
 //! [`super::cgi`]) and the forge's commit status API ([`super::statuses`]);
-//! anything else is 404.
+//! anything else is 404. A listener speaks plain HTTP or TLS ([`Speaks`]);
+//! where the stand-in has TLS, its plain listener serves git only, so the
+//! API is HTTPS only, as on every real forge.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,6 +17,19 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::Shared;
+use crate::tls::Connection;
+
+/// What one listener speaks.
+#[derive(Clone)]
+pub(super) enum Speaks {
+    /// Plain HTTP: git, and the API unless `api` is false.
+    Http {
+        /// Whether the status API is served here too.
+        api: bool,
+    },
+    /// HTTPS: git and the API.
+    Https(Arc<rustls::ServerConfig>),
+}
 
 /// Longest request head read.
 const MAX_HEAD_BYTES: u64 = 16 * 1024;
@@ -79,33 +94,45 @@ impl Response {
 }
 
 /// Accepts connections until the stand-in stops.
-pub(super) fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub(super) fn serve(listener: TcpListener, shared: Arc<Shared>, speaks: Speaks) {
     for stream in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             break;
         }
         let Ok(stream) = stream else { continue };
         let connection_shared = Arc::clone(&shared);
+        let speaks = speaks.clone();
         let worker = thread::spawn(move || {
-            let _ = answer(&connection_shared, stream);
+            let _ = answer(&connection_shared, stream, &speaks);
         });
         shared.track(worker);
     }
 }
 
-fn answer(shared: &Arc<Shared>, stream: TcpStream) -> Result<()> {
+fn answer(shared: &Arc<Shared>, stream: TcpStream, speaks: &Speaks) -> Result<()> {
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     let peer = stream.peer_addr()?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    let response = match read_request(&mut reader, &mut writer, peer) {
-        Ok(request) => route(shared, &request),
+    let (connection, api) = match speaks {
+        Speaks::Http { api } => (Connection::Plain(stream), *api),
+        // A client that refuses the certificate ends the handshake: the
+        // read below fails, and nothing is routed or recorded.
+        Speaks::Https(config) => (
+            Connection::Tls(Box::new(crate::tls::accept(config, stream)?)),
+            true,
+        ),
+    };
+    let mut reader = BufReader::new(connection);
+    let response = match read_request(&mut reader, peer) {
+        Ok(request) => route(shared, &request, api),
         Err(error) => Response::text(400, &format!("{error:#}\n")),
     };
-    write_response(&mut writer, &response)
+    let connection = reader.get_mut();
+    write_response(connection, &response)?;
+    connection.finish();
+    Ok(())
 }
 
-fn route(shared: &Arc<Shared>, request: &Request) -> Response {
+fn route(shared: &Arc<Shared>, request: &Request, api: bool) -> Response {
     let repository = format!("/{}", shared.owner_repo);
     let git = request
         .path
@@ -123,15 +150,14 @@ fn route(shared: &Arc<Shared>, request: &Request) -> Response {
         let rest = rest.strip_prefix(".git").unwrap_or(rest);
         return super::cgi::answer(shared, request, rest);
     }
-    super::statuses::answer(shared, request)
-        .unwrap_or_else(|| Response::json(404, &serde_json::json!({"message": "Not Found"})))
+    let not_found = || Response::json(404, &serde_json::json!({"message": "Not Found"}));
+    if !api {
+        return not_found();
+    }
+    super::statuses::answer(shared, request).unwrap_or_else(not_found)
 }
 
-fn read_request(
-    reader: &mut BufReader<TcpStream>,
-    writer: &mut TcpStream,
-    peer: SocketAddr,
-) -> Result<Request> {
+fn read_request(reader: &mut BufReader<Connection>, peer: SocketAddr) -> Result<Request> {
     let mut head = reader.by_ref().take(MAX_HEAD_BYTES);
     let mut request_line = String::new();
     head.read_line(&mut request_line)?;
@@ -169,7 +195,9 @@ fn read_request(
         .header("Expect")
         .is_some_and(|expect| expect.eq_ignore_ascii_case("100-continue"))
     {
+        let writer = reader.get_mut();
         writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        writer.flush()?;
     }
     let chunked = request
         .header("Transfer-Encoding")
@@ -223,7 +251,7 @@ pub(super) fn read_chunked(reader: &mut impl BufRead, limit: usize) -> Result<Ve
     }
 }
 
-fn write_response(stream: &mut TcpStream, response: &Response) -> Result<()> {
+fn write_response(stream: &mut impl Write, response: &Response) -> Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\n",
         response.status,

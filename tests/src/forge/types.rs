@@ -99,6 +99,11 @@ pub struct ForgeOptions {
     pub token: String,
     /// Where to listen, e.g. `127.0.0.1:0`.
     pub listen: SocketAddr,
+    /// Serve HTTPS too, with this certificate (for the address of
+    /// `listen`): then git and the status API are at
+    /// [`super::ForgeStandIn::https_url`], and the plain listener serves git
+    /// only, so the API is HTTPS only, as on every real forge.
+    pub tls: Option<crate::tls::ServerIdentity>,
 }
 
 /// A ref update to announce: what a push did to one ref.

@@ -1,16 +1,18 @@
 //! A fleet deployed by a push to the forge: a lab whose hosts trust the
 //! service's own deploy key (`ci-1`, `may = ["deploy", "read"]`), the lab's
-//! forge stand-in serving the toy flake over HTTP, and the real `push serve`
-//! following `main`, fetching from the stand-in and posting statuses to it.
+//! forge stand-in serving the toy flake over HTTP and HTTPS, its status API
+//! over HTTPS only (a certificate from the test's own CA, which the service
+//! trusts through its `ca_file`, unless a test says not to), and the real
+//! `push serve` following `main`, fetching from the stand-in and posting
+//! statuses to it.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use deployd_lab::forge::{
-    ForgeKind, ForgeOptions, ForgeStandIn, PushEvent, RecordedStatus, TlsFront,
-};
+use deployd_lab::forge::{ForgeKind, ForgeOptions, ForgeStandIn, PushEvent, RecordedStatus};
+use deployd_lab::tls::TestCa;
 use deployd_lab::Lab;
 
 use super::deployd::{key, trusted};
@@ -28,8 +30,8 @@ pub struct ForgeFleet {
     pub forge: ForgeStandIn,
     /// `push serve`.
     pub service: Service,
-    /// TLS in front of the forge, for `https://` fetches.
-    pub tls: Option<TlsFront>,
+    /// The CA that signed the forge's certificate.
+    pub ca: TestCa,
     /// Extra environment for the service.
     environment: Vec<(String, String)>,
     files: tempfile::TempDir,
@@ -67,12 +69,31 @@ pub enum Fetch {
         /// Whether the service knows the builder's host key.
         host_known: bool,
     },
-    /// From the stand-in over `https://` (TLS by `socat` in front of it),
-    /// which wants a user and an access token, given from files.
+    /// From the stand-in over `https://`, which wants a user and an access
+    /// token, given from files.
     Https {
-        /// Whether the service trusts the certificate (`SSL_CERT_FILE`).
+        /// Whether the service's git trusts the certificate (`SSL_CERT_FILE`).
         certificate_trusted: bool,
     },
+}
+
+/// How the fleet is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct FleetSetup {
+    /// How the service fetches.
+    pub fetch: Fetch,
+    /// Whether the service's config gives the forge's CA as `ca_file`
+    /// (else the forge's API certificate does not verify).
+    pub forge_ca_given: bool,
+}
+
+impl Default for FleetSetup {
+    fn default() -> Self {
+        FleetSetup {
+            fetch: Fetch::Http,
+            forge_ca_given: true,
+        }
+    }
 }
 
 /// The user and token git over HTTPS wants.
@@ -95,6 +116,19 @@ impl ForgeFleet {
 
     /// Like [`ForgeFleet::up`], fetching the repository as `fetch` says.
     pub fn up_with(hosts: usize, kind: ForgeKind, fetch: Fetch) -> ForgeFleet {
+        ForgeFleet::set_up(
+            hosts,
+            kind,
+            FleetSetup {
+                fetch,
+                ..FleetSetup::default()
+            },
+        )
+    }
+
+    /// Like [`ForgeFleet::up`], set up as `setup` says.
+    pub fn set_up(hosts: usize, kind: ForgeKind, setup: FleetSetup) -> ForgeFleet {
+        let fetch = setup.fetch;
         let mut lab = Lab::up(&super::lab_options(hosts)).expect("lab up");
         let ci = key("ci-1");
         for host in lab.hosts().to_vec() {
@@ -109,6 +143,8 @@ impl ForgeFleet {
         std::fs::write(files.path().join("secret"), format!("{SECRET}\n")).expect("secret");
         std::fs::write(files.path().join("token"), TOKEN).expect("token");
         let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let ca = TestCa::new("forge test CA").expect("a test CA");
+        let loopback = "127.0.0.1".parse().expect("address");
         let forge = ForgeStandIn::start(ForgeOptions {
             kind,
             repository: lab.flake().dir().to_owned(),
@@ -117,9 +153,12 @@ impl ForgeFleet {
             secret: SECRET.into(),
             token: TOKEN.into(),
             listen: "127.0.0.1:0".parse().expect("address"),
+            tls: Some(
+                ca.issue("forge", &[loopback])
+                    .expect("the forge's certificate"),
+            ),
         })
         .expect("forge stand-in");
-        let mut tls = None;
         let mut environment = Vec::new();
         let (repository, git_section) = match fetch {
             Fetch::Http => (forge.git_url(), String::new()),
@@ -127,20 +166,13 @@ impl ForgeFleet {
                 certificate_trusted,
             } => {
                 forge.require_git_login(Some(GIT_LOGIN));
-                let backend = forge
-                    .api_url()
-                    .trim_start_matches("http://")
-                    .parse()
-                    .expect("address");
-                let front = TlsFront::start(backend).expect("TLS in front of the forge");
                 if certificate_trusted {
-                    let certificate = front.certificate().display().to_string();
+                    let certificate = ca.certificate().display().to_string();
                     environment.push(("SSL_CERT_FILE".to_owned(), certificate));
                 }
                 std::fs::write(files.path().join("git-token"), format!("{}\n", GIT_LOGIN.1))
                     .expect("token file");
-                let url = format!("{}/ops/fleet.git", front.url());
-                tls = Some(front);
+                let url = format!("{}/ops/fleet.git", forge.https_url().expect("HTTPS"));
                 (
                     url,
                     format!(
@@ -176,11 +208,18 @@ impl ForgeFleet {
                 )
             }
         };
+        let ca_line = if setup.forge_ca_given {
+            let ca_file = files.path().join("forge-ca.pem");
+            std::fs::copy(ca.certificate(), &ca_file).expect("CA file");
+            format!("ca_file = \"{}\"\n", ca_file.display())
+        } else {
+            String::new()
+        };
         let config = files.path().join("forge.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"{address}\"\nstate_dir = \"{state}\"\nrepository = \"{git}\"\nkey_file = \"{key}\"\n{git_section}\
+                "listen = \"{address}\"\nstate_dir = \"{state}\"\nrepository = \"{git}\"\nkey_file = \"{key}\"\n{ca_line}{git_section}\
                  [forge]\nkind = \"{kind}\"\napi_url = \"{api}\"\nrepository = \"ops/fleet\"\n\
                  secret_file = \"{dir}/secret\"\ntoken_file = \"{dir}/token\"\n\
                  [[follow]]\nbranch = \"main\"\nhosts = [\"*\"]\n",
@@ -203,7 +242,7 @@ impl ForgeFleet {
             lab,
             forge,
             service,
-            tls,
+            ca,
             environment,
             files,
         };

@@ -199,6 +199,11 @@ struct Setup {
 }
 
 fn setup(kind: ForgeKind) -> Setup {
+    setup_with(kind, None)
+}
+
+/// Like [`setup`], serving HTTPS with `tls` (the API then only there).
+fn setup_with(kind: ForgeKind, tls: Option<crate::tls::ServerIdentity>) -> Setup {
     let dir = tempfile::tempdir().expect("temp dir");
     let (repository, first, second) = repository(dir.path());
     let receiver = Receiver::start();
@@ -210,6 +215,7 @@ fn setup(kind: ForgeKind) -> Setup {
         secret: SECRET.to_owned(),
         token: TOKEN.to_owned(),
         listen: "127.0.0.1:0".parse().expect("address"),
+        tls,
     })
     .expect("start");
     Setup {

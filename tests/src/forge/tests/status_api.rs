@@ -3,23 +3,87 @@
 
 use serde_json::Value;
 
-use super::{setup, TOKEN};
+use super::{setup, setup_with, TOKEN};
 use crate::forge::{ForgeKind, ForgeStandIn};
+use crate::tls::TestCa;
 
 fn post_status(forge: &ForgeStandIn, path: &str, auth: (&str, &str), body: &Value) -> (u16, Value) {
-    let client = reqwest::blocking::Client::new();
+    post_status_to(
+        &reqwest::blocking::Client::new(),
+        &forge.api_url(),
+        path,
+        auth,
+        body,
+    )
+    .expect("status call")
+}
+
+fn post_status_to(
+    client: &reqwest::blocking::Client,
+    api: &str,
+    path: &str,
+    auth: (&str, &str),
+    body: &Value,
+) -> reqwest::Result<(u16, Value)> {
     let response = client
-        .post(format!("{}{path}", forge.api_url()))
+        .post(format!("{api}{path}"))
         .header(auth.0, auth.1)
         .json(body)
-        .send()
-        .expect("status call");
+        .send()?;
     let status = response.status().as_u16();
-    let text = response.text().expect("body");
-    (
+    let text = response.text()?;
+    Ok((
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
+}
+
+#[test]
+fn with_a_certificate_the_api_is_https_only() {
+    let ca = TestCa::new("forge test CA").expect("CA");
+    let identity = ca
+        .issue("forge", &["127.0.0.1".parse().expect("ip")])
+        .expect("certificate");
+    let setup = setup_with(ForgeKind::GitHub, Some(identity));
+    let forge = &setup.forge;
+    let https = forge.https_url().expect("an HTTPS listener");
+    assert_eq!(forge.api_url(), https);
+    let path = format!("/repos/ops/fleet/statuses/{}", setup.second);
+    let auth = ("Authorization", format!("Bearer {TOKEN}"));
+    let auth = (auth.0, auth.1.as_str());
+    let body = serde_json::json!({"state": "pending", "context": "deployd/sambirano"});
+
+    // Not on the plain listener, which still serves git.
+    let plain = forge.git_url().replace("/ops/fleet.git", "");
+    let client = reqwest::blocking::Client::new();
+    let (status, _) = post_status_to(&client, &plain, &path, auth, &body).expect("answer");
+    assert_eq!(status, 404);
+
+    // A client that does not trust the CA gets nothing through.
+    let error = post_status_to(&client, &https, &path, auth, &body).expect_err("untrusted");
+    assert!(format!("{error:?}").contains("UnknownIssuer"), "{error:?}");
+    assert!(forge.statuses().is_empty());
+
+    let pem = std::fs::read(ca.certificate()).expect("ca");
+    let trusting = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+        .build()
+        .expect("client");
+    let (status, answer) = post_status_to(&trusting, &https, &path, auth, &body).expect("answer");
+    assert_eq!(status, 201, "{answer}");
+    assert!(answer["url"]
+        .as_str()
+        .is_some_and(|url| url.starts_with("https://")));
+    assert_eq!(forge.statuses().len(), 1);
+
+    // git over HTTPS, trusting the CA as git does (its own CA file).
+    let listed = crate::run::run(
+        std::process::Command::new("git")
+            .args(["ls-remote", &format!("{https}/ops/fleet.git")])
+            .env("GIT_SSL_CAINFO", ca.certificate()),
     )
+    .expect("git over HTTPS");
+    assert!(crate::run::stdout_text(&listed).contains(&setup.second));
 }
 
 #[test]
