@@ -4,14 +4,19 @@
 //! bodies paced to a bandwidth (so a test can stop the cache in the middle
 //! of a download), and every answer delayed by a latency per request (this
 //! kernel has no `netem`, so a network's round trips are played here).
+//! With a certificate it serves HTTPS instead (rustls), as a cache behind
+//! a TLS front does.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+
+use crate::tls::Connection;
 
 /// Longest request head read.
 const MAX_HEAD_BYTES: u64 = 8 * 1024;
@@ -28,39 +33,70 @@ pub struct Pace {
     pub latency_per_request: Duration,
 }
 
-/// Serves files under `root` on `listener` until the process ends.
-pub fn serve(root: &Path, listener: TcpListener, pace: Pace) -> Result<()> {
+/// Serves files under `root` on `listener` until the process ends, over
+/// HTTPS when `tls` is given.
+pub fn serve(
+    root: &Path,
+    listener: TcpListener,
+    pace: Pace,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<()> {
     for stream in listener.incoming() {
         let stream = stream.context("accepting a connection")?;
         let root = root.to_owned();
+        let tls = tls.clone();
         thread::spawn(move || {
-            let _ = answer(&root, stream, pace);
+            let _ = answer(&root, stream, pace, tls.as_ref());
         });
     }
     Ok(())
 }
 
-fn answer(root: &Path, stream: TcpStream, pace: Pace) -> std::io::Result<()> {
+fn answer(
+    root: &Path,
+    stream: TcpStream,
+    pace: Pace,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+) -> std::io::Result<()> {
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
-    let mut reader = BufReader::new(stream.try_clone()?.take(MAX_HEAD_BYTES));
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Skip the headers; nothing in them matters here.
-    let mut header = String::new();
-    while reader.read_line(&mut header)? > 2 {
-        header.clear();
-    }
-    let mut words = request_line.split_whitespace();
-    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let mut connection = match tls {
+        None => Connection::Plain(stream),
+        Some(config) => Connection::Tls(Box::new(
+            crate::tls::accept(config, stream).map_err(std::io::Error::other)?,
+        )),
+    };
+    let (method, target) = {
+        let mut reader = BufReader::new((&mut connection).take(MAX_HEAD_BYTES));
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line)?;
+        // Skip the headers; nothing in them matters here.
+        let mut header = String::new();
+        while reader.read_line(&mut header)? > 2 {
+            header.clear();
+        }
+        let mut words = request_line.split_whitespace();
+        let method = words.next().unwrap_or("").to_owned();
+        (method, words.next().unwrap_or("").to_owned())
+    };
     if !pace.latency_per_request.is_zero() {
         thread::sleep(pace.latency_per_request);
     }
-    let mut stream = stream;
+    respond_with_file(root, &mut connection, (&method, &target), pace)?;
+    connection.finish();
+    Ok(())
+}
+
+fn respond_with_file(
+    root: &Path,
+    stream: &mut impl Write,
+    (method, target): (&str, &str),
+    pace: Pace,
+) -> std::io::Result<()> {
     if method != "GET" && method != "HEAD" {
-        return respond(&mut stream, "405 Method Not Allowed", None);
+        return respond(stream, "405 Method Not Allowed", None);
     }
     let Some(path) = resolve(root, target) else {
-        return respond(&mut stream, "404 Not Found", None);
+        return respond(stream, "404 Not Found", None);
     };
     match std::fs::read(&path) {
         Ok(body) => {
@@ -70,15 +106,15 @@ fn answer(root: &Path, stream: TcpStream, pace: Pace) -> std::io::Result<()> {
             );
             stream.write_all(head.as_bytes())?;
             if method == "GET" {
-                send_body(&mut stream, &body, pace)?;
+                send_body(stream, &body, pace)?;
             }
             stream.flush()
         }
-        Err(_) => respond(&mut stream, "404 Not Found", None),
+        Err(_) => respond(stream, "404 Not Found", None),
     }
 }
 
-fn send_body(stream: &mut TcpStream, body: &[u8], pace: Pace) -> std::io::Result<()> {
+fn send_body(stream: &mut impl Write, body: &[u8], pace: Pace) -> std::io::Result<()> {
     let Some(rate) = pace.bytes_per_second else {
         return stream.write_all(body);
     };
@@ -91,7 +127,7 @@ fn send_body(stream: &mut TcpStream, body: &[u8], pace: Pace) -> std::io::Result
     Ok(())
 }
 
-fn respond(stream: &mut TcpStream, status: &str, body: Option<&str>) -> std::io::Result<()> {
+fn respond(stream: &mut impl Write, status: &str, body: Option<&str>) -> std::io::Result<()> {
     let body = body.unwrap_or("");
     let answer = format!(
         "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -146,7 +182,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("address");
         let root = dir.path().to_owned();
-        thread::spawn(move || serve(&root, listener, pace));
+        thread::spawn(move || serve(&root, listener, pace, None));
         let get = move |path: &str| {
             let mut stream = TcpStream::connect(address).expect("connect");
             write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");

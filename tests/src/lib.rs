@@ -15,6 +15,7 @@ mod deployd;
 mod flake;
 pub mod forge;
 pub mod http;
+mod https_cache;
 mod inspect;
 mod installer;
 mod lab;
@@ -34,6 +35,7 @@ pub use deployd::{
 pub use flake::{
     foreign_platform, nix_system, FleetSettings, SystemDeployd, TargetUnit, ToyFlake, UnitRuns,
 };
+pub use https_cache::CACHE_HTTPS_PORT;
 pub use inspect::{
     SwitchRecord, FAIL_SWITCH_FLAG, RESTART_LIST, START_LIST, SWITCH_DELAY_FILE, SWITCH_LOCK,
     SWITCH_LOG, SYSTEM_PROFILE,

@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use deployd_lab::http::{serve, Pace};
 use deployd_lab::supervise::{supervise, SuperviseOptions};
+use deployd_lab::tls::ServerIdentity;
 use deployd_lab::{is_root, Lab, LabOptions};
 
 mod bench;
@@ -96,6 +97,12 @@ enum Command {
         /// Answer every request this many milliseconds late.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        /// Serve HTTPS with this certificate (PEM; with --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_certificate: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, requires = "tls_certificate")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -165,14 +172,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             bytes_per_second,
             latency_ms,
+            tls_certificate,
+            tls_key,
         } => {
+            let tls = match (tls_certificate, tls_key) {
+                (Some(certificate), Some(key)) => {
+                    Some(ServerIdentity { certificate, key }.server_config()?)
+                }
+                _ => None,
+            };
             let listener =
                 TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
             let pace = Pace {
                 bytes_per_second,
                 latency_per_request: Duration::from_millis(latency_ms),
             };
-            serve(&root, listener, pace)?;
+            serve(&root, listener, pace, tls)?;
         }
     }
     Ok(ExitCode::SUCCESS)
