@@ -68,7 +68,10 @@ fn the_check_reads_an_https_cache_through_the_ca_file() {
     let url = fleet.lab.start_https_cache(&identity).expect("HTTPS cache");
     let host = fleet.lab.hosts()[0].clone();
     pull_from(&mut fleet.lab, &host, &url, &ca);
-    assert_eq!(status(&fleet.lab, &host).substituters, [url.clone()]);
+    assert_eq!(
+        status(&fleet.lab, &host).substituters,
+        std::slice::from_ref(&url)
+    );
     std::fs::copy(
         ca.certificate(),
         fleet.lab.flake().dir().join("cache-ca.pem"),
