@@ -213,9 +213,11 @@ pub fn problem(error: &reqwest::Error) -> String {
     if let Some(tls) = causes(error).find_map(|cause| cause.downcast_ref::<rustls::Error>()) {
         return match tls {
             rustls::Error::InvalidCertificate(problem) => certificate_problem(problem),
-            other => {
-                format!("the TLS handshake failed ({other}): does it serve HTTPS on that port?")
+            // What plain HTTP looks like to a TLS client.
+            rustls::Error::InvalidMessage(_) => {
+                format!("the TLS handshake failed ({tls}): does it serve HTTPS on that port?")
             }
+            other => format!("the TLS handshake failed ({other})"),
         };
     }
     if error.is_timeout() {

@@ -352,4 +352,21 @@ mod tests {
         let confirm = format!("{VALID}confirm_s = 0\n");
         assert!(parse(&confirm).is_err());
     }
+
+    #[test]
+    fn the_ca_file_is_read_and_checked() {
+        let config = parse(VALID).expect("valid");
+        assert!(config.read_ca_file().expect("none").is_none());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ca.pem");
+        let with_ca = format!("ca_file = \"{}\"\n{VALID}", path.display());
+        let config = parse(&with_ca).expect("valid without reading the file");
+        let error = config.read_ca_file().expect_err("missing");
+        assert!(
+            format!("{error:#}").starts_with("ca_file: cannot read the CA file"),
+            "{error:#}"
+        );
+        std::fs::write(&path, include_str!("../../tests/fixtures/tls/ca.pem")).expect("write");
+        assert!(config.read_ca_file().expect("read").is_some());
+    }
 }
