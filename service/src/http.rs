@@ -110,7 +110,9 @@ pub async fn serve(
                     let Some(stream) = handshake(&acceptor, (stream, peer), &shutdown).await else {
                         return;
                     };
-                    // What is left of the bound is the time for the headers.
+                    // What is left of the bound is the time for the headers
+                    // (the connection's later requests get no more: a
+                    // handshake takes milliseconds, unless the peer stalls).
                     let left = HEADER_TIMEOUT.saturating_sub(accepted_at.elapsed());
                     builder.header_read_timeout(left.max(Duration::from_millis(1)));
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
