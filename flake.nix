@@ -36,7 +36,8 @@
         package.overrideAttrs (old: {
           name = "deployd-${name}";
           # util-linux: the switch lock's test holds an flock as another switch would.
-          nativeBuildInputs = old.nativeBuildInputs ++ [pkgs.clippy pkgs.rustfmt pkgs.git pkgs.util-linux];
+          # openssl: the TLS tests make their CA and certificates with it.
+          nativeBuildInputs = old.nativeBuildInputs ++ [pkgs.clippy pkgs.rustfmt pkgs.git pkgs.util-linux pkgs.openssl];
           buildPhase = ''
             runHook preBuild
             ${command}
@@ -56,7 +57,8 @@
         cargo test --offline -p deployd-command -p deployd-service
         cargo test --offline -p deployd --lib --test api --test check_config \
           --test sd_notify --test start_order --test stale_request \
-          --test unreadable_state --test unwritable_record --test reload_on_sighup
+          --test unreadable_state --test unwritable_record --test reload_on_sighup \
+          --test serves_https
         cargo test --offline -p deployd-push --bins --test bad_input --test keygen --test serve_service
       '';
       formatting = cargoCheck "formatting" "cargo fmt --all --check";

@@ -117,13 +117,27 @@
   ownCacheKeys = lib.filter (key: !lib.hasPrefix "cache.nixos.org-1:" key) cfg.settings.nix.trusted_public_keys;
 
   # Every `*_file` setting, with its path, to refuse secrets in the store.
+  # `ca_file` holds CA certificates, which are public: it may be in the store
+  # (a `./fleet-ca.pem` interpolated into a string).
   fileSettings =
     map (leaf: {
       inherit (leaf) name;
       value = toString leaf.value;
     })
-    (lib.filter (leaf: lib.hasSuffix "_file" leaf.key && leaf.value != null)
+    (lib.filter (leaf: lib.hasSuffix "_file" leaf.key && leaf.key != "ca_file" && leaf.value != null)
       (settingsLib.leaves cfg.settings));
+
+  # `acmeCertificate`: the `security.acme.certs` entry deployd serves, its
+  # files where nixpkgs' ACME module writes them (its `directory`), and the
+  # unit that puts them in place: `acme-NAME.service` (a oneshot that
+  # remains active) leaves a certificate there before it ends, a
+  # self-signed one until the first is issued, so deployd, ordered after
+  # it, always starts with a pair to load. Issuing and renewals
+  # (`acme-order-renew-NAME.service`) rewrite the files later; deployd
+  # serves the new pair from the next connection on, without a reload.
+  acmeName = cfg.acmeCertificate;
+  acmeDirectory = config.security.acme.certs.${acmeName}.directory or "/var/lib/acme/${acmeName}";
+  acmeUnits = lib.optional (acmeName != null) "acme-${acmeName}.service";
 in {
   # The forge service (`services.deployd.forge`, `push serve`).
   imports = [./forge.nix];
@@ -166,6 +180,13 @@ in {
       description = "Open deployd's port in the firewall.";
     };
 
+    acmeCertificate = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "sambirano.example.org";
+      description = "Serve deployd's API over HTTPS only, with the certificate that `security.acme.certs.<name>` obtains (the entry must exist): sets `settings.tls` to its directory's `fullchain.pem` and `key.pem` and starts deployd after `acme-<name>.service`, which puts a (self-signed, until the first is issued) certificate there. Renewals are served from the next connection on, without a restart. deployd runs as root, so it reads the key whatever the certificate's `group`.";
+    };
+
     settings = mkOption {
       description = "deployd's config (`/etc/deployd/config.toml`); keys not declared here are passed through (see deployd's README).";
       default = {};
@@ -198,6 +219,24 @@ in {
             type = types.listOf trustedKeyType;
             default = [];
             description = "Who may sign what. Deploy keys, not cache keys.";
+          };
+          tls = mkOption {
+            type = types.nullOr (types.submodule {
+              options = {
+                cert_file = mkOption {
+                  type = types.str;
+                  example = "/var/lib/acme/sambirano.example.org/fullchain.pem";
+                  description = "The certificate chain (PEM): the host's certificate, then its intermediates. A path as a string.";
+                };
+                key_file = mkOption {
+                  type = types.str;
+                  example = "/run/agenix/deployd-tls.key";
+                  description = "Its private key (PEM: PKCS#8, RSA or EC), as a path string: it never enters the store (agenix, sops-nix, an ACME directory).";
+                };
+              };
+            });
+            default = null;
+            description = "When set, deployd serves HTTPS only, with this certificate and key. Both files are read again when they change (a renewal) and on reload; turning TLS on or off takes a restart. `acmeCertificate` sets it from `security.acme`.";
           };
           nix = {
             substituters = mkOption {
@@ -233,6 +272,12 @@ in {
                   default = [];
                   description = "Units whose failure does not fail the systemd check.";
                 };
+                ca_file = mkOption {
+                  type = types.nullOr types.str;
+                  default = null;
+                  example = "/etc/ssl/fleet-ca.pem";
+                  description = "PEM certificates of CAs that `https://` health checks trust besides the system's roots (an internal CA). Public, so it may be in the store: `\"\${./fleet-ca.pem}\"`.";
+                };
               };
             };
             default = {};
@@ -246,6 +291,10 @@ in {
   config = mkIf cfg.enable {
     services.deployd.settings.trusted_keys =
       map (key: {inherit key;}) cfg.trustedKeys;
+    services.deployd.settings.tls = mkIf (acmeName != null) {
+      cert_file = "${acmeDirectory}/fullchain.pem";
+      key_file = "${acmeDirectory}/key.pem";
+    };
     services.deployd.configFile = configFile;
 
     assertions =
@@ -267,6 +316,14 @@ in {
           message = "services.deployd: no key of your builders' caches (${lib.concatStringsSep ", " ownSubstituters}) is trusted, so Nix would refuse every system they serve and every deploy would end `fetch_failed`. Add their public keys: nix.settings.extra-trusted-public-keys = [ \"kelyus-1:...\" ]; (or, for deployd alone, services.deployd.settings.nix.trusted_public_keys).";
         }
       ]
+      ++ lib.optional (acmeName != null) {
+        assertion = config.security.acme.certs ? ${acmeName};
+        message = "services.deployd: acmeCertificate = \"${acmeName}\" names no certificate of security.acme.certs (${
+          if config.security.acme.certs == {}
+          then "there are none"
+          else lib.concatStringsSep ", " (lib.attrNames config.security.acme.certs)
+        }). Declare it: security.acme.certs.\"${acmeName}\" = { dnsProvider = ...; }; (deployd's port is not 80: use a DNS challenge, or a webroot another server answers for).";
+      }
       ++ lib.imap1 (index: key: {
         assertion = lib.count (value: value != null) [key.key key.key_file key.ssh key.ssh_file key.ssh_ca] == 1;
         message = "services.deployd: trusted key ${toString index} needs exactly one of `key`, `key_file`, `ssh`, `ssh_file` and `ssh_ca`.";
@@ -292,8 +349,9 @@ in {
     systemd.services.deployd = {
       inherit (unit) description;
       wantedBy = ["multi-user.target"];
-      wants = ["network-online.target"];
-      after = ["network-online.target"];
+      # With `acmeCertificate`, after the unit that puts its files in place.
+      wants = ["network-online.target"] ++ acmeUnits;
+      after = ["network-online.target"] ++ acmeUnits;
       # A switch never stops deployd midway: when a deploy brings another
       # deployd, the daemon records the deploy's end, then exits, and
       # Restart=always starts the new one (see deployd's README, Restarts).

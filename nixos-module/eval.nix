@@ -62,6 +62,34 @@
         default = [];
       };
       environment.etc = anything;
+      # `security.acme` as nixos/modules/security/acme/default.nix declares
+      # what the module reads: `certs.<name>.directory` (read-only,
+      # /var/lib/acme/<name>, where the certificate's files are written) and
+      # `group`; the rest of a certificate's settings are free-form here.
+      security.acme = {
+        acceptTerms = mkOption {
+          type = types.bool;
+          default = false;
+        };
+        defaults = anything;
+        certs = mkOption {
+          type = types.attrsOf (types.submodule ({name, ...}: {
+            freeformType = types.attrsOf types.anything;
+            options = {
+              directory = mkOption {
+                type = types.str;
+                readOnly = true;
+                default = "/var/lib/acme/${name}";
+              };
+              group = mkOption {
+                type = types.str;
+                default = "acme";
+              };
+            };
+          }));
+          default = {};
+        };
+      };
       # Options of the example builders, outside the module.
       services.harmonia = anything;
       age.secrets = anything;
@@ -142,7 +170,7 @@ in {
   in
     if config.services.deployd.enable
     then {
-      inherit (service) description wantedBy after restartIfChanged reloadTriggers;
+      inherit (service) description wantedBy wants after restartIfChanged reloadTriggers;
       serviceConfig = service.serviceConfig;
     }
     else null;

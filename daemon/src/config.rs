@@ -1,5 +1,5 @@
 //! The daemon's config file (TOML). PRODUCT.md fixes `listen`, `hostname`,
-//! `state_dir`, `[[trusted_keys]]` and `[nix]`; the other keys are deployd's
+//! `state_dir`, `[[trusted_keys]]`, `[nix]` and `[tls]`; the other keys are deployd's
 //! own, each with a default, documented in the README. Unknown keys are
 //! errors, secrets are never inline (keys are public; files are paths), and
 //! [`Config::load`] checks everything a running daemon would trip on later.
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use deployd_protocol::ssh::SshKeyError;
 use deployd_protocol::{DuplicateKeyName, HostName, KeyError, PublicKey, TrustedKeys};
+use deployd_service::tls::{CertificateFiles, TlsFilesError};
 
 use crate::http_url::HttpUrl;
 
@@ -69,6 +70,15 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// The `[tls]` certificate and key, or `[health] ca_file`, cannot be used.
+    #[error("{section}")]
+    Tls {
+        /// `[tls]` or `[health]`.
+        section: &'static str,
+        /// Why.
+        #[source]
+        source: TlsFilesError,
+    },
     /// Two entries trust the same key, so a `keyid` would be ambiguous.
     #[error("[[trusted_keys]]")]
     DuplicateKey(#[source] DuplicateKeyName),
@@ -112,6 +122,33 @@ pub struct ConfigFile {
     /// What must hold after an activation, or it is rolled back.
     #[serde(default)]
     pub health: HealthSection,
+    /// When present, the API is served over HTTPS only, with this
+    /// certificate and key.
+    pub tls: Option<TlsSection>,
+}
+
+/// `[tls]`: the API's certificate chain and private key (PEM). The files
+/// are looked at on every TLS handshake and read again when they changed
+/// (an ACME renewal), and on SIGHUP; a pair that does not load is logged
+/// and the one in use kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The certificate chain: the host's certificate first, then its
+    /// intermediates (an ACME `fullchain.pem`).
+    pub cert_file: PathBuf,
+    /// Its private key: PKCS#8, RSA (PKCS#1) or EC (SEC1), unencrypted.
+    pub key_file: PathBuf,
+}
+
+impl TlsSection {
+    /// The two files.
+    pub fn files(&self) -> CertificateFiles {
+        CertificateFiles {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        }
+    }
 }
 
 /// `[health]`: checks run after every `switch` or `test` (after the
@@ -123,9 +160,12 @@ pub struct HealthSection {
     /// Commands that must exit 0 (`[[health.commands]]`).
     #[serde(default)]
     pub commands: Vec<HealthCommand>,
-    /// `http://` URLs that must answer a GET with a 2xx status.
+    /// `http://` or `https://` URLs that must answer a GET with a 2xx status.
     #[serde(default)]
     pub http: Vec<HttpUrl>,
+    /// PEM certificates of CAs trusted for `https://` URLs, besides the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
     /// Where systemd runs: `systemctl is-system-running --wait` must not
     /// leave failed units other than `allowed_failed_units` and those that
     /// had already failed before the deploy's switch.
@@ -158,6 +198,7 @@ impl Default for HealthSection {
         HealthSection {
             commands: Vec::new(),
             http: Vec::new(),
+            ca_file: None,
             systemd: true,
             allowed_failed_units: Vec::new(),
             deadline_s: default_health_deadline_s(),
@@ -346,6 +387,9 @@ impl Config {
             None => machine_hostname()?,
         };
         let trusted_keys = trusted_keys::load(&file.trusted_keys, key_files)?;
+        if key_files == KeyFiles::Read {
+            file.check_tls_files()?;
+        }
         Ok(Config {
             file,
             hostname,
@@ -366,9 +410,52 @@ impl Config {
 }
 
 impl ConfigFile {
+    /// Reads the `[tls]` pair and `[health] ca_file`: the certificate
+    /// parses, the key parses and is the certificate's, the CA file holds
+    /// certificates.
+    fn check_tls_files(&self) -> Result<(), ConfigError> {
+        if let Some(tls) = &self.tls {
+            deployd_service::tls::load_pair(&tls.files()).map_err(|source| ConfigError::Tls {
+                section: "[tls]",
+                source,
+            })?;
+        }
+        if let Some(ca_file) = &self.health.ca_file {
+            deployd_service::tls::read_certificates(ca_file, "ca_file").map_err(|source| {
+                ConfigError::Tls {
+                    section: "[health]",
+                    source,
+                }
+            })?;
+        }
+        Ok(())
+    }
+
     /// Checks what parsing alone cannot.
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        let files = self
+            .tls
+            .iter()
+            .flat_map(|tls| {
+                [
+                    ("[tls] cert_file", &tls.cert_file),
+                    ("[tls] key_file", &tls.key_file),
+                ]
+            })
+            .chain(
+                self.health
+                    .ca_file
+                    .iter()
+                    .map(|file| ("[health] ca_file", file)),
+            );
+        for (name, path) in files {
+            if !path.is_absolute() {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be an absolute path, not {path:?}"
+                )));
+            }
+        }
         if self.trusted_keys.is_empty() {
             return invalid("no [[trusted_keys]]: nothing could ever be deployed");
         }
@@ -431,95 +518,4 @@ fn machine_hostname() -> Result<HostName, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use deployd_protocol::Permissions;
-
-    use super::*;
-
-    fn key(name: &str) -> String {
-        deployd_protocol::SecretKey::generate(name.parse().expect("name"))
-            .expect("random")
-            .public_key()
-            .to_string()
-    }
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::from_toml(text, Path::new("test.toml"))
-    }
-
-    /// A minimal config, and its deploy key and cache key.
-    fn minimal() -> (String, String, String) {
-        let (deploy, cache) = (key("ops-1"), key("kelyus-1"));
-        let text = format!(
-            "hostname = \"sambirano\"\n[[trusted_keys]]\nkey = \"{deploy}\"\n[nix]\nsubstituters = [\"http://kelyus:5000\"]\ntrusted_public_keys = [\"{cache}\"]\n"
-        );
-        (text, deploy, cache)
-    }
-
-    #[test]
-    fn the_product_example_parses_with_defaults() {
-        let config = parse(&minimal().0).expect("valid");
-        assert_eq!(config.hostname.as_str(), "sambirano");
-        assert_eq!(config.file.listen.to_string(), "[::]:9797");
-        assert_eq!(config.file.state_dir, PathBuf::from("/var/lib/deployd"));
-        let key = config.trusted_keys.get("ops-1").expect("trusted");
-        assert_eq!(key.may, Permissions::ALL);
-        assert!(!config.file.read_requires_signature);
-    }
-
-    #[test]
-    fn permissions_and_key_files() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let key_file = dir.path().join("ops.public");
-        let (text, deploy, _) = minimal();
-        std::fs::write(&key_file, format!("{deploy}\n")).expect("write");
-        let text = text.replace(
-            &format!("key = \"{deploy}\""),
-            &format!("key_file = {:?}\nmay = [\"read\"]", key_file),
-        );
-        let config = parse(&text).expect("valid");
-        let key = config.trusted_keys.get("ops-1").expect("trusted");
-        assert!(key.allows(deployd_protocol::Permission::Read));
-        assert!(!key.allows(deployd_protocol::Permission::Deploy));
-    }
-
-    #[test]
-    fn bad_configs_say_what_is_wrong() {
-        let (minimal, deploy, cache) = minimal();
-        let cases = [
-            (
-                format!("surprise = 1\n{minimal}"),
-                "unknown field `surprise`",
-            ),
-            (
-                minimal.replace("[[trusted_keys]]\nkey", "[[trusted_keys]]\nkeyy"),
-                "unknown field",
-            ),
-            (minimal.replace(&deploy, "ops-1:short"), "trusted key 1"),
-            (
-                minimal.replace("http://kelyus:5000", "kelyus"),
-                "not a store URL",
-            ),
-            (minimal.replace(&cache, "nonsense"), "trusted_public_keys"),
-            (
-                minimal.replace("hostname = \"sambirano\"", "hostname = \"a b\""),
-                "invalid",
-            ),
-            (format!("state_dir = \"relative\"\n{minimal}"), "absolute"),
-            (
-                minimal.replace(&format!("[[trusted_keys]]\nkey = \"{deploy}\"\n"), ""),
-                "no [[trusted_keys]]",
-            ),
-        ];
-        for (text, expected) in cases {
-            let error = parse(&text).expect_err(expected);
-            let mut message = error.to_string();
-            let mut cause = std::error::Error::source(&error);
-            while let Some(inner) = cause {
-                message.push_str(&format!(": {inner}"));
-                cause = inner.source();
-            }
-            assert!(message.contains(expected), "{expected}: {message}");
-        }
-    }
-}
+mod tests;

@@ -1,26 +1,49 @@
-//! `HttpUrl`: an `http://host[:port]/path` URL for a health check, checked
-//! when the config is read. A leaf type: the config parses it, the health
-//! check uses it, neither depends on the other.
+//! `HttpUrl`: an `http://` or `https://host[:port]/path` URL for a health
+//! check, checked when the config is read. A leaf type: the config parses
+//! it, the health check uses it, neither depends on the other.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// A plain-HTTP URL: host, port (80 when not given) and path (with query).
+/// An HTTP(S) URL: scheme, host, port (80 or 443 when not given) and path
+/// (with query). No user or password: credentials never go in a URL.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(try_from = "String")]
 pub struct HttpUrl {
     text: String,
+    https: bool,
     host: String,
     port: u16,
     path: String,
 }
 
-/// A text that is not an `http://host[:port]/path` URL.
+/// A text that is not an `http(s)://host[:port]/path` URL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an http://host[:port]/path URL")]
+#[error("{0:?} is not an http(s)://host[:port]/path URL")]
 pub struct HttpUrlError(String);
 
 impl HttpUrl {
+    /// Whether it is an `https://` URL.
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// The `Host` header's value: the host (an IPv6 address in brackets),
+    /// and the port unless it is the scheme's own.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default_port = if self.https { 443 } else { 80 };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
     /// The host (an IPv6 address without its brackets).
     pub fn host(&self) -> &str {
         &self.host
@@ -42,7 +65,10 @@ impl FromStr for HttpUrl {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = || HttpUrlError(text.to_owned());
-        let rest = text.strip_prefix("http://").ok_or_else(invalid)?;
+        let (https, rest) = match text.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, text.strip_prefix("http://").ok_or_else(invalid)?),
+        };
         let (authority, path) = match rest.find('/') {
             Some(slash) => (&rest[..slash], &rest[slash..]),
             None => (rest, "/"),
@@ -54,7 +80,7 @@ impl FromStr for HttpUrl {
             Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
                 (host, port.parse().map_err(|_| invalid())?)
             }
-            _ => (authority, 80),
+            _ => (authority, if https { 443 } else { 80 }),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
@@ -62,6 +88,7 @@ impl FromStr for HttpUrl {
         }
         Ok(HttpUrl {
             text: text.to_owned(),
+            https,
             host: host.to_owned(),
             port,
             path: path.to_owned(),
@@ -106,8 +133,29 @@ mod tests {
             parts("http://[::1]:81/x?y"),
             Some(("::1".into(), 81, "/x?y".into()))
         );
+        assert_eq!(
+            parts("https://example.org/up"),
+            Some(("example.org".into(), 443, "/up".into()))
+        );
+        assert_eq!(
+            parts("https://[::1]:8443"),
+            Some(("::1".into(), 8443, "/".into()))
+        );
+        for (text, authority) in [
+            ("http://h/", "h"),
+            ("http://h:81/", "h:81"),
+            ("https://h:443/", "h"),
+            ("https://h:80/", "h:80"),
+            ("https://[::1]:8443/", "[::1]:8443"),
+        ] {
+            let url: HttpUrl = text.parse().expect("url");
+            assert_eq!(url.authority(), authority, "{text}");
+            assert_eq!(url.is_https(), text.starts_with("https:"), "{text}");
+        }
         for bad in [
-            "https://example.org/",
+            "ftp://example.org/",
+            "https:///x",
+            "https://user:password@h/",
             "http:///x",
             "http://h/a b",
             "http://h:port/",

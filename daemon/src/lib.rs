@@ -16,19 +16,21 @@ pub mod pipeline;
 pub mod state;
 pub mod system;
 
+/// Test certificates made by `openssl`, shared with the process tests.
+#[cfg(test)]
+#[path = "../tests/support/certificates.rs"]
+mod test_certificates;
+
 use std::sync::Arc;
 
 pub use config::{Config, ConfigError};
-pub use daemon::Daemon;
+pub use daemon::{Daemon, OpenError};
 pub use environment::Environment;
 
-/// Opens the daemon's state on a machine like `environment` (see
-/// [`Environment::detect`]) and finishes a deploy a previous run left
-/// unfinished (in the background).
-pub async fn start(
-    config: Config,
-    environment: Environment,
-) -> Result<Arc<Daemon>, state::StateError> {
+/// Opens the daemon (its `[tls]` certificate, its state) on a machine like
+/// `environment` (see [`Environment::detect`]) and finishes a deploy a
+/// previous run left unfinished (in the background).
+pub async fn start(config: Config, environment: Environment) -> Result<Arc<Daemon>, OpenError> {
     let daemon = Daemon::open(config, environment)?;
     if let Some(id) = daemon.unfinished() {
         log::warn!(deploy_id = id.as_str(); "deploy {id} was unfinished at start; finishing it");

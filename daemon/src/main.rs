@@ -92,11 +92,19 @@ async fn run(config: Config) -> Result<(), String> {
     let environment = deployd::Environment::detect(&config).await;
     let daemon = deployd::start(config, environment)
         .await
-        .map_err(|error| format!("cannot open the state: {}", chain(&error)))?;
+        .map_err(|error| chain(&error))?;
     let bound = listener
         .local_addr()
         .map_err(|error| format!("cannot read the bound address: {error}"))?;
-    log::info!("deployd {} listening on {bound}", env!("CARGO_PKG_VERSION"));
+    let scheme = if daemon.tls().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    log::info!(
+        "deployd {} ({scheme}) listening on {bound}",
+        env!("CARGO_PKG_VERSION")
+    );
     let shutdown = daemon.lifecycle.shutdown_token();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     tokio::spawn(reload::reload_on_hangup(daemon.clone(), shutdown.clone()));

@@ -1,19 +1,31 @@
 //! `deployd check-config`: 0 and a summary for a valid config, 2 and the
 //! reason for a bad one, without starting anything. SSH deploy keys and CAs
 //! included: a CA without principals, a key type deployd does not verify or
-//! principals on a plain key are refused in one line.
+//! principals on a plain key are refused in one line. The `[tls]` pair must
+//! load (at build time, `--skip-key-files`, only its paths are checked), and
+//! health URLs may be `https://`, with a `ca_file` of certificates.
 
+mod support;
+
+use std::path::Path;
 use std::process::Command;
 
 use deployd_protocol::SecretKey;
+use support::certificates::TestCa;
 
 fn check(text: &str) -> (Option<i32>, String) {
+    check_with(text, &[])
+}
+
+/// `deployd check-config` with `extra` arguments on `text`.
+fn check_with(text: &str, extra: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("config.toml");
     std::fs::write(&path, text).expect("write");
     let output = Command::new(env!("CARGO_BIN_EXE_deployd"))
         .args(["check-config", "--config"])
         .arg(&path)
+        .args(extra)
         .output()
         .expect("run deployd");
     (
@@ -46,14 +58,16 @@ fn valid_and_invalid_configs() {
     let (code, stderr) = check(&valid.replace("http://kelyus:5000", "kelyus"));
     assert_eq!(code, Some(2));
     assert!(stderr.contains("not a store URL"), "{stderr}");
-    let (code, stderr) = check(&format!(
-        "{valid}[health]\nhttp = [\"https://localhost/\"]\n"
-    ));
+    let (code, stderr) = check(&format!("{valid}[health]\nhttp = [\"ftp://localhost/\"]\n"));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.contains("\"https://localhost/\" is not an http://host[:port]/path URL"),
+        stderr.contains("\"ftp://localhost/\" is not an http(s)://host[:port]/path URL"),
         "{stderr}"
     );
+    let (code, stderr) = check(&format!(
+        "{valid}[health]\nhttp = [\"https://localhost:8443/up\"]\n"
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
     let (code, stderr) = check(&format!(
         "{valid}[health]\nhttp = [\"http://localhost:8080/up\"]\n"
     ));
@@ -122,4 +136,60 @@ fn ssh_keys_and_cas() {
     )));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("unknown field `principal`"), "{stderr}");
+}
+
+#[test]
+fn tls_pairs_and_ca_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = TestCa::new(dir.path(), "fleet-ca");
+    let (host, other) = (
+        ca.issue("host", "DNS:sambirano"),
+        ca.issue("other", "DNS:other"),
+    );
+    let base = with_trusted_key(&format!(
+        "key = \"{}\"",
+        SecretKey::generate("ops-1".parse().expect("name"))
+            .expect("random")
+            .public_key()
+    ));
+    let tls = |cert: &Path, key: &Path| {
+        format!(
+            "{base}[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n[health]\nhttp = [\"https://127.0.0.1:8443/up\"]\nca_file = \"{}\"\n",
+            cert.display(),
+            key.display(),
+            ca.cert().display()
+        )
+    };
+    let (code, stderr) = check(&tls(&host.cert, &host.key));
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let (code, stderr) = check(&tls(&host.cert, &other.key));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "deployd: [tls]: key_file {} is not the private key of the certificate in cert_file {}",
+            other.key.display(),
+            host.cert.display()
+        )
+    );
+    let missing = dir.path().join("not-yet.pem");
+    let (code, stderr) = check(&tls(&missing, &host.key));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "deployd: [tls]: cannot read cert_file {}: No such file",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    // At build time the secrets do not exist: absolute paths are enough.
+    let (code, stderr) = check_with(&tls(&missing, &missing), &["--skip-key-files"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = check_with(&tls(Path::new("host.crt"), &missing), &["--skip-key-files"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "deployd: [tls] cert_file must be an absolute path, not \"host.crt\""
+    );
 }

@@ -5,68 +5,21 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deployd_protocol::{Action, SecretKey};
+use support::running::Running;
 use support::{config_text, deploy_envelope, key, now, stand_in_nix_store};
 
-/// The real daemon, stopped on drop, with its stderr lines collected.
-struct Running {
-    child: Child,
-    address: String,
-    lines: Arc<Mutex<Vec<String>>>,
+/// The deploys this test sends.
+trait Deploys {
+    fn deploy_status(&self, signer: &SecretKey, id: &str) -> String;
+    fn wait_for_answer(&self, signer: &SecretKey, prefix: &str, status: &str);
 }
 
-impl Running {
-    fn start(config: &Path) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_deployd"))
-            .arg("--config")
-            .arg(config)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start deployd");
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        let address = loop {
-            line.clear();
-            assert!(
-                stderr.read_line(&mut line).expect("read") > 0,
-                "deployd exited before listening"
-            );
-            if let Some((_, address)) = line.trim().split_once("listening on ") {
-                break address.to_owned();
-            }
-        };
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let collected = lines.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                collected.lock().expect("lines").push(line);
-            }
-        });
-        Running {
-            child,
-            address,
-            lines,
-        }
-    }
-
-    fn hang_up(&self) {
-        let sent = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
-    }
-
+impl Deploys for Running {
     /// The HTTP status of a deploy signed by `signer` (a new id each time).
     fn deploy_status(&self, signer: &SecretKey, id: &str) -> String {
         let body = deploy_envelope(signer, id, (now(), 60), Action::Switch);
@@ -102,13 +55,6 @@ impl Running {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -16,7 +16,7 @@ use support::{config_text, deploy_envelope, now};
 use tower::ServiceExt;
 
 /// A daemon over `dir`'s state, trusting `ops`.
-fn open(dir: &Path, ops: &SecretKey) -> Result<Arc<Daemon>, deployd::state::StateError> {
+fn open(dir: &Path, ops: &SecretKey) -> Result<Arc<Daemon>, deployd::OpenError> {
     let text = config_text(dir, ops, "", None);
     let config = Config::from_toml(&text, Path::new("test.toml")).expect("config");
     Daemon::open(config, Environment::default())

@@ -2,11 +2,13 @@
 //! forge service `push serve`) share with systemd: logging to journald with
 //! key-value fields (plain stderr lines otherwise), the notify protocol
 //! (`Type=notify` with a watchdog), one shutdown token cancelled on SIGTERM
-//! or SIGINT, and an accept loop that bounds what a peer can hold open.
+//! or SIGINT, an accept loop that bounds what a peer can hold open, and
+//! HTTPS whose certificate follows its files ([`tls`]).
 
 pub mod http;
 pub mod logging;
 pub mod notify;
+pub mod tls;
 
 use tokio_util::sync::CancellationToken;
 

@@ -19,6 +19,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use deployd_protocol::MAX_ENVELOPE_BYTES;
+use deployd_service::http::Transport;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -79,11 +80,18 @@ async fn answer_within_timeout(
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then lets
-/// the requests in flight finish.
+/// the requests in flight finish: over HTTPS only when the daemon has a
+/// certificate (`[tls]`), else plain HTTP.
 pub async fn serve(
     listener: TcpListener,
     daemon: Arc<Daemon>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    deployd_service::http::serve_router(listener, router(daemon), shutdown).await
+    let transport = match daemon.tls() {
+        Some(certificate) => Transport::Tls(
+            deployd_service::tls::acceptor(certificate).map_err(std::io::Error::other)?,
+        ),
+        None => Transport::Plain,
+    };
+    deployd_service::http::serve(listener, router(daemon), transport, shutdown).await
 }

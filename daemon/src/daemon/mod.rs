@@ -26,6 +26,7 @@ use deployd_protocol::api::{DeployRecord, DeployState, DeploySummary};
 use deployd_protocol::{
     Arrival, DeployId, Endpoint, MemoryNonceStore, RejectError, SystemClock, Verified, Verifier,
 };
+use deployd_service::tls::{ReloadingCertificate, TlsFilesError};
 use tokio::sync::broadcast;
 
 use crate::clock::now_ms;
@@ -60,6 +61,21 @@ pub struct Daemon {
     counters: Mutex<Counters>,
     /// Shutdown, restart, confirmations, stream permits.
     pub lifecycle: Lifecycle,
+    /// The API's certificate when the config has `[tls]` (HTTPS only),
+    /// loaded when the daemon opens; it follows its files, and a reload
+    /// points it at the config's (whether TLS is on stays as it started).
+    tls: Option<Arc<ReloadingCertificate>>,
+}
+
+/// Why the daemon cannot open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The state cannot be read.
+    #[error("cannot open the state")]
+    State(#[from] StateError),
+    /// The `[tls]` certificate and key cannot be used.
+    #[error("[tls]")]
+    Tls(#[from] TlsFilesError),
 }
 
 /// What admission and progress change together.
@@ -71,8 +87,13 @@ struct Records {
 }
 
 impl Daemon {
-    /// Loads the state under the config's `state_dir`.
-    pub fn open(config: Config, environment: Environment) -> Result<Arc<Daemon>, StateError> {
+    /// Loads the `[tls]` certificate, if any, and the state under the
+    /// config's `state_dir`.
+    pub fn open(config: Config, environment: Environment) -> Result<Arc<Daemon>, OpenError> {
+        let tls = match &config.file.tls {
+            Some(tls) => Some(Arc::new(ReloadingCertificate::load(tls.files())?)),
+            None => None,
+        };
         let state_dir = &config.file.state_dir;
         std::fs::create_dir_all(state_dir).map_err(|source| StateError::Io {
             action: "creating",
@@ -99,7 +120,13 @@ impl Daemon {
             deploy_log: DeployLog::default(),
             counters: Mutex::new(counters),
             lifecycle: Lifecycle::default(),
+            tls,
         }))
+    }
+
+    /// The API's certificate, when it is served over HTTPS.
+    pub fn tls(&self) -> Option<Arc<ReloadingCertificate>> {
+        self.tls.clone()
     }
 
     /// The config in force now.

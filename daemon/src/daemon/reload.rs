@@ -4,7 +4,10 @@
 //!   when deployd's config changes): the config file is read and checked
 //!   again and put in force whole (trusted keys, caches, health checks...);
 //!   a bad one is refused, logged, and the running config kept. A deploy
-//!   already running goes on with the config it started with.
+//!   already running goes on with the config it started with. The `[tls]`
+//!   certificate and key are read again (new paths, or the same files) and
+//!   served from the next connection on; connections already open keep
+//!   theirs. Whether the API speaks TLS at all is fixed at start.
 //! - **A new running system not deployed by deployd** (`nixos-rebuild
 //!   switch`): when its deployd unit runs another deployd (another store
 //!   path, or another `--config`), this one restarts into it once idle. The
@@ -35,8 +38,10 @@ pub struct Reloaded {
 
 impl Daemon {
     /// Reads and checks the config file again and, when it is valid, puts it
-    /// in force. Where it is bound (`listen`) and what it keeps
-    /// (`state_dir`, `history_limit`) stay as they are until the next start.
+    /// in force, the `[tls]` certificate and key read again with it. Where
+    /// it is bound (`listen`), what it keeps (`state_dir`, `history_limit`)
+    /// and whether it serves HTTPS (`[tls]` present or not) stay as they
+    /// are until the next start.
     pub fn reload_config(&self) -> Result<Reloaded, ConfigError> {
         let running = self.config();
         let mut config = Config::load(&running.path)?;
@@ -52,6 +57,24 @@ impl Daemon {
         if config.file.history_limit != running.file.history_limit {
             needs_restart.push("history_limit");
             config.file.history_limit = running.file.history_limit;
+        }
+        match (&self.tls, &config.file.tls) {
+            // The pair is read now, before anything changes: one that does
+            // not load refuses the whole config.
+            (Some(certificate), Some(tls)) => {
+                certificate
+                    .use_files(tls.files())
+                    .map_err(|source| ConfigError::Tls {
+                        section: "[tls]",
+                        source,
+                    })?
+            }
+            (None, None) => {}
+            // HTTPS turned on or off: the listener stays as it started.
+            _ => {
+                needs_restart.push("[tls]");
+                config.file.tls = running.file.tls.clone();
+            }
         }
         self.replace_config(config);
         Ok(Reloaded { needs_restart })

@@ -1,18 +1,17 @@
 //! Health checks after an activation: commands that must exit 0 in time,
-//! `http://` URLs that must answer a GET with 2xx, and, where systemd runs,
+//! `http://` and `https://` URLs that must answer a GET with 2xx
+//! ([`http`]), and, where systemd runs,
 //! no failed unit but the allowed ones and those already failed before the
 //! deploy (listed before its switch, kept in its progress). All are run in
 //! rounds until one round passes or the deadline passes; the last round's
 //! report says why.
 
-use std::time::Duration;
+mod http;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use std::time::Duration;
 
 use crate::config::HealthSection;
 use crate::daemon::Daemon;
-use crate::http_url::HttpUrl;
 use crate::state::StateError;
 use deployd_command::{self as command, Invocation};
 use deployd_protocol::{Action, DeployId};
@@ -22,8 +21,7 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `systemctl is-system-running --wait` may wait (less when the
 /// deadline is nearer).
 const SYSTEMD_TIMEOUT: Duration = Duration::from_secs(300);
-/// The most of an HTTP answer read (the status line is all that matters).
-const HTTP_READ_BYTES: u64 = 4096;
+pub use http::HttpChecker;
 
 /// Whether any check is configured (for this machine).
 pub fn configured(health: &HealthSection, systemd: bool) -> bool {
@@ -76,9 +74,10 @@ pub async fn remember_failed_units(
 pub async fn check(daemon: &Daemon, id: &DeployId) -> Result<(), String> {
     let health = &daemon.config().file.health;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(health.deadline_s);
+    let http = HttpChecker::for_urls(&health.http, health.ca_file.as_deref());
     let mut round = 1;
     loop {
-        let failures = one_round(daemon, id, deadline).await;
+        let failures = one_round(daemon, id, &http, deadline).await;
         if failures.is_empty() {
             daemon.log(
                 id,
@@ -109,7 +108,12 @@ fn time_left(deadline: tokio::time::Instant, limit: Duration) -> Duration {
         .min(limit)
 }
 
-async fn one_round(daemon: &Daemon, id: &DeployId, deadline: tokio::time::Instant) -> Vec<String> {
+async fn one_round(
+    daemon: &Daemon,
+    id: &DeployId,
+    http: &HttpChecker,
+    deadline: tokio::time::Instant,
+) -> Vec<String> {
     let health = &daemon.config().file.health;
     let mut failures = Vec::new();
     for check in &health.commands {
@@ -123,7 +127,7 @@ async fn one_round(daemon: &Daemon, id: &DeployId, deadline: tokio::time::Instan
         }
     }
     for url in &health.http {
-        if let Err(why) = http_get(url, time_left(deadline, HTTP_TIMEOUT)).await {
+        if let Err(why) = http.get(url, time_left(deadline, HTTP_TIMEOUT)).await {
             failures.push(format!("GET {url}: {why}"));
         }
     }
@@ -209,40 +213,6 @@ fn unit_names(listed: &str) -> Vec<String> {
         .collect()
 }
 
-/// A GET that must answer 2xx within `timeout`.
-async fn http_get(url: &HttpUrl, timeout: Duration) -> Result<(), String> {
-    let (host, path) = (url.host(), url.path());
-    let exchange = async {
-        let mut stream = TcpStream::connect((host, url.port()))
-            .await
-            .map_err(|error| error.to_string())?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: deployd\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|error| error.to_string())?;
-        let mut answer = Vec::new();
-        stream
-            .take(HTTP_READ_BYTES)
-            .read_to_end(&mut answer)
-            .await
-            .map_err(|error| error.to_string())?;
-        let text = String::from_utf8_lossy(&answer);
-        let status = text.split_whitespace().nth(1).unwrap_or("");
-        if status.len() == 3 && status.starts_with('2') {
-            Ok(())
-        } else {
-            Err(format!(
-                "answered {:?}",
-                text.lines().next().unwrap_or("nothing")
-            ))
-        }
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| format!("no answer within {timeout:?}"))?
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,33 +223,5 @@ mod tests {
                       \u{25cf} nix-gc.service loaded failed failed Nix Garbage Collector\n\n";
         assert_eq!(unit_names(listed), ["lab-flaky.service", "nix-gc.service"]);
         assert!(unit_names("").is_empty());
-    }
-
-    #[tokio::test]
-    async fn http_checks_want_2xx() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        tokio::spawn(async move {
-            for status in ["200 OK", "503 Service Unavailable"] {
-                let (mut stream, _) = listener.accept().await.expect("accept");
-                let mut buffer = [0u8; 1024];
-                let _ = stream.read(&mut buffer).await;
-                let _ = stream
-                    .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
-                    .await;
-            }
-        });
-        let url: HttpUrl = format!("http://127.0.0.1:{port}/health")
-            .parse()
-            .expect("url");
-        assert_eq!(http_get(&url, HTTP_TIMEOUT).await, Ok(()));
-        assert!(http_get(&url, HTTP_TIMEOUT)
-            .await
-            .expect_err("503")
-            .contains("503"));
-        let closed: HttpUrl = "http://127.0.0.1:9/nothing".parse().expect("url");
-        assert!(http_get(&closed, HTTP_TIMEOUT).await.is_err());
     }
 }

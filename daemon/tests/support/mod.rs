@@ -1,8 +1,12 @@
 //! What the daemon's integration tests share: a config over a temporary
 //! state directory trusting one deploy key, a named stand-in for
-//! `nix-store`, and signed deploy envelopes.
+//! `nix-store`, signed deploy envelopes, test certificates, and the real
+//! daemon as a child process.
 
 #![allow(dead_code)]
+
+pub mod certificates;
+pub mod running;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

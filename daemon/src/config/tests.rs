@@ -1,0 +1,200 @@
+//! The config as written: defaults, key files, permissions, the `[tls]`
+//! pair and `[health] ca_file`, and bad configs each saying what is wrong.
+
+use deployd_protocol::Permissions;
+
+use super::*;
+
+fn key(name: &str) -> String {
+    deployd_protocol::SecretKey::generate(name.parse().expect("name"))
+        .expect("random")
+        .public_key()
+        .to_string()
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, Path::new("test.toml"))
+}
+
+/// A minimal config, and its deploy key and cache key.
+fn minimal() -> (String, String, String) {
+    let (deploy, cache) = (key("ops-1"), key("kelyus-1"));
+    let text = format!(
+        "hostname = \"sambirano\"\n[[trusted_keys]]\nkey = \"{deploy}\"\n[nix]\nsubstituters = [\"http://kelyus:5000\"]\ntrusted_public_keys = [\"{cache}\"]\n"
+    );
+    (text, deploy, cache)
+}
+
+#[test]
+fn the_product_example_parses_with_defaults() {
+    let config = parse(&minimal().0).expect("valid");
+    assert_eq!(config.hostname.as_str(), "sambirano");
+    assert_eq!(config.file.listen.to_string(), "[::]:9797");
+    assert_eq!(config.file.state_dir, PathBuf::from("/var/lib/deployd"));
+    let key = config.trusted_keys.get("ops-1").expect("trusted");
+    assert_eq!(key.may, Permissions::ALL);
+    assert!(!config.file.read_requires_signature);
+}
+
+#[test]
+fn permissions_and_key_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_file = dir.path().join("ops.public");
+    let (text, deploy, _) = minimal();
+    std::fs::write(&key_file, format!("{deploy}\n")).expect("write");
+    let text = text.replace(
+        &format!("key = \"{deploy}\""),
+        &format!("key_file = {:?}\nmay = [\"read\"]", key_file),
+    );
+    let config = parse(&text).expect("valid");
+    let key = config.trusted_keys.get("ops-1").expect("trusted");
+    assert!(key.allows(deployd_protocol::Permission::Read));
+    assert!(!key.allows(deployd_protocol::Permission::Deploy));
+}
+
+#[test]
+fn bad_configs_say_what_is_wrong() {
+    let (minimal, deploy, cache) = minimal();
+    let cases = [
+        (
+            format!("surprise = 1\n{minimal}"),
+            "unknown field `surprise`",
+        ),
+        (
+            minimal.replace("[[trusted_keys]]\nkey", "[[trusted_keys]]\nkeyy"),
+            "unknown field",
+        ),
+        (minimal.replace(&deploy, "ops-1:short"), "trusted key 1"),
+        (
+            minimal.replace("http://kelyus:5000", "kelyus"),
+            "not a store URL",
+        ),
+        (minimal.replace(&cache, "nonsense"), "trusted_public_keys"),
+        (
+            minimal.replace("hostname = \"sambirano\"", "hostname = \"a b\""),
+            "invalid",
+        ),
+        (format!("state_dir = \"relative\"\n{minimal}"), "absolute"),
+        (
+            minimal.replace(&format!("[[trusted_keys]]\nkey = \"{deploy}\"\n"), ""),
+            "no [[trusted_keys]]",
+        ),
+    ];
+    for (text, expected) in cases {
+        let error = parse(&text).expect_err(expected);
+        let mut message = error.to_string();
+        let mut cause = std::error::Error::source(&error);
+        while let Some(inner) = cause {
+            message.push_str(&format!(": {inner}"));
+            cause = inner.source();
+        }
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
+}
+
+use crate::test_certificates as certificates;
+
+/// The error and its causes, as `check-config` prints them.
+fn refusal(text: &str, key_files: KeyFiles) -> String {
+    let error = Config::parse(text, Path::new("test.toml"), key_files).expect_err("refused");
+    crate::api::chain(&error)
+}
+
+#[test]
+fn tls_pairs_are_checked_when_key_files_are_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = certificates::TestCa::new(dir.path(), "ca");
+    let (a, b) = (ca.issue("a", "DNS:a"), ca.issue("b", "DNS:b"));
+    let (minimal, _, _) = minimal();
+    let tls = |cert: &Path, key: &Path| {
+        format!(
+            "{minimal}[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        )
+    };
+    let config = parse(&tls(&a.cert, &a.key)).expect("a pair that loads");
+    let section = config.file.tls.expect("[tls]");
+    assert_eq!(
+        (section.cert_file, section.key_file),
+        (a.cert.clone(), a.key.clone())
+    );
+
+    assert_eq!(
+        refusal(&tls(&a.cert, &b.key), KeyFiles::Read),
+        format!(
+            "[tls]: key_file {} is not the private key of the certificate in cert_file {}",
+            b.key.display(),
+            a.cert.display()
+        )
+    );
+    let missing = dir.path().join("missing.pem");
+    assert!(
+        refusal(&tls(&a.cert, &missing), KeyFiles::Read).starts_with(&format!(
+            "[tls]: cannot read key_file {}: No such file",
+            missing.display()
+        ))
+    );
+    assert_eq!(
+        refusal(&tls(&a.key, &a.key), KeyFiles::Read),
+        format!(
+            "[tls]: cert_file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----): no items found",
+            a.key.display()
+        )
+    );
+    // At build time the files do not exist yet: only their paths count.
+    Config::parse(
+        &tls(&missing, &missing),
+        Path::new("t.toml"),
+        KeyFiles::PathsOnly,
+    )
+    .expect("absolute paths are enough");
+    for key_files in [KeyFiles::Read, KeyFiles::PathsOnly] {
+        assert_eq!(
+            refusal(&tls(Path::new("cert.pem"), &a.key), key_files),
+            "[tls] cert_file must be an absolute path, not \"cert.pem\""
+        );
+        assert_eq!(
+            refusal(&tls(&a.cert, Path::new("key.pem")), key_files),
+            "[tls] key_file must be an absolute path, not \"key.pem\""
+        );
+    }
+    let half = format!("{minimal}[tls]\ncert_file = \"/etc/a.pem\"\n");
+    assert!(refusal(&half, KeyFiles::PathsOnly).contains("missing field `key_file`"));
+    let extra = format!("{minimal}[tls]\ncert_file = \"/a\"\nkey_file = \"/b\"\nkey = \"x\"\n");
+    assert!(refusal(&extra, KeyFiles::PathsOnly).contains("unknown field `key`"));
+}
+
+#[test]
+fn health_ca_files_hold_certificates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = certificates::TestCa::new(dir.path(), "fleet-ca");
+    let (minimal, _, _) = minimal();
+    let with_ca = |path: &Path| {
+        format!(
+            "{minimal}[health]\nhttp = [\"https://127.0.0.1:8443/up\"]\nca_file = {:?}\n",
+            path.display().to_string()
+        )
+    };
+    let config = parse(&with_ca(&ca.cert())).expect("valid");
+    assert_eq!(config.file.health.ca_file, Some(ca.cert()));
+    assert!(config.file.health.http[0].is_https());
+    let not_pem = dir.path().join("fleet-ca.key");
+    assert_eq!(
+        refusal(&with_ca(&not_pem), KeyFiles::Read),
+        format!(
+            "[health]: ca_file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----): no items found",
+            not_pem.display()
+        )
+    );
+    Config::parse(
+        &with_ca(&dir.path().join("later.pem")),
+        Path::new("t.toml"),
+        KeyFiles::PathsOnly,
+    )
+    .expect("absolute paths are enough");
+    assert_eq!(
+        refusal(&with_ca(Path::new("ca.pem")), KeyFiles::PathsOnly),
+        "[health] ca_file must be an absolute path, not \"ca.pem\""
+    );
+}
