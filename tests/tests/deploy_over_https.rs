@@ -10,9 +10,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use deployd_lab::tls::TestCa;
 use deployd_lab::DEPLOYD_PORT;
 use deployd_protocol::api::{DeployRecord, DeployState};
 use deployd_protocol::Action;
@@ -20,40 +20,6 @@ use support::deployd::{deploy_message, trusted, OneHost};
 
 /// Where the host keeps its certificate, key and CA, seen on the host.
 const TLS_DIR: &str = "/var/lib/deployd-tls";
-
-/// Runs `openssl` with `args` (split at spaces) in `dir`.
-fn openssl(args: &str, dir: &Path) {
-    let output = Command::new("openssl")
-        .args(args.split(' '))
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(output.status.success(), "openssl {args}: {output:?}");
-}
-
-/// Makes a CA and a certificate it issued for `address` in `dir`:
-/// `ca.pem`, `cert.pem`, `key.pem`.
-fn certificates(dir: &Path, address: &str) {
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
-    openssl(
-        &format!("req -x509 {ec} -days 2 -subj /CN=lab-CA -keyout ca.key -out ca.pem"),
-        dir,
-    );
-    openssl(
-        &format!("req {ec} -subj /CN={address} -keyout key.pem -out host.csr"),
-        dir,
-    );
-    std::fs::write(
-        dir.join("host.ext"),
-        format!("subjectAltName = IP:{address}\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\n"),
-    )
-    .expect("write");
-    openssl(
-        "x509 -req -in host.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-         -extfile host.ext -out cert.pem",
-        dir,
-    );
-}
 
 /// An HTTPS client that trusts the lab's CA alone.
 fn client(ca: &Path) -> reqwest::blocking::Client {
@@ -127,13 +93,15 @@ fn journal(one: &OneHost) -> String {
 fn a_client_that_trusts_the_ca_deploys_over_https() {
     let mut one = OneHost::up();
     let address = one.host.address.to_string();
-    let made = tempfile::tempdir().expect("temp dir");
-    certificates(made.path(), &address);
+    let ca = TestCa::new("deployd-lab-ca").expect("CA");
+    let identity = ca
+        .issue(&one.host.name, &[one.host.address.into()])
+        .expect("certificate");
     let on_host = one.host.outside(TLS_DIR);
     std::fs::create_dir_all(&on_host).expect("the host's TLS folder");
-    for file in ["ca.pem", "cert.pem", "key.pem"] {
-        std::fs::copy(made.path().join(file), on_host.join(file)).expect("copy");
-    }
+    std::fs::copy(ca.certificate(), on_host.join("ca.pem")).expect("copy");
+    std::fs::copy(&identity.certificate, on_host.join("cert.pem")).expect("copy");
+    std::fs::copy(&identity.key, on_host.join("key.pem")).expect("copy");
     let url = format!("https://{address}:{DEPLOYD_PORT}");
     let keys = [trusted(&one.ops, None)];
     one.lab
@@ -149,7 +117,7 @@ fn a_client_that_trusts_the_ca_deploys_over_https() {
         journal(&one)
     );
 
-    let https = client(&made.path().join("ca.pem"));
+    let https = client(ca.certificate());
     let answer = https
         .get(format!("{url}/healthz"))
         .send()
