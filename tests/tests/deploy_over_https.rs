@@ -16,7 +16,7 @@ use deployd_lab::tls::TestCa;
 use deployd_lab::DEPLOYD_PORT;
 use deployd_protocol::api::{DeployRecord, DeployState};
 use deployd_protocol::Action;
-use support::deployd::{deploy_message, trusted, OneHost};
+use support::deployd::{deploy_message, journal, trusted, OneHost};
 
 /// Where the host keeps its certificate, key and CA, seen on the host.
 const TLS_DIR: &str = "/var/lib/deployd-tls";
@@ -79,16 +79,6 @@ fn deploy(
     }
 }
 
-/// deployd's journal on the host.
-fn journal(one: &OneHost) -> String {
-    let output = one
-        .host
-        .command("journalctl", ["-u", "deployd", "--no-pager", "-o", "cat"])
-        .output()
-        .expect("journalctl");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn a_client_that_trusts_the_ca_deploys_over_https() {
     let mut one = OneHost::up();
@@ -112,9 +102,9 @@ fn a_client_that_trusts_the_ca_deploys_over_https() {
         .start_deployd(&one.host)
         .expect("deployd over HTTPS");
     assert!(
-        journal(&one).contains("(https) listening on"),
+        journal(&one.host).contains("(https) listening on"),
         "{}",
-        journal(&one)
+        journal(&one.host)
     );
 
     let https = client(ca.certificate());
@@ -157,10 +147,10 @@ fn a_client_that_trusts_the_ca_deploys_over_https() {
         .expect("systemctl");
     assert!(reloaded.status.success(), "{reloaded:?}");
     assert!(
-        support::wait_until(Duration::from_secs(20), || journal(&one)
+        support::wait_until(Duration::from_secs(20), || journal(&one.host)
             .contains("reloaded")),
         "{}",
-        journal(&one)
+        journal(&one.host)
     );
     let rev = one.lab.flake_mut().commit_changed_system().expect("commit");
     let second = one.system_at(&rev);

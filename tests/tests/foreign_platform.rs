@@ -4,26 +4,17 @@
 
 mod support;
 
-use deployd_lab::{foreign_platform, nix_system};
+use deployd_lab::{foreign_platform, nix_system, ToyFlake};
 use deployd_protocol::api::DeployState;
 use deployd_protocol::Action;
-use support::deployd::OneHost;
+use support::deployd::{switched_systems, OneHost};
 
 #[test]
 fn a_system_for_another_platform_is_refused_before_anything_changes() {
     let mut one = OneHost::up();
-    let first = one.head_system();
-    let record = one.deploy_to_end("first", &first, Action::Switch);
-    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
-    let runs_before = one.host.switch_log().expect("log").len();
-
-    let name = one.host.name.clone();
-    let rev = one
-        .lab
-        .flake_mut()
-        .commit_foreign_platform(&name)
-        .expect("commit");
-    let foreign = one.system_at(&rev);
+    let first = one.deploy_head();
+    let runs_before = switched_systems(&one.host);
+    let foreign = one.commit_system(ToyFlake::commit_foreign_platform);
     let record = one.deploy_to_end("foreign", &foreign, Action::Switch);
     assert_eq!(record.state, DeployState::Failed, "{record:?}");
     let error = record.error.expect("an error");
@@ -37,5 +28,5 @@ fn a_system_for_another_platform_is_refused_before_anything_changes() {
     let host = &one.host;
     assert_eq!(host.profile_generation().as_deref(), Some("system-1-link"));
     assert_eq!(host.current_system().as_ref(), Some(&first));
-    assert_eq!(host.switch_log().expect("log").len(), runs_before);
+    assert_eq!(switched_systems(host), runs_before);
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use deployd_protocol::api::DeployState;
 use deployd_protocol::Action;
-use support::deployd::{deploy_message, key, post, trusted, wait_for_end, OneHost};
+use support::deployd::{deploy_message, journal, key, post, trusted, wait_for_end, OneHost};
 
 /// The HTTP status of a deploy of `system` signed by `signer`.
 fn deploy_status(
@@ -71,13 +71,8 @@ fn a_reload_trusts_a_new_key_and_refuses_a_bad_config() {
     std::fs::write(&config, format!("surprise = true\n{good}")).expect("config");
     reload(&one);
     let refused = support::wait_until(Duration::from_secs(20), || {
-        one.host
-            .command("journalctl", ["-u", "deployd", "--no-pager", "-o", "cat"])
-            .output()
-            .is_ok_and(|output| {
-                let journal = String::from_utf8_lossy(&output.stdout);
-                journal.contains("refused the changed") && journal.contains("surprise")
-            })
+        let journal = journal(&one.host);
+        journal.contains("refused the changed") && journal.contains("surprise")
     });
     assert!(refused, "the refusal is not in the journal");
     let (status, answer) = deploy_status(&one, "kept", &system, &newcomer);

@@ -7,25 +7,17 @@
 
 mod support;
 
+use deployd_lab::ToyFlake;
 use deployd_protocol::api::DeployState;
 use deployd_protocol::Action;
-use support::deployd::OneHost;
+use support::deployd::{switched_systems, OneHost};
 
 #[test]
 fn an_inhibited_switch_changes_nothing_and_boot_takes_it() {
     let mut one = OneHost::up();
-    let first = one.head_system();
-    let record = one.deploy_to_end("first", &first, Action::Switch);
-    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
-    let runs_before = one.host.switch_log().expect("log").len();
-
-    let name = one.host.name.clone();
-    let rev = one
-        .lab
-        .flake_mut()
-        .commit_changed_inhibitors(&name)
-        .expect("commit");
-    let inhibited = one.system_at(&rev);
+    let first = one.deploy_head();
+    let runs_before = switched_systems(&one.host);
+    let inhibited = one.commit_system(ToyFlake::commit_changed_inhibitors);
     let record = one.deploy_to_end("inhibited", &inhibited, Action::Switch);
     assert_eq!(record.state, DeployState::Failed, "{record:?}");
     let error = record.error.expect("an error");
@@ -45,7 +37,7 @@ fn an_inhibited_switch_changes_nothing_and_boot_takes_it() {
     assert_eq!(host.profile_generation().as_deref(), Some("system-1-link"));
     assert_eq!(host.profile_system().as_ref(), Some(&first));
     assert_eq!(host.current_system().as_ref(), Some(&first));
-    assert_eq!(host.switch_log().expect("log").len(), runs_before);
+    assert_eq!(switched_systems(host), runs_before);
 
     // `boot` skips the inhibitor check: the system waits for the next boot.
     let record = one.deploy_to_end("at-boot", &inhibited, Action::Boot);

@@ -6,24 +6,16 @@
 
 mod support;
 
+use deployd_lab::ToyFlake;
 use deployd_protocol::api::DeployState;
 use deployd_protocol::Action;
-use support::deployd::OneHost;
+use support::deployd::{switched_systems, OneHost};
 
 #[test]
 fn status_100_succeeds_and_asks_for_a_reboot() {
     let mut one = OneHost::up();
-    let first = one.head_system();
-    let record = one.deploy_to_end("first", &first, Action::Switch);
-    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
-
-    let name = one.host.name.clone();
-    let rev = one
-        .lab
-        .flake_mut()
-        .commit_new_init_interface(&name)
-        .expect("commit");
-    let next = one.system_at(&rev);
+    let first = one.deploy_head();
+    let next = one.commit_system(ToyFlake::commit_new_init_interface);
     let record = one.deploy_to_end("next", &next, Action::Switch);
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
     assert!(record.error.is_none(), "{record:?}");
@@ -41,12 +33,6 @@ fn status_100_succeeds_and_asks_for_a_reboot() {
     assert_eq!(host.profile_system().as_ref(), Some(&next));
     assert_eq!(host.current_system().as_ref(), Some(&first));
     // One switch of the new system, none back.
-    let runs: Vec<String> = host
-        .switch_log()
-        .expect("log")
-        .into_iter()
-        .map(|run| run.system)
-        .collect();
-    assert_eq!(runs, [first.clone(), next.clone()]);
+    assert_eq!(switched_systems(host), [first.clone(), next.clone()]);
     assert!(support::deployd::status(&one.lab, host).reboot_required);
 }

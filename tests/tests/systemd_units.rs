@@ -60,6 +60,39 @@ fn deployd_in_store(one: &OneHost, name: &str) -> String {
 }
 
 /// A number of seconds as `systemctl show` prints it (`2s`, `1min`).
+/// deployd run from the host's store, as on NixOS: a first system whose
+/// `deployd.service` runs it, deployed and restarted into; then the next
+/// system, built with another deployd in the store. Returns the running
+/// deployd's pid, the other deployd and the next system.
+fn running_a_deployd_from_the_store(one: &mut OneHost) -> (u32, String, String) {
+    let first_binary = deployd_in_store(one, "deployd");
+    let rev = one
+        .lab
+        .flake_mut()
+        .commit("deployd from the store", |settings| {
+            settings.deployd_exec = first_binary.clone()
+        })
+        .expect("commit");
+    let first = one.system_at(&rev);
+    let record = one.deploy_to_end("first", &first, Action::Switch);
+    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
+    let host = one.host.clone();
+    one.lab.start_deployd(&host).expect("restarted");
+    assert_eq!(deployd_program(one), first_binary);
+    let pid = one.lab.deployd_pid(&one.host).expect("pid");
+    let second_binary = deployd_in_store(one, "deployd-2");
+    assert_ne!(first_binary, second_binary);
+    let rev = one
+        .lab
+        .flake_mut()
+        .commit("Another deployd", |settings| {
+            settings.deployd_exec = second_binary.clone()
+        })
+        .expect("commit");
+    let second = one.system_at(&rev);
+    (pid, second_binary, second)
+}
+
 fn time_span(seconds: &serde_json::Value) -> String {
     let seconds = seconds.as_u64().expect("seconds");
     if seconds.is_multiple_of(60) {
@@ -229,33 +262,7 @@ fn a_unit_left_failed_rolls_back_unless_it_is_allowed() {
 #[test]
 fn a_system_with_another_deployd_ends_its_deploy_and_systemd_runs_the_new_binary() {
     let mut one = OneHost::up();
-    // deployd runs from the host's store, as on NixOS.
-    let first_binary = deployd_in_store(&one, "deployd");
-    let rev = one
-        .lab
-        .flake_mut()
-        .commit("deployd from the store", |settings| {
-            settings.deployd_exec = first_binary.clone()
-        })
-        .expect("commit");
-    let first = one.system_at(&rev);
-    let record = one.deploy_to_end("first", &first, Action::Switch);
-    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
-    let host = one.host.clone();
-    one.lab.start_deployd(&host).expect("restarted");
-    assert_eq!(deployd_program(&one), first_binary);
-    let pid = one.lab.deployd_pid(&one.host).expect("pid");
-
-    let second_binary = deployd_in_store(&one, "deployd-2");
-    assert_ne!(first_binary, second_binary);
-    let rev = one
-        .lab
-        .flake_mut()
-        .commit("Another deployd", |settings| {
-            settings.deployd_exec = second_binary.clone()
-        })
-        .expect("commit");
-    let second = one.system_at(&rev);
+    let (pid, second_binary, second) = running_a_deployd_from_the_store(&mut one);
     let id = deploy(
         &one.lab,
         &one.host,
@@ -291,33 +298,10 @@ fn a_system_with_another_deployd_ends_its_deploy_and_systemd_runs_the_new_binary
 #[test]
 fn a_system_switched_to_from_outside_with_another_deployd_gets_it_once_idle() {
     let mut one = OneHost::up();
-    let first_binary = deployd_in_store(&one, "deployd");
-    let rev = one
-        .lab
-        .flake_mut()
-        .commit("deployd from the store", |settings| {
-            settings.deployd_exec = first_binary.clone()
-        })
-        .expect("commit");
-    let first = one.system_at(&rev);
-    let record = one.deploy_to_end("first", &first, Action::Switch);
-    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
-    let host = one.host.clone();
-    one.lab.start_deployd(&host).expect("restarted");
-    let pid = one.lab.deployd_pid(&one.host).expect("pid");
-
+    let (pid, second_binary, second) = running_a_deployd_from_the_store(&mut one);
     // The next system, with another deployd, made the boot default through
     // deployd, then switched to by hand, as `nixos-rebuild switch` would:
     // deployd is not restarted by the switch (`X-RestartIfChanged=false`).
-    let second_binary = deployd_in_store(&one, "deployd-2");
-    let rev = one
-        .lab
-        .flake_mut()
-        .commit("Another deployd", |settings| {
-            settings.deployd_exec = second_binary.clone()
-        })
-        .expect("commit");
-    let second = one.system_at(&rev);
     let record = one.deploy_to_end("at-boot", &second, Action::Boot);
     assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
     assert_eq!(one.lab.deployd_pid(&one.host), Some(pid));

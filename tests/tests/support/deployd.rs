@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use deployd_lab::http::Pace;
-use deployd_lab::{Lab, LabOptions, Node, TrustedDeployKey};
-use deployd_protocol::api::{DeployRecord, StatusResponse};
+use deployd_lab::{Lab, LabOptions, Node, ToyFlake, TrustedDeployKey};
+use deployd_protocol::api::{DeployRecord, DeployState, StatusResponse};
 use deployd_protocol::{Action, DeployId, DeployRequest, Message, Request, SecretKey};
 
 /// Unix seconds now.
@@ -136,6 +136,24 @@ pub fn wait_for_state(lab: &Lab, host: &Node, id: &str, state: &str, timeout: Du
     }
 }
 
+/// The systems whose toy switch ran on `host`, oldest first.
+pub fn switched_systems(host: &Node) -> Vec<String> {
+    host.switch_log()
+        .expect("switch log")
+        .into_iter()
+        .map(|run| run.system)
+        .collect()
+}
+
+/// deployd's journal on `host`, its messages alone.
+pub fn journal(host: &Node) -> String {
+    let output = host
+        .command("journalctl", ["-u", "deployd", "--no-pager", "-o", "cat"])
+        .output()
+        .expect("journalctl");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// The host's `/v1/status`.
 pub fn status(lab: &Lab, host: &Node) -> StatusResponse {
     let (code, answer) = get(&format!("{}/v1/status", lab.deployd_url(host)));
@@ -232,6 +250,26 @@ impl OneHost {
     /// The host's system at the flake's last commit, built and published.
     pub fn head_system(&self) -> String {
         self.system_at(&self.lab.flake().head().expect("head"))
+    }
+
+    /// Deploys the system of the flake's last commit with `switch`, checks
+    /// that it succeeded, and returns it: where most tests begin.
+    pub fn deploy_head(&self) -> String {
+        let system = self.head_system();
+        let record = self.deploy_to_end("first", &system, Action::Switch);
+        assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
+        system
+    }
+
+    /// Commits what `change` makes of the flake (one of `ToyFlake`'s
+    /// `commit_*`), builds and publishes it, and returns the host's system.
+    pub fn commit_system(
+        &mut self,
+        change: impl FnOnce(&mut ToyFlake, &str) -> anyhow::Result<String>,
+    ) -> String {
+        let name = self.host.name.clone();
+        let rev = change(self.lab.flake_mut(), &name).expect("commit");
+        self.system_at(&rev)
     }
 
     /// Sends a signed deploy of `system` and waits for its end.
