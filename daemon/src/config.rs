@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use deployd_command::redact::{mask_credentials, url_credentials};
 use deployd_protocol::ssh::SshKeyError;
 use deployd_protocol::{DuplicateKeyName, HostName, KeyError, PublicKey, TrustedKeys};
 
@@ -183,7 +184,8 @@ fn default_health_command_timeout_s() -> u64 {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NixSection {
-    /// The binary caches closures are fetched from, and no others.
+    /// The binary caches closures are fetched from, and no others; never
+    /// with a user or password in the URL (Nix's `netrc-file` holds those).
     pub substituters: Vec<String>,
     /// The keys those caches sign with; Nix refuses paths signed otherwise.
     pub trusted_public_keys: Vec<String>,
@@ -386,6 +388,14 @@ impl ConfigFile {
             })?;
         }
         for url in &self.nix.substituters {
+            if let Some(credentials) = url_credentials(url) {
+                return Err(ConfigError::Invalid(format!(
+                    "[nix] substituters: {:?} has a {} in it; credentials never go in a URL (logs, errors and statuses show it, and this file may be readable by all): {}",
+                    mask_credentials(url),
+                    if credentials.has_password { "password" } else { "user name" },
+                    credentials.where_they_go()
+                )));
+            }
             if url.contains(char::is_whitespace) || !url.contains("://") {
                 return Err(ConfigError::Invalid(format!(
                     "[nix] substituters: {url:?} is not a store URL"
@@ -500,6 +510,32 @@ mod tests {
                 minimal.replace("http://kelyus:5000", "kelyus"),
                 "not a store URL",
             ),
+            (
+                minimal.replace("http://kelyus:5000", "https://alice:s3cret@cache.example/nix"),
+                "[nix] substituters: \"https://alice:***@cache.example/nix\" has a password in it; credentials never go in a URL",
+            ),
+            (
+                minimal.replace("http://kelyus:5000", "https://alice@cache.example"),
+                "has a user name in it",
+            ),
+            (
+                minimal.replace(
+                    "http://kelyus:5000",
+                    "s3://fleet?profile=ci&endpoint=https://minio:s3cret@minio.lan:9000",
+                ),
+                "endpoint=https://minio:***@minio.lan:9000\" has a password in it",
+            ),
+            (
+                minimal.replace(
+                    "\"http://kelyus:5000\"",
+                    "\"http://kelyus:5000\", \"ssh-ng://nix:pw@kelyus\"",
+                ),
+                "give ssh-ng://nix@kelyus",
+            ),
+            (
+                format!("{minimal}[health]\nhttp = [\"http://monitor:s3cret@127.0.0.1:8080/up\"]\n"),
+                "\"http://monitor:***@127.0.0.1:8080/up\" has a user or password in it",
+            ),
             (minimal.replace(&cache, "nonsense"), "trusted_public_keys"),
             (
                 minimal.replace("hostname = \"sambirano\"", "hostname = \"a b\""),
@@ -520,6 +556,30 @@ mod tests {
                 cause = inner.source();
             }
             assert!(message.contains(expected), "{expected}: {message}");
+            // The TOML parser quotes the line it stopped at: `main` masks it.
+            if !message.contains("TOML parse error") {
+                assert!(!message.contains("s3cret"), "{message}");
+            }
+        }
+    }
+
+    #[test]
+    fn where_cache_credentials_go_instead() {
+        let (minimal, _, _) = minimal();
+        let text = minimal.replace(
+            "http://kelyus:5000",
+            "https://alice:s3cret@cache.example/nix",
+        );
+        let message = parse(&text).expect_err("a password").to_string();
+        assert!(
+            message.ends_with("put them in Nix's netrc-file: a line \"machine cache.example login alice password PASSWORD\" in a file kept secret, named by netrc-file in nix.conf (on NixOS: nix.settings.netrc-file = \"/run/agenix/nix-netrc\")"),
+            "{message}"
+        );
+        for allowed in [
+            "ssh-ng://nix-ssh@kelyus",
+            "s3://fleet?profile=ci&region=eu-west-1",
+        ] {
+            parse(&minimal.replace("http://kelyus:5000", allowed)).expect(allowed);
         }
     }
 }
