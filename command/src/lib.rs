@@ -3,7 +3,11 @@
 //! stdin, killed when dropped or when its time is up, output streamed line by
 //! line to the caller (a deploy's log; bytes that are not UTF-8 replaced,
 //! lines and the captured stdout bounded), and an error that names the argv,
-//! the exit status or signal and the tail of the output.
+//! the exit status or signal and the tail of the output. What it shows (the
+//! command line, the lines handed on, the error) has the credentials of any
+//! URL in it masked ([`redact`]); the argv itself is passed on whole.
+
+pub mod redact;
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -59,9 +63,10 @@ impl Invocation {
             .collect()
     }
 
-    /// The command line, for logs and errors.
+    /// The command line, for logs and errors, with the credentials of any
+    /// URL in it masked.
     pub fn display(&self) -> String {
-        self.words().join(" ")
+        redact::mask_credentials(&self.words().join(" ")).into_owned()
     }
 }
 
@@ -113,7 +118,9 @@ pub struct Captured {
 }
 
 /// Runs `invocation`, handing every output line (stdout and stderr) to
-/// `on_line`; fails unless it exits 0 in time.
+/// `on_line`, credentials masked (as in the error's tail); fails unless it
+/// exits 0 in time. The captured stdout is the program's own, unmasked: it
+/// is data for the caller, not text to show.
 pub async fn run(
     invocation: &Invocation,
     mut on_line: impl FnMut(&str),
@@ -141,15 +148,16 @@ pub async fn run(
     let mut tail: VecDeque<String> = VecDeque::new();
     let collect = async {
         while let Some((is_stdout, line)) = lines_rx.recv().await {
-            on_line(&line);
             if is_stdout && stdout.len() + line.len() < MAX_CAPTURED_BYTES {
                 stdout.push_str(&line);
                 stdout.push('\n');
             }
+            let shown = redact::mask_credentials(&line).into_owned();
+            on_line(&shown);
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }
-            tail.push_back(line);
+            tail.push_back(shown);
         }
         child.wait().await
     };
@@ -281,6 +289,47 @@ mod tests {
         assert!(message.contains("/bin/sh -c echo why"), "{message}");
         assert!(message.contains("exit status: 4"), "{message}");
         assert!(message.ends_with("why"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn credentials_are_masked_in_the_command_line_lines_and_error() {
+        let script = "echo \"unable to download 'http://alice:s3cret@cache/x'\" >&2; exit 1";
+        let invocation = Invocation::new(
+            "/bin/sh",
+            ["-c", script, "http://alice:s3cret@cache"],
+            Duration::from_secs(5),
+        );
+        assert!(
+            invocation
+                .display()
+                .ends_with("exit 1 http://alice:***@cache"),
+            "{}",
+            invocation.display()
+        );
+        // The program gets its arguments whole.
+        assert_eq!(invocation.words()[3], "http://alice:s3cret@cache");
+        let mut lines = Vec::new();
+        let error = run(&invocation, |line| lines.push(line.to_owned()))
+            .await
+            .expect_err("exit 1");
+        assert_eq!(lines, ["unable to download 'http://alice:***@cache/x'"]);
+        let message = error.to_string();
+        assert!(!message.contains("s3cret"), "{message}");
+        assert!(
+            message.ends_with("unable to download 'http://alice:***@cache/x'"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn captured_stdout_is_the_programs_own() {
+        let captured = run(
+            &sh("echo http://alice:s3cret@cache", Duration::from_secs(5)),
+            |line| assert_eq!(line, "http://alice:***@cache"),
+        )
+        .await
+        .expect("runs");
+        assert_eq!(captured.stdout, "http://alice:s3cret@cache\n");
     }
 
     #[tokio::test]

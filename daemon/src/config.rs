@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use deployd_command::redact::{mask_credentials, url_credentials};
 use deployd_protocol::ssh::SshKeyError;
 use deployd_protocol::{DuplicateKeyName, HostName, KeyError, PublicKey, TrustedKeys};
 use deployd_service::tls::{CertificateFiles, TlsFilesError};
@@ -224,7 +225,8 @@ fn default_health_command_timeout_s() -> u64 {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NixSection {
-    /// The binary caches closures are fetched from, and no others.
+    /// The binary caches closures are fetched from, and no others; never
+    /// with a user or password in the URL (Nix's `netrc-file` holds those).
     pub substituters: Vec<String>,
     /// The keys those caches sign with; Nix refuses paths signed otherwise.
     pub trusted_public_keys: Vec<String>,
@@ -473,6 +475,14 @@ impl ConfigFile {
             })?;
         }
         for url in &self.nix.substituters {
+            if let Some(credentials) = url_credentials(url) {
+                return Err(ConfigError::Invalid(format!(
+                    "[nix] substituters: {:?} has a {} in it; credentials never go in a URL (logs, errors and statuses show it, and this file may be readable by all): {}",
+                    mask_credentials(url),
+                    if credentials.has_password { "password" } else { "user name" },
+                    credentials.where_they_go()
+                )));
+            }
             if url.contains(char::is_whitespace) || !url.contains("://") {
                 return Err(ConfigError::Invalid(format!(
                     "[nix] substituters: {url:?} is not a store URL"

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use deployd_command::redact::{mask_credentials, url_credentials};
+
 /// An HTTP(S) URL: scheme, host, port (80 or 443 when not given) and path
 /// (with query). No user or password: credentials never go in a URL.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -17,10 +19,16 @@ pub struct HttpUrl {
     path: String,
 }
 
-/// A text that is not an `http(s)://host[:port]/path` URL.
+/// A text that is not an `http(s)://host[:port]/path` URL without credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an http(s)://host[:port]/path URL")]
-pub struct HttpUrlError(String);
+pub enum HttpUrlError {
+    /// Not such a URL at all.
+    #[error("{0:?} is not an http(s)://host[:port]/path URL")]
+    Malformed(String),
+    /// A URL with a user or password (shown masked).
+    #[error("{0:?} has a user or password in it; a health check sends no credentials, and logs, errors and statuses show its URL: check a URL that needs none, or use a [[health.commands]] entry that reads its credentials from a file")]
+    Credentials(String),
+}
 
 impl HttpUrl {
     /// Whether it is an `https://` URL.
@@ -64,7 +72,12 @@ impl FromStr for HttpUrl {
     type Err = HttpUrlError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let invalid = || HttpUrlError(text.to_owned());
+        if url_credentials(text).is_some() {
+            return Err(HttpUrlError::Credentials(
+                mask_credentials(text).into_owned(),
+            ));
+        }
+        let invalid = || HttpUrlError::Malformed(text.to_owned());
         let (https, rest) = match text.strip_prefix("https://") {
             Some(rest) => (true, rest),
             None => (false, text.strip_prefix("http://").ok_or_else(invalid)?),
@@ -164,6 +177,10 @@ mod tests {
         ] {
             assert_eq!(parts(bad), None, "{bad}");
         }
+        assert_eq!(
+            "http://monitor:s3cret@h/".parse::<HttpUrl>(),
+            Err(HttpUrlError::Credentials("http://monitor:***@h/".into()))
+        );
         let url: HttpUrl = "http://h:81/x".parse().expect("url");
         assert_eq!(url.to_string(), "http://h:81/x");
     }

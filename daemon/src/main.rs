@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use deployd::api::chain;
 use deployd::daemon::reload;
 use deployd::{api, Config};
+use deployd_command::redact::mask_credentials;
 use deployd_service::{cancel_on_signal, logging, notify};
 
 /// deployd: pull-based, signed deploys for NixOS hosts.
@@ -46,7 +47,8 @@ fn main() -> ExitCode {
     let config = match Config::load_with(&cli.config, key_files) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("deployd: {}", chain(&error));
+            // Masked: the TOML parser quotes the line it stopped at.
+            eprintln!("deployd: {}", mask_credentials(&chain(&error)));
             return ExitCode::from(2);
         }
     };

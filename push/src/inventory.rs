@@ -26,6 +26,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use deployd_command::redact::{mask_credentials, url_credentials};
 use deployd_protocol::HostName;
 
 use crate::tls::{CaFile, Trust};
@@ -59,7 +60,9 @@ pub struct Defaults {
     pub port: u16,
     /// Build on this machine over SSH instead of locally.
     pub build_host: Option<String>,
-    /// Copy built closures to this store (the hosts' cache).
+    /// Copy built closures to this store (the hosts' cache); never with a
+    /// user or password in the URL (Nix's `netrc-file`, an AWS profile or
+    /// an SSH key hold those).
     pub copy_to: Option<String>,
     /// Sign closures with this cache key while copying them.
     pub sign_key_file: Option<PathBuf>,
@@ -165,13 +168,25 @@ impl Inventory {
         let path = flake_dir.join(INVENTORY_FILE);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read the inventory {}", path.display()))?;
-        toml::from_str(&text).map_err(|error| {
+        let inventory: Inventory = toml::from_str(&text).map_err(|error| {
             anyhow::anyhow!(
                 "invalid inventory {}: {}",
                 path.display(),
-                one_line(&error.to_string())
+                one_line(&mask_credentials(&error.to_string()))
             )
-        })
+        })?;
+        if let Some(copy_to) = &inventory.defaults.copy_to {
+            if let Some(credentials) = url_credentials(copy_to) {
+                bail!(
+                    "{}: [defaults] copy_to {:?} has a {} in it; credentials never go in a URL (push and push serve show it in their output and statuses): {}",
+                    path.display(),
+                    mask_credentials(copy_to),
+                    if credentials.has_password { "password" } else { "user name" },
+                    credentials.where_they_go()
+                );
+            }
+        }
+        Ok(inventory)
     }
 
     /// Every `ca_file` written, defaults first.
@@ -333,6 +348,29 @@ mod tests {
             .select(&["isalo".parse().expect("name")], false)
             .expect("one");
         assert_eq!(one.len(), 1);
+    }
+
+    #[test]
+    fn credentials_in_copy_to_are_refused() {
+        let error = inventory("[defaults]\ncopy_to = \"https://alice:s3cret@cache.example\"\n")
+            .expect_err("a password")
+            .to_string();
+        assert!(
+            error.ends_with("[defaults] copy_to \"https://alice:***@cache.example\" has a password in it; credentials never go in a URL (push and push serve show it in their output and statuses): give the URL without them and put them in Nix's netrc-file: a line \"machine cache.example login alice password PASSWORD\" in a file kept secret, named by netrc-file in nix.conf (on NixOS: nix.settings.netrc-file = \"/run/agenix/nix-netrc\")"),
+            "{error}"
+        );
+        let error = inventory("[defaults]\ncopy_to = \"s3://AKIAEXAMPLE:s3cret@fleet\"\n")
+            .expect_err("S3 keys")
+            .to_string();
+        assert!(error.contains("?profile=NAME"), "{error}");
+        assert!(!error.contains("s3cret"), "{error}");
+        for fine in [
+            "ssh-ng://nix-ssh@kelyus",
+            "s3://fleet?profile=ci&region=eu-west-1",
+            "file:///srv/cache",
+        ] {
+            inventory(&format!("[defaults]\ncopy_to = \"{fine}\"\n")).expect(fine);
+        }
     }
 
     #[test]

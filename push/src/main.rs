@@ -99,12 +99,17 @@ fn main() -> ExitCode {
     report(result)
 }
 
-/// The exit status, printing the error (on one line) when there is one.
+/// The exit status, printing the error (on one line, credentials masked)
+/// when there is one.
 fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("push: {}", inventory::one_line(&format!("{error:#}")));
+            let error = inventory::one_line(&format!("{error:#}"));
+            eprintln!(
+                "push: {}",
+                deployd_command::redact::mask_credentials(&error)
+            );
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }

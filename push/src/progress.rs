@@ -135,8 +135,11 @@ impl Inner {
 }
 
 /// Text from a host, safe to print: control characters (terminal escape
-/// sequences among them) are shown escaped, never sent to the terminal.
+/// sequences among them) are shown escaped, never sent to the terminal, and
+/// the credentials of any URL masked (a host running an earlier deployd may
+/// still send them, and push's output often ends up in CI logs).
 pub fn printable(text: &str) -> String {
+    let text = deployd_command::redact::mask_credentials(text);
     let mut shown = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() {

@@ -43,7 +43,8 @@ pub async fn run(options: StatusOptions) -> Result<ExitCode> {
     let answers = futures_util::future::join_all(asks).await;
     let unreachable = answers.iter().any(|(_, answer)| answer.is_err());
     if options.json {
-        println!("{}", json(answers));
+        let json = json(answers).to_string();
+        println!("{}", deployd_command::redact::mask_credentials(&json));
     } else {
         print!("{}", table(answers));
     }

@@ -121,6 +121,17 @@ fn each_bad_input_is_one_line_and_exit_2() {
     )
     .expect("write");
     refused(path, &["--all"], "cannot read the cache signing key");
+    std::fs::write(
+        path.join("push.toml"),
+        "[defaults]\nkey_file = \"ops.secret\"\ncopy_to = \"https://alice:s3cret@cache.example\"\n[hosts.sambirano]\n",
+    )
+    .expect("write");
+    refused(
+        path,
+        &["--all"],
+        "[defaults] copy_to \"https://alice:***@cache.example\" has a password in it; credentials never go in a URL",
+    );
+    refused(path, &["status"], "netrc-file");
     std::fs::remove_file(path.join("push.toml")).expect("remove");
     refused(path, &["--all"], "cannot read the inventory");
     refused(path, &["status"], "cannot read the inventory");

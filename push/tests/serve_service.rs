@@ -176,4 +176,19 @@ fn check_passes_a_valid_config_and_refuses_a_bad_one_in_one_line() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("bitbucket"), "{stderr}");
+
+    // Credentials in a URL: refused, and not shown.
+    std::fs::write(
+        &bad,
+        text.replace("http://127.0.0.1:9", "http://bot:t0ken@127.0.0.1:9"),
+    )
+    .expect("bad");
+    let output = check(&bad, &["--skip-secret-files"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[forge] api_url \"http://bot:***@127.0.0.1:9\" has a user or password in it; credentials never go in a URL (logs and statuses show it): the forge's token goes in token_file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("t0ken"), "{stderr}");
 }

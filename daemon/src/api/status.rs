@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
+use deployd_command::redact::mask_credentials;
 use deployd_protocol::api::{DeploySummary, StatusResponse};
 
 use crate::daemon::Daemon;
@@ -37,29 +38,14 @@ pub fn status(daemon: &Daemon) -> StatusResponse {
         last_deploy: last.as_ref().map(DeploySummary::from),
         daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
         nix_version: daemon.nix_version.clone(),
+        // Open to readers: no credentials, even from a config that
+        // check-config did not see.
         substituters: nix
             .substituters
             .iter()
-            .map(|url| without_password(url))
+            .map(|url| mask_credentials(url).into_owned())
             .collect(),
         trusted_public_keys: nix.trusted_public_keys.clone(),
-    }
-}
-
-/// `url` with the password of its user part, if any, replaced by `***`
-/// (read endpoints may be open).
-fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user, host)) => {
-            let user = user.split_once(':').map_or(user, |(name, _)| name);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_owned(),
     }
 }
 
@@ -101,20 +87,4 @@ pub async fn get_metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse
 /// Liveness.
 pub async fn healthz() -> &'static str {
     "ok\n"
-}
-
-#[cfg(test)]
-mod tests {
-    use super::without_password;
-
-    #[test]
-    fn passwords_in_cache_urls_are_not_shown() {
-        assert_eq!(
-            without_password("https://alice:s3cret@cache.example/nix?priority=10"),
-            "https://alice:***@cache.example/nix?priority=10"
-        );
-        assert_eq!(without_password("http://kelyus:5000"), "http://kelyus:5000");
-        assert_eq!(without_password("file:///srv/cache"), "file:///srv/cache");
-        assert_eq!(without_password("daemon"), "daemon");
-    }
 }

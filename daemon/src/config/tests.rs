@@ -69,6 +69,32 @@ fn bad_configs_say_what_is_wrong() {
             minimal.replace("http://kelyus:5000", "kelyus"),
             "not a store URL",
         ),
+        (
+            minimal.replace("http://kelyus:5000", "https://alice:s3cret@cache.example/nix"),
+            "[nix] substituters: \"https://alice:***@cache.example/nix\" has a password in it; credentials never go in a URL",
+        ),
+        (
+            minimal.replace("http://kelyus:5000", "https://alice@cache.example"),
+            "has a user name in it",
+        ),
+        (
+            minimal.replace(
+                "http://kelyus:5000",
+                "s3://fleet?profile=ci&endpoint=https://minio:s3cret@minio.lan:9000",
+            ),
+            "endpoint=https://minio:***@minio.lan:9000\" has a password in it",
+        ),
+        (
+            minimal.replace(
+                "\"http://kelyus:5000\"",
+                "\"http://kelyus:5000\", \"ssh-ng://nix:pw@kelyus\"",
+            ),
+            "give ssh-ng://nix@kelyus",
+        ),
+        (
+            format!("{minimal}[health]\nhttp = [\"http://monitor:s3cret@127.0.0.1:8080/up\"]\n"),
+            "\"http://monitor:***@127.0.0.1:8080/up\" has a user or password in it",
+        ),
         (minimal.replace(&cache, "nonsense"), "trusted_public_keys"),
         (
             minimal.replace("hostname = \"sambirano\"", "hostname = \"a b\""),
@@ -89,6 +115,30 @@ fn bad_configs_say_what_is_wrong() {
             cause = inner.source();
         }
         assert!(message.contains(expected), "{expected}: {message}");
+        // The TOML parser quotes the line it stopped at: `main` masks it.
+        if !message.contains("TOML parse error") {
+            assert!(!message.contains("s3cret"), "{message}");
+        }
+    }
+}
+
+#[test]
+fn where_cache_credentials_go_instead() {
+    let (minimal, _, _) = minimal();
+    let text = minimal.replace(
+        "http://kelyus:5000",
+        "https://alice:s3cret@cache.example/nix",
+    );
+    let message = parse(&text).expect_err("a password").to_string();
+    assert!(
+        message.ends_with("put them in Nix's netrc-file: a line \"machine cache.example login alice password PASSWORD\" in a file kept secret, named by netrc-file in nix.conf (on NixOS: nix.settings.netrc-file = \"/run/agenix/nix-netrc\")"),
+        "{message}"
+    );
+    for allowed in [
+        "ssh-ng://nix-ssh@kelyus",
+        "s3://fleet?profile=ci&region=eu-west-1",
+    ] {
+        parse(&minimal.replace("http://kelyus:5000", allowed)).expect(allowed);
     }
 }
 

@@ -2,12 +2,15 @@
 //! live events. The file is appended outside the records lock (a slow or
 //! stuck disk stalls the deploy's own task, never the API), one writer at a
 //! time, so the file and the events keep one order. A deploy's lines are
-//! bounded: past the limit they are counted, not kept.
+//! bounded: past the limit they are counted, not kept. Every line enters
+//! with the credentials of any URL in it masked, whatever wrote it (a
+//! program, the switch's output file, deployd itself).
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Mutex, MutexGuard};
 
+use deployd_command::redact::mask_credentials;
 use deployd_protocol::DeployId;
 
 use super::{off_the_runtime, Daemon};
@@ -35,7 +38,8 @@ impl DeployLog {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The line to write as `id`'s next, or `None` past the limit.
+    /// The line to write as `id`'s next (on one line, credentials masked),
+    /// or `None` past the limit.
     fn admit(&self, id: &DeployId, line: &str) -> Option<String> {
         let mut lines = self.lines();
         let count = lines.entry(id.clone()).or_insert(0);
@@ -46,7 +50,9 @@ impl DeployLog {
             std::cmp::Ordering::Equal => {
                 Some("deployd: log limit reached; further lines are dropped".to_owned())
             }
-            std::cmp::Ordering::Less => Some(line.replace(['\n', '\r'], " ")),
+            std::cmp::Ordering::Less => {
+                Some(mask_credentials(&line.replace(['\n', '\r'], " ")).into_owned())
+            }
         }
     }
 
@@ -81,5 +87,24 @@ impl Daemon {
         self.fanout.push(id, DeployEvent::Log(line.clone()));
         // The tail reaches disk with the next state change.
         self.records().store.push_log_tail(id, line, LOG_TAIL_LINES);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_one_line_with_credentials_masked() {
+        let log = DeployLog::default();
+        let id: DeployId = "d1".parse().expect("id");
+        assert_eq!(
+            log.admit(
+                &id,
+                "unable to download 'http://alice:s3cret@cache/x'\nnext"
+            )
+            .as_deref(),
+            Some("unable to download 'http://alice:***@cache/x' next")
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! systemd. A deploy's end reaches its subscribers even when the disk
 //! refuses it, so no event stream waits for ever.
 
+use deployd_command::redact::mask_credentials;
 use deployd_protocol::api::{DeployFailure, DeployRecord, DeployState, PhaseRecord, StateEvent};
 use deployd_protocol::DeployId;
 
@@ -74,6 +75,11 @@ impl Daemon {
         failure: Option<DeployFailure>,
     ) -> Result<DeployRecord, StateError> {
         let now = now_ms();
+        // The one way an error enters a record: no credentials in it.
+        let failure = failure.map(|failure| DeployFailure {
+            message: mask_credentials(&failure.message).into_owned(),
+            ..failure
+        });
         let written = self.update(id, |deploy| {
             close_phase(&mut deploy.record, now);
             deploy.record.state = state;
@@ -135,10 +141,15 @@ impl Daemon {
     }
 }
 
-/// The lines of a deploy's log file (none when it is missing).
+/// The lines of a deploy's log file (none when it is missing), credentials
+/// masked: a log written by an earlier deployd may hold them.
 pub(super) fn read_log_lines(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path)
-        .map(|text| text.lines().map(str::to_owned).collect())
+        .map(|text| {
+            text.lines()
+                .map(|line| mask_credentials(line).into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 

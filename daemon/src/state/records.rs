@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use deployd_command::redact::mask_credentials;
 use deployd_protocol::api::DeployRecord;
 use deployd_protocol::{Action, DeployId, StorePath};
 
@@ -125,6 +126,21 @@ pub struct DeployStore {
     envelope_digests: std::collections::HashMap<String, [u8; 32]>,
 }
 
+/// `deploy` with the credentials of any URL in its error and log tail
+/// masked: a record written by an earlier deployd, whose config could still
+/// give a cache's password, may hold them. (This deployd masks what it
+/// writes as it writes it.)
+fn without_credentials(mut deploy: StoredDeploy) -> StoredDeploy {
+    let record = &mut deploy.record;
+    if let Some(error) = &mut record.error {
+        error.message = mask_credentials(&error.message).into_owned();
+    }
+    for line in &mut record.log_tail {
+        *line = mask_credentials(line).into_owned();
+    }
+    deploy
+}
+
 /// The SHA-256 of an envelope's bytes.
 fn envelope_digest(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;
@@ -152,7 +168,7 @@ impl DeployStore {
             let path = entry.path().join(RECORD_FILE);
             match read_json::<StoredDeploy>(&path) {
                 Ok(Some(deploy)) => {
-                    by_sequence.insert(deploy.progress.sequence, deploy);
+                    by_sequence.insert(deploy.progress.sequence, without_credentials(deploy));
                 }
                 Ok(None) => {}
                 Err(error) => {
@@ -406,6 +422,31 @@ mod tests {
                 ..Progress::default()
             },
         }
+    }
+
+    #[test]
+    fn credentials_an_earlier_deployd_wrote_are_masked_when_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut store, _) = DeployStore::load(dir.path(), 3).expect("load");
+        let mut earlier = deploy(1, DeployState::Failed);
+        let leaked = "`nix-store --option substituters http://alice:s3cret@cache` failed";
+        earlier.record.error = Some(deployd_protocol::api::DeployFailure {
+            code: "fetch_failed".into(),
+            message: leaked.into(),
+        });
+        earlier.record.log_tail = vec!["unable to download 'http://alice:s3cret@cache/x'".into()];
+        store.insert(earlier, b"{}").expect("insert");
+        let (store, problems) = DeployStore::load(dir.path(), 3).expect("reload");
+        assert!(problems.is_empty(), "{problems:?}");
+        let record = &store.get("d1").expect("kept").record;
+        assert_eq!(
+            record.error.as_ref().expect("error").message,
+            "`nix-store --option substituters http://alice:***@cache` failed"
+        );
+        assert_eq!(
+            record.log_tail,
+            ["unable to download 'http://alice:***@cache/x'"]
+        );
     }
 
     #[test]

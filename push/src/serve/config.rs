@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use deployd_command::redact::{mask_credentials, url_credentials};
 use deployd_protocol::{Action, HostName};
 
 use crate::tls::CaFile;
@@ -141,7 +142,7 @@ impl ServeConfig {
             anyhow::anyhow!(
                 "invalid config {}: {}",
                 path.display(),
-                crate::inventory::one_line(&error.to_string())
+                crate::inventory::one_line(&mask_credentials(&error.to_string()))
             )
         })?;
         config.validate()?;
@@ -153,7 +154,7 @@ impl ServeConfig {
         if !matches!(scheme, Some("file" | "http" | "https" | "ssh")) {
             bail!(
                 "repository {:?} must be a file://, http(s):// or ssh:// URL",
-                self.repository
+                mask_credentials(&self.repository)
             );
         }
         let authority = self
@@ -175,6 +176,12 @@ impl ServeConfig {
             bail!("state_dir must be an absolute path");
         }
         let api = &self.forge.api_url;
+        if url_credentials(api).is_some() {
+            bail!(
+                "[forge] api_url {:?} has a user or password in it; credentials never go in a URL (logs and statuses show it): the forge's token goes in token_file",
+                mask_credentials(api)
+            );
+        }
         if !(api.starts_with("http://") || api.starts_with("https://")) || api.contains(' ') {
             bail!("[forge] api_url {api:?} must be an http(s):// URL");
         }
@@ -340,10 +347,18 @@ mod tests {
                 ("file:///srv/fleet.git", "git.example.org:f.git"),
                 "must be a file://",
             ),
+            (
+                (
+                    "https://git.example.org\"",
+                    "https://bot:s3cret@git.example.org\"",
+                ),
+                "[forge] api_url \"https://bot:***@git.example.org\" has a user or password in it; credentials never go in a URL (logs and statuses show it): the forge's token goes in token_file",
+            ),
         ] {
             let text = VALID.replace(change.0, change.1);
             let error = parse(&text).expect_err(&text).to_string();
             assert!(error.contains(expected), "{text}: {error}");
+            assert!(!error.contains("s3cret"), "{error}");
         }
         let twice = format!("{VALID}[[follow]]\nbranch = \"main\"\nhosts = [\"a\"]\n");
         assert!(parse(&twice).is_err());

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use deployd_command::redact::mask_credentials;
 use deployd_protocol::{HostName, Revision, SecretKey};
 
 use crate::keys::DeployKey;
@@ -125,6 +126,11 @@ async fn deploy_push(service: &Arc<Service>, push: &QueuedPush) -> RolloutRecord
         }
     }
     record.finished_at_ms = now_ms();
+    // Its status is open to readers: no credentials in what it says (a
+    // build's output, a host's error), whoever wrote them.
+    record.message = record
+        .message
+        .map(|message| mask_credentials(&message).into_owned());
     record
 }
 
@@ -385,8 +391,15 @@ impl RolloutObserver for ForgeObserver {
     }
 }
 
-/// A host's result as a commit status says it.
+/// A host's result as a commit status (and push serve's status) says it,
+/// without credentials (a host running an earlier deployd may still send
+/// them).
 fn describe(result: &HostResult) -> (StatusState, String) {
+    let (state, description) = describe_unmasked(result);
+    (state, mask_credentials(&description).into_owned())
+}
+
+fn describe_unmasked(result: &HostResult) -> (StatusState, String) {
     use deployd_protocol::api::DeployState;
     match &result.result {
         outcome::Result::Ended(record) => match (record.state, &record.error) {
@@ -405,5 +418,30 @@ fn describe(result: &HostResult) -> (StatusState, String) {
         outcome::Result::Refused(why) => (StatusState::Error, format!("refused: {why}")),
         outcome::Result::Unreachable(why) => (StatusState::Error, format!("unreachable: {why}")),
         outcome::Result::BuildFailed(why) => (StatusState::Error, format!("build failed: {why}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_status_shows_no_credentials() {
+        let result = HostResult {
+            host: "sambirano".into(),
+            rev: None,
+            result: outcome::Result::BuildFailed(
+                "building: warning: unable to download 'http://alice:s3cret@cache/x'".into(),
+            ),
+            elapsed: Duration::ZERO,
+        };
+        assert_eq!(
+            describe(&result),
+            (
+                StatusState::Error,
+                "build failed: building: warning: unable to download 'http://alice:***@cache/x'"
+                    .to_owned()
+            )
+        );
     }
 }
