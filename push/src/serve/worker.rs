@@ -13,6 +13,7 @@ use deployd_protocol::{HostName, Revision, SecretKey};
 
 use crate::keys::DeployKey;
 
+use super::build_settings::BuildSection;
 use super::queue::{HostOutcome, QueuedPush, RolloutRecord};
 use super::repository::Clone;
 use super::statuses::{short, CommitStatus, StatusState};
@@ -25,7 +26,7 @@ const BUSY_WAIT: Duration = Duration::from_secs(240);
 use crate::inventory::{Inventory, Target};
 use crate::outcome::{self, HostResult};
 use crate::progress::Progress;
-use crate::rollout::{rollout, Rollout, RolloutObserver, RolloutSettings};
+use crate::rollout::{rollout, BuildSource, Rollout, RolloutObserver, RolloutSettings};
 
 /// Tries at fetching before a push is given up.
 const FETCH_ATTEMPTS: u32 = 3;
@@ -143,7 +144,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
         .following(&push.branch)
         .context("the branch is no longer followed")?
         .clone();
-    let clone_dir = config.state_dir.join("repository");
+    let clone_dir = config.clone_dir();
     let (tip, inventory, targets, superseded, earlier, key) = {
         let service = service.clone();
         let push = push.clone();
@@ -156,6 +157,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             };
             clone.check_out(tip)?;
             let inventory = Inventory::load(clone.work_tree())?;
+            warn_ignored(&inventory, tip);
             let targets = select(&inventory, &follow.hosts)?;
             // Only commits the fetched branch holds are reported on (a hook's
             // payload is a hint, not proof), and none an earlier rollout
@@ -211,7 +213,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
         });
     }
     Ok(Prepared::Ready(Box::new(Rollout {
-        flake_dir: config.state_dir.join("repository"),
+        flake_dir: config.clone_dir(),
         inventory,
         targets,
         rev,
@@ -222,11 +224,27 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             specialisation: None,
             parallel: None,
             no_wait: false,
-            build_host: None,
+            // A commit chooses nothing the build machine holds.
+            build: BuildSource::Service(config.build_machine()),
             busy_wait: BUSY_WAIT,
         },
         key: DeployKey::File(Arc::new(key)),
     })))
+}
+
+/// Says which of push.toml's build settings the service ignores: it builds,
+/// copies and signs by its own `[build]`, whatever a commit says.
+fn warn_ignored(inventory: &Inventory, tip: git2::Oid) {
+    let ignored = BuildSection::ignored_in(&inventory.defaults);
+    if !ignored.is_empty() {
+        let rev = tip.to_string();
+        log::warn!(
+            rev = rev.as_str();
+            "push.toml at {} sets {}: ignored; push serve builds, copies and signs by its own [build] and its own key",
+            short(&rev),
+            ignored.join(", ")
+        );
+    }
 }
 
 fn fetch_with_retries(clone: &Clone, service: &Service, branch: &str) -> Result<Option<git2::Oid>> {
