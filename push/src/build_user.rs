@@ -77,8 +77,8 @@ impl BuildUser {
     }
 
     /// Makes its home (group-writable: the service's group is its group)
-    /// and checks that it can run as this user, write its home, and read
-    /// none of the secret files.
+    /// and checks that it can run as this user, write its home, read the
+    /// clone (once there is one), and read none of the secret files.
     pub async fn check(&self) -> Result<()> {
         if !self.home.exists() {
             create_home(&self.home)
@@ -99,6 +99,26 @@ impl BuildUser {
                     self.home.display()
                 )
             })?;
+        // The clone, once fetched: through the service's group.
+        if self.repository.exists() {
+            let readable = Invocation::new(
+                "test",
+                [
+                    OsString::from("-r"),
+                    self.repository.clone().into_os_string(),
+                ],
+                CHECK_TIMEOUT,
+            );
+            command::run(&self.wrap(&readable), |_| {})
+                .await
+                .with_context(|| {
+                    format!(
+                        "the build user {} cannot read the clone {}: it needs the service's group, and the state directory that group's read access",
+                        self.user,
+                        self.repository.display()
+                    )
+                })?;
+        }
         for file in &self.secret_files {
             let readable = Invocation::new(
                 "test",

@@ -41,10 +41,7 @@ fn origin(url: &str) -> Option<Origin> {
 
 /// The callbacks of a fetch from `repository`: credentials from files,
 /// each kind tried once, and only for `repository`'s origin.
-pub fn callbacks<'a>(
-    credentials: &'a GitCredentials,
-    repository: &str,
-) -> anyhow::Result<RemoteCallbacks<'a>> {
+pub fn callbacks<'a>(credentials: &'a GitCredentials, repository: &str) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     // A file:// repository asks for none; if it did, it would get none.
     let configured = origin(repository);
@@ -89,7 +86,7 @@ pub fn callbacks<'a>(
             "the repository asks for credentials this service was not given ([git] in its config)",
         ))
     });
-    Ok(callbacks)
+    callbacks
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 //! fetched with git2 from the URL in its config, never from a hook: over
 //! `file://`, `http(s)://` (a user name and a password or token from a file,
 //! https only) or `ssh://` (a key from a file), the credentials going only
-//! to that URL's scheme, host and port (`credentials`). A branch's tip is what the fetch found;
-//! it is checked out (detached, forced) so that push.toml and the flake are
-//! read from exactly that commit.
+//! to that URL's scheme, host and port (`credentials`). A branch's tip is
+//! what the fetch found; it is checked out (detached, forced) so that
+//! push.toml and the flake are read from exactly that commit.
 
 use std::path::{Path, PathBuf};
 
@@ -68,7 +68,7 @@ impl Clone {
         // redirect to another host is followed (libgit2 still follows one to
         // the same host's other port, which then gets none; see credentials).
         options.follow_redirects(RemoteRedirect::None);
-        let mut callbacks = callbacks(credentials, url)?;
+        let mut callbacks = callbacks(credentials, url);
         // A forge that stalls mid-transfer is given up at the deadline.
         let deadline = std::time::Instant::now() + FETCH_DEADLINE;
         callbacks.transfer_progress(move |_| std::time::Instant::now() < deadline);
