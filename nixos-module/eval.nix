@@ -3,8 +3,8 @@
 # whose values decide what it renders are declared and set as NixOS does,
 # each naming the nixpkgs file it follows), and a small `pkgs` stands in for
 # what it uses (`formats.toml`, whose `generate` here renders TOML with
-# `toTOML` below, `runCommand`, `git` for the forge service's path and
-# `coreutils` for the daemon's `kill`).
+# `toTOML` below, `runCommand`, `git` and `util-linux` for the forge
+# service's path and `coreutils` for the daemon's `kill`).
 #
 #   nix-instantiate --eval --strict --json nixos-module/eval.nix \
 #     --arg lib 'import /path/to/nixpkgs.lib/lib' --arg host ./examples/sambirano.nix
@@ -147,6 +147,7 @@
     runCommand = name: _: _: "/nix/store/00000000000000000000000000000000-${name}";
     git = "/nix/store/00000000000000000000000000000000-git";
     coreutils = "/nix/store/00000000000000000000000000000000-coreutils";
+    util-linux = "/nix/store/00000000000000000000000000000000-util-linux";
   };
 
   evaluated = lib.evalModules {
@@ -182,6 +183,7 @@ in {
       inherit (service) description wantedBy wants after path restartIfChanged;
       serviceConfig = service.serviceConfig;
       user = config.users.users.${service.serviceConfig.User};
+      buildUser = config.users.users.${config.services.deployd.forge.settings.build.user} or null;
     }
     else null;
   firewall = config.networking.firewall.allowedTCPPorts;

@@ -14,6 +14,12 @@
 #
 # Like the daemon's, the settings are rendered to TOML and checked at build
 # time (`push serve --check`), so a bad config fails the build, not the host.
+#
+# Two users: `deployd-forge` runs the service and alone reads its secrets
+# (mode 0400); `deployd-forge-build`, in its group, evaluates and builds the
+# fleet's flake (push serve starts those Nix commands through setpriv), so a
+# commit's flake cannot read a secret (a `path:` input to a token) and copy
+# it into the store.
 {
   config,
   lib,
@@ -26,6 +32,10 @@
   unit = lib.importJSON ./deployd-forge-unit.json;
   user = unit.serviceConfig.User;
   group = unit.serviceConfig.Group;
+  # The user that evaluates and builds (settings.build.user): created here
+  # when it is the default one.
+  defaultBuildUser = "deployd-forge-build";
+  buildUser = cfg.settings.build.user;
   inherit (lib) mkEnableOption mkIf mkOption literalExpression types;
   settingsFormat = pkgs.formats.toml {};
   settingsLib = import ./settings.nix {inherit lib;};
@@ -35,7 +45,7 @@
     mkOption {
       type = types.str;
       inherit example;
-      description = "${description} A path as a string, outside the store (agenix, systemd credentials), readable by the `${user}` user.";
+      description = "${description} A path as a string, outside the store (agenix, systemd credentials), readable by the `${user}` user alone (mode 0400: its build user, in its group, must not read it).";
     };
 
   followType = types.submodule {
@@ -94,6 +104,12 @@
     leaf.value != null && lib.last words != "file" && lib.any (word: lib.elem word secretWords) words)
   leaves;
   allowedUsers = config.nix.settings.allowed-users or ["*"];
+  # `settings.build.copy_to` when it is a local folder (file:///srv/cache).
+  copyTo = cfg.settings.build.copy_to;
+  copyFolder =
+    if copyTo != null && lib.hasPrefix "file://" copyTo
+    then lib.head (lib.splitString "?" (lib.removePrefix "file://" copyTo))
+    else null;
 in {
   options.services.deployd.forge = {
     enable = mkEnableOption "deployd's forge service (`push serve`), which deploys the hosts that follow a branch when it is pushed to, and reports each host's result on the commit";
@@ -146,7 +162,7 @@ in {
           repository = mkOption {
             type = types.str;
             example = "https://git.example.org/ops/fleet.git";
-            description = "The fleet's repository, fetched from this URL (never from a webhook's payload). `push.toml` at its flake's root gives the hosts, `build_host`, `copy_to` and `sign_key_file`, as for `push`.";
+            description = "The fleet's repository, fetched from this URL (never from a webhook's payload). `push.toml` at its flake's root gives the hosts; how they are built is `settings.build`'s, never the repository's.";
           };
           key_file = secretFile "The service's own deploy key (secret, `NAME:base64`, as `push keygen` writes it); hosts trust its public half with `may = [\"deploy\" \"read\"]`." "/run/agenix/ci-1.secret";
           git = mkOption {
@@ -163,7 +179,7 @@ in {
                   type = types.nullOr types.str;
                   default = null;
                   example = "/run/agenix/git-token";
-                  description = "A file holding the password or access token for fetching over https.";
+                  description = "A file holding the password or access token for fetching over https (never plain http). It goes only to the repository's scheme, host and port.";
                 };
                 ssh_key_file = mkOption {
                   type = types.nullOr types.str;
@@ -202,6 +218,43 @@ in {
               };
             };
           };
+          build = mkOption {
+            description = "The build machine's own settings (`[build]`), never the repository's: push.toml's `build_host`, `copy_to` and `sign_key_file` are ignored.";
+            default = {};
+            type = types.submodule {
+              freeformType = settingsFormat.type;
+              options = {
+                build_host = mkOption {
+                  type = types.nullOr types.str;
+                  default = null;
+                  example = "nix-builder@kelyus";
+                  description = "Build there over SSH (ssh-ng, as `push --build-host`) instead of on this machine. The SSH key comes from `NIX_SSHOPTS` in the unit's environment, the host's key from `programs.ssh.knownHosts`.";
+                };
+                copy_to = mkOption {
+                  type = types.nullOr types.str;
+                  default = null;
+                  example = "file:///srv/cache";
+                  description = "Copy built closures to this store, the hosts' cache (`file:///srv/cache`, `ssh-ng://`, `s3://`, ...). A local folder is made writable for the unit (ReadWritePaths).";
+                };
+                sign_key_file = mkOption {
+                  type = types.nullOr types.str;
+                  default = null;
+                  example = "/run/agenix/cache.secret";
+                  description = "A file holding the cache signing key (secret, readable by the `${user}` user alone) the closures are signed with while they are copied to `copy_to`.";
+                };
+                user = mkOption {
+                  type = types.str;
+                  default = defaultBuildUser;
+                  description = "The user that evaluates and builds the fleet's flake: not the service's, and able to read none of its secret files (push serve checks that before every build). The default one is created here, in the service's group.";
+                };
+                group = mkOption {
+                  type = types.str;
+                  default = group;
+                  description = "The build user's group, through which it reads the service's clone of the repository.";
+                };
+              };
+            };
+          };
           follow = mkOption {
             type = types.listOf followType;
             default = [];
@@ -223,8 +276,12 @@ in {
           message = "services.deployd.forge: settings.follow is empty, so no push would ever deploy. Add a branch: settings.follow = [ { branch = \"main\"; } ].";
         }
         {
-          assertion = lib.elem "*" allowedUsers || lib.elem user allowedUsers || lib.elem "@${group}" allowedUsers;
-          message = "services.deployd.forge: nix.settings.allowed-users does not let the `${user}` user use the Nix daemon, so it could not build. Add \"${user}\" to it.";
+          assertion = lib.all (name: lib.elem "*" allowedUsers || lib.elem name allowedUsers || lib.elem "@${group}" allowedUsers) [user buildUser];
+          message = "services.deployd.forge: nix.settings.allowed-users does not let the `${user}` user and its build user `${buildUser}` use the Nix daemon, so it could not build. Add \"${user}\" and \"${buildUser}\" (or \"@${group}\") to it.";
+        }
+        {
+          assertion = buildUser != user && buildUser != "root";
+          message = "services.deployd.forge: settings.build.user is `${buildUser}`, who can read the service's secrets, so a commit's flake could copy them into the store. Leave it to its default, `${defaultBuildUser}`.";
         }
       ]
       ++ map (leaf: {
@@ -244,13 +301,30 @@ in {
     # in the client, so it needs no `trusted-users` either. Its home is its
     # state directory: its GC roots (~/.local/state/deployd/gc-roots) and
     # ~/.ssh live there. The secret files must be readable by this user
-    # (agenix: `owner = "deployd-forge"`), or passed with LoadCredential.
-    users.users.${user} = {
-      isSystemUser = true;
-      inherit group;
-      home = cfg.settings.state_dir;
-      description = "deployd forge service";
-    };
+    # alone (agenix: `owner = "deployd-forge"`, its default mode 0400), or
+    # passed with LoadCredential.
+    #
+    # The build user evaluates and builds (push serve runs `nix eval` and
+    # `nix-store --realise` as it, through setpriv): in the service's group,
+    # it reads the clone (UMask 0027, StateDirectoryMode 0750) but no secret;
+    # its home is `state_dir/build` (Nix's caches), which push serve makes.
+    # The service keeps the GC roots and copies and signs what was built.
+    users.users =
+      {
+        ${user} = {
+          isSystemUser = true;
+          inherit group;
+          home = cfg.settings.state_dir;
+          description = "deployd forge service";
+        };
+      }
+      // lib.optionalAttrs (buildUser == defaultBuildUser) {
+        ${buildUser} = {
+          isSystemUser = true;
+          inherit group;
+          description = "deployd forge service: evaluates and builds the fleet's flake";
+        };
+      };
     users.groups.${group} = {};
 
     environment.etc."deployd/forge.toml".source = checkedConfig;
@@ -272,20 +346,35 @@ in {
     #   SystemCallFilter or MemoryDenyWriteExecute, which would have to fit
     #   every program Nix, git and ssh may start; no PrivateUsers, under which
     #   ssh would see its key files owned by nobody.
-    # - ProtectSystem=strict: if `copy_to` in push.toml is a local folder
-    #   (file:///srv/cache), add it to serviceConfig.ReadWritePaths.
+    # - Two capabilities, CAP_SETUID and CAP_SETGID (ambient, and the whole
+    #   bounding set): push serve needs them to start its Nix commands as
+    #   the build user through setpriv, which drops them (and every other
+    #   capability and group) for those commands. A service that can switch
+    #   users is trusted code; it already holds the deploy key. The
+    #   alternative, a transient unit per build (`systemd-run -p
+    #   DynamicUser=yes`), would need polkit to let this user start units,
+    #   which is worth root.
+    # - UMask 0027 and StateDirectoryMode 0750: the build user (the
+    #   service's group) reads the clone; nothing secret is ever written
+    #   there.
+    # - ProtectSystem=strict: `settings.build.copy_to` as a local folder
+    #   (file:///srv/cache) is added to ReadWritePaths.
     systemd.services.deployd-forge = {
       inherit (unit) description restartIfChanged;
       wantedBy = ["multi-user.target"];
       wants = ["network-online.target"];
       after = ["network-online.target" "nix-daemon.socket"];
       # nix (evaluating, building, copying), git (Nix fetches git+file
-      # flakes with it), ssh (ssh-ng:// stores and the build host).
-      path = [config.nix.package pkgs.git config.programs.ssh.package];
+      # flakes with it), ssh (ssh-ng:// stores and the build host), setpriv
+      # (util-linux: Nix as the build user).
+      path = [config.nix.package pkgs.git config.programs.ssh.package pkgs.util-linux];
       serviceConfig =
         unit.serviceConfig
         // {
           ExecStart = "${cfg.package}/bin/push serve --config ${checkedConfig}";
+        }
+        // lib.optionalAttrs (copyFolder != null) {
+          ReadWritePaths = [copyFolder];
         };
     };
   };

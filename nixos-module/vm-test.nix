@@ -99,8 +99,9 @@ in {
         "deployd-forge/webhook-secret" = forgeSecret (pkgs.writeText "webhook-secret" "not-the-secret");
         "deployd-forge/forge-token" = forgeSecret (pkgs.writeText "forge-token" "token");
       };
-      # It starts, runs as its own user and refuses a hook that is not signed
-      # with its secret; it fetches the repository only for a push it acts on.
+      # It starts, runs as its own user (its build user can switch users and
+      # read none of the secrets) and refuses a hook that is not signed with
+      # its secret; it fetches the repository only for a push it acts on.
       services.deployd.forge = {
         enable = true;
         settings = {
@@ -139,6 +140,12 @@ in {
     deployer.succeed("curl -sf http://127.0.0.1:9798/healthz")
     user = deployer.succeed("systemctl show -P User deployd-forge.service").strip()
     assert user == "deployd-forge", user
+    # Its build user (setpriv, with the unit's two capabilities) runs, and
+    # can read none of its secret files.
+    deployer.wait_until_succeeds(
+        "journalctl -u deployd-forge.service -o cat | grep -F"
+        + " 'evaluated and built as deployd-forge-build:deployd-forge, who can read none of the secret files'"
+    )
     code = deployer.succeed(
         "curl -s -o /dev/null -w '%{http_code}' -X POST -H 'X-Forgejo-Event: push'"
         + " -H 'X-Forgejo-Signature: 00' -d '{}' http://127.0.0.1:9798/v1/hooks/forgejo"

@@ -1,7 +1,9 @@
 # The fleet's CI machine: a push to `main` on the forge deploys the hosts
 # that trust its key `ci-1` (the Raspberry Pi), which the forge then shows on
-# the commit. It builds as `push` does, by push.toml: on kelyus, over SSH.
-# Its secrets come from agenix, readable by the service's own user.
+# the commit. It builds on kelyus over SSH, by its own settings (a commit's
+# push.toml chooses the hosts, not the build machine). Its secrets come from
+# agenix, readable by the service's own user alone, so its build user (the
+# module's `deployd-forge-build`, which evaluates the fleet's flake) cannot.
 {lib, ...}: {
   networking.hostName = "tsingy";
   age.secrets = lib.genAttrs ["ci-1.secret" "ci-ssh-key" "git-token" "webhook-secret" "forge-token"] (name: {
@@ -26,6 +28,7 @@
         secret_file = "/run/agenix/webhook-secret";
         token_file = "/run/agenix/forge-token";
       };
+      build.build_host = "root@kelyus";
       follow = [
         {
           branch = "main";
@@ -35,8 +38,8 @@
       ];
     };
   };
-  # The key it builds on kelyus with (push.toml's build_host), as Nix's own
-  # SSH options; kelyus's host key belongs in programs.ssh.knownHosts.
+  # The key it builds on kelyus with (build.build_host), as Nix's own SSH
+  # options; kelyus's host key belongs in programs.ssh.knownHosts.
   systemd.services.deployd-forge.environment.NIX_SSHOPTS = "-i /run/agenix/ci-ssh-key";
   # Deployed like every host.
   services.deployd = {

@@ -1,15 +1,35 @@
 //! Building every host's system at one revision, keeping GC roots for what
 //! was built, and making sure the hosts' cache has it: locally, or on the
 //! build host over SSH (`ssh-ng://`), as `nixos-rebuild --build-host` does.
+//! For `push serve`, the evaluation and the local build run as its build
+//! user ([`BuildUser`]); the GC roots and the copy (which may sign) are the
+//! service's own.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use deployd_command as command;
+use deployd_command::{self as command, Invocation};
 use deployd_protocol::{HostName, StorePath};
 
+use crate::build_user::BuildUser;
 use crate::nix;
+
+/// The build machine's settings: where to build, where the closures go and
+/// how they are signed, and who evaluates.
+#[derive(Debug, Clone, Default)]
+pub struct BuildMachine {
+    /// Build there over SSH instead of here.
+    pub build_host: Option<String>,
+    /// Copy the closures to this store afterwards.
+    pub copy_to: Option<String>,
+    /// Sign them with this key while copying.
+    pub sign_key_file: Option<PathBuf>,
+    /// Evaluate and build here as this user (`push serve`); `None`: as
+    /// whoever runs push.
+    pub build_user: Option<Arc<BuildUser>>,
+}
 
 /// Where and how to build.
 pub struct BuildPlan<'a> {
@@ -23,6 +43,18 @@ pub struct BuildPlan<'a> {
     pub copy_to: Option<&'a str>,
     /// Sign them with this key while copying.
     pub sign_key_file: Option<&'a Path>,
+    /// Evaluate and build here as this user instead of as whoever runs push.
+    pub build_user: Option<&'a BuildUser>,
+}
+
+impl BuildPlan<'_> {
+    /// `invocation` as the build user runs it, if there is one.
+    fn as_build_user(&self, invocation: Invocation) -> Invocation {
+        match self.build_user {
+            Some(user) => user.wrap(&invocation),
+            None => invocation,
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -45,6 +77,9 @@ pub struct Built {
 /// broken system is reported for that host and the others still deploy.
 /// `Err` only when nothing could be built for any host.
 pub async fn build(plan: &BuildPlan<'_>, report: impl Fn(&str)) -> Result<Built> {
+    if let Some(user) = plan.build_user {
+        user.check().await?;
+    }
     report("evaluating");
     let mut built = Built::default();
     let mut derivations = Vec::new();
@@ -110,14 +145,14 @@ async fn evaluate(
     plan: &BuildPlan<'_>,
     failed: &mut BTreeMap<HostName, String>,
 ) -> Result<Vec<(HostName, Evaluated)>> {
-    let all = evaluate_hosts(plan.flake, plan.hosts).await;
+    let all = evaluate_hosts(plan, plan.hosts).await;
     let mut evaluated = match all {
         Ok(evaluated) => evaluated,
         Err(error) if plan.hosts.len() < 2 => return Err(error),
         Err(_) => {
             let mut each = BTreeMap::new();
             for host in plan.hosts {
-                match evaluate_hosts(plan.flake, std::slice::from_ref(host)).await {
+                match evaluate_hosts(plan, std::slice::from_ref(host)).await {
                     Ok(one) => each.extend(one),
                     Err(error) => {
                         failed.insert(host.clone(), format!("{error:#}"));
@@ -140,8 +175,12 @@ async fn evaluate(
     Ok(systems)
 }
 
-async fn evaluate_hosts(flake: &str, hosts: &[HostName]) -> Result<BTreeMap<String, Evaluated>> {
-    let evaluated = command::run(&nix::evaluate_systems(flake, hosts), |_| {})
+async fn evaluate_hosts(
+    plan: &BuildPlan<'_>,
+    hosts: &[HostName],
+) -> Result<BTreeMap<String, Evaluated>> {
+    let evaluate = plan.as_build_user(nix::evaluate_systems(plan.flake, hosts));
+    let evaluated = command::run(&evaluate, |_| {})
         .await
         .context("evaluating the systems")?;
     serde_json::from_str(&evaluated.stdout).context("reading nix eval's JSON")
@@ -161,9 +200,11 @@ async fn build_derivations(
     match plan.build_host {
         None => {
             report("building");
-            command::run(&nix::realise(&drvs), |line| report(line))
+            let realise = plan.as_build_user(nix::realise(&drvs));
+            command::run(&realise, |line| report(line))
                 .await
                 .context("building")?;
+            // Kept by push itself (push serve: the service, not its build user).
             for (host, _, system) in derivations {
                 let root = local_root(host)?;
                 command::run(&nix::add_root(system.as_str(), &root), |_| {})

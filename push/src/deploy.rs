@@ -13,7 +13,7 @@ use crate::keys::signing_key;
 use crate::outcome;
 use crate::progress::Progress;
 use crate::revision::FlakeRepository;
-use crate::rollout::{rollout, Rollout, RolloutSettings, Unobserved};
+use crate::rollout::{rollout, BuildSource, Rollout, RolloutSettings, Unobserved};
 
 /// Options of `push` (the deploy itself).
 #[derive(Debug, clap::Args)]
@@ -80,7 +80,9 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
             specialisation: options.specialisation,
             parallel: options.parallel,
             no_wait: options.no_wait,
-            build_host: options.build_host,
+            build: BuildSource::Inventory {
+                build_host: options.build_host,
+            },
             // An operator sees `busy` and decides.
             busy_wait: std::time::Duration::ZERO,
         },

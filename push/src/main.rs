@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod agent;
 mod build;
+mod build_user;
 mod cache_check;
 mod client;
 mod confirm;

@@ -17,7 +17,7 @@ use deployd_protocol::api::StatusResponse;
 use deployd_protocol::{Action, HostName, Message, Revision, StorePath};
 use tokio::sync::Semaphore;
 
-use crate::build::{build, BuildPlan};
+use crate::build::{build, BuildMachine, BuildPlan};
 use crate::cache_check::{check, host_caches, Verdict};
 use crate::client::{Client, HostError};
 use crate::confirm::Confirmer;
@@ -59,11 +59,26 @@ pub struct RolloutSettings {
     pub parallel: Option<usize>,
     /// Send and do not follow.
     pub no_wait: bool,
-    /// Build there over SSH instead of here.
-    pub build_host: Option<String>,
+    /// Where the build machine's settings come from.
+    pub build: BuildSource,
     /// How long to keep resending a deploy a host refuses as `busy` (one
     /// deploy at a time): zero to give up at once.
     pub busy_wait: Duration,
+}
+
+/// Where the build machine's settings (`build_host`, `copy_to`,
+/// `sign_key_file`) come from.
+#[derive(Debug, Clone)]
+pub enum BuildSource {
+    /// `push`: push.toml's `[defaults]`, `--build-host` before its own.
+    Inventory {
+        /// `--build-host`.
+        build_host: Option<String>,
+    },
+    /// `push serve`: its own config's `[build]`; the repository's push.toml
+    /// is never read for them (a commit chooses nothing the build machine
+    /// holds).
+    Service(BuildMachine),
 }
 
 /// A rollout: what to deploy where, signed with which key.
@@ -89,10 +104,11 @@ impl Rollout {
         if self.settings.parallel == Some(0) {
             bail!("--parallel must be at least 1");
         }
-        if let Some(build_host) = self.build_host() {
-            crate::nix::check_build_host(&build_host).map_err(anyhow::Error::msg)?;
+        let machine = self.machine();
+        if let Some(build_host) = &machine.build_host {
+            crate::nix::check_build_host(build_host).map_err(anyhow::Error::msg)?;
         }
-        if let Some(path) = self.sign_key_file() {
+        if let Some(path) = machine.sign_key_file {
             // Checked now, not after a build that may take hours.
             std::fs::File::open(&path).map_err(|error| {
                 anyhow::anyhow!(
@@ -104,16 +120,23 @@ impl Rollout {
         Ok(())
     }
 
-    fn build_host(&self) -> Option<String> {
-        self.settings
-            .build_host
-            .clone()
-            .or(self.inventory.defaults.build_host.clone())
-    }
-
-    fn sign_key_file(&self) -> Option<PathBuf> {
-        let path = self.inventory.defaults.sign_key_file.as_ref()?;
-        Some(self.flake_dir.join(path))
+    /// The build machine's settings for this rollout.
+    pub fn machine(&self) -> BuildMachine {
+        match &self.settings.build {
+            BuildSource::Service(machine) => machine.clone(),
+            BuildSource::Inventory { build_host } => {
+                let defaults = &self.inventory.defaults;
+                BuildMachine {
+                    build_host: build_host.clone().or(defaults.build_host.clone()),
+                    copy_to: defaults.copy_to.clone(),
+                    sign_key_file: defaults
+                        .sign_key_file
+                        .as_ref()
+                        .map(|path| self.flake_dir.join(path)),
+                    build_user: None,
+                }
+            }
+        }
     }
 }
 
@@ -134,12 +157,7 @@ pub async fn rollout(
     let mut reachable = tokio::task::block_in_place(|| admit_hosts(&plan, statuses, &results))?;
     let systems = build_systems(&plan, &flake, &reachable, &results).await;
     reachable.retain(|(target, _)| systems.contains_key(&target.name));
-    check_caches(
-        &reachable,
-        &systems,
-        plan.inventory.defaults.copy_to.as_deref(),
-    )
-    .await?;
+    check_caches(&reachable, &systems, plan.machine().copy_to.as_deref()).await?;
 
     let signed = match sign_deploys(&plan, &flake, &reachable, &systems).await {
         Ok(signed) => signed,
@@ -302,14 +320,14 @@ async fn build_systems(
         return BTreeMap::new();
     }
     let hosts: Vec<HostName> = reachable.iter().map(|(t, _)| t.name.clone()).collect();
-    let build_host = plan.build_host();
-    let sign_key_file = plan.sign_key_file();
+    let machine = plan.machine();
     let build_plan = BuildPlan {
         flake,
         hosts: &hosts,
-        build_host: build_host.as_deref(),
-        copy_to: plan.inventory.defaults.copy_to.as_deref(),
-        sign_key_file: sign_key_file.as_deref(),
+        build_host: machine.build_host.as_deref(),
+        copy_to: machine.copy_to.as_deref(),
+        sign_key_file: machine.sign_key_file.as_deref(),
+        build_user: machine.build_user.as_deref(),
     };
     let note = |line: &str| eprintln!("build: {line}");
     match build(&build_plan, note).await {
@@ -436,5 +454,63 @@ async fn deploy_host(shared: &Shared, target: &Target, request: StartRequest) ->
         rev: Some(shared.rev.clone()),
         result,
         elapsed: started.elapsed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rollout_with(build: BuildSource) -> Rollout {
+        let inventory: Inventory = toml::from_str(
+            "[defaults]\nbuild_host = \"attacker@elsewhere\"\ncopy_to = \"file:///elsewhere\"\n\
+             sign_key_file = \"/run/agenix/ci-1.secret\"\n[hosts.sambirano]\n",
+        )
+        .expect("inventory");
+        let key =
+            deployd_protocol::SecretKey::generate("ci-1".parse().expect("name")).expect("key");
+        Rollout {
+            flake_dir: PathBuf::from("/srv/fleet"),
+            targets: Vec::new(),
+            rev: "a".repeat(40).parse().expect("rev"),
+            settings: RolloutSettings {
+                action: Action::Switch,
+                confirm_s: None,
+                allow_downgrade: false,
+                specialisation: None,
+                parallel: None,
+                no_wait: false,
+                build,
+                busy_wait: Duration::ZERO,
+            },
+            inventory,
+            key: DeployKey::File(Arc::new(key)),
+        }
+    }
+
+    #[test]
+    fn push_serve_builds_by_its_own_settings_never_the_inventory() {
+        let own = BuildMachine {
+            copy_to: Some("file:///srv/cache".into()),
+            ..BuildMachine::default()
+        };
+        let machine = rollout_with(BuildSource::Service(own)).machine();
+        assert_eq!(machine.build_host, None);
+        assert_eq!(machine.copy_to.as_deref(), Some("file:///srv/cache"));
+        assert_eq!(machine.sign_key_file, None);
+
+        // push on the command line: push.toml's, --build-host first.
+        let machine = rollout_with(BuildSource::Inventory { build_host: None }).machine();
+        assert_eq!(machine.build_host.as_deref(), Some("attacker@elsewhere"));
+        assert_eq!(machine.copy_to.as_deref(), Some("file:///elsewhere"));
+        assert_eq!(
+            machine.sign_key_file,
+            Some(PathBuf::from("/run/agenix/ci-1.secret"))
+        );
+        let machine = rollout_with(BuildSource::Inventory {
+            build_host: Some("builder@kelyus".into()),
+        })
+        .machine();
+        assert_eq!(machine.build_host.as_deref(), Some("builder@kelyus"));
     }
 }

@@ -1,7 +1,8 @@
 //! `push serve` as systemd runs it, on a real notify socket: READY once it
 //! listens, WATCHDOG pings at half of `WATCHDOG_USEC`, a badly signed hook
 //! refused with the daemon's JSON, STOPPING on SIGTERM, then exit 0. And
-//! `push serve --check`: a valid config passes, a bad one is one line, exit 2.
+//! `push serve --check`: a valid config passes, a bad one is one line, exit 2,
+//! and so is a password for a plain `http://` repository.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -191,4 +192,28 @@ fn check_passes_a_valid_config_and_refuses_a_bad_one_in_one_line() {
         "{stderr}"
     );
     assert!(!stderr.contains("t0ken"), "{stderr}");
+
+    // A password goes over https:// only, never plain http://.
+    std::fs::write(dir.path().join("secret"), "s3cret\n").expect("secret");
+    std::fs::write(dir.path().join("git-token"), "t0ken\n").expect("token");
+    let with_password = |url: &str| {
+        text.replace(&format!("file://{}/fleet.git", dir.path().display()), url)
+            + &format!(
+                "[git]\nusername = \"deployd\"\npassword_file = \"{}/git-token\"\n",
+                dir.path().display()
+            )
+    };
+    std::fs::write(&bad, with_password("http://git.example.org/ops/fleet.git")).expect("bad");
+    let output = check(&bad, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("https://"), "{stderr}");
+    std::fs::write(&bad, with_password("https://git.example.org/ops/fleet.git")).expect("good");
+    let output = check(&bad, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

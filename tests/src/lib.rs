@@ -21,6 +21,7 @@ mod installer;
 mod lab;
 pub mod net;
 mod node;
+pub mod push_serve;
 mod registry;
 pub mod run;
 mod ssh;

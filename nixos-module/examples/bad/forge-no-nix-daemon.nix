@@ -1,4 +1,4 @@
-# expect: does not let the `deployd-forge` user use the Nix daemon
+# expect: does not let the `deployd-forge` user and its build user `deployd-forge-build` use the Nix daemon
 {
   networking.hostName = "locked";
   nix.settings.allowed-users = ["@wheel"];

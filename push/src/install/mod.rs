@@ -161,6 +161,7 @@ async fn install(
         build_host: build_host.as_deref(),
         copy_to: inventory.defaults.copy_to.as_deref(),
         sign_key_file: sign_key_file.as_deref(),
+        build_user: None,
     };
     let system: StorePath = match build(&plan, |line| eprintln!("build: {line}")).await {
         Ok(mut built) => match built.systems.remove(host) {

@@ -1,7 +1,8 @@
 //! `push serve`'s config (TOML, `deny_unknown_fields`): where it listens and
 //! keeps its state, the repository it fetches, its deploy key, the forge it
-//! answers and reports to, which branches deploy which hosts, and a CA file
-//! for its HTTPS. Secrets only as file paths, read once at start.
+//! answers and reports to, how it builds (`[build]`), which branches
+//! deploy which hosts, and a CA file for its HTTPS. Secrets only as file
+//! paths, read once at start.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,9 @@ use anyhow::{bail, Context, Result};
 use deployd_command::redact::{mask_credentials, url_credentials};
 use deployd_protocol::{Action, HostName};
 
+use super::build_settings::BuildSection;
+use crate::build::BuildMachine;
+use crate::build_user::BuildUser;
 use crate::tls::CaFile;
 
 /// The whole file.
@@ -39,6 +43,9 @@ pub struct ServeConfig {
     pub git: GitCredentials,
     /// The forge that sends hooks and takes commit statuses.
     pub forge: ForgeSection,
+    /// The build machine's own settings (never the repository's).
+    #[serde(default)]
+    pub build: BuildSection,
     /// Which branches deploy which hosts (`[[follow]]`).
     pub follow: Vec<Follow>,
 }
@@ -172,6 +179,11 @@ impl ServeConfig {
                 bail!("repository must not hold a password: give [git] ssh_key_file");
             }
         }
+        // Over plain http:// anyone on the way reads a password.
+        if self.git.password_file.is_some() && scheme == Some("http") {
+            bail!("[git] password_file: a password is only sent over https://, not http://");
+        }
+        self.build.validate()?;
         if !self.state_dir.is_absolute() {
             bail!("state_dir must be an absolute path");
         }
@@ -263,9 +275,13 @@ impl ServeConfig {
                 }
                 None => None,
             };
-        for path in [&self.git.password_file, &self.git.ssh_key_file]
-            .into_iter()
-            .flatten()
+        for path in [
+            &self.git.password_file,
+            &self.git.ssh_key_file,
+            &self.build.sign_key_file,
+        ]
+        .into_iter()
+        .flatten()
         {
             read(path)?;
         }
@@ -275,6 +291,49 @@ impl ServeConfig {
             webhook,
             forge_token,
         })
+    }
+}
+
+impl ServeConfig {
+    /// Every secret file the service is given.
+    pub fn secret_files(&self) -> Vec<PathBuf> {
+        [
+            Some(&self.key_file),
+            Some(&self.forge.secret_file),
+            self.forge.token_file.as_ref(),
+            self.git.password_file.as_ref(),
+            self.git.ssh_key_file.as_ref(),
+            self.build.sign_key_file.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+    }
+
+    /// The clone of the repository, in the state directory.
+    pub fn clone_dir(&self) -> PathBuf {
+        self.state_dir.join("repository")
+    }
+
+    /// How rollouts build: `[build]`, with its user, whose home is
+    /// `state_dir/build`.
+    pub fn build_machine(&self) -> BuildMachine {
+        let build = &self.build;
+        BuildMachine {
+            build_host: build.build_host.clone(),
+            copy_to: build.copy_to.clone(),
+            sign_key_file: build.sign_key_file.clone(),
+            build_user: Some(Arc::new(BuildUser {
+                user: build.user.clone(),
+                group: build.group.clone(),
+                home: self.state_dir.join("build"),
+                // As git sees it, for its safe.directory.
+                repository: std::fs::canonicalize(self.clone_dir())
+                    .unwrap_or_else(|_| self.clone_dir()),
+                secret_files: self.secret_files(),
+            })),
+        }
     }
 }
 
@@ -354,6 +413,10 @@ mod tests {
                 ),
                 "[forge] api_url \"https://bot:***@git.example.org\" has a user or password in it; credentials never go in a URL (logs and statuses show it): the forge's token goes in token_file",
             ),
+            (
+                ("[forge]", "[build]\ncopy_to = \"file://relative\"\n[forge]"),
+                "[build] copy_to",
+            ),
         ] {
             let text = VALID.replace(change.0, change.1);
             let error = parse(&text).expect_err(&text).to_string();
@@ -383,5 +446,49 @@ mod tests {
         );
         std::fs::write(&path, include_str!("../../tests/fixtures/tls/ca.pem")).expect("write");
         assert!(config.read_ca_file().expect("read").is_some());
+    }
+
+    #[test]
+    fn a_password_goes_over_https_only() {
+        let login = "[git]\nusername = \"deployd\"\npassword_file = \"/t\"\n[forge]";
+        let over = |url: &str| {
+            VALID
+                .replace("file:///srv/fleet.git", url)
+                .replace("[forge]", login)
+        };
+        let error = parse(&over("http://git.example.org/f.git")).expect_err("http");
+        assert!(error.to_string().contains("https://"), "{error}");
+        parse(&over("https://git.example.org/f.git")).expect("https");
+        // A user name alone is no secret.
+        let user = VALID
+            .replace("file:///srv/fleet.git", "http://git.example.org/f.git")
+            .replace("[forge]", "[git]\nusername = \"deployd\"\n[forge]");
+        parse(&user).expect("a user name over http");
+    }
+
+    #[test]
+    fn the_build_user_may_read_no_secret_and_evaluates_in_its_home() {
+        let text = VALID
+            .replace(
+                "[forge]",
+                "[git]\npassword_file = \"/g\"\n\
+                 [build]\ncopy_to = \"file:///c\"\nsign_key_file = \"/c.secret\"\n[forge]",
+            )
+            .replace(
+                "secret_file = \"/s\"",
+                "secret_file = \"/s\"\ntoken_file = \"/t\"",
+            );
+        let config = parse(&text).expect("valid");
+        assert_eq!(
+            config.secret_files(),
+            ["/k", "/s", "/t", "/g", "/c.secret"].map(PathBuf::from)
+        );
+        let machine = config.build_machine();
+        assert_eq!(machine.copy_to.as_deref(), Some("file:///c"));
+        let user = machine.build_user.expect("a build user");
+        assert_eq!(user.user, "deployd-forge-build");
+        assert_eq!(user.home, PathBuf::from("/var/lib/f/build"));
+        assert_eq!(user.repository, PathBuf::from("/var/lib/f/repository"));
+        assert_eq!(user.secret_files, config.secret_files());
     }
 }

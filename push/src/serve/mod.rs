@@ -3,12 +3,16 @@
 //! before they are read), queues them durably, fetches the repository from
 //! its own config, deploys each followed branch's tip to its hosts with the
 //! same rollout as `push --all REV` and its own deploy key, and reports every
-//! host on the commit as a commit status. `Type=notify` with a watchdog,
+//! host on the commit as a commit status. The flake is evaluated and built
+//! by `[build] user`, who cannot read the service's secret files (see
+//! `build_user`). `Type=notify` with a watchdog,
 //! journald, a graceful stop on SIGTERM (a rollout cut short runs again at
 //! the next start).
 
 mod api;
+mod build_settings;
 mod config;
+mod credentials;
 mod hooks;
 mod queue;
 mod repository;
@@ -125,6 +129,18 @@ pub async fn run(options: ServeOptions) -> Result<ExitCode> {
     logging::init("push-serve", options.verbose);
     let secrets = config.read_secrets()?;
     let ca_file = config.read_ca_file()?;
+    // Checked again before every build; said at start as well, so that a
+    // build user that cannot run or can read a secret shows at once.
+    if let Some(user) = config.build_machine().build_user {
+        match user.check().await {
+            Ok(()) => log::info!(
+                "the flake is evaluated and built as {}:{}, who can read none of the secret files",
+                user.user,
+                user.group
+            ),
+            Err(error) => log::error!("{error:#}: every build will fail until this is fixed"),
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -1,16 +1,18 @@
 //! The service's own clone of the fleet's repository (`state_dir/repository`),
 //! fetched with git2 from the URL in its config, never from a hook: over
-//! `file://`, `http(s)://` (a user name and a password or token from a file)
-//! or `ssh://` (a key from a file). A branch's tip is what the fetch found;
-//! it is checked out (detached, forced) so that push.toml and the flake are
-//! read from exactly that commit.
+//! `file://`, `http(s)://` (a user name and a password or token from a file,
+//! https only) or `ssh://` (a key from a file), the credentials going only
+//! to that URL's scheme, host and port (`credentials`). A branch's tip is
+//! what the fetch found; it is checked out (detached, forced) so that
+//! push.toml and the flake are read from exactly that commit.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use git2::{Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository};
+use git2::{FetchOptions, Oid, RemoteRedirect, Repository};
 
 use super::config::GitCredentials;
+use super::credentials::callbacks;
 
 /// How long one fetch may transfer before it is given up.
 pub const FETCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
@@ -62,7 +64,11 @@ impl Clone {
         let tracking = format!("refs/remotes/origin/{branch}");
         let refspec = format!("+refs/heads/{branch}:{tracking}");
         let mut options = FetchOptions::new();
-        let mut callbacks = callbacks(credentials);
+        // Credentials go only to the configured scheme, host and port: no
+        // redirect to another host is followed (libgit2 still follows one to
+        // the same host's other port, which then gets none; see credentials).
+        options.follow_redirects(RemoteRedirect::None);
+        let mut callbacks = callbacks(credentials, url);
         // A forge that stalls mid-transfer is given up at the deadline.
         let deadline = std::time::Instant::now() + FETCH_DEADLINE;
         callbacks.transfer_progress(move |_| std::time::Instant::now() < deadline);
@@ -109,46 +115,6 @@ impl Clone {
                 .graph_descendant_of(tip, commit)
                 .unwrap_or(false)
     }
-}
-
-/// Credentials from files, each tried once per kind the server asks for.
-fn callbacks(credentials: &GitCredentials) -> RemoteCallbacks<'_> {
-    let mut callbacks = RemoteCallbacks::new();
-    let mut tried = CredentialType::empty();
-    callbacks.credentials(move |_url, username_from_url, allowed| {
-        let username = credentials
-            .username
-            .as_deref()
-            .or(username_from_url)
-            .unwrap_or("git");
-        if allowed.contains(CredentialType::USERNAME) && !tried.contains(CredentialType::USERNAME) {
-            tried |= CredentialType::USERNAME;
-            return Cred::username(username);
-        }
-        if let (true, false, Some(key)) = (
-            allowed.contains(CredentialType::SSH_KEY),
-            tried.contains(CredentialType::SSH_KEY),
-            &credentials.ssh_key_file,
-        ) {
-            tried |= CredentialType::SSH_KEY;
-            return Cred::ssh_key(username, None, key, None);
-        }
-        if let (true, false, Some(file)) = (
-            allowed.contains(CredentialType::USER_PASS_PLAINTEXT),
-            tried.contains(CredentialType::USER_PASS_PLAINTEXT),
-            &credentials.password_file,
-        ) {
-            tried |= CredentialType::USER_PASS_PLAINTEXT;
-            let password = std::fs::read_to_string(file).map_err(|error| {
-                git2::Error::from_str(&format!("cannot read {}: {error}", file.display()))
-            })?;
-            return Cred::userpass_plaintext(username, password.trim_end_matches(['\n', '\r']));
-        }
-        Err(git2::Error::from_str(
-            "the repository asks for credentials this service was not given ([git] in its config)",
-        ))
-    });
-    callbacks
 }
 
 #[cfg(test)]

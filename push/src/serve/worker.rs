@@ -14,6 +14,7 @@ use deployd_protocol::{HostName, Revision, SecretKey};
 
 use crate::keys::DeployKey;
 
+use super::build_settings::BuildSection;
 use super::queue::{HostOutcome, QueuedPush, RolloutRecord};
 use super::repository::Clone;
 use super::statuses::{short, CommitStatus, StatusState};
@@ -26,7 +27,7 @@ const BUSY_WAIT: Duration = Duration::from_secs(240);
 use crate::inventory::{Inventory, Target};
 use crate::outcome::{self, HostResult};
 use crate::progress::Progress;
-use crate::rollout::{rollout, Rollout, RolloutObserver, RolloutSettings};
+use crate::rollout::{rollout, BuildSource, Rollout, RolloutObserver, RolloutSettings};
 
 /// Tries at fetching before a push is given up.
 const FETCH_ATTEMPTS: u32 = 3;
@@ -149,7 +150,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
         .following(&push.branch)
         .context("the branch is no longer followed")?
         .clone();
-    let clone_dir = config.state_dir.join("repository");
+    let clone_dir = config.clone_dir();
     let (tip, inventory, targets, superseded, earlier, key) = {
         let service = service.clone();
         let push = push.clone();
@@ -162,6 +163,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             };
             clone.check_out(tip)?;
             let inventory = Inventory::load_from_repository(clone.work_tree())?;
+            warn_ignored(&inventory, tip);
             let targets = select(&inventory, &follow.hosts)?
                 .into_iter()
                 .map(|target| target.also_trusting(service.ca_file.as_ref()))
@@ -220,7 +222,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
         });
     }
     Ok(Prepared::Ready(Box::new(Rollout {
-        flake_dir: config.state_dir.join("repository"),
+        flake_dir: config.clone_dir(),
         inventory,
         targets,
         rev,
@@ -231,11 +233,27 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             specialisation: None,
             parallel: None,
             no_wait: false,
-            build_host: None,
+            // A commit chooses nothing the build machine holds.
+            build: BuildSource::Service(config.build_machine()),
             busy_wait: BUSY_WAIT,
         },
         key: DeployKey::File(Arc::new(key)),
     })))
+}
+
+/// Says which of push.toml's build settings the service ignores: it builds,
+/// copies and signs by its own `[build]`, whatever a commit says.
+fn warn_ignored(inventory: &Inventory, tip: git2::Oid) {
+    let ignored = BuildSection::ignored_in(&inventory.defaults);
+    if !ignored.is_empty() {
+        let rev = tip.to_string();
+        log::warn!(
+            rev = rev.as_str();
+            "push.toml at {} sets {}: ignored; push serve builds, copies and signs by its own [build] and its own key",
+            short(&rev),
+            ignored.join(", ")
+        );
+    }
 }
 
 fn fetch_with_retries(clone: &Clone, service: &Service, branch: &str) -> Result<Option<git2::Oid>> {

@@ -2,8 +2,9 @@
 //! stand-in (Forgejo's hooks and status API) holds the fleet's repository;
 //! `push serve` follows its `main` with its own deploy key, which the hosts
 //! trust to deploy and read. A `git push` to the stand-in over HTTP becomes
-//! a signed webhook; the service fetches, builds and deploys the tip, and
-//! the statuses the forge received are printed as they arrive. The forge's
+//! a signed webhook; the service fetches, builds (as its build user, who
+//! cannot read its secrets: `push_serve`) and deploys the tip, and the
+//! statuses the forge received are printed as they arrive. The forge's
 //! API is HTTPS only, as a real forge's is, with a certificate from a CA
 //! of the lab's own, which the service trusts through its `ca_file`.
 
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use deployd_lab::forge::{ForgeKind, ForgeOptions, ForgeStandIn, RecordedStatus};
+use deployd_lab::push_serve::{make_secret, BuildUserSetup};
 use deployd_lab::tls::TestCa;
 use deployd_lab::Lab;
 use deployd_protocol::SecretKey;
@@ -67,6 +69,15 @@ pub fn show(lab: &mut Lab, ci_key: &SecretKey, operator: (&Path, &Path)) -> Resu
     std::fs::write(&key_file, ci_key.to_key_file_text().as_bytes())?;
     std::fs::write(dir.join("webhook-secret"), SECRET)?;
     std::fs::write(dir.join("forge-token"), TOKEN)?;
+    for secret in ["ci-1.secret", "webhook-secret", "forge-token"] {
+        make_secret(&dir.join(secret))?;
+    }
+    // Its state (the clone) where its build user may read it: outside the
+    // lab's directory, which only root enters.
+    let state = tempfile::Builder::new()
+        .prefix("deployd-lab-forge-")
+        .tempdir()?;
+    let build_user = BuildUserSetup::start(state.path())?;
     let config = dir.join("forge.toml");
     std::fs::write(
         &config,
@@ -74,8 +85,13 @@ pub fn show(lab: &mut Lab, ci_key: &SecretKey, operator: (&Path, &Path)) -> Resu
             "listen = \"{address}\"\nstate_dir = \"{state}\"\nrepository = \"{git}\"\nkey_file = \"{key}\"\nca_file = \"{ca}\"\n\n\
              [forge]\nkind = \"{kind}\"\napi_url = \"{api}\"\nrepository = \"ops/fleet\"\n\
              secret_file = \"{dir}/webhook-secret\"\ntoken_file = \"{dir}/forge-token\"\n\n\
+             {build}\n\
              [[follow]]\nbranch = \"main\"\nhosts = [\"*\"]\naction = \"switch\"\n",
-            state = dir.join("state").display(),
+            state = state.path().display(),
+            build = BuildUserSetup::build_section(
+                &format!("file://{}", lab.cache_dir().display()),
+                &lab.cache_secret_key_file()
+            ),
             git = forge.git_url(),
             key = key_file.display(),
             ca = ca_file.display(),
@@ -91,7 +107,7 @@ pub fn show(lab: &mut Lab, ci_key: &SecretKey, operator: (&Path, &Path)) -> Resu
     );
     print!("{}", std::fs::read_to_string(&config)?);
     let log = dir.join("push-serve.log");
-    let _service = start_service(lab, &config, &log, address)?;
+    let _service = start_service(lab, &dir, address, &build_user)?;
 
     let rev = lab.flake_mut().commit_changed_system()?;
     lab.save()?;
@@ -123,12 +139,22 @@ pub fn show(lab: &mut Lab, ci_key: &SecretKey, operator: (&Path, &Path)) -> Resu
     Ok(())
 }
 
-fn start_service(lab: &Lab, config: &Path, log: &Path, address: SocketAddr) -> Result<Service> {
-    let output = std::fs::File::create(log)?;
-    let mut command = lab.push_command(config, &lab.dir().join("forge/xdg-state"))?;
+/// Starts push serve with the config `dir/forge.toml`, its log in
+/// `dir/push-serve.log`.
+fn start_service(
+    lab: &Lab,
+    dir: &Path,
+    address: SocketAddr,
+    build_user: &BuildUserSetup,
+) -> Result<Service> {
+    let (config, log) = (dir.join("forge.toml"), dir.join("push-serve.log"));
+    let output = std::fs::File::create(&log)?;
+    let mut command = lab.push_command(&config, &lab.dir().join("forge/xdg-state"))?;
+    let (name, socket) = build_user.environment();
     command
         .args(["serve", "--config"])
-        .arg(config)
+        .arg(&config)
+        .env(name, socket)
         .env_remove("DEPLOYD_KEY_FILE")
         .stdin(Stdio::null())
         .stdout(output.try_clone()?)
@@ -139,7 +165,7 @@ fn start_service(lab: &Lab, config: &Path, log: &Path, address: SocketAddr) -> R
         if Instant::now() > deadline {
             bail!(
                 "push serve did not start: {}",
-                std::fs::read_to_string(log)?
+                std::fs::read_to_string(&log)?
             );
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -4,7 +4,10 @@
 //! over HTTPS only (a certificate from the test's own CA, which the service
 //! trusts through its `ca_file`, unless a test says not to), and the real
 //! `push serve` following `main`, fetching from the stand-in and posting
-//! statuses to it.
+//! statuses to it. As on NixOS, push serve evaluates and builds as a build
+//! user of its own, who can read none of its secret files, through a Nix
+//! daemon (`deployd_lab::push_serve`), and copies and signs by its own
+//! `[build]`: push.toml only names the hosts.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -12,6 +15,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use deployd_lab::forge::{ForgeKind, ForgeOptions, ForgeStandIn, PushEvent, RecordedStatus};
+use deployd_lab::push_serve::{make_secret, own, BuildUserSetup, BUILD_ID};
 use deployd_lab::tls::TestCa;
 use deployd_lab::Lab;
 
@@ -32,6 +36,8 @@ pub struct ForgeFleet {
     pub service: Service,
     /// The CA that signed the forge's certificate.
     pub ca: TestCa,
+    /// Its build user's Nix daemon (stopped after the service).
+    build_user: BuildUserSetup,
     /// Extra environment for the service.
     environment: Vec<(String, String)>,
     files: tempfile::TempDir,
@@ -136,12 +142,21 @@ impl ForgeFleet {
                 .expect("config");
             lab.start_deployd(&host).expect("deployd up");
         }
-        lab.write_push_inventory("").expect("inventory");
+        write_hosts_inventory(&lab);
+        // The service's files: its secrets readable by root alone; its
+        // state directory (the clone) readable by the build user's group,
+        // and the build user's home, its own.
         let files = tempfile::tempdir().expect("temp dir");
+        own(files.path(), 0, BUILD_ID, 0o750).expect("service files");
         let key_file = files.path().join("ci-1.secret");
         std::fs::write(&key_file, ci.to_key_file_text().as_bytes()).expect("key file");
         std::fs::write(files.path().join("secret"), format!("{SECRET}\n")).expect("secret");
         std::fs::write(files.path().join("token"), TOKEN).expect("token");
+        for secret in ["ci-1.secret", "secret", "token"] {
+            make_secret(&files.path().join(secret)).expect("secret file");
+        }
+        let state = files.path().join("state");
+        let build_user = BuildUserSetup::start(&state).expect("the build user's setup");
         let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let ca = TestCa::new("forge test CA").expect("a test CA");
         let loopback = "127.0.0.1".parse().expect("address");
@@ -172,6 +187,7 @@ impl ForgeFleet {
                 }
                 std::fs::write(files.path().join("git-token"), format!("{}\n", GIT_LOGIN.1))
                     .expect("token file");
+                make_secret(&files.path().join("git-token")).expect("token file");
                 let url = format!("{}/ops/fleet.git", forge.https_url().expect("HTTPS"));
                 (
                     url,
@@ -222,8 +238,12 @@ impl ForgeFleet {
                 "listen = \"{address}\"\nstate_dir = \"{state}\"\nrepository = \"{git}\"\nkey_file = \"{key}\"\n{ca_line}{git_section}\
                  [forge]\nkind = \"{kind}\"\napi_url = \"{api}\"\nrepository = \"ops/fleet\"\n\
                  secret_file = \"{dir}/secret\"\ntoken_file = \"{dir}/token\"\n\
-                 [[follow]]\nbranch = \"main\"\nhosts = [\"*\"]\n",
-                state = files.path().join("state").display(),
+                 {build}[[follow]]\nbranch = \"main\"\nhosts = [\"*\"]\n",
+                state = state.display(),
+                build = BuildUserSetup::build_section(
+                    &format!("file://{}", lab.cache_dir().display()),
+                    &lab.cache_secret_key_file()
+                ),
                 git = repository,
                 key = key_file.display(),
                 kind = kind.name(),
@@ -238,11 +258,14 @@ impl ForgeFleet {
             config,
             log: files.path().join("service.log"),
         };
+        let (name, socket) = build_user.environment();
+        environment.push((name.to_owned(), socket.display().to_string()));
         let mut fleet = ForgeFleet {
             lab,
             forge,
             service,
             ca,
+            build_user,
             environment,
             files,
         };
@@ -284,6 +307,11 @@ impl ForgeFleet {
             child.kill().expect("kill -9");
             child.wait().expect("wait");
         }
+    }
+
+    /// The file `name` the service was given (`ci-1.secret`, `token`, ...).
+    pub fn service_file(&self, name: &str) -> PathBuf {
+        self.files.path().join(name)
     }
 
     /// The service's base URL.
@@ -381,6 +409,20 @@ impl ForgeFleet {
             assert_eq!(super::deployd::status(&self.lab, host).current_deploy, None);
         }
     }
+}
+
+/// push.toml with the lab's hosts and nothing else: the service builds,
+/// copies and signs by its own `[build]` (not committed: the next commit
+/// takes it).
+fn write_hosts_inventory(lab: &Lab) {
+    let mut text = "[defaults]\nport = 9797\n".to_owned();
+    for host in lab.hosts() {
+        text.push_str(&format!(
+            "\n[hosts.{}]\naddress = \"{}\"\n",
+            host.name, host.address
+        ));
+    }
+    std::fs::write(lab.flake().dir().join("push.toml"), text).expect("push.toml");
 }
 
 /// `host`'s last status in `statuses`, if it is final (any forge's words).
