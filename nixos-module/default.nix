@@ -381,12 +381,29 @@ in {
       # write the store, the profiles, /boot, /etc and start and stop units,
       # so no ProtectSystem, ProtectHome, PrivateTmp, ProtectKernel* or
       # capability bounding.
+      #
+      # Limits, so that a runaway is killed in its own cgroup rather than by
+      # the kernel's OOM killer anywhere on the machine; each a default that
+      # a plain `systemd.services.deployd.serviceConfig.MemoryMax = "4G";`
+      # replaces. Measured (debug build, loopback): deployd idles at 15 MB
+      # (README: 6 MB release) and 3 threads; 600 clients sending 256 KiB
+      # envelopes slowly (512 served at once) took it to 183 MB and 261
+      # threads. The cgroup also holds the fetch's `nix-store --realise`:
+      # as root it substitutes in its own process, 16 paths at once, and
+      # Nix before 2.24 may hold whole compressed NARs in memory meanwhile.
+      # - MemoryMax=2G: ten times deployd's own peak, the rest for the fetch.
+      # - TasksMax=1024: tokio's blocking pool alone may reach 512 threads,
+      #   plus the runtime's and Nix's own.
+      # - OOMPolicy=continue: a `nix-store` killed at the limit fails its
+      #   fetch (`fetch_failed`) and deployd goes on; deployd killed itself
+      #   is restarted (Restart=always) and reports the deploy it ran.
       serviceConfig =
         unit.serviceConfig
         // {
           ExecStart = "${cfg.package}/bin/deployd --config /etc/deployd/config.toml";
           ExecReload = "${pkgs.coreutils}/bin/kill -${unit.reloadSignal} $MAINPID";
-        };
+        }
+        // lib.mapAttrs (_: lib.mkDefault) (lib.getAttrs ["MemoryMax" "TasksMax" "OOMPolicy"] unit.serviceConfig);
     };
   };
 }

@@ -359,6 +359,23 @@ in {
     #   there.
     # - ProtectSystem=strict: `settings.build.copy_to` as a local folder
     #   (file:///srv/cache) is added to ReadWritePaths.
+    # - Limits, so that a runaway is killed in its own cgroup rather than by
+    #   the kernel's OOM killer among the machine's builds; each a default
+    #   that a plain `systemd.services.deployd-forge.serviceConfig.MemoryMax
+    #   = "16G";` replaces. Measured (debug build, loopback): push serve
+    #   idles at 23 MB and 3 threads; 600 slow 5 MiB hooks took it to
+    #   54 MB, 600 of 60 KB (all read at once) to 66 MB, both with 3
+    #   threads; a lab rollout (toy systems) to 29 MB, 80 MB with its
+    #   `nix eval` and `nix-store`. What needs room is that evaluation: it
+    #   runs in this cgroup (builds run in nix-daemon's), evaluates every
+    #   host of the branch in one `nix eval`, and a real NixOS system takes
+    #   far more than a toy (hundreds of MB to over a GB each), growing
+    #   with the fleet: so a share of the machine, not a fixed size.
+    #   MemoryMax=50% leaves the builds the other half even when a commit's
+    #   evaluation runs away. TasksMax=1024: tokio's blocking pool alone may
+    #   reach 512 threads, plus Nix's, git's and ssh's. OOMPolicy=continue:
+    #   an evaluation killed at the limit ends its rollout `error` and the
+    #   service goes on taking hooks.
     systemd.services.deployd-forge = {
       inherit (unit) description restartIfChanged;
       wantedBy = ["multi-user.target"];
@@ -375,7 +392,8 @@ in {
         }
         // lib.optionalAttrs (copyFolder != null) {
           ReadWritePaths = [copyFolder];
-        };
+        }
+        // lib.mapAttrs (_: lib.mkDefault) (lib.getAttrs ["MemoryMax" "TasksMax" "OOMPolicy"] unit.serviceConfig);
     };
   };
 }

@@ -102,6 +102,22 @@ fn time_span(seconds: &serde_json::Value) -> String {
     }
 }
 
+/// A size (`2G`, base 1024 as systemd reads it) in bytes, as `systemctl
+/// show` prints it.
+fn size_in_bytes(size: &serde_json::Value) -> String {
+    let size = size.as_str().expect("a size");
+    let (number, unit) = size.split_at(size.len() - 1);
+    let shift = match unit {
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => panic!("{size}: not a size in K, M, G or T"),
+    };
+    let number: u64 = number.parse().expect("a whole number");
+    (number << shift).to_string()
+}
+
 /// A boolean as `systemctl show` prints it.
 fn yes_no(value: &serde_json::Value) -> String {
     if value.as_bool() == Some(true) {
@@ -125,6 +141,7 @@ fn the_unit_systemd_runs_is_the_one_the_module_renders() {
         let (property, expected) = match key.as_str() {
             "RestartSec" => ("RestartUSec".to_owned(), time_span(value)),
             "WatchdogSec" => ("WatchdogUSec".to_owned(), time_span(value)),
+            "MemoryMax" => (key.clone(), size_in_bytes(value)),
             _ if value.is_boolean() => (key.clone(), yes_no(value)),
             _ => (key.clone(), expected),
         };

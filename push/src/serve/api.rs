@@ -4,7 +4,9 @@
 //!   anything it ignores, `401` unsigned or wrongly signed, `413` over
 //!   5 MiB, `404` for another forge than the configured one; errors are the
 //!   daemon's JSON (`{"error", "message"}`). Answered at once: the work is
-//!   the worker's.
+//!   the worker's. The body is read only after the cheap checks (the
+//!   route, the signature header, the announced length), within the
+//!   limits of `hook_body.rs` (`411`, `408`, `503` with `Retry-After`).
 //! - `GET /v1/status` (anyone): the branches followed, the rollout running,
 //!   the pushes queued and the recent rollouts with every host's result.
 //! - `GET /metrics` (anyone): hooks and rollouts by outcome, queue length,
@@ -14,17 +16,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use deployd_protocol::{ErrorBody, ErrorCode};
 
 use super::config::{Follow, ForgeKind};
-use super::hooks::{self, Hook};
+use super::hook_body::BodyError;
+use super::hooks::{self, Hook, HookError};
 use super::queue::{QueueState, QueuedPush, RolloutRecord};
 use super::statuses::short;
 use super::{now_ms, Service};
@@ -33,10 +35,6 @@ use super::{now_ms, Service};
 /// within the accept loop's own limit).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The largest hook body taken (forges cap theirs at 25 MB; a push payload
-/// of a fleet repository is far smaller).
-pub const MAX_HOOK_BYTES: usize = 5 * 1024 * 1024;
-
 /// The routes.
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
@@ -44,7 +42,6 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/status", get(get_status))
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .layer(DefaultBodyLimit::max(MAX_HOOK_BYTES))
         .layer(axum::middleware::from_fn(answer_within_timeout))
         .with_state(service)
 }
@@ -68,6 +65,12 @@ async fn answer_within_timeout(
 fn error(code: ErrorCode, message: impl Into<String>) -> Response {
     let status =
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error_with_status(status, code, message)
+}
+
+/// An error answer with a status more precise than its code's (`411`,
+/// `408`, `503`: the body's refusals, which the daemon's codes do not name).
+fn error_with_status(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
     let body = ErrorBody {
         error: code,
         message: message.into(),
@@ -79,7 +82,7 @@ async fn post_hook(
     State(service): State<Arc<Service>>,
     Path(forge): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let kind = service.config.forge.kind;
     if forge != kind.as_str() {
@@ -89,30 +92,21 @@ async fn post_hook(
             format!("this service takes {} hooks", kind.as_str()),
         );
     }
+    // The cheap checks, before a byte of the body is read.
+    if let Err(refusal) = hooks::check_before_body(kind, &headers, &service.webhook_secret) {
+        return refuse_signature(&service, kind, refusal);
+    }
+    let body = match service.bodies.announced_length(&headers) {
+        Ok(length) => service.bodies.read(body, length).await,
+        Err(refusal) => Err(refusal),
+    };
     let body = match body {
         Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            service.counters().hook("too_large");
-            return error(
-                ErrorCode::PayloadTooLarge,
-                format!("hooks are at most {MAX_HOOK_BYTES} bytes"),
-            );
-        }
-        Err(rejection) => {
-            service.counters().hook("bad_request");
-            return error(ErrorCode::BadRequest, rejection.body_text());
-        }
+        Err(refusal) => return refuse_body(&service, kind, refusal),
     };
-    // The signature first, over the bytes as received; nothing is parsed before.
+    // The signature, over the bytes as received; nothing is parsed before.
     if let Err(refusal) = hooks::verify(kind, &headers, &body, &service.webhook_secret) {
-        let first_in_a_while = service.counters().hook_refused(now_ms());
-        if first_in_a_while {
-            log::warn!(
-                "refused a {} hook: {refusal} (counted in /metrics; logged at most once a minute)",
-                kind.as_str()
-            );
-        }
-        return error(ErrorCode::BadSignature, refusal.to_string());
+        return refuse_signature(&service, kind, refusal);
     }
     let hook = hooks::classify(kind, &headers, &body, |branch| {
         service.config.following(branch).is_some()
@@ -133,6 +127,64 @@ async fn post_hook(
             delivery,
         }) => queue_push(service, kind, branch, after, delivery).await,
     }
+}
+
+/// `401` for a hook without the right signature (GitLab: token); counted,
+/// and logged at most once a minute (a peer cannot flood the journal).
+fn refuse_signature(service: &Service, kind: ForgeKind, refusal: HookError) -> Response {
+    if service.counters().refused("unauthorized", now_ms()) {
+        log::warn!(
+            "refused a {} hook: {refusal} (counted in /metrics; logged at most once a minute)",
+            kind.as_str()
+        );
+    }
+    error(ErrorCode::BadSignature, refusal.to_string())
+}
+
+/// The answer to a body refused before or while it was read; counted, and
+/// the ones that say the service is under load (or a sender too slow)
+/// logged at most once a minute.
+fn refuse_body(service: &Service, kind: ForgeKind, refusal: BodyError) -> Response {
+    let (status, code, outcome) = match &refusal {
+        BodyError::LengthRequired => (
+            StatusCode::LENGTH_REQUIRED,
+            ErrorCode::BadRequest,
+            "bad_request",
+        ),
+        BodyError::UnreadableLength | BodyError::Read(_) | BodyError::WrongLength { .. } => (
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "bad_request",
+        ),
+        BodyError::TooLarge { .. } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            "too_large",
+        ),
+        BodyError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy, "busy"),
+        BodyError::TimedOut(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::BadRequest,
+            "timed_out",
+        ),
+    };
+    let first_in_a_while = service.counters().refused(outcome, now_ms());
+    match &refusal {
+        BodyError::Busy { .. } | BodyError::TimedOut(_) if first_in_a_while => log::warn!(
+            "refused a {} hook: {refusal} (counted in /metrics; logged at most once a minute)",
+            kind.as_str()
+        ),
+        BodyError::Read(cause) => log::debug!("a {} hook: {refusal}: {cause}", kind.as_str()),
+        _ => {}
+    }
+    let mut response = error_with_status(status, code, refusal.to_string());
+    if let BodyError::Busy { retry_after } = refusal {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after.as_secs()),
+        );
+    }
+    response
 }
 
 async fn queue_push(
@@ -267,7 +319,8 @@ pub struct Counters {
     hooks: BTreeMap<&'static str, u64>,
     rollouts: BTreeMap<String, u64>,
     last_rollout_ms: Option<u64>,
-    last_refusal_logged_ms: Option<u64>,
+    /// When a refusal of each outcome was last logged.
+    refusal_logged_ms: BTreeMap<&'static str, u64>,
 }
 
 impl Counters {
@@ -276,15 +329,16 @@ impl Counters {
         *self.hooks.entry(outcome).or_default() += 1;
     }
 
-    /// A hook refused for its signature; whether it is the first in a
-    /// minute (to be logged: a peer cannot flood the journal).
-    pub fn hook_refused(&mut self, now_ms: u64) -> bool {
-        self.hook("unauthorized");
+    /// A hook refused with `outcome`; whether it is the first of its
+    /// outcome in a minute (to be logged: a peer cannot flood the journal).
+    pub fn refused(&mut self, outcome: &'static str, now_ms: u64) -> bool {
+        self.hook(outcome);
         let quiet = self
-            .last_refusal_logged_ms
-            .is_some_and(|logged| now_ms.saturating_sub(logged) < 60_000);
+            .refusal_logged_ms
+            .get(outcome)
+            .is_some_and(|logged| now_ms.saturating_sub(*logged) < 60_000);
         if !quiet {
-            self.last_refusal_logged_ms = Some(now_ms);
+            self.refusal_logged_ms.insert(outcome, now_ms);
         }
         !quiet
     }
@@ -306,6 +360,8 @@ async fn get_metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
         "ignored",
         "unauthorized",
         "too_large",
+        "busy",
+        "timed_out",
         "bad_request",
         "not_found",
         "error",

@@ -1,6 +1,7 @@
-//! Forge webhooks: the signature (or GitLab's token) checked in constant
-//! time over the exact bytes received, before anything is parsed; then what
-//! the hook asks for. A hook only says "look": it names a branch that moved,
+//! Forge webhooks: before the body is read, the signature header checked
+//! for presence and form (GitLab's token checked whole: it does not depend
+//! on the body); then the signature checked in constant time over the exact
+//! bytes received, before anything is parsed; then what the hook asks for. A hook only says "look": it names a branch that moved,
 //! and the service fetches the branch itself. Everything but a push to a
 //! followed branch is ignored: pings, test deliveries (GitHub's ping),
 //! other events, tags, deletions, other branches.
@@ -47,12 +48,82 @@ pub enum HookError {
     /// No signature or token.
     #[error("the hook carries no {0}")]
     Unsigned(&'static str),
+    /// A signature that is not a hex HMAC-SHA256 (64 hex digits).
+    #[error("the hook's {0} is not a hex HMAC-SHA256")]
+    UnreadableSignature(&'static str),
     /// A signature or token that does not match.
     #[error("the hook's {0} does not match")]
     BadSignature(&'static str),
     /// Signed, but not a payload this service reads.
     #[error("{0}")]
     Malformed(String),
+}
+
+/// What can be checked before the body is read: the signature header is
+/// there and well formed (GitHub, Gitea, Forgejo), or the token is the
+/// secret (GitLab, compared in constant time). A hook that fails here is
+/// refused without a byte of its body read.
+pub fn check_before_body(
+    kind: ForgeKind,
+    headers: &HeaderMap,
+    secret: &[u8],
+) -> Result<(), HookError> {
+    match kind {
+        ForgeKind::Gitlab => check_token(headers, secret),
+        _ => signature(kind, headers).and_then(|(what, hex)| match is_hmac_sha256_hex(hex) {
+            true => Ok(()),
+            false => Err(HookError::UnreadableSignature(what)),
+        }),
+    }
+}
+
+/// Whether `hex` has the form of a hex HMAC-SHA256: 64 hex digits.
+fn is_hmac_sha256_hex(hex: &str) -> bool {
+    let hex = hex.trim();
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The signature header the hook of `kind` carries: its name and its hex
+/// (GitHub's without `sha256=`). Not for GitLab, which sends a token.
+fn signature(kind: ForgeKind, headers: &HeaderMap) -> Result<(&'static str, &str), HookError> {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    match kind {
+        // GitLab signs nothing (its token is checked whole, by `check_token`).
+        ForgeKind::Gitlab => Err(HookError::Unsigned("signature")),
+        ForgeKind::Github => {
+            let what = "X-Hub-Signature-256";
+            let signature = header("x-hub-signature-256").ok_or(HookError::Unsigned(what))?;
+            let hex = signature
+                .strip_prefix("sha256=")
+                .ok_or(HookError::UnreadableSignature(what))?;
+            Ok((what, hex))
+        }
+        ForgeKind::Gitea | ForgeKind::Forgejo => {
+            // Forgejo sends both; Gitea only its own.
+            match (header("x-forgejo-signature"), header("x-gitea-signature")) {
+                (Some(signature), _) if kind == ForgeKind::Forgejo => {
+                    Ok(("X-Forgejo-Signature", signature))
+                }
+                (_, Some(signature)) => Ok(("X-Gitea-Signature", signature)),
+                _ => Err(HookError::Unsigned("signature")),
+            }
+        }
+    }
+}
+
+/// Whether GitLab's token is the secret.
+fn check_token(headers: &HeaderMap, secret: &[u8]) -> Result<(), HookError> {
+    let what = "X-Gitlab-Token";
+    let token = headers
+        .get("x-gitlab-token")
+        .ok_or(HookError::Unsigned(what))?;
+    // Compared as digests: equal lengths, so the time taken says
+    // nothing about the secret's length either.
+    let (given, expected) = (Sha256::digest(token.as_bytes()), Sha256::digest(secret));
+    match bool::from(given.ct_eq(&expected)) {
+        true => Ok(()),
+        false => Err(HookError::BadSignature(what)),
+    }
 }
 
 /// Checks the hook's signature (GitLab: token) over `body`, as received.
@@ -62,40 +133,11 @@ pub fn verify(
     body: &[u8],
     secret: &[u8],
 ) -> Result<(), HookError> {
-    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     match kind {
-        ForgeKind::Github => {
-            let what = "X-Hub-Signature-256";
-            let signature = header("x-hub-signature-256").ok_or(HookError::Unsigned(what))?;
-            let hex = signature
-                .strip_prefix("sha256=")
-                .ok_or(HookError::BadSignature(what))?;
+        ForgeKind::Gitlab => check_token(headers, secret),
+        _ => {
+            let (what, hex) = signature(kind, headers)?;
             check_hmac(secret, body, hex).map_err(|()| HookError::BadSignature(what))
-        }
-        ForgeKind::Gitea | ForgeKind::Forgejo => {
-            // Forgejo sends both; Gitea only its own.
-            let (what, signature) =
-                match (header("x-forgejo-signature"), header("x-gitea-signature")) {
-                    (Some(signature), _) if kind == ForgeKind::Forgejo => {
-                        ("X-Forgejo-Signature", signature)
-                    }
-                    (_, Some(signature)) => ("X-Gitea-Signature", signature),
-                    _ => return Err(HookError::Unsigned("signature")),
-                };
-            check_hmac(secret, body, signature).map_err(|()| HookError::BadSignature(what))
-        }
-        ForgeKind::Gitlab => {
-            let what = "X-Gitlab-Token";
-            let token = headers
-                .get("x-gitlab-token")
-                .ok_or(HookError::Unsigned(what))?;
-            // Compared as digests: equal lengths, so the time taken says
-            // nothing about the secret's length either.
-            let (given, expected) = (Sha256::digest(token.as_bytes()), Sha256::digest(secret));
-            match bool::from(given.ct_eq(&expected)) {
-                true => Ok(()),
-                false => Err(HookError::BadSignature(what)),
-            }
         }
     }
 }

@@ -13,9 +13,12 @@ mod api;
 mod build_settings;
 mod config;
 mod credentials;
+mod hook_body;
 mod hooks;
 mod queue;
 mod repository;
+#[cfg(test)]
+mod router_tests;
 mod statuses;
 mod worker;
 
@@ -30,6 +33,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use config::ServeConfig;
+use hook_body::{BodyLimits, BodyReader};
 use queue::{Queue, RolloutRecord};
 use statuses::StatusPoster;
 
@@ -59,6 +63,8 @@ pub struct Service {
     config: ServeConfig,
     /// The webhook secret (GitLab: token).
     webhook_secret: Vec<u8>,
+    /// Reads hook bodies: a few large ones at a time, each within a time.
+    bodies: BodyReader,
     /// `ca_file`, read: trusted for the hosts and their caches, besides
     /// what push.toml trusts for them.
     ca_file: Option<Arc<CaFile>>,
@@ -152,6 +158,7 @@ pub async fn run(options: ServeOptions) -> Result<ExitCode> {
     let service = Arc::new(Service {
         statuses: StatusPoster::start(&config.forge, secrets.forge_token, ca_file.as_ref())?,
         webhook_secret: secrets.webhook,
+        bodies: BodyReader::new(BodyLimits::default()),
         ca_file,
         queue: Mutex::new(queue),
         wake: Notify::new(),

@@ -169,9 +169,16 @@ pub(super) fn post(url: &str, headers: &[(String, String)], body: &[u8]) -> Resu
         body.len()
     ));
     stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    stream.flush()?;
-    read_response(stream).with_context(|| format!("reading the answer of {url}"))
+    // A service may answer before the body is sent (a refusal by the
+    // headers alone) and close the connection: the answer is read all the
+    // same.
+    let sent = stream.write_all(body).and_then(|()| stream.flush());
+    read_response(stream).with_context(|| match sent {
+        Ok(()) => format!("reading the answer of {url}"),
+        Err(error) => {
+            format!("reading the answer of {url}, which stopped taking the body ({error})")
+        }
+    })
 }
 
 fn read_response(stream: TcpStream) -> Result<HookResponse> {
