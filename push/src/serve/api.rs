@@ -105,8 +105,8 @@ async fn post_hook(
     };
     // The signature first, over the bytes as received; nothing is parsed before.
     if let Err(refusal) = hooks::verify(kind, &headers, &body, &service.webhook_secret) {
-        let first_in_a_while = service.counters().hook_refused(now_ms());
-        if first_in_a_while {
+        service.counters().hook("unauthorized");
+        if service.refusal_log.admit("unauthorized") {
             log::warn!(
                 "refused a {} hook: {refusal} (counted in /metrics; logged at most once a minute)",
                 kind.as_str()
@@ -267,26 +267,12 @@ pub struct Counters {
     hooks: BTreeMap<&'static str, u64>,
     rollouts: BTreeMap<String, u64>,
     last_rollout_ms: Option<u64>,
-    last_refusal_logged_ms: Option<u64>,
 }
 
 impl Counters {
     /// A hook answered with `outcome`.
     pub fn hook(&mut self, outcome: &'static str) {
         *self.hooks.entry(outcome).or_default() += 1;
-    }
-
-    /// A hook refused for its signature; whether it is the first in a
-    /// minute (to be logged: a peer cannot flood the journal).
-    pub fn hook_refused(&mut self, now_ms: u64) -> bool {
-        self.hook("unauthorized");
-        let quiet = self
-            .last_refusal_logged_ms
-            .is_some_and(|logged| now_ms.saturating_sub(logged) < 60_000);
-        if !quiet {
-            self.last_refusal_logged_ms = Some(now_ms);
-        }
-        !quiet
     }
 
     /// A rollout ended with `outcome` at `at_ms`.

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Context, Result};
 use deployd_protocol::Revision;
+use deployd_service::throttle::{ThrottledLog, REFUSAL_LOG_INTERVAL};
 use deployd_service::{cancel_on_signal, logging, notify};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -69,6 +70,9 @@ pub struct Service {
     running: Mutex<Option<(Revision, Vec<String>)>>,
     /// Hooks and rollouts counted by outcome (for `/metrics`).
     counters: Mutex<api::Counters>,
+    /// Refused hooks logged at most once a minute (anyone can send them),
+    /// with how many were not logged.
+    refusal_log: Arc<ThrottledLog>,
     /// Cancelled on SIGTERM.
     shutdown: CancellationToken,
 }
@@ -141,6 +145,7 @@ pub async fn run(options: ServeOptions) -> Result<ExitCode> {
         wake: Notify::new(),
         running: Mutex::new(None),
         counters: Mutex::default(),
+        refusal_log: ThrottledLog::new("refused hooks", REFUSAL_LOG_INTERVAL),
         shutdown: shutdown.clone(),
         config,
     });
