@@ -1,10 +1,12 @@
 //! `GET /metrics` in Prometheus' text format: deploys by outcome, deploy
 //! durations, the current system, the last success, whether a reboot is
-//! needed, and whether a deploy runs.
+//! needed, whether a deploy runs, and the requests refused by error code.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use deployd_protocol::api::{DeployRecord, DeployState};
+use deployd_protocol::ErrorCode;
 
 /// Counts since the daemon started, seeded from the kept history.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +17,8 @@ pub struct Counters {
     duration_sum_s: f64,
     duration_count: u64,
     last_success_ms: Option<u64>,
+    /// Error answers by code, since the daemon started.
+    refused: BTreeMap<&'static str, u64>,
 }
 
 impl Counters {
@@ -25,6 +29,11 @@ impl Counters {
             counters.count(record);
         }
         counters
+    }
+
+    /// Counts a request answered with the error `code`.
+    pub fn refuse(&mut self, code: ErrorCode) {
+        *self.refused.entry(code.as_str()).or_default() += 1;
     }
 
     /// Counts a finished deploy.
@@ -115,6 +124,17 @@ pub fn render(counters: &Counters, gauges: &Gauges<'_>) -> String {
         "Whether a deploy is running.",
         &[(String::new(), flag(gauges.deploying))],
     );
+    let refused: Vec<(String, String)> = counters
+        .refused
+        .iter()
+        .map(|(code, count)| (format!("{{code=\"{code}\"}}"), count.to_string()))
+        .collect();
+    metric(
+        "deployd_refused_total",
+        "counter",
+        "Requests answered with an error, by its code (a code appears once answered).",
+        &refused,
+    );
     text
 }
 
@@ -131,14 +151,18 @@ mod tests {
 
     #[test]
     fn renders_prometheus_text() {
-        let counters = Counters {
+        let mut counters = Counters {
             succeeded: 2,
             failed: 1,
             rolled_back: 0,
             duration_sum_s: 1.5,
             duration_count: 3,
             last_success_ms: Some(1_800_000_000_500),
+            refused: BTreeMap::new(),
         };
+        counters.refuse(ErrorCode::NotFound);
+        counters.refuse(ErrorCode::NotFound);
+        counters.refuse(ErrorCode::BadSignature);
         let gauges = Gauges {
             current_system: Some("/nix/store/abc-nixos-system"),
             reboot_required: true,
@@ -156,6 +180,9 @@ mod tests {
             "deployd_last_success_timestamp_seconds 1800000000.500",
             "deployd_reboot_required 1",
             "deployd_deploy_in_progress 0",
+            "# TYPE deployd_refused_total counter",
+            "deployd_refused_total{code=\"bad_signature\"} 1",
+            "deployd_refused_total{code=\"not_found\"} 2",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -295,12 +295,25 @@ async fn accept_retry_and_replays() {
         (StatusCode::BAD_REQUEST, Some("bad_request")),
         "{body}"
     );
-    // The same confirm sent to a deploy that does not exist: not found.
+    // The same confirm sent to a deploy that does not exist: forbidden (it
+    // names "first"), as for one that exists (below): the answer tells
+    // nothing about which ids exist.
     let request = Request::post("/v1/deploys/other/confirm")
         .body(Body::from(confirm.sign(&[&host.ops]).to_json()))
         .expect("request");
-    let (status, _, _) = send(&host, request).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body, _) = send(&host, request).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{body}"
+    );
+    // A valid confirm of a deploy that does not exist: not found.
+    let (status, body, _) = send(&host, confirm_request("ghost", &host.ops)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found")),
+        "{body}"
+    );
     // ... and to another deploy that exists: forbidden (it names "first").
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !host
@@ -336,6 +349,95 @@ async fn accept_retry_and_replays() {
         (status, body["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
+}
+
+/// A signed confirm of deploy `id`, as a request to its endpoint.
+fn confirm_request(id: &str, key: &SecretKey) -> Request<Body> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let confirm = Message::new(
+        "sambirano".parse().expect("host"),
+        Signed::Confirm(deployd_protocol::DeployRef::new(id.parse().expect("id")).expect("nonce")),
+        now,
+        60,
+    );
+    Request::post(format!("/v1/deploys/{id}/confirm"))
+        .body(Body::from(confirm.sign(&[key]).to_json()))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn a_bad_signature_tells_nothing_about_the_deploy_id() {
+    let host = host(false);
+    let bytes = signed_deploy("known").sign(&[&host.ops]).to_json();
+    let (status, body, _) = send(&host, post(bytes)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // Named as the trusted key, signed by another: the signature does not verify.
+    let forger = SecretKey::generate("ops-1".parse().expect("name")).expect("random");
+    let known = send(&host, confirm_request("known", &forger)).await;
+    let unknown = send(&host, confirm_request("unknown", &forger)).await;
+    assert_eq!(
+        (known.0, known.1["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_signature")),
+        "{}",
+        known.2
+    );
+    assert_eq!(
+        known, unknown,
+        "a known and an unknown id answered differently"
+    );
+}
+
+#[tokio::test]
+async fn a_body_announced_over_the_limit_is_refused_without_reading_it() {
+    let host = host(false);
+    // 300 000 bytes announced, and a body that never sends any.
+    let never = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+    let request = Request::post("/v1/deploy")
+        .header("content-length", "300000")
+        .body(Body::from_stream(never))
+        .expect("request");
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(1), send(&host, request));
+    let (status, body, _) = answered.await.expect("an answer without the body");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")),
+        "{body}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_waits_for_a_slot_no_longer_than_the_request_timeout() {
+    let host = host(false);
+    let router = api::router(host.daemon.clone());
+    // A body announced (within the limit) and never sent holds its slot.
+    let stalled = || {
+        let never = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+        Request::post("/v1/deploy")
+            .header("content-length", "1000")
+            .body(Body::from_stream(never))
+            .expect("request")
+    };
+    // Every slot taken at 0 s (they end at 30 s, with the timeout) ...
+    let holding: Vec<_> = (0..api::MAX_CONCURRENT_REQUESTS)
+        .map(|_| tokio::spawn(router.clone().oneshot(stalled())))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+    // ... one more at 20 s is answered by 50 s, its wait for a slot included.
+    let waited = tokio::time::timeout(
+        api::REQUEST_TIMEOUT + std::time::Duration::from_secs(1),
+        router.clone().oneshot(stalled()),
+    )
+    .await
+    .expect("an answer within the request timeout, the wait for a slot included")
+    .expect("infallible");
+    assert_eq!(waited.status(), StatusCode::BAD_REQUEST);
+    for request in holding {
+        let response = request.await.expect("task").expect("infallible");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
 }
 
 #[tokio::test]

@@ -2,12 +2,16 @@
 //! forge service `push serve`) share with systemd: logging to journald with
 //! key-value fields (plain stderr lines otherwise), the notify protocol
 //! (`Type=notify` with a watchdog), one shutdown token cancelled on SIGTERM
-//! or SIGINT, an accept loop that bounds what a peer can hold open, and
-//! HTTPS whose certificate follows its files ([`tls`]).
+//! or SIGINT, an accept loop that bounds what a peer can hold open, HTTPS
+//! whose certificate follows its files ([`tls`]), and log lines that peers
+//! can cause at will written at most once a minute ([`throttle`]).
 
 pub mod http;
 pub mod logging;
 pub mod notify;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod throttle;
 pub mod tls;
 
 use tokio_util::sync::CancellationToken;

@@ -92,7 +92,20 @@ impl From<AdmissionError> for ApiError {
     }
 }
 
+/// What an error answer said, kept on the response for the layer that
+/// counts refusals and logs them (at most once a minute: a peer can cause
+/// them at will).
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The code answered.
+    pub code: ErrorCode,
+    /// The sentence answered.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
+    /// The JSON answer; a 500 logs its cause here, every other refusal is
+    /// logged by the layer that counts them.
     fn into_response(self) -> Response {
         let code = self.code();
         if code == ErrorCode::Internal {
@@ -102,16 +115,17 @@ impl IntoResponse for ApiError {
                 other => other,
             };
             log::error!("internal error answering a request: {}", chain(cause));
-        } else {
-            log::info!("refused a request: {}: {}", code, self.message());
         }
         let status =
             StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = self.message();
         let body = ErrorBody {
             error: code,
-            message: self.message(),
+            message: message.clone(),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(Refusal { code, message });
+        response
     }
 }
 

@@ -169,14 +169,16 @@ impl Daemon {
 
     /// Handles `POST /v1/deploys/{id}/confirm`: a signed `confirm` of a
     /// deploy that waits for it. A confirm of a deploy already confirmed (a
-    /// retry) answers the same; of one not waiting, `bad_request`.
+    /// retry) answers the same; of one not waiting, `bad_request`. The
+    /// message is verified before the id is looked up, so that only a
+    /// trusted signature learns whether a deploy exists.
     pub fn confirm(&self, bytes: &[u8], id: &DeployId) -> Result<DeployAccepted, AdmissionError> {
         let mut records = self.records();
         let records = &mut *records;
+        let verified = self.admit(records, bytes, Endpoint::Confirm { deploy_id: id })?;
         let Some(deploy) = records.store.get(id.as_str()).cloned() else {
             return Err(AdmissionError::NotFound(id.clone()));
         };
-        let verified = self.admit(records, bytes, Endpoint::Confirm { deploy_id: id })?;
         if deploy.progress.confirmed {
             return Ok(accepted(id));
         }

@@ -230,6 +230,14 @@ impl Daemon {
             .clone()
     }
 
+    /// Counts a request answered with the error `code` (for `/metrics`).
+    pub fn count_refusal(&self, code: deployd_protocol::ErrorCode) {
+        self.counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .refuse(code);
+    }
+
     fn count(&self, record: &DeployRecord) {
         self.counters
             .lock()

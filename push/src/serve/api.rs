@@ -132,7 +132,7 @@ async fn post_hook(
 /// `401` for a hook without the right signature (GitLab: token); counted,
 /// and logged at most once a minute (a peer cannot flood the journal).
 fn refuse_signature(service: &Service, kind: ForgeKind, refusal: HookError) -> Response {
-    if service.counters().refused("unauthorized", now_ms()) {
+    if service.refused("unauthorized") {
         log::warn!(
             "refused a {} hook: {refusal} (counted in /metrics; logged at most once a minute)",
             kind.as_str()
@@ -168,7 +168,7 @@ fn refuse_body(service: &Service, kind: ForgeKind, refusal: BodyError) -> Respon
             "timed_out",
         ),
     };
-    let first_in_a_while = service.counters().refused(outcome, now_ms());
+    let first_in_a_while = service.refused(outcome);
     match &refusal {
         BodyError::Busy { .. } | BodyError::TimedOut(_) if first_in_a_while => log::warn!(
             "refused a {} hook: {refusal} (counted in /metrics; logged at most once a minute)",
@@ -319,28 +319,12 @@ pub struct Counters {
     hooks: BTreeMap<&'static str, u64>,
     rollouts: BTreeMap<String, u64>,
     last_rollout_ms: Option<u64>,
-    /// When a refusal of each outcome was last logged.
-    refusal_logged_ms: BTreeMap<&'static str, u64>,
 }
 
 impl Counters {
     /// A hook answered with `outcome`.
     pub fn hook(&mut self, outcome: &'static str) {
         *self.hooks.entry(outcome).or_default() += 1;
-    }
-
-    /// A hook refused with `outcome`; whether it is the first of its
-    /// outcome in a minute (to be logged: a peer cannot flood the journal).
-    pub fn refused(&mut self, outcome: &'static str, now_ms: u64) -> bool {
-        self.hook(outcome);
-        let quiet = self
-            .refusal_logged_ms
-            .get(outcome)
-            .is_some_and(|logged| now_ms.saturating_sub(*logged) < 60_000);
-        if !quiet {
-            self.refusal_logged_ms.insert(outcome, now_ms);
-        }
-        !quiet
     }
 
     /// A rollout ended with `outcome` at `at_ms`.

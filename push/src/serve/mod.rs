@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Context, Result};
 use deployd_protocol::Revision;
+use deployd_service::throttle::{ThrottledLog, REFUSAL_LOG_INTERVAL};
 use deployd_service::{cancel_on_signal, logging, notify};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -79,11 +80,22 @@ pub struct Service {
     running: Mutex<Option<(Revision, Vec<String>)>>,
     /// Hooks and rollouts counted by outcome (for `/metrics`).
     counters: Mutex<api::Counters>,
+    /// Refused hooks logged at most once a minute (anyone can send them),
+    /// with how many were not logged.
+    refusal_log: Arc<ThrottledLog>,
     /// Cancelled on SIGTERM.
     shutdown: CancellationToken,
 }
 
 impl Service {
+    /// A hook refused with `outcome`: counted in `/metrics`; whether to log
+    /// it (the first of its kind in a minute: a peer cannot flood the
+    /// journal; the others are summed up in one line at the minute's end).
+    pub fn refused(&self, outcome: &'static str) -> bool {
+        self.counters().hook(outcome);
+        self.refusal_log.admit(outcome)
+    }
+
     fn queue(&self) -> MutexGuard<'_, Queue> {
         self.queue
             .lock()
@@ -164,6 +176,7 @@ pub async fn run(options: ServeOptions) -> Result<ExitCode> {
         wake: Notify::new(),
         running: Mutex::new(None),
         counters: Mutex::default(),
+        refusal_log: ThrottledLog::new("refused hooks", REFUSAL_LOG_INTERVAL),
         shutdown: shutdown.clone(),
         config,
     });

@@ -45,6 +45,10 @@ fn service(kind: ForgeKind, dir: &Path, limits: BodyLimits) -> Arc<Service> {
         wake: Notify::new(),
         running: Mutex::new(None),
         counters: Mutex::default(),
+        refusal_log: deployd_service::throttle::ThrottledLog::new(
+            "refused hooks",
+            deployd_service::throttle::REFUSAL_LOG_INTERVAL,
+        ),
         shutdown: CancellationToken::new(),
         config,
     })
