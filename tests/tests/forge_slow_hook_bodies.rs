@@ -127,8 +127,8 @@ impl Service {
 /// One attacker: the headers of a 5 MiB GitHub push hook with a
 /// well-formed but wrong signature, then the body, slowly; what the service
 /// answered (`None`: nothing before the client gave up).
-fn send_slow_body(address: SocketAddr, started: Instant) -> Option<u16> {
-    let mut stream = TcpStream::connect(address).ok()?;
+fn send_slow_body(address: SocketAddr, source: std::net::IpAddr, started: Instant) -> Option<u16> {
+    let mut stream = connect_from(source, address)?;
     stream
         .set_write_timeout(Some(Duration::from_secs(1)))
         .ok()?;
@@ -159,6 +159,24 @@ fn send_slow_body(address: SocketAddr, started: Instant) -> Option<u16> {
     let read = stream.read(&mut answer).ok()?;
     let status_line = std::str::from_utf8(&answer[..read]).ok()?;
     status_line.split(' ').nth(1)?.parse().ok()
+}
+
+/// A connection to `address` from `source` (a loopback address of its own:
+/// each attacker is another client, as a botnet's are, so that the
+/// per-client connection limit is not what bounds the service's memory).
+fn connect_from(source: std::net::IpAddr, address: SocketAddr) -> Option<TcpStream> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .ok()?;
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        socket.bind(SocketAddr::new(source, 0)).ok()?;
+        socket.connect(address).await.ok()
+    })?;
+    let stream = stream.into_std().ok()?;
+    stream.set_nonblocking(false).ok()?;
+    Some(stream)
 }
 
 /// The forge's push hook for `main`, signed with the secret.
@@ -195,7 +213,12 @@ fn slow_bodies_neither_exhaust_memory_nor_lock_out_the_forge() {
 
     let started = Instant::now();
     let attackers: Vec<_> = (0..ATTACKERS)
-        .map(|_| std::thread::spawn(move || send_slow_body(address, started)))
+        .map(|index| {
+            // 127.0.1.1 and on: none of them the forge's 127.0.0.1.
+            let source =
+                std::net::IpAddr::from([127, 0, 1 + (index / 250) as u8, 1 + (index % 250) as u8]);
+            std::thread::spawn(move || send_slow_body(address, source, started))
+        })
         .collect();
     // Every attacker connected and sending.
     std::thread::sleep(Duration::from_secs(2));
