@@ -48,7 +48,7 @@ impl Selection {
     /// selector that matches nothing is an error.
     pub fn resolve(&self, hosts: &BTreeMap<HostName, HostEntry>) -> Result<Vec<HostName>> {
         if self.is_empty() {
-            bail!("name the hosts with --host NAME, --on NAMES or --flake .#NAME, or use --all");
+            bail!("name the hosts with --on NAMES, --flake .#NAME or --host NAME, or use --all");
         }
         if hosts.is_empty() {
             bail!("the inventory has no hosts");
