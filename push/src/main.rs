@@ -49,7 +49,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show every host's revision, system, state and last deploy.
+    /// Show every host's (or the selected hosts') revision, system, state
+    /// and last deploy.
     Status(status::StatusOptions),
     /// Show a deploy's log, live while it runs.
     Log(log::LogOptions),

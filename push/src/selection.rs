@@ -19,17 +19,21 @@ use crate::inventory::{HostEntry, INVENTORY_FILE};
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Selection {
     /// This host (repeat for several).
-    #[arg(long = "host", value_name = "HOST")]
+    #[arg(long = "host", value_name = "HOST", help_heading = HEADING)]
     pub hosts: Vec<HostName>,
-    /// Hosts by name, glob (`web-*`, `db-?`, `[ab]-1`) or tag (`@prod`),
-    /// comma-separated (repeatable): `--on @prod,web-*,kelyus`. Each must
-    /// match at least one host of push.toml.
-    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    /// Hosts by name, glob (`web-*`, `db-?`, `[ab]-1`) or tag (`@prod`,
+    /// from a host's `tags` in push.toml), comma-separated, repeatable:
+    /// `--on @prod,web-*,kelyus`. Each must match at least one host of
+    /// push.toml.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', help_heading = HEADING)]
     pub on: Vec<Selector>,
     /// Every host of push.toml.
-    #[arg(long)]
+    #[arg(long, help_heading = HEADING)]
     pub all: bool,
 }
+
+/// The heading of the selection options in the help.
+const HEADING: &str = "Selecting hosts (any mix; each host once, in push.toml's order by name)";
 
 impl Selection {
     /// Whether nothing was named.

@@ -38,7 +38,12 @@ fn a_host_named_every_way_is_switched_once() {
         chosen.current_system(),
         Some(system_at(lab.flake().dir(), &rev, &chosen.name))
     );
-    assert_eq!(other.current_system(), None, "{} was not selected", other.name);
+    assert_eq!(
+        other.current_system(),
+        None,
+        "{} was not selected",
+        other.name
+    );
     assert!(
         stderr.contains(&format!(
             "push: warning: the work tree has uncommitted changes (1 file, e.g. push.toml); deploying the committed revision {} only",
