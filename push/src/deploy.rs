@@ -104,6 +104,30 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
     };
     // Bad input stops here, before the hosts are asked anything.
     plan.preflight()?;
+    for warning in warnings(&plan, &repository, key_file) {
+        eprintln!("push: warning: {warning}");
+    }
+    let names: Vec<String> = plan
+        .targets
+        .iter()
+        .map(|target| target.name.to_string())
+        .collect();
+    eprintln!("push: revision {} to {}", plan.rev, names.join(", "));
+    let progress = Progress::new(&names);
+    let results = rollout(plan, progress, Arc::new(Unobserved)).await?;
+    print!("{}", outcome::summary(&results));
+    Ok(outcome::exit_code(&results))
+}
+
+/// What the operator should know before anything is built: uncommitted
+/// changes (never deployed), and secret key files (the deploy key's
+/// `key_file`, the cache signing key) that git could take into the Nix
+/// store.
+fn warnings(
+    plan: &Rollout,
+    repository: &FlakeRepository,
+    key_file: Option<PathBuf>,
+) -> Vec<String> {
     let mut key_files: Vec<(&str, PathBuf)> = key_file
         .map(|path| ("deploy key", path))
         .into_iter()
@@ -113,19 +137,17 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
             .sign_key_file
             .map(|path| ("cache signing key", path)),
     );
-    let uncommitted = repository.uncommitted_changes().unwrap_or_default();
-    let warnings = uncommitted_warning(&uncommitted, &plan.rev)
+    let uncommitted = match repository.uncommitted_changes() {
+        Ok(changes) => uncommitted_warning(&changes, &plan.rev),
+        Err(error) => Some(format!(
+            "cannot tell whether the work tree has uncommitted changes ({error:#}); deploying the committed revision {} only",
+            &plan.rev.as_str()[..12]
+        )),
+    };
+    uncommitted
         .into_iter()
-        .chain(exposure_warnings(&plan.inventory, &key_files));
-    for warning in warnings {
-        eprintln!("push: warning: {warning}");
-    }
-    let names: Vec<String> = plan.targets.iter().map(|t| t.name.to_string()).collect();
-    eprintln!("push: revision {} to {}", plan.rev, names.join(", "));
-    let progress = Progress::new(&names);
-    let results = rollout(plan, progress, Arc::new(Unobserved)).await?;
-    print!("{}", outcome::summary(&results));
-    Ok(outcome::exit_code(&results))
+        .chain(exposure_warnings(&plan.inventory, &key_files))
+        .collect()
 }
 
 /// The warning for a work tree with uncommitted changes (`changes`, as

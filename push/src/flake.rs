@@ -14,7 +14,8 @@ use std::str::FromStr;
 use anyhow::{bail, Context, Result};
 use deployd_protocol::HostName;
 
-use crate::inventory::INVENTORY_FILE;
+/// The inventory's file name, at the flake's root.
+pub const INVENTORY_FILE: &str = "push.toml";
 
 /// `--flake DIR[#HOST]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,8 +34,7 @@ use deployd_protocol::HostName;
 use crate::selection::{Selection, Tag};
 use crate::tls::{CaFile, Trust};
 
-/// The file's name, at the flake's root.
-pub const INVENTORY_FILE: &str = "push.toml";
+pub use crate::flake::INVENTORY_FILE;
 
 /// The inventory as written.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -235,7 +234,11 @@ impl Inventory {
 
     /// The hosts `selection` names, each once, in push.toml's order.
     pub fn select(&self, selection: &Selection) -> Result<Vec<Target>> {
-        let names = selection.resolve(&self.hosts)?;
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|(name, entry)| (name, entry.tags.as_slice()));
+        let names = selection.resolve(hosts)?;
         names.iter().map(|name| self.target(name)).collect()
     }
 
@@ -409,6 +412,11 @@ mod tests {
         );
         assert!(!error.to_string().contains('\n'));
         assert!(inventory("[hosts.\"not a host\"]\n").is_err());
+        let error = inventory("[hosts.a]\ntags = [\"pr od\"]\n").expect_err("a tag with a space");
+        assert!(
+            error.to_string().contains("a tag is a plain word"),
+            "{error}"
+        );
         let valid = inventory("[hosts.a]\n").expect("valid");
         let error = valid.select(&hosts(&["b"])).expect_err("unknown");
         assert!(error.to_string().contains("unknown host b"), "{error}");

@@ -56,7 +56,10 @@ pub async fn run(options: RollbackOptions) -> Result<ExitCode> {
         eprintln!("push: warning: {warning}");
     }
     let requests = signed_rollbacks(&targets, &key).await?;
-    let names: Vec<String> = targets.iter().map(|t| t.name.to_string()).collect();
+    let names: Vec<String> = targets
+        .iter()
+        .map(|target| target.name.to_string())
+        .collect();
     let session = Session {
         client: Client::new(key.reader()),
         confirmer: Arc::new(Confirmer::new(key, Vec::new())),

@@ -6,14 +6,14 @@
 //! name), however they were named. A selector that matches no host is an
 //! error that names it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
 use anyhow::{bail, Result};
 use deployd_protocol::HostName;
 
-use crate::inventory::{HostEntry, INVENTORY_FILE};
+use crate::flake::INVENTORY_FILE;
 
 /// The selection options, shared by `push`, `push status` and `push rollback`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -47,10 +47,14 @@ impl Selection {
         self
     }
 
-    /// The hosts selected among `hosts` (push.toml's), each once, in
-    /// push.toml's order. Nothing named, a name push.toml lacks or a
-    /// selector that matches nothing is an error.
-    pub fn resolve(&self, hosts: &BTreeMap<HostName, HostEntry>) -> Result<Vec<HostName>> {
+    /// The hosts selected among `hosts` (push.toml's, each with its tags),
+    /// each once, in push.toml's order (by name). Nothing named, a name
+    /// push.toml lacks or a selector that matches nothing is an error.
+    pub fn resolve<'a>(
+        &self,
+        hosts: impl IntoIterator<Item = (&'a HostName, &'a [Tag])>,
+    ) -> Result<Vec<HostName>> {
+        let hosts: Vec<(&HostName, &[Tag])> = hosts.into_iter().collect();
         if self.is_empty() {
             bail!("name the hosts with --on NAMES, --flake .#NAME or --host NAME, or use --all");
         }
@@ -59,18 +63,18 @@ impl Selection {
         }
         let mut chosen: BTreeSet<&HostName> = BTreeSet::new();
         if self.all {
-            chosen.extend(hosts.keys());
+            chosen.extend(hosts.iter().map(|(name, _)| *name));
         }
         for name in &self.hosts {
-            let Some((name, _)) = hosts.get_key_value(name) else {
+            let Some((name, _)) = hosts.iter().find(|(known, _)| *known == name) else {
                 bail!("unknown host {name}: it is not in {INVENTORY_FILE}");
             };
             chosen.insert(name);
         }
         for selector in &self.on {
             let mut matched = false;
-            for (name, entry) in hosts {
-                if selector.matches(name, entry) {
+            for (name, tags) in &hosts {
+                if selector.matches(name, tags) {
                     matched = true;
                     chosen.insert(name);
                 }
@@ -99,8 +103,8 @@ pub enum Selector {
 const GLOB_CHARACTERS: [char; 4] = ['*', '?', '[', ']'];
 
 impl Selector {
-    /// Whether the host `name` (with its push.toml entry) is selected.
-    fn matches(&self, name: &HostName, entry: &HostEntry) -> bool {
+    /// Whether the host `name` (with its push.toml `tags`) is selected.
+    fn matches(&self, name: &HostName, tags: &[Tag]) -> bool {
         let options = glob::MatchOptions {
             case_sensitive: true,
             require_literal_separator: false,
@@ -109,7 +113,7 @@ impl Selector {
         match self {
             Selector::Host(host) => host == name,
             Selector::Glob(pattern) => pattern.matches_with(name.as_str(), options),
-            Selector::Tag(tag) => entry.tags.contains(tag),
+            Selector::Tag(tag) => tags.contains(tag),
         }
     }
 
@@ -198,25 +202,36 @@ impl fmt::Display for Tag {
 mod tests {
     use super::*;
 
-    /// push.toml's hosts: `web-1`, `web-2` (tags web, prod), `db-1` (prod),
-    /// `lab` (none).
-    fn fleet() -> BTreeMap<HostName, HostEntry> {
-        let text = "[hosts.web-1]\ntags = [\"web\", \"prod\"]\n\
-                    [hosts.web-2]\ntags = [\"web\", \"prod\"]\n\
-                    [hosts.db-1]\ntags = [\"prod\"]\n\
-                    [hosts.lab]\n";
-        let inventory: crate::inventory::Inventory = toml::from_str(text).expect("inventory");
-        inventory.hosts
+    /// push.toml's hosts, in its order: `db-1` (tag prod), `lab` (none),
+    /// `web-1`, `web-2` (tags web, prod).
+    fn fleet() -> Vec<(HostName, Vec<Tag>)> {
+        let tags = |tags: &[&str]| -> Vec<Tag> {
+            tags.iter().map(|tag| tag.parse().expect("tag")).collect()
+        };
+        vec![
+            ("db-1".parse().expect("name"), tags(&["prod"])),
+            ("lab".parse().expect("name"), tags(&[])),
+            ("web-1".parse().expect("name"), tags(&["web", "prod"])),
+            ("web-2".parse().expect("name"), tags(&["web", "prod"])),
+        ]
     }
 
     fn select(hosts: &[&str], on: &[&str], all: bool) -> Result<Vec<String>> {
         let selection = Selection {
-            hosts: hosts.iter().map(|h| h.parse().expect("name")).collect(),
-            on: on.iter().map(|s| s.parse().expect("selector")).collect(),
+            hosts: hosts
+                .iter()
+                .map(|host| host.parse().expect("name"))
+                .collect(),
+            on: on
+                .iter()
+                .map(|item| item.parse().expect("selector"))
+                .collect(),
             all,
         };
+        let fleet = fleet();
+        let hosts = fleet.iter().map(|(name, tags)| (name, tags.as_slice()));
         Ok(selection
-            .resolve(&fleet())?
+            .resolve(hosts)?
             .iter()
             .map(|name| name.to_string())
             .collect())
@@ -308,12 +323,5 @@ mod tests {
         for bad in ["", "a b", "-a", "a.b", "ä", &"a".repeat(64)] {
             assert!(bad.parse::<Tag>().is_err(), "{bad:?}");
         }
-        let error =
-            toml::from_str::<crate::inventory::Inventory>("[hosts.a]\ntags = [\"pr od\"]\n")
-                .expect_err("a tag with a space");
-        assert!(
-            error.to_string().contains("a tag is a plain word"),
-            "{error}"
-        );
     }
 }

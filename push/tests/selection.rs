@@ -53,7 +53,12 @@ fn on_selects_by_tag_glob_and_name() {
         );
         hosts_listed(&stdout)
     };
-    let set = |hosts: &[&str]| hosts.iter().map(|h| h.to_string()).collect::<BTreeSet<_>>();
+    let set = |hosts: &[&str]| {
+        hosts
+            .iter()
+            .map(|host| host.to_string())
+            .collect::<BTreeSet<_>>()
+    };
     assert_eq!(
         listed(&["status", "--on", "@web"]),
         set(&["web-1", "web-2"])
@@ -138,7 +143,12 @@ fn a_host_named_every_way_is_deployed_once() {
     );
     let (stdout, stderr) = text(&output);
     let requests = host.requests();
-    let count = |start: &str| requests.iter().filter(|r| r.starts_with(start)).count();
+    let count = |start: &str| {
+        requests
+            .iter()
+            .filter(|request| request.starts_with(start))
+            .count()
+    };
     assert_eq!(count("POST /v1/deploy"), 1, "{requests:?}\n{stderr}");
     assert_eq!(count("GET /v1/status"), 1, "{requests:?}");
     // The stand-in refuses the deploy itself (it knows no POST): the point
