@@ -158,3 +158,58 @@ fn read_head(path: &Path) -> std::io::Result<Zeroizing<String>> {
         .read_to_string(&mut head)?;
     Ok(head)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_git::git;
+
+    #[test]
+    fn secret_keys_git_could_take_into_the_store_are_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().canonicalize().expect("canonical");
+        git(&root, &["init", "-q", "-b", "main"]);
+        std::fs::write(root.join(".gitignore"), "/ignored/\n").expect("ignore");
+        std::fs::write(root.join("committed.secret"), "k").expect("key");
+        git(&root, &["add", "-A"]);
+        git(&root, &["commit", "-q", "-m", "one"]);
+        std::fs::create_dir(root.join("ignored")).expect("dir");
+        std::fs::write(root.join("ignored/ops.secret"), "k").expect("key");
+        std::fs::write(root.join("cache.secret"), "k").expect("key");
+        std::fs::write(
+            root.join("id_ed25519.pub"),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGHBq2Xc4Hf1kqoRsPM2TTvEc5wAS9p2kE9iD4c6ySmP alice\n",
+        )
+        .expect("public key");
+        std::fs::write(root.join(crate::inventory::INVENTORY_FILE), "").expect("push.toml");
+        let inventory = Inventory::load(&root).expect("inventory");
+
+        let warnings = exposure_warnings(
+            &inventory,
+            &[
+                ("deploy key", root.join("committed.secret")),
+                ("cache signing key", root.join("cache.secret")),
+                ("deploy key", root.join("ignored/ops.secret")),
+                ("deploy key", root.join("id_ed25519.pub")),
+                ("deploy key", std::env::temp_dir().join("elsewhere.secret")),
+            ],
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert!(
+            warnings[0].starts_with(&format!(
+                "the deploy key {} is committed to the flake's git repository",
+                root.join("committed.secret").display()
+            )),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1].starts_with(&format!(
+                "the cache signing key {} lies inside the flake's git work tree and git does not ignore it: `git add -A` would put it in the world-readable Nix store",
+                root.join("cache.secret").display()
+            )),
+            "{}",
+            warnings[1]
+        );
+    }
+}
