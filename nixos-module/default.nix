@@ -354,7 +354,7 @@ in {
       after = ["network-online.target"] ++ acmeUnits;
       # A switch never stops deployd midway: when a deploy brings another
       # deployd, the daemon records the deploy's end, then exits, and
-      # Restart=always starts the new one (see deployd's book, design/nixos-module.md).
+      # Restart=always starts the new one (see deployd's book, design/crash-safety.md, Restarts).
       inherit (unit) restartIfChanged;
       # A new config is reloaded, never restarted into. switch-to-configuration
       # (nixpkgs' switch-to-configuration-ng, `compare_units` and
