@@ -113,6 +113,73 @@ pub fn summary(results: &[HostResult]) -> String {
     text
 }
 
+/// One host's line of `push --json`: what the table and its details say,
+/// for scripts. Times are Unix milliseconds, from the host's record (none
+/// when nothing was started there).
+#[derive(Debug, serde::Serialize)]
+pub struct JsonResult {
+    /// The host.
+    pub host: String,
+    /// How it ended: a deploy's final state (`succeeded`, `failed`,
+    /// `rolled_back`), or `sent`, `refused`, `unreachable`, `build_failed`.
+    pub result: &'static str,
+    /// Why it did not succeed (or, `sent`, what to do next).
+    pub reason: Option<String>,
+    /// The deploy started on it.
+    pub deploy_id: Option<String>,
+    /// The revision sent.
+    pub revision: Option<String>,
+    /// The system deployed.
+    pub store_path: Option<String>,
+    /// When the host took the deploy.
+    pub started_at_ms: Option<u64>,
+    /// When the deploy ended there.
+    pub ended_at_ms: Option<u64>,
+    /// How long push spent on the host, in seconds.
+    pub duration_s: f64,
+    /// Whether the host needs a reboot to run all of it.
+    pub reboot_required: Option<bool>,
+}
+
+impl From<&HostResult> for JsonResult {
+    fn from(host: &HostResult) -> JsonResult {
+        let record = match &host.result {
+            Result::Ended(record) => Some(record.as_ref()),
+            _ => None,
+        };
+        let deploy_id = match &host.result {
+            Result::Sent(id) => Some(id.clone()),
+            _ => record.map(|record| record.deploy_id.to_string()),
+        };
+        let revision = host
+            .rev
+            .as_ref()
+            .or(record.and_then(|record| record.rev.as_ref()));
+        let reason = match &host.result {
+            Result::Sent(_) => None,
+            _ => host.detail(),
+        };
+        JsonResult {
+            host: host.host.clone(),
+            result: phase(&host.result),
+            reason,
+            deploy_id,
+            revision: revision.map(|rev| rev.as_str().to_owned()),
+            store_path: record.map(|record| record.store_path.to_string()),
+            started_at_ms: record.map(|record| record.created_at_ms),
+            ended_at_ms: record.and_then(|record| record.finished_at_ms),
+            duration_s: host.elapsed.as_secs_f64(),
+            reboot_required: record.map(|record| record.reboot_required),
+        }
+    }
+}
+
+/// The summary as JSON: an array of one [`JsonResult`] per host.
+pub fn json(results: &[HostResult]) -> String {
+    let hosts: Vec<JsonResult> = results.iter().map(JsonResult::from).collect();
+    serde_json::to_string_pretty(&hosts).unwrap_or_else(|_| "[]".to_owned())
+}
+
 /// 0 when every host succeeded, else 1.
 pub fn exit_code(results: &[HostResult]) -> ExitCode {
     if results.iter().all(HostResult::succeeded) {

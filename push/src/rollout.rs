@@ -277,8 +277,12 @@ fn admit_hosts(
     for (target, status) in statuses {
         let status = match status {
             Ok(status) => status,
+            Err(HostError::Unreachable(why)) => {
+                results.add_unsent(&target.name, outcome::Result::Unreachable(why.to_string()));
+                continue;
+            }
             Err(error) => {
-                let result = outcome::Result::Unreachable(error.to_string());
+                let result = outcome::Result::Refused(error.to_string());
                 results.add_unsent(&target.name, result);
                 continue;
             }

@@ -81,7 +81,9 @@ impl Session {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
-                Err(HostError::Unreachable(why)) => return outcome::Result::Unreachable(why),
+                Err(HostError::Unreachable(why)) => {
+                    return outcome::Result::Unreachable(why.to_string())
+                }
                 // One deploy at a time: the one running (another push's, or
                 // one a restart left) ends, then this one is taken. The
                 // very same envelope again, while its window lasts.
@@ -120,7 +122,7 @@ impl Session {
                 ))
             }
             Ok(record) => outcome::Result::Ended(Box::new(record)),
-            Err(HostError::Unreachable(why)) => outcome::Result::Unreachable(why),
+            Err(HostError::Unreachable(why)) => outcome::Result::Unreachable(why.to_string()),
             Err(error) => outcome::Result::Refused(error.to_string()),
         }
     }
