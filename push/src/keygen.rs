@@ -24,7 +24,6 @@ pub const EXIT_HELP: &str =
     "Exit status: 0 both files written; 2 bad usage, or a file that exists or cannot be written.";
 
 /// Generates the key and writes `NAME.secret` and `NAME.public`.
-
 pub fn run(options: &KeygenOptions) -> Result<()> {
     let secret_path = options.out.join(format!("{}.secret", options.name));
     let public_path = options.out.join(format!("{}.public", options.name));

@@ -43,6 +43,7 @@ mod tls;
 /// push: build, sign and send deploys to deployd hosts, and follow them.
 #[derive(Parser)]
 #[command(
+    name = "push",
     version,
     args_conflicts_with_subcommands = true,
     after_help = exit::HELP

@@ -19,13 +19,18 @@ pub const FEATURES: [&str; 4] = [
     "flakes",
 ];
 
-/// One evaluation of every host's system: `{host: {drv, out}}` as JSON.
+/// One evaluation of every host's system, and of the configurations'
+/// names: `{"names": [...], "systems": {host: {drv, out}}}` as JSON. A host
+/// the flake has no configuration for is left out of `systems` (not an
+/// evaluation error), so push can name it and the names there are.
 pub fn evaluate_systems(flake: &str, hosts: &[HostName]) -> Invocation {
     let names: Vec<String> = hosts.iter().map(|host| format!("\"{host}\"")).collect();
     let apply = format!(
-        "configurations: builtins.listToAttrs (map (host: {{ name = host; value = \
+        "configurations: {{ names = builtins.attrNames configurations; \
+         systems = builtins.listToAttrs (map (host: {{ name = host; value = \
          let system = configurations.${{host}}.config.system.build.toplevel; \
-         in {{ drv = system.drvPath; out = system.outPath; }}; }}) [ {} ])",
+         in {{ drv = system.drvPath; out = system.outPath; }}; }}) \
+         (builtins.filter (host: builtins.hasAttr host configurations) [ {} ])); }}",
         names.join(" ")
     );
     evaluate_configurations(flake, &apply)
@@ -178,10 +183,11 @@ mod tests {
         );
         assert_eq!(argv[7], "git+file:///fleet?rev=abc#nixosConfigurations");
         assert!(
-            argv[9].ends_with("[ \"sambirano\" \"isalo\" ])"),
+            argv[9].ends_with("[ \"sambirano\" \"isalo\" ])); }"),
             "{}",
             argv[9]
         );
+        assert!(argv[9].contains("names = builtins.attrNames configurations;"));
         assert!(argv[9].contains("drv = system.drvPath; out = system.outPath;"));
     }
 

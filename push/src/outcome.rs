@@ -188,3 +188,60 @@ pub fn exit_code(results: &[HostResult]) -> ExitCode {
         ExitCode::from(1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYSTEM: &str = "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-sambirano";
+    const REV: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn ended() -> HostResult {
+        let record: DeployRecord = serde_json::from_value(serde_json::json!({
+            "deploy_id": "d-1", "host": "sambirano", "store_path": SYSTEM, "action": "switch",
+            "flake": null, "rev": REV, "key": "ops-1", "issued_at": 1, "state": "rolled_back",
+            "phases": [], "error": {"code": "switch_failed", "message": "nginx is down"},
+            "previous_system": null, "reboot_required": false, "log_tail": [],
+            "created_at_ms": 1000, "finished_at_ms": 4500,
+        }))
+        .expect("a record");
+        HostResult {
+            host: "sambirano".into(),
+            rev: Some(REV.parse().expect("revision")),
+            result: Result::Ended(Box::new(record)),
+            elapsed: Duration::from_millis(3750),
+        }
+    }
+
+    #[test]
+    fn the_json_summary_has_one_object_per_host_with_every_field() {
+        let unreachable = HostResult {
+            host: "isalo".into(),
+            rev: Some(REV.parse().expect("revision")),
+            result: Result::Unreachable("http://isalo:9797/v1/status: connection refused".into()),
+            elapsed: Duration::ZERO,
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&json(&[ended(), unreachable])).expect("JSON");
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {
+                    "host": "sambirano", "result": "rolled_back",
+                    "reason": "switch_failed: nginx is down",
+                    "deploy_id": "d-1", "revision": REV, "store_path": SYSTEM,
+                    "started_at_ms": 1000, "ended_at_ms": 4500, "duration_s": 3.75,
+                    "reboot_required": false,
+                },
+                {
+                    "host": "isalo", "result": "unreachable",
+                    "reason": "http://isalo:9797/v1/status: connection refused",
+                    "deploy_id": null, "revision": REV, "store_path": null,
+                    "started_at_ms": null, "ended_at_ms": null, "duration_s": 0.0,
+                    "reboot_required": null,
+                },
+            ])
+        );
+        assert_eq!(exit_code(&[ended()]), ExitCode::from(1));
+    }
+}

@@ -381,4 +381,20 @@ mod tests {
         assert!(!line.contains("error sending request"), "{line}");
         assert!(!certificate_refused(&error));
     }
+
+    #[test]
+    fn each_certificate_check_is_told_in_its_own_words() {
+        use rustls::CertificateError as Problem;
+        // (A host with the untrusted test CA: tests/tls_hosts.rs.)
+        assert!(certificate_problem(&Problem::UnknownIssuer)
+            .starts_with("certificate not trusted (UnknownIssuer): "));
+        assert!(certificate_problem(&Problem::NotValidForName)
+            .starts_with("certificate name mismatch (NotValidForName): "));
+        assert!(
+            certificate_problem(&Problem::Expired).starts_with("certificate expired (Expired): ")
+        );
+        assert!(certificate_problem(&Problem::NotValidYet)
+            .starts_with("certificate not valid yet (NotValidYet): "));
+        assert!(certificate_problem(&Problem::Revoked).starts_with("certificate refused ("));
+    }
 }

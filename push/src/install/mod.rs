@@ -172,7 +172,10 @@ async fn install(
     let system: StorePath = match build(&plan, |line| eprintln!("build: {line}")).await {
         Ok(mut built) => match built.systems.remove(host) {
             Some(system) => system,
-            None => return Ok(failed(format!("{host}'s system did not build"))),
+            None => {
+                let why = built.failed.remove(host).unwrap_or_default();
+                return Ok(failed(format!("{host}'s system did not build: {why}")));
+            }
         },
         Err(error) => return Ok(failed(format!("the build failed: {error:#}"))),
     };
