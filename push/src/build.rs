@@ -211,6 +211,7 @@ async fn evaluate_hosts(plan: &BuildPlan<'_>, hosts: &[HostName]) -> Result<Eval
     let evaluate = plan.as_build_user(nix::evaluate_systems(plan.flake, hosts));
     let evaluated = command::run(&evaluate, |_| {})
         .await
+        .map_err(nix::abbreviate_apply)
         .context("evaluating the systems")?;
     serde_json::from_str(&evaluated.stdout).context("reading nix eval's JSON")
 }
