@@ -1,6 +1,7 @@
-//! How each host ended, the summary table, and the exit status PRODUCT.md
-//! fixes: 0 every host succeeded, 1 at least one failed, rolled back or was
-//! unreachable (2, bad usage or input, comes from errors before any host).
+//! How each host ended, the summary (a table, or JSON with `--json`), and
+//! the exit status (see [`crate::exit`]): 0 every host succeeded, 1 at least
+//! one failed, rolled back or was unreachable (2, bad usage or input, comes
+//! from errors before any host).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -182,11 +183,7 @@ pub fn json(results: &[HostResult]) -> String {
 
 /// 0 when every host succeeded, else 1.
 pub fn exit_code(results: &[HostResult]) -> ExitCode {
-    if results.iter().all(HostResult::succeeded) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    crate::exit::hosts(!results.iter().all(HostResult::succeeded))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use deployd_protocol::{DeployId, ErrorCode};
 use crate::client::{Client, HostError};
 use crate::confirm::Confirmer;
 use crate::follow::{follow, Update};
+use crate::host_error::Cause;
 use crate::inventory::Target;
 use crate::outcome;
 use crate::progress::Progress;
@@ -77,7 +78,10 @@ impl Session {
                     self.observer.deploying(host, id.as_str());
                     break;
                 }
-                Err(HostError::Unreachable(_)) if attempt < SEND_ATTEMPTS => {
+                // No retry changes a certificate push does not trust.
+                Err(HostError::Unreachable(why))
+                    if attempt < SEND_ATTEMPTS && !matches!(why.cause, Cause::Tls(_)) =>
+                {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
