@@ -287,6 +287,16 @@ fn admit_hosts(
                 continue;
             }
         };
+        if status.hostname != target.name {
+            // Its address is another machine's: nothing is built or sent
+            // for a deploy that host would refuse (wrong_host).
+            let why = format!(
+                "{} answers as {}: is its address another machine's? (a deploy would be refused: wrong_host)",
+                target.url, status.hostname
+            );
+            results.add_unsent(&target.name, outcome::Result::Refused(why));
+            continue;
+        }
         let running = status
             .current_deploy
             .as_ref()

@@ -9,57 +9,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
-use deployd_protocol::SecretKey;
 use support::fake_host::{FakeHost, HOST};
-
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .status()
-        .expect("git");
-    assert!(status.success());
-}
-
-/// A flake whose configurations are `isalo` and `toliara` (names only:
-/// push reads the names without evaluating a system), and a push.toml
-/// naming [`HOST`] at `port`.
-fn flake(port: u16) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    std::fs::write(
-        dir.path().join("flake.nix"),
-        "{ outputs = { self }: { nixosConfigurations = { isalo = { }; toliara = { }; }; }; }\n",
-    )
-    .expect("flake");
-    git(dir.path(), &["add", "flake.nix"]);
-    git(dir.path(), &["commit", "-q", "-m", "flake"]);
-    std::fs::write(
-        dir.path().join("push.toml"),
-        format!(
-            "[defaults]\nkey_file = \"ops.secret\"\n[hosts.{HOST}]\naddress = \"127.0.0.1\"\nport = {port}\n"
-        ),
-    )
-    .expect("inventory");
-    let key = SecretKey::generate("ops-1".parse().expect("name")).expect("random");
-    std::fs::write(
-        dir.path().join("ops.secret"),
-        key.to_key_file_text().as_bytes(),
-    )
-    .expect("key");
-    dir
-}
+use support::flake::flake;
 
 fn push(dir: &Path, args: &[&str]) -> std::process::Output {
     support::run(
