@@ -86,9 +86,8 @@ enum Command {
     #[command(after_help = "Exit status: 0 printed; 2 bad usage.")]
     Completions(completions::CompletionsOptions),
     /// Write push's manual pages (push.1, push-status.1, ...) into a
-    /// directory.
+    /// directory, for packagers.
     #[command(
-        hide = true,
         after_help = "Exit status: 0 written; 2 bad usage or a directory that cannot be written."
     )]
     Man(man::ManOptions),

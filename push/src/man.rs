@@ -1,8 +1,10 @@
 //! `push man --out DIR`: writes push's manual pages, one per subcommand
 //! (`push.1`, `push-status.1`, `push-log.1`, ...), rendered by clap_mangen
-//! from the same definitions as `--help`, exit statuses included. Hidden
-//! from `push --help`: it is for packagers (the Nix package runs it at
-//! install time), and operators read the pages it wrote with `man push`.
+//! from the same definitions as `--help`, exit statuses included. It is for
+//! packagers (the Nix package runs it at install time); operators read the
+//! pages with `man push`. Listed in `push --help` rather than hidden: a
+//! packager of another distribution finds it there, and clap_complete
+//! offers hidden subcommands in its scripts all the same.
 
 use std::path::PathBuf;
 

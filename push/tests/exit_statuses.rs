@@ -153,6 +153,7 @@ fn every_subcommand_s_help_tells_its_exit_statuses() {
         vec!["install", "--help"],
         vec!["serve", "--help"],
         vec!["completions", "--help"],
+        vec!["man", "--help"],
     ] {
         let output = support::run(support::push().args(&args));
         let (stdout, stderr) = text(&output);
