@@ -45,10 +45,11 @@
       suffix = [];
     }
     // attributes;
-  noun = description: type {
-    inherit description;
-    descriptionClass = "noun";
-  };
+  noun = description:
+    type {
+      inherit description;
+      descriptionClass = "noun";
+    };
   unsigned = bits: let
     highest = toString (builtins.foldl' (product: _: product * 2) 1 (builtins.genList (x: x) bits) - 1);
   in

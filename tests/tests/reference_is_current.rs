@@ -17,7 +17,8 @@ use deployd_lab::sibling_binary;
 
 fn inputs() -> Inputs {
     let lab = Path::new(env!("CARGO_BIN_EXE_lab"));
-    let binary = |name: &str| sibling_binary(lab, name).expect("the workspace's binaries are built");
+    let binary =
+        |name: &str| sibling_binary(lab, name).expect("the workspace's binaries are built");
     Inputs {
         root: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .parent()

@@ -211,6 +211,8 @@ pub(super) async fn conclude_switch(
         SwitchOutcome::Exited(status) => {
             roll_back(daemon, id, failure(status.error_code(), status.to_string())).await
         }
-        SwitchOutcome::Failed(why) => roll_back(daemon, id, failure(FailureCode::SwitchFailed, why)).await,
+        SwitchOutcome::Failed(why) => {
+            roll_back(daemon, id, failure(FailureCode::SwitchFailed, why)).await
+        }
     }
 }

@@ -95,7 +95,10 @@ pub async fn run(daemon: Arc<Daemon>, id: DeployId) {
         Ok(ending) => ending,
         Err(error) => {
             log::error!(deploy_id = id.as_str(); "deploy {id}: cannot record its progress: {error:#?}");
-            Ending::failed(FailureCode::Internal, "deployd could not record the deploy's progress")
+            Ending::failed(
+                FailureCode::Internal,
+                "deployd could not record the deploy's progress",
+            )
         }
     };
     if let Some(failure) = &ending.failure {
@@ -112,7 +115,10 @@ pub async fn run(daemon: Arc<Daemon>, id: DeployId) {
 
 async fn drive(daemon: &Daemon, id: &DeployId) -> Result<Ending, StateError> {
     let Some(deploy) = daemon.deploy(id.as_str()) else {
-        return Ok(Ending::failed(FailureCode::Internal, "the deploy's record vanished"));
+        return Ok(Ending::failed(
+            FailureCode::Internal,
+            "the deploy's record vanished",
+        ));
     };
     let step = resume::next_step(&deploy);
     if step != Step::Start {
@@ -279,7 +285,10 @@ async fn after_switch(
             return roll_back(
                 daemon,
                 id,
-                failure(FailureCode::SwitchFailed, format!("health checks failed: {report}")),
+                failure(
+                    FailureCode::SwitchFailed,
+                    format!("health checks failed: {report}"),
+                ),
             )
             .await;
         }

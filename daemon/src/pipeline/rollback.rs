@@ -7,9 +7,7 @@ use deployd_command as command;
 use deployd_protocol::api::{DeployFailure, DeployState};
 use deployd_protocol::{DeployId, FailureCode};
 
-use super::{
-    nix, preflight, run_switch, Ending, SwitchOutcome, SwitchStatus, SwitchTarget,
-};
+use super::{nix, preflight, run_switch, Ending, SwitchOutcome, SwitchStatus, SwitchTarget};
 use crate::daemon::Daemon;
 use crate::state::{StateError, StoredDeploy, SwitchKind};
 use crate::system::Profile;
@@ -24,7 +22,10 @@ pub(super) async fn roll_back(
     why: DeployFailure,
 ) -> Result<Ending, StateError> {
     let Some(deploy) = daemon.deploy(id.as_str()) else {
-        return Ok(Ending::failed(FailureCode::Internal, "the deploy's record vanished"));
+        return Ok(Ending::failed(
+            FailureCode::Internal,
+            "the deploy's record vanished",
+        ));
     };
     if deploy.progress.rolling_back.is_none() {
         let reason = why.clone();
@@ -164,7 +165,10 @@ pub(super) async fn undo_profile(
     why: &str,
 ) -> Result<Ending, StateError> {
     let Some(deploy) = daemon.deploy(id.as_str()) else {
-        return Ok(Ending::failed(FailureCode::Internal, "the deploy's record vanished"));
+        return Ok(Ending::failed(
+            FailureCode::Internal,
+            "the deploy's record vanished",
+        ));
     };
     let progress = &deploy.progress;
     let profile = Profile::new(&daemon.config().file.activation.system_profile);

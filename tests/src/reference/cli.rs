@@ -67,10 +67,7 @@ pub fn page(binary: &Path, name: &str) -> Result<String> {
     let top = parse(&help_text(binary, &[])?);
     let mut text = format!("# `{name}` command line\n\n");
     text.push_str(&command_text(&[name.to_owned()], &top));
-    let mut queue: Vec<Vec<String>> = subcommands(&top)
-        .into_iter()
-        .map(|sub| vec![sub])
-        .collect();
+    let mut queue: Vec<Vec<String>> = subcommands(&top).into_iter().map(|sub| vec![sub]).collect();
     while !queue.is_empty() {
         let path = queue.remove(0);
         let help = parse(&help_text(binary, &path)?);
@@ -350,7 +347,10 @@ Options:
     fn same_line_help_is_parsed_with_its_notes() {
         let help = parse(SHORT);
         assert_eq!(help.about, "Deploy things");
-        assert_eq!(help.usage, "Usage: tool [OPTIONS] [REV]\n       tool <COMMAND>");
+        assert_eq!(
+            help.usage,
+            "Usage: tool [OPTIONS] [REV]\n       tool <COMMAND>"
+        );
         assert_eq!(subcommands(&help), ["status"]);
         let options = &help.sections[2];
         assert_eq!(options.title, "Options");
@@ -370,7 +370,10 @@ Options:
         assert_eq!(shell.help.trim(), "The shell");
         assert_eq!(shell.values, ["bash: Bash", "zsh:  Zsh"]);
         let out = &help.sections[1].entries[0];
-        assert_eq!(one_line(&out.help), "Where to write them.<br>A second paragraph.");
+        assert_eq!(
+            one_line(&out.help),
+            "Where to write them.<br>A second paragraph."
+        );
         assert_eq!(out.default.as_deref(), Some("."));
         assert_eq!(out.notes, ["env: TOOL_OUT="]);
     }
@@ -380,9 +383,17 @@ Options:
         let help = parse(SHORT);
         assert_eq!(
             entry_row(&help.sections[2].entries[0]),
-            ["`--action <ACTION>`", "How to activate", "`switch`", "`switch`, `boot`"]
+            [
+                "`--action <ACTION>`",
+                "How to activate",
+                "`switch`",
+                "`switch`, `boot`"
+            ]
         );
         let long = parse(LONG);
-        assert_eq!(entry_row(&long.sections[0].entries[0])[3], "`bash`: Bash, `zsh`: Zsh");
+        assert_eq!(
+            entry_row(&long.sections[0].entries[0])[3],
+            "`bash`: Bash, `zsh`: Zsh"
+        );
     }
 }

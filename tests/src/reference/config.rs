@@ -129,7 +129,10 @@ fn table_text(sources: &Sources, table: &Table, queue: &mut VecDeque<Table>) -> 
     let description = doc(&found.item.attrs);
     // A doc comment that only names the table says nothing the heading does not.
     if !description.is_empty() && description != format!("{}.", code(&table.heading)) {
-        text.push_str(&format!("{}\n\n", one_line(&description).replace("<br>", "\n\n")));
+        text.push_str(&format!(
+            "{}\n\n",
+            one_line(&description).replace("<br>", "\n\n")
+        ));
     }
     let mut rows = Vec::new();
     for field in fields(sources, &found)? {
@@ -153,7 +156,10 @@ fn fields<'a>(sources: &'a Sources, found: &Found<'a, syn::ItemStruct>) -> Resul
         if serde_flag(&settings, "skip") || serde_flag(&settings, "skip_deserializing") {
             continue;
         }
-        let ident = field.ident.as_ref().context("a config struct with unnamed fields")?;
+        let ident = field
+            .ident
+            .as_ref()
+            .context("a config struct with unnamed fields")?;
         if serde_flag(&settings, "flatten") {
             let name = last_segment(&field.ty).context("a flattened field of no named type")?;
             let inner = sources
@@ -206,7 +212,12 @@ fn field_row(
                 heading: heading.clone(),
                 path: layout.path(&path),
             });
-            format!("{}, see [{}](#{})", layout.noun(), code(&heading), anchor(&heading))
+            format!(
+                "{}, see [{}](#{})",
+                layout.noun(),
+                code(&heading),
+                anchor(&heading)
+            )
         }
         None => shape.leaf.clone(),
     };
@@ -296,7 +307,10 @@ impl Shape {
             ("BTreeMap" | "HashMap", [_, value]) => {
                 (table_of(value).map(|name| (name, Layout::Map)), "`{}`")
             }
-            _ => (table_of(kind_or_inner(kind, optional)).map(|name| (name, Layout::Single)), ""),
+            _ => (
+                table_of(kind_or_inner(kind, optional)).map(|name| (name, Layout::Single)),
+                "",
+            ),
         };
         let leaf = leaf(sources, kind_or_inner(kind, optional), near);
         let empty = if optional {
@@ -350,7 +364,11 @@ fn split_generic(kind: &syn::Type) -> (String, Vec<&syn::Type>) {
 
 fn last_segment(kind: &syn::Type) -> Option<String> {
     match kind {
-        syn::Type::Path(path) => path.path.segments.last().map(|segment| segment.ident.to_string()),
+        syn::Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .map(|segment| segment.ident.to_string()),
         _ => None,
     }
 }
@@ -467,7 +485,11 @@ fn value(sources: &Sources, expression: &syn::Expr, near: &Path) -> Option<Strin
             let variant_name = path.path.segments.last()?.ident.to_string();
             let found = sources.enum_named(&enum_name, Some(near))?;
             let rename_all = serde_value(&serde_settings(&found.item.attrs), "rename_all");
-            let variant = found.item.variants.iter().find(|v| v.ident == variant_name)?;
+            let variant = found
+                .item
+                .variants
+                .iter()
+                .find(|v| v.ident == variant_name)?;
             let name = serde_value(&serde_settings(&variant.attrs), "rename")
                 .unwrap_or_else(|| renamed(&variant_name, rename_all.as_deref()));
             Some(format!("\"{name}\""))
@@ -514,7 +536,10 @@ mod tests {
             fn listen() -> SocketAddr { SocketAddr::from(([0u16; 8], 9797)) }
             fn unsaid() -> SocketAddr { SocketAddr::from(([0u16; 8], 9797)) }
             "#
-            .replace("enum Action", "#[serde(rename_all = \"kebab-case\")] enum Action"),
+            .replace(
+                "enum Action",
+                "#[serde(rename_all = \"kebab-case\")] enum Action",
+            ),
         )
         .expect("written");
         let sources = Sources::read(root.path(), &["src"]).expect("read");
@@ -526,7 +551,10 @@ mod tests {
         assert_eq!(shown("action"), "`\"dry-activate\"`");
         assert_eq!(shown("listen"), "`\"[::]:9797\"`: every address.");
         let error = evaluate(&sources, "unsaid", near).expect_err("not shown");
-        assert!(error.to_string().contains("give it a doc comment"), "{error}");
+        assert!(
+            error.to_string().contains("give it a doc comment"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -26,8 +26,15 @@ pub fn page(root: &Path) -> Result<String> {
     for (name, description) in variants(&sources, "ErrorCode", "protocol/src/error.rs")? {
         let parsed: ErrorCode = serde_json::from_value(serde_json::Value::String(name.clone()))
             .with_context(|| format!("{name} is not an ErrorCode"))?;
-        ensure!(parsed.as_str() == name, "ErrorCode::as_str disagrees with serde on {name}");
-        rows.push(vec![code(&name), parsed.http_status().to_string(), description]);
+        ensure!(
+            parsed.as_str() == name,
+            "ErrorCode::as_str disagrees with serde on {name}"
+        );
+        rows.push(vec![
+            code(&name),
+            parsed.http_status().to_string(),
+            description,
+        ]);
     }
     text.push_str(&table(&["Code", "Status", "Meaning"], &rows));
 
@@ -40,7 +47,10 @@ pub fn page(root: &Path) -> Result<String> {
     for (name, description) in variants(&sources, "FailureCode", "protocol/src/failure.rs")? {
         let parsed: FailureCode = serde_json::from_value(serde_json::Value::String(name.clone()))
             .with_context(|| format!("{name} is not a FailureCode"))?;
-        ensure!(parsed.as_str() == name, "FailureCode::as_str disagrees with serde on {name}");
+        ensure!(
+            parsed.as_str() == name,
+            "FailureCode::as_str disagrees with serde on {name}"
+        );
         rows.push(vec![code(&name), description]);
     }
     text.push_str(&table(&["Code", "Meaning"], &rows));

@@ -75,7 +75,10 @@ fn api_text(root: &Path, api: &Api) -> Result<String> {
     let mut text = format!("\n## {}\n\n", api.title);
     if !everywhere.is_empty() {
         let layers: Vec<String> = everywhere.iter().map(|layer| code(layer)).collect();
-        text.push_str(&format!("Every route is wrapped in: {}.\n\n", layers.join(", ")));
+        text.push_str(&format!(
+            "Every route is wrapped in: {}.\n\n",
+            layers.join(", ")
+        ));
     }
     let mut modules = BTreeMap::new();
     let mut rows = Vec::new();
@@ -228,12 +231,24 @@ fn route(path: &syn::Expr, methods: &syn::Expr) -> Vec<Route> {
     let mut current = methods;
     loop {
         let (method, handler, next) = match current {
-            syn::Expr::Call(call) => (call.func.to_token_stream().to_string(), call.args.first(), None),
-            syn::Expr::MethodCall(call) => (call.method.to_string(), call.args.first(), Some(&*call.receiver)),
+            syn::Expr::Call(call) => (
+                call.func.to_token_stream().to_string(),
+                call.args.first(),
+                None,
+            ),
+            syn::Expr::MethodCall(call) => (
+                call.method.to_string(),
+                call.args.first(),
+                Some(&*call.receiver),
+            ),
             _ => break,
         };
         let handler = match handler {
-            Some(syn::Expr::Path(handler)) => handler.path.to_token_stream().to_string().replace(" :: ", "::"),
+            Some(syn::Expr::Path(handler)) => handler
+                .path
+                .to_token_stream()
+                .to_string()
+                .replace(" :: ", "::"),
             _ => "(inline)".to_owned(),
         };
         found.push(Route {
@@ -258,7 +273,11 @@ fn layer_name(layer: &syn::Expr) -> String {
         let function = call.func.to_token_stream().to_string();
         if function.ends_with("from_fn") || function.ends_with("from_fn_with_state") {
             if let Some(syn::Expr::Path(inner)) = call.args.last() {
-                return inner.path.to_token_stream().to_string().replace(" :: ", "::");
+                return inner
+                    .path
+                    .to_token_stream()
+                    .to_string()
+                    .replace(" :: ", "::");
             }
         }
     }
@@ -295,7 +314,13 @@ mod tests {
         assert_eq!(everywhere, ["limits::timeout"]);
         let summary: Vec<(String, String, Vec<String>)> = routes
             .into_iter()
-            .map(|route| (route.method + " " + &route.path, route.handler, route.guards))
+            .map(|route| {
+                (
+                    route.method + " " + &route.path,
+                    route.handler,
+                    route.guards,
+                )
+            })
             .collect();
         assert_eq!(
             summary,

@@ -14,8 +14,14 @@ pub fn with_header(body: &str) -> String {
 
 /// A table: its header row, the separator and one row per entry.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut text = row(&header.iter().map(|cell| cell.to_string()).collect::<Vec<_>>());
-    text.push_str(&row(&header.iter().map(|_| "---".to_owned()).collect::<Vec<_>>()));
+    let mut text = row(&header
+        .iter()
+        .map(|cell| cell.to_string())
+        .collect::<Vec<_>>());
+    text.push_str(&row(&header
+        .iter()
+        .map(|_| "---".to_owned())
+        .collect::<Vec<_>>()));
     for cells in rows {
         text.push_str(&row(cells));
     }

@@ -50,7 +50,11 @@ impl Sources {
     }
 
     /// The struct `name`: the one in `near` if there is one, else the first.
-    pub fn struct_named(&self, name: &str, near: Option<&Path>) -> Option<Found<'_, syn::ItemStruct>> {
+    pub fn struct_named(
+        &self,
+        name: &str,
+        near: Option<&Path>,
+    ) -> Option<Found<'_, syn::ItemStruct>> {
         self.find(near, |item| match item {
             syn::Item::Struct(found) if found.ident == name => Some(found),
             _ => None,
@@ -66,7 +70,11 @@ impl Sources {
     }
 
     /// The function `name`, as [`Sources::struct_named`] finds structs.
-    pub fn function_named(&self, name: &str, near: Option<&Path>) -> Option<Found<'_, syn::ItemFn>> {
+    pub fn function_named(
+        &self,
+        name: &str,
+        near: Option<&Path>,
+    ) -> Option<Found<'_, syn::ItemFn>> {
         self.find(near, |item| match item {
             syn::Item::Fn(found) if found.sig.ident == name => Some(found),
             _ => None,
@@ -85,11 +93,12 @@ impl Sources {
                 .map(|item| Found { item, file })
         };
         let near = near.and_then(|near| self.files.get_key_value(near));
-        near.and_then(|(file, parsed)| in_file(file, parsed)).or_else(|| {
-            self.files
-                .iter()
-                .find_map(|(file, parsed)| in_file(file, parsed))
-        })
+        near.and_then(|(file, parsed)| in_file(file, parsed))
+            .or_else(|| {
+                self.files
+                    .iter()
+                    .find_map(|(file, parsed)| in_file(file, parsed))
+            })
     }
 }
 
@@ -111,13 +120,19 @@ fn top_items(items: &[syn::Item]) -> Vec<&syn::Item> {
 
 fn is_test_module(module: &syn::ItemMod) -> bool {
     module.attrs.iter().any(|attribute| {
-        attribute.path().is_ident("cfg") && attribute.meta.to_token_stream().to_string().contains("test")
+        attribute.path().is_ident("cfg")
+            && attribute
+                .meta
+                .to_token_stream()
+                .to_string()
+                .contains("test")
     })
 }
 
 fn rust_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
         if path.is_dir() {
@@ -158,7 +173,9 @@ fn without_intra_links(text: &str) -> String {
     let mut rest = text;
     while let Some(start) = rest.find("[`") {
         let after = &rest[start + 1..];
-        let link = after.find("`]").filter(|end| !after[..*end + 1].contains('\n'));
+        let link = after
+            .find("`]")
+            .filter(|end| !after[..*end + 1].contains('\n'));
         match link {
             Some(end) if !after[end + 2..].starts_with('(') => {
                 plain.push_str(&rest[..start]);
@@ -192,7 +209,10 @@ pub enum Serde {
 /// The `#[serde(..)]` settings in `attributes`.
 pub fn serde_settings(attributes: &[syn::Attribute]) -> Vec<Serde> {
     let mut settings = Vec::new();
-    for attribute in attributes.iter().filter(|attribute| attribute.path().is_ident("serde")) {
+    for attribute in attributes
+        .iter()
+        .filter(|attribute| attribute.path().is_ident("serde"))
+    {
         // Settings this reader does not know are left out, not failed on.
         let _ = attribute.parse_nested_meta(|meta| {
             let name = meta.path.to_token_stream().to_string();
@@ -279,7 +299,10 @@ mod tests {
             struct Example;
         };
         let settings = serde_settings(&item.attrs);
-        assert_eq!(serde_value(&settings, "default").as_deref(), Some("default_port"));
+        assert_eq!(
+            serde_value(&settings, "default").as_deref(),
+            Some("default_port")
+        );
         assert_eq!(serde_value(&settings, "rename").as_deref(), Some("port"));
         assert!(serde_flag(&settings, "deny_unknown_fields"));
         assert_eq!(doc(&item.attrs), "The first line.\n\nThe second paragraph.");
