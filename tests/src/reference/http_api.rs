@@ -1,7 +1,7 @@
 //! The HTTP API's page, from the code: deployd's routes and push serve's,
 //! read from their `router` functions (every `.route(PATH, METHOD(handler))`
 //! and the layers that wrap the group it is in), each handler's doc comment
-//! and answer type, and every endpoint module's `//!` header, which names
+//! what it takes from the request and its answer type, and every endpoint module's `//!` header, which names
 //! method, path and who may call (one module per endpoint group).
 
 use std::collections::BTreeMap;
@@ -85,16 +85,17 @@ fn api_text(root: &Path, api: &Api) -> Result<String> {
     for route in &routes {
         let (module_file, handler) = handler_source(api, &route.handler);
         let function = sources.function_named(&handler, Some(Path::new(&module_file)));
-        let (description, answer) = match &function {
+        let (description, takes, answer) = match &function {
             Some(found) => {
                 modules.insert(found.file.to_owned(), ());
                 let answer = match &found.item.sig.output {
                     syn::ReturnType::Type(_, kind) => code(&type_text(kind)),
                     syn::ReturnType::Default => String::new(),
                 };
-                (one_line(&doc(&found.item.attrs)), answer)
+                let description = one_line(&doc(&found.item.attrs));
+                (description, takes(&found.item.sig), answer)
             }
-            None => (String::new(), String::new()),
+            None => (String::new(), String::new(), String::new()),
         };
         let guards: Vec<String> = route.guards.iter().map(|guard| code(guard)).collect();
         rows.push(vec![
@@ -102,11 +103,12 @@ fn api_text(root: &Path, api: &Api) -> Result<String> {
             code(&route.path),
             guards.join(", "),
             description,
+            takes,
             answer,
         ]);
     }
     text.push_str(&table(
-        &["Method", "Path", "Guards", "Description", "Answer"],
+        &["Method", "Path", "Guards", "Description", "Takes", "Answer"],
         &rows,
     ));
     modules.insert(Path::new(api.router_file).to_owned(), ());
@@ -120,6 +122,48 @@ fn api_text(root: &Path, api: &Api) -> Result<String> {
         ));
     }
     Ok(text)
+}
+
+/// What a handler takes from the request (its extractors but the state).
+fn takes(signature: &syn::Signature) -> String {
+    let kinds: Vec<String> = signature
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            syn::FnArg::Typed(typed) => Some(type_text(without_rejection(&typed.ty))),
+            syn::FnArg::Receiver(_) => None,
+        })
+        .filter(|kind| !kind.starts_with("State<"))
+        .map(|kind| code(&kind))
+        .collect();
+    kinds.join(", ")
+}
+
+/// `Result<Extractor, Rejection>`'s extractor (the handler answers the
+/// rejection itself), or the type itself.
+fn without_rejection(kind: &syn::Type) -> &syn::Type {
+    let syn::Type::Path(path) = kind else {
+        return kind;
+    };
+    let Some(last) = path
+        .path
+        .segments
+        .last()
+        .filter(|last| last.ident == "Result")
+    else {
+        return kind;
+    };
+    match &last.arguments {
+        syn::PathArguments::AngleBracketed(arguments) => arguments
+            .args
+            .iter()
+            .find_map(|argument| match argument {
+                syn::GenericArgument::Type(inner) => Some(inner),
+                _ => None,
+            })
+            .unwrap_or(kind),
+        _ => kind,
+    }
 }
 
 /// The file and function of a handler path (`deploys::get_deploy` is in
