@@ -27,6 +27,8 @@ struct Help {
     usage: String,
     /// The sections, in order.
     sections: Vec<Section>,
+    /// Text after them (clap's `after_help`), but what is a section itself.
+    after: String,
 }
 
 /// `Options:` and its entries, or another section.
@@ -140,9 +142,15 @@ fn parse(text: &str) -> Help {
         help.usage = usage.join("\n");
     }
     let mut entry_lines: Vec<String> = Vec::new();
+    let mut after: Vec<&str> = Vec::new();
     for line in rest {
         let indent = line.len() - line.trim_start().len();
-        if indent == 0 && line.ends_with(':') {
+        if !after.is_empty() {
+            after.push(line);
+        } else if indent == 0 && !line.is_empty() && !line.ends_with(':') {
+            finish_entry(&mut help, &mut entry_lines);
+            after.push(line);
+        } else if indent == 0 && line.ends_with(':') {
             finish_entry(&mut help, &mut entry_lines);
             help.sections.push(Section {
                 title: line.trim_end_matches(':').to_owned(),
@@ -156,6 +164,7 @@ fn parse(text: &str) -> Help {
         }
     }
     finish_entry(&mut help, &mut entry_lines);
+    help.after = after.join("\n").trim().to_owned();
     help
 }
 
@@ -248,6 +257,9 @@ fn command_text(words: &[String], help: &Help) -> String {
                 &rows,
             ));
         }
+    }
+    if !help.after.is_empty() {
+        text.push_str(&format!("\n{}\n", help.after));
     }
     text
 }
@@ -376,6 +388,19 @@ Options:
         );
         assert_eq!(out.default.as_deref(), Some("."));
         assert_eq!(out.notes, ["env: TOOL_OUT="]);
+    }
+
+    #[test]
+    fn text_after_the_sections_is_kept_apart() {
+        let help = parse(&format!(
+            "{SHORT}\nExit status: 0 when every host succeeded.\n  More.\n"
+        ));
+        assert_eq!(help.sections[2].entries.len(), 3);
+        assert_eq!(help.sections[2].entries[2].help, "Print help");
+        assert_eq!(
+            help.after,
+            "Exit status: 0 when every host succeeded.\n  More."
+        );
     }
 
     #[test]
