@@ -135,6 +135,10 @@ fn rust_files(dir: &Path) -> Result<Vec<PathBuf>> {
         std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
+        // Test modules (`tests.rs`, `tests/`) may reuse the product's names.
+        if path.file_stem().is_some_and(|stem| stem == "tests") {
+            continue;
+        }
         if path.is_dir() {
             found.extend(rust_files(&path)?);
         } else if path.extension().is_some_and(|extension| extension == "rs") {
