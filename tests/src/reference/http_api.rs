@@ -1,8 +1,10 @@
 //! The HTTP API's page, from the code: deployd's routes and push serve's,
 //! read from their `router` functions (every `.route(PATH, METHOD(handler))`
-//! and the layers that wrap the group it is in), each handler's doc comment
-//! what it takes from the request and its answer type, and every endpoint module's `//!` header, which names
-//! method, path and who may call (one module per endpoint group).
+//! and the layers that wrap the group it is in), each handler's doc
+//! comment, what it takes from the request and its answer type, and every
+//! endpoint module's `//!` header, which names method, path and who may
+//! call (one module per endpoint group): a route its module's header does
+//! not name fails the page.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -85,6 +87,19 @@ fn api_text(root: &Path, api: &Api) -> Result<String> {
     for route in &routes {
         let (module_file, handler) = handler_source(api, &route.handler);
         let function = sources.function_named(&handler, Some(Path::new(&module_file)));
+        // The module's header is the endpoint's description: it must name it.
+        let described_in = function
+            .as_ref()
+            .map_or(Path::new(api.router_file), |found| found.file);
+        let named = format!("{} {}", route.method, route.path);
+        ensure!(
+            names_route(
+                &header(sources.file(&described_in.to_string_lossy())?),
+                &named
+            ),
+            "the //! header of {} does not name `{named}`, the route it serves",
+            described_in.display()
+        );
         let (description, takes, answer) = match &function {
             Some(found) => {
                 modules.insert(found.file.to_owned(), ());
@@ -122,6 +137,15 @@ fn api_text(root: &Path, api: &Api) -> Result<String> {
         ));
     }
     Ok(text)
+}
+
+/// Whether `text` names `route` (`GET /v1/deploys`), not only a longer
+/// path that begins with it (`GET /v1/deploys/{id}`).
+fn names_route(text: &str, route: &str) -> bool {
+    text.match_indices(route).any(|(at, _)| {
+        let next = text[at + route.len()..].chars().next();
+        !next.is_some_and(|next| next.is_alphanumeric() || "/{_-".contains(next))
+    })
 }
 
 /// What a handler takes from the request (its extractors but the state).
@@ -337,6 +361,16 @@ fn layer_name(layer: &syn::Expr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_route_is_named_only_by_its_whole_path() {
+        assert!(names_route(
+            "`GET /v1/deploys?limit=N` (history)",
+            "GET /v1/deploys"
+        ));
+        assert!(names_route("and GET /healthz.", "GET /healthz"));
+        assert!(!names_route("`GET /v1/deploys/{id}`", "GET /v1/deploys"));
+    }
 
     #[test]
     fn routes_carry_the_layers_of_their_groups() {
