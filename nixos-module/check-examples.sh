@@ -57,7 +57,7 @@ PY
     echo "--- $name: deployd.toml"
     cat "$work/$name.toml"
     "$deployd" check-config --skip-key-files --config "$work/$name.toml"
-    # The fixture the README shows (and CI checks) is exactly what the module renders.
+    # The fixture the docs show (and CI checks) is exactly what the module renders.
     diff -u "$here/examples/$name.toml" "$work/$name.toml"
   fi
   if [ -e "$work/$name-forge.toml" ]; then

@@ -188,7 +188,7 @@ in {
     };
 
     settings = mkOption {
-      description = "deployd's config (`/etc/deployd/config.toml`); keys not declared here are passed through (see deployd's README).";
+      description = "deployd's config (`/etc/deployd/config.toml`); keys not declared here are passed through (see deployd's book: reference/config.md).";
       default = {};
       type = types.submodule {
         freeformType = settingsFormat.type;
@@ -281,7 +281,7 @@ in {
               };
             };
             default = {};
-            description = "Health checks after a switch; see `[health]` in deployd's README. Magic rollback is asked per deploy (`push --confirm SECONDS`).";
+            description = "Health checks after a switch; see `[health]` in deployd's book (reference/config.md). Magic rollback is asked per deploy (`push --confirm SECONDS`).";
           };
         };
       };
@@ -354,7 +354,7 @@ in {
       after = ["network-online.target"] ++ acmeUnits;
       # A switch never stops deployd midway: when a deploy brings another
       # deployd, the daemon records the deploy's end, then exits, and
-      # Restart=always starts the new one (see deployd's README, Restarts).
+      # Restart=always starts the new one (see deployd's book, design/crash-safety.md, Restarts).
       inherit (unit) restartIfChanged;
       # A new config is reloaded, never restarted into. switch-to-configuration
       # (nixpkgs' switch-to-configuration-ng, `compare_units` and
@@ -386,7 +386,7 @@ in {
       # the kernel's OOM killer anywhere on the machine; each a default that
       # a plain `systemd.services.deployd.serviceConfig.MemoryMax = "4G";`
       # replaces. Measured (debug build, loopback): deployd idles at 15 MB
-      # (README: 6 MB release) and 3 threads; 600 clients sending 256 KiB
+      # (the book's benchmarks: 6 MB release) and 3 threads; 600 clients sending 256 KiB
       # envelopes slowly (512 served at once) took it to 183 MB and 261
       # threads. The cgroup also holds the fetch's `nix-store --realise`:
       # as root it substitutes in its own process, 16 paths at once, and

@@ -143,7 +143,7 @@ in {
     };
 
     settings = mkOption {
-      description = "`push serve`'s config (`/etc/deployd/forge.toml`); keys not declared here are passed through (see deployd's README). Secrets only as `*_file` paths.";
+      description = "`push serve`'s config (`/etc/deployd/forge.toml`); keys not declared here are passed through (see deployd's book: reference/serve-config.md). Secrets only as `*_file` paths.";
       default = {};
       type = types.submodule {
         freeformType = settingsFormat.type;

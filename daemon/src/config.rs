@@ -1,7 +1,8 @@
-//! The daemon's config file (TOML). PRODUCT.md fixes `listen`, `hostname`,
-//! `state_dir`, `[[trusted_keys]]`, `[nix]` and `[tls]`; the other keys are deployd's
-//! own, each with a default, documented in the README. Unknown keys are
-//! errors, secrets are never inline (keys are public; files are paths), and
+//! The daemon's config file (TOML). The book's config reference
+//! (docs/src/reference/config.md) fixes `listen`, `hostname`, `state_dir`,
+//! `[[trusted_keys]]`, `[nix]` and `[tls]`; the other keys are deployd's own,
+//! each with a default, documented there. Unknown keys are errors, secrets
+//! are never inline (keys are public; files are paths), and
 //! [`Config::load`] checks everything a running daemon would trip on later.
 
 use std::net::SocketAddr;

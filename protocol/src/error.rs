@@ -8,7 +8,7 @@ use crate::names::{at_most, HostName, KeyName, Nonce};
 use crate::payload::PayloadError;
 use crate::store_path::StorePathError;
 
-/// The error codes PRODUCT.md fixes; the `error` field of every error body.
+/// The error codes the book fixes (docs/src/reference/error-codes.md); the `error` field of every error body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -63,7 +63,7 @@ impl ErrorCode {
         }
     }
 
-    /// The HTTP status PRODUCT.md pairs with the code.
+    /// The HTTP status the book pairs with the code.
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::BadRequest => 400,

@@ -124,7 +124,7 @@ impl Permission {
     }
 }
 
-/// A set of permissions; the default is all of them, as PRODUCT.md says.
+/// A set of permissions; the default is all of them, as the book's wire format says (docs/src/design/wire-format.md).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Permissions(u8);
 

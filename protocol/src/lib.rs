@@ -6,7 +6,7 @@
 //! one message may serve several hosts ([`ROLLOUT_PAYLOAD_TYPE`]). The [`Verifier`] checks the signature over the exact bytes
 //! received, then parses the payload into a [`Message`] whose fields check
 //! themselves ([`StorePath`], [`HostName`], [`Nonce`], ...), then runs the
-//! remaining checks of PRODUCT.md in order. Senders build and sign messages
+//! remaining checks of the wire format (docs/src/design/wire-format.md) in order. Senders build and sign messages
 //! with [`Message::new`] and [`Message::sign`].
 //!
 //! This crate has no I/O beyond reading key files and no async runtime.

@@ -4,7 +4,7 @@
 //! Parsing is strict: unknown fields and fields that belong to another kind
 //! are rejected, every name checks itself, and the validity window is at most
 //! [`MAX_WINDOW_S`] long. The store path of a `deploy` is the one field left
-//! unchecked here, because the verifier checks it later in PRODUCT.md's order
+//! unchecked here, because the verifier checks it later in the wire format's order
 //! (a malformed store path is `invalid_store_path`, not `bad_request`); that is
 //! what the type parameter of [`Message`] is for.
 

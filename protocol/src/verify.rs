@@ -1,4 +1,4 @@
-//! The verifier: every check PRODUCT.md lists, in its order, each failure with
+//! The verifier: every check the wire format lists (docs/src/design/wire-format.md), in its order, each failure with
 //! its own error.
 //!
 //! 1. the envelope parses (bounded size, UTF-8, DSSE shape);

@@ -1,35 +1,42 @@
-//! `push [--host H]... [--all] [REV]`: check the options, resolve the
-//! revision, run the rollout (see [`crate::rollout`], the same code path as
-//! `push serve`), and print a summary.
+//! `push [--host H]... [--on NAMES] [--all] [REV]`: check the options,
+//! resolve the revision, warn about what will not be deployed (uncommitted
+//! changes) and about secret keys git could take into the Nix store, run
+//! the rollout (see [`crate::rollout`], the same code path as `push
+//! serve`), and print a summary.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use deployd_protocol::{Action, HostName};
+use deployd_protocol::{Action, Revision};
 
+use crate::flake::FlakeArg;
 use crate::inventory::Inventory;
-use crate::keys::signing_key;
+use crate::keys::{exposure_warnings, key_file_path, signing_key};
 use crate::outcome;
 use crate::progress::Progress;
 use crate::revision::FlakeRepository;
 use crate::rollout::{rollout, BuildSource, Rollout, RolloutSettings, Unobserved};
+use crate::selection::Selection;
 
 /// Options of `push` (the deploy itself).
 #[derive(Debug, clap::Args)]
 pub struct DeployOptions {
-    /// Deploy to this host (repeat for several).
-    #[arg(long = "host", value_name = "HOST")]
-    pub hosts: Vec<HostName>,
-    /// Deploy to every host of the inventory.
-    #[arg(long)]
-    pub all: bool,
+    /// The hosts to deploy to: each is deployed once, however often it is
+    /// named, and they go in push.toml's order (by name).
+    #[command(flatten)]
+    pub selection: Selection,
     /// How to activate: switch, boot, test or dry-activate.
     #[arg(long, default_value = "switch")]
     pub action: Action,
-    /// The flake's directory (with push.toml at its root).
-    #[arg(long, default_value = ".")]
-    pub flake: PathBuf,
+    /// The flake's directory, or DIR#HOST to deploy to HOST as well (as
+    /// nixos-rebuild takes it: `.#sambirano`). push.toml is looked for in
+    /// DIR and its parents, up to the git repository's root; where it is
+    /// found is the flake's root (what is built, and what push.toml's paths
+    /// are relative to). Only committed state is deployed: uncommitted
+    /// changes are named in a warning.
+    #[arg(long, value_name = "DIR[#HOST]", default_value = ".")]
+    pub flake: FlakeArg,
     /// Build on this machine over SSH (ssh-ng) instead of here.
     #[arg(long, value_name = "HOST")]
     pub build_host: Option<String>,
@@ -66,13 +73,19 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
     if options.confirm.is_some() && options.no_wait {
         bail!("--confirm needs push to follow the deploys: it cannot go with --no-wait");
     }
-    let inventory = Inventory::load(&options.flake)?;
-    let targets = inventory.select(&options.hosts, options.all)?;
-    let key = signing_key(options.key.as_deref(), &inventory, &options.flake)?;
+    let inventory = Inventory::load(&options.flake.dir)?;
+    let selection = options
+        .selection
+        .clone()
+        .and_host(options.flake.host.as_ref());
+    let targets = inventory.select(&selection)?;
+    let key = signing_key(options.key.as_deref(), &inventory)?;
+    let repository = FlakeRepository::open(inventory.root())?;
+    let key_file = key_file_path(options.key.as_deref(), &inventory);
     let plan = Rollout {
-        flake_dir: options.flake.clone(),
+        flake_dir: inventory.root().to_owned(),
         targets,
-        rev: FlakeRepository::open(&options.flake)?.resolve(&options.rev)?,
+        rev: repository.resolve(&options.rev)?,
         settings: RolloutSettings {
             action: options.action,
             confirm_s: options.confirm,
@@ -91,10 +104,83 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
     };
     // Bad input stops here, before the hosts are asked anything.
     plan.preflight()?;
-    let names: Vec<String> = plan.targets.iter().map(|t| t.name.to_string()).collect();
+    for warning in warnings(&plan, &repository, key_file) {
+        eprintln!("push: warning: {warning}");
+    }
+    let names: Vec<String> = plan
+        .targets
+        .iter()
+        .map(|target| target.name.to_string())
+        .collect();
     eprintln!("push: revision {} to {}", plan.rev, names.join(", "));
     let progress = Progress::new(&names);
     let results = rollout(plan, progress, Arc::new(Unobserved)).await?;
     print!("{}", outcome::summary(&results));
     Ok(outcome::exit_code(&results))
+}
+
+/// What the operator should know before anything is built: uncommitted
+/// changes (never deployed), and secret key files (the deploy key's
+/// `key_file`, the cache signing key) that git could take into the Nix
+/// store.
+fn warnings(
+    plan: &Rollout,
+    repository: &FlakeRepository,
+    key_file: Option<PathBuf>,
+) -> Vec<String> {
+    let mut key_files: Vec<(&str, PathBuf)> = key_file
+        .map(|path| ("deploy key", path))
+        .into_iter()
+        .collect();
+    key_files.extend(
+        plan.machine()
+            .sign_key_file
+            .map(|path| ("cache signing key", path)),
+    );
+    let uncommitted = match repository.uncommitted_changes() {
+        Ok(changes) => uncommitted_warning(&changes, &plan.rev),
+        Err(error) => Some(format!(
+            "cannot tell whether the work tree has uncommitted changes ({error:#}); deploying the committed revision {} only",
+            &plan.rev.as_str()[..12]
+        )),
+    };
+    uncommitted
+        .into_iter()
+        .chain(exposure_warnings(&plan.inventory, &key_files))
+        .collect()
+}
+
+/// The warning for a work tree with uncommitted changes (`changes`, as
+/// [`FlakeRepository::uncommitted_changes`] lists them): the build uses
+/// `rev`'s commit alone, never the work tree.
+fn uncommitted_warning(changes: &[String], rev: &Revision) -> Option<String> {
+    let first = changes.first()?;
+    let count = match changes.len() {
+        1 => "1 file".to_owned(),
+        count => format!("{count} files"),
+    };
+    Some(format!(
+        "the work tree has uncommitted changes ({count}, e.g. {first}); deploying the committed revision {} only",
+        &rev.as_str()[..12]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncommitted_changes_are_counted_and_one_is_named() {
+        let rev: Revision = "0123456789abcdef0123456789abcdef01234567"
+            .parse()
+            .expect("rev");
+        assert_eq!(uncommitted_warning(&[], &rev), None);
+        assert_eq!(
+            uncommitted_warning(&["hosts/x.nix".into(), "push.toml".into()], &rev).as_deref(),
+            Some("the work tree has uncommitted changes (2 files, e.g. hosts/x.nix); deploying the committed revision 0123456789ab only")
+        );
+        assert!(uncommitted_warning(&["a".into()], &rev)
+            .expect("one")
+            .contains("(1 file, e.g. a)"));
+    }
 }

@@ -1,4 +1,5 @@
-//! `push.toml`, the inventory at the flake's root: defaults and hosts.
+//! `push.toml`, the inventory at the flake's root (found in the flake
+//! directory or its parents: [`crate::flake`]): defaults and hosts.
 //!
 //! ```toml
 //! [defaults]
@@ -16,6 +17,7 @@
 //! tls = true                      # default: defaults.tls (an https:// address implies it)
 //! ca_file = "keys/sambirano.pem"  # trusted for it as well as defaults.ca_file
 //! hardware_config = "hosts/sambirano/hardware-configuration.nix"  # the default
+//! tags = ["prod", "web"]          # selected with --on @prod (plain words)
 //! ```
 //!
 //! A host reached over HTTPS is reached over HTTPS only: every request to
@@ -29,10 +31,10 @@ use anyhow::{bail, Context, Result};
 use deployd_command::redact::{mask_credentials, url_credentials};
 use deployd_protocol::HostName;
 
+use crate::selection::{Selection, Tag};
 use crate::tls::{CaFile, Trust};
 
-/// The file's name, at the flake's root.
-pub const INVENTORY_FILE: &str = "push.toml";
+pub use crate::flake::INVENTORY_FILE;
 
 /// The inventory as written.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -47,6 +49,9 @@ pub struct Inventory {
     /// The CA files it names, read once, by the path written.
     #[serde(skip)]
     ca_files: BTreeMap<PathBuf, Arc<CaFile>>,
+    /// The directory it was read from: the flake's root.
+    #[serde(skip)]
+    root: PathBuf,
 }
 
 /// `[defaults]`.
@@ -110,6 +115,9 @@ pub struct HostEntry {
     /// `hardware-configuration.nix`, relative to the flake's root; default:
     /// `hosts/NAME/hardware-configuration.nix`.
     pub hardware_config: Option<PathBuf>,
+    /// Its tags, for `--on @TAG`: plain words (`["prod", "web"]`).
+    #[serde(default)]
+    pub tags: Vec<Tag>,
 }
 
 /// A host to talk to.
@@ -137,11 +145,20 @@ impl Target {
 }
 
 impl Inventory {
-    /// Reads `flake_dir/push.toml` and the CA files it names.
+    /// Reads push.toml, found in `flake_dir` or its parents
+    /// ([`crate::flake::inventory_root`]), and the CA files it names.
     pub fn load(flake_dir: &Path) -> Result<Inventory> {
-        let mut inventory = Inventory::parse(flake_dir)?;
-        inventory.read_ca_files(flake_dir)?;
+        let root = crate::flake::inventory_root(flake_dir)?;
+        let mut inventory = Inventory::parse(&root)?;
+        inventory.read_ca_files(&root)?;
+        inventory.root = root;
         Ok(inventory)
+    }
+
+    /// The flake's root: the directory push.toml was read from. Relative
+    /// paths in push.toml are relative to it.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// Reads push.toml from a repository push serve fetched: like
@@ -161,6 +178,7 @@ impl Inventory {
             }
         }
         inventory.read_ca_files(work_tree)?;
+        inventory.root = work_tree.to_owned();
         Ok(inventory)
     }
 
@@ -214,18 +232,22 @@ impl Inventory {
         Ok(())
     }
 
-    /// The hosts `--host` names, or all with `--all`.
-    pub fn select(&self, names: &[HostName], all: bool) -> Result<Vec<Target>> {
-        let names: Vec<HostName> = match (all, names.is_empty()) {
-            (true, true) => self.hosts.keys().cloned().collect(),
-            (false, false) => names.to_vec(),
-            (true, false) => bail!("give --host or --all, not both"),
-            (false, true) => bail!("name the hosts with --host NAME, or use --all"),
-        };
-        if names.is_empty() {
-            bail!("the inventory has no hosts");
-        }
+    /// The hosts `selection` names, each once, in push.toml's order.
+    pub fn select(&self, selection: &Selection) -> Result<Vec<Target>> {
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|(name, entry)| (name, entry.tags.as_slice()));
+        let names = selection.resolve(hosts)?;
         names.iter().map(|name| self.target(name)).collect()
+    }
+
+    /// Every host of push.toml.
+    pub fn all(&self) -> Result<Vec<Target>> {
+        self.select(&Selection {
+            all: true,
+            ..Selection::default()
+        })
     }
 
     /// The host called `name`.
@@ -319,6 +341,16 @@ pub fn one_line(text: &str) -> String {
 mod tests {
     use super::*;
 
+    fn hosts(names: &[&str]) -> Selection {
+        Selection {
+            hosts: names
+                .iter()
+                .map(|name| name.parse().expect("name"))
+                .collect(),
+            ..Selection::default()
+        }
+    }
+
     fn inventory(text: &str) -> Result<Inventory> {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join(INVENTORY_FILE), text).expect("write");
@@ -334,7 +366,7 @@ mod tests {
              [hosts.pi]\naddress = \"fd00::7\"\nport = 9797\n",
         )
         .expect("valid");
-        let all = inventory.select(&[], true).expect("all");
+        let all = inventory.all().expect("all");
         let urls: Vec<&str> = all.iter().map(|t| t.url.as_str()).collect();
         assert_eq!(
             urls,
@@ -344,9 +376,7 @@ mod tests {
                 "http://sambirano.lan:9000"
             ]
         );
-        let one = inventory
-            .select(&["isalo".parse().expect("name")], false)
-            .expect("one");
+        let one = inventory.select(&hosts(&["isalo"])).expect("one");
         assert_eq!(one.len(), 1);
     }
 
@@ -382,12 +412,15 @@ mod tests {
         );
         assert!(!error.to_string().contains('\n'));
         assert!(inventory("[hosts.\"not a host\"]\n").is_err());
+        let error = inventory("[hosts.a]\ntags = [\"pr od\"]\n").expect_err("a tag with a space");
+        assert!(
+            error.to_string().contains("a tag is a plain word"),
+            "{error}"
+        );
         let valid = inventory("[hosts.a]\n").expect("valid");
-        let error = valid
-            .select(&["b".parse().expect("name")], false)
-            .expect_err("unknown");
+        let error = valid.select(&hosts(&["b"])).expect_err("unknown");
         assert!(error.to_string().contains("unknown host b"), "{error}");
-        assert!(valid.select(&[], false).is_err());
+        assert!(valid.select(&Selection::default()).is_err());
     }
 
     #[test]
@@ -402,7 +435,7 @@ mod tests {
         )
         .expect("valid");
         let urls: Vec<(String, bool)> = fleet
-            .select(&[], true)
+            .all()
             .expect("all")
             .into_iter()
             .map(|target| (target.url.clone(), target.https()))
@@ -425,12 +458,12 @@ mod tests {
         ] {
             let text = format!("[hosts.a]\naddress = \"{address}\"\n");
             let error = inventory(&text)
-                .and_then(|inventory| inventory.select(&[], true))
+                .and_then(|inventory| inventory.all())
                 .expect_err(address);
             assert!(format!("{error:#}").contains(why), "{address}: {error:#}");
         }
         let contradiction = inventory("[hosts.a]\naddress = \"https://a\"\ntls = false\n")
-            .and_then(|inventory| inventory.select(&[], true))
+            .and_then(|inventory| inventory.all())
             .expect_err("tls = false with https://");
         assert!(
             contradiction.to_string().contains("tls = false"),

@@ -2,6 +2,11 @@
 //! inventory's `key_file` (relative to the flake's root). The file is a
 //! Nix-format secret key, or an SSH public key or certificate whose secret
 //! half `ssh-agent` holds.
+//!
+//! A secret key file inside the flake's git work tree that git does not
+//! ignore is one `git add -A` away from the Nix store, which every user of
+//! the machine (and every machine it is copied to) can read: push warns
+//! ([`exposure_warnings`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -13,6 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::agent::{is_ssh_public_text, AgentKey};
 use crate::inventory::Inventory;
+use crate::revision::{Exposure, FlakeRepository};
 
 /// The environment variable naming the key file.
 pub const KEY_FILE_ENV: &str = "DEPLOYD_KEY_FILE";
@@ -58,34 +64,33 @@ impl DeployKey {
 /// The key that signs reads, when a file key is configured
 /// (`DEPLOYD_KEY_FILE` or the inventory's `key_file`): hosts that require
 /// signed reads need it.
-pub fn reading_key(inventory: &Inventory, flake_dir: &Path) -> Result<Option<Arc<SecretKey>>> {
-    let Some(path) = configured_path(None, inventory, flake_dir) else {
+/// Warns when that file lies where git would take it into the Nix store.
+pub fn reading_key(inventory: &Inventory) -> Result<Option<Arc<SecretKey>>> {
+    let Some(path) = key_file_path(None, inventory) else {
         return Ok(None);
     };
     if read_head(&path).is_ok_and(|head| is_ssh_public_text(&head)) {
         // An SSH key signs no reads, and reads need no agent.
         return Ok(None);
     }
-    Ok(load(&path)?.reader())
+    let key = load(&path)?.reader();
+    for warning in exposure_warnings(inventory, &[("deploy key", path)]) {
+        eprintln!("push: warning: {warning}");
+    }
+    Ok(key)
 }
 
 /// Loads the deploy key.
-pub fn signing_key(
-    option: Option<&Path>,
-    inventory: &Inventory,
-    flake_dir: &Path,
-) -> Result<DeployKey> {
-    let Some(path) = configured_path(option, inventory, flake_dir) else {
+pub fn signing_key(option: Option<&Path>, inventory: &Inventory) -> Result<DeployKey> {
+    let Some(path) = key_file_path(option, inventory) else {
         bail!("no deploy key: give --key FILE, set {KEY_FILE_ENV}, or set key_file in push.toml");
     };
     load(&path)
 }
 
-fn configured_path(
-    option: Option<&Path>,
-    inventory: &Inventory,
-    flake_dir: &Path,
-) -> Option<PathBuf> {
+/// The deploy key's file: `--key` (`option`), else `DEPLOYD_KEY_FILE`, else
+/// push.toml's `key_file` (relative to the flake's root).
+pub fn key_file_path(option: Option<&Path>, inventory: &Inventory) -> Option<PathBuf> {
     match (
         option,
         std::env::var_os(KEY_FILE_ENV),
@@ -93,9 +98,35 @@ fn configured_path(
     ) {
         (Some(path), _, _) => Some(path.to_owned()),
         (None, Some(path), _) => Some(PathBuf::from(path)),
-        (None, None, Some(path)) => Some(flake_dir.join(path)),
+        (None, None, Some(path)) => Some(inventory.root().join(path)),
         (None, None, None) => None,
     }
+}
+
+/// One line for each secret key file of `files` (what it is, where) that
+/// lies inside the flake's git work tree where git does not ignore it. An
+/// SSH public key or certificate is no secret: it is never named.
+pub fn exposure_warnings(inventory: &Inventory, files: &[(&str, PathBuf)]) -> Vec<String> {
+    let Ok(repository) = FlakeRepository::open(inventory.root()) else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    for (what, path) in files {
+        if read_head(path).is_ok_and(|head| is_ssh_public_text(&head)) {
+            continue;
+        }
+        let how = match repository.exposure(path) {
+            None => continue,
+            Some(Exposure::Committed) => {
+                "is committed to the flake's git repository: every build copies it into the world-readable Nix store (remove it from the repository and make a new key)"
+            }
+            Some(Exposure::NotIgnored) => {
+                "lies inside the flake's git work tree and git does not ignore it: `git add -A` would put it in the world-readable Nix store (keep it outside the repository, or list it in .gitignore)"
+            }
+        };
+        warnings.push(format!("the {what} {} {how}", path.display()));
+    }
+    warnings
 }
 
 /// Reads the key file: SSH public key or certificate, else Nix-format secret.
@@ -126,4 +157,59 @@ fn read_head(path: &Path) -> std::io::Result<Zeroizing<String>> {
         .take(MAX_KEY_FILE_BYTES)
         .read_to_string(&mut head)?;
     Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_git::git;
+
+    #[test]
+    fn secret_keys_git_could_take_into_the_store_are_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().canonicalize().expect("canonical");
+        git(&root, &["init", "-q", "-b", "main"]);
+        std::fs::write(root.join(".gitignore"), "/ignored/\n").expect("ignore");
+        std::fs::write(root.join("committed.secret"), "k").expect("key");
+        git(&root, &["add", "-A"]);
+        git(&root, &["commit", "-q", "-m", "one"]);
+        std::fs::create_dir(root.join("ignored")).expect("dir");
+        std::fs::write(root.join("ignored/ops.secret"), "k").expect("key");
+        std::fs::write(root.join("cache.secret"), "k").expect("key");
+        std::fs::write(
+            root.join("id_ed25519.pub"),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGHBq2Xc4Hf1kqoRsPM2TTvEc5wAS9p2kE9iD4c6ySmP alice\n",
+        )
+        .expect("public key");
+        std::fs::write(root.join(crate::inventory::INVENTORY_FILE), "").expect("push.toml");
+        let inventory = Inventory::load(&root).expect("inventory");
+
+        let warnings = exposure_warnings(
+            &inventory,
+            &[
+                ("deploy key", root.join("committed.secret")),
+                ("cache signing key", root.join("cache.secret")),
+                ("deploy key", root.join("ignored/ops.secret")),
+                ("deploy key", root.join("id_ed25519.pub")),
+                ("deploy key", std::env::temp_dir().join("elsewhere.secret")),
+            ],
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert!(
+            warnings[0].starts_with(&format!(
+                "the deploy key {} is committed to the flake's git repository",
+                root.join("committed.secret").display()
+            )),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1].starts_with(&format!(
+                "the cache signing key {} lies inside the flake's git work tree and git does not ignore it: `git add -A` would put it in the world-readable Nix store",
+                root.join("cache.secret").display()
+            )),
+            "{}",
+            warnings[1]
+        );
+    }
 }

@@ -17,7 +17,7 @@ pub struct LogOptions {
     /// The host.
     #[arg(long = "host", value_name = "HOST")]
     pub host: HostName,
-    /// The flake's directory (with push.toml).
+    /// The flake's directory (push.toml in it or a parent).
     #[arg(long, default_value = ".")]
     pub flake: PathBuf,
     /// The deploy (default: the running one, else the last).
@@ -28,7 +28,7 @@ pub struct LogOptions {
 pub async fn run(options: LogOptions) -> Result<ExitCode> {
     let inventory = Inventory::load(&options.flake)?;
     let target = inventory.target(&options.host)?;
-    let client = Client::new(crate::keys::reading_key(&inventory, &options.flake)?);
+    let client = Client::new(crate::keys::reading_key(&inventory)?);
     let id = match options.deploy_id {
         Some(id) => id,
         None => {

@@ -13,6 +13,7 @@ mod cache_check;
 mod client;
 mod confirm;
 mod deploy;
+mod flake;
 mod follow;
 mod install;
 mod inventory;
@@ -26,6 +27,7 @@ mod progress;
 mod revision;
 mod rollback;
 mod rollout;
+mod selection;
 mod serve;
 mod session;
 mod sign;
@@ -47,14 +49,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show every host's revision, system, state and last deploy.
+    /// Show every host's (or the selected hosts') revision, system, state
+    /// and last deploy.
     Status(status::StatusOptions),
     /// Show a deploy's log, live while it runs.
     Log(log::LogOptions),
-    /// Return a host to its previous generation.
+    /// Return hosts to their previous generation.
     Rollback(rollback::RollbackOptions),
     /// Make a deploy key pair in Nix's key-file format: NAME.secret (mode
-    /// 0600) and NAME.public. Refuses to overwrite either file.
+    /// 0600) and NAME.public, in $XDG_CONFIG_HOME/deployd/keys (else
+    /// ~/.config/deployd/keys) or --out DIR. Refuses to overwrite either file.
     Keygen(keygen::KeygenOptions),
     /// Install a new machine booted from a NixOS installer: build HOST's
     /// system at REV, get it into the machine's mounted root (pulled from

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use deployd_protocol::Revision;
-use git2::{Oid, Repository};
+use git2::{Oid, Repository, Status, StatusOptions};
 
 /// The flake's repository.
 pub struct FlakeRepository {
@@ -64,6 +64,53 @@ impl FlakeRepository {
         self.repository.graph_descendant_of(rev, ancestor).ok()
     }
 
+    /// The files of the work tree that differ from the commit checked out:
+    /// changed or staged tracked files, and untracked files git does not
+    /// ignore (paths relative to the repository's root). Builds never see
+    /// them: they use the commit alone ([`FlakeRepository::flake_reference`]).
+    pub fn uncommitted_changes(&self) -> Result<Vec<String>> {
+        let mut options = StatusOptions::new();
+        options
+            .include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(false)
+            .exclude_submodules(true);
+        let statuses = self
+            .repository
+            .statuses(Some(&mut options))
+            .with_context(|| format!("reading the status of {}", self.root.display()))?;
+        Ok(statuses
+            .iter()
+            .filter(|entry| entry.status() != Status::CURRENT)
+            .map(|entry| String::from_utf8_lossy(entry.path_bytes()).into_owned())
+            .collect())
+    }
+
+    /// Whether the file at `path` would go into the Nix store with the
+    /// flake: `None` when it lies outside the work tree or git ignores it.
+    pub fn exposure(&self, path: &Path) -> Option<Exposure> {
+        let path = path.canonicalize().ok()?;
+        let relative = path.strip_prefix(&self.root).ok()?;
+        if self.repository.is_path_ignored(relative).unwrap_or(false) {
+            return None;
+        }
+        let status = self.repository.status_file(relative).ok()?;
+        if status.intersects(Status::IGNORED) {
+            return None;
+        }
+        let in_head = self
+            .repository
+            .head()
+            .and_then(|head| head.peel_to_tree())
+            .and_then(|tree| tree.get_path(relative))
+            .is_ok();
+        Some(if in_head {
+            Exposure::Committed
+        } else {
+            Exposure::NotIgnored
+        })
+    }
+
     /// The flake reference of exactly `rev`.
     pub fn flake_reference(&self, rev: &Revision) -> String {
         let root = url_encoded(self.root.as_os_str().as_encoded_bytes());
@@ -73,6 +120,16 @@ impl FlakeRepository {
         }
         reference
     }
+}
+
+/// How a file inside the flake's work tree reaches the Nix store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// It is in the commit checked out: every build copies it there.
+    Committed,
+    /// Neither committed nor ignored: `git add -A` and a commit would put
+    /// it there.
+    NotIgnored,
 }
 
 /// What a URL path may hold as it is: letters, digits and `/-._~`; the rest
@@ -138,6 +195,36 @@ mod tests {
         assert!(repository
             .flake_reference(&rev("main"))
             .ends_with(&format!("?rev={two}")));
+    }
+
+    #[test]
+    fn uncommitted_changes_and_exposed_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        std::fs::create_dir(dir.path().join("hosts")).expect("dir");
+        std::fs::write(dir.path().join("hosts/x.nix"), "{ }").expect("x");
+        std::fs::write(dir.path().join(".gitignore"), "*.ignored\n").expect("ignore");
+        std::fs::write(dir.path().join("committed.secret"), "k").expect("secret");
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-q", "-m", "one"]);
+        let repository = FlakeRepository::open(dir.path()).expect("open");
+        assert!(repository.uncommitted_changes().expect("status").is_empty());
+
+        std::fs::write(dir.path().join("hosts/x.nix"), "{ a = 1; }").expect("edit");
+        std::fs::write(dir.path().join("keys.ignored"), "k").expect("ignored");
+        std::fs::create_dir(dir.path().join("keys")).expect("dir");
+        std::fs::write(dir.path().join("keys/ops.secret"), "k").expect("untracked");
+        let mut changes = repository.uncommitted_changes().expect("status");
+        changes.sort();
+        assert_eq!(changes, ["hosts/x.nix", "keys/ops.secret"]);
+
+        let exposure = |name: &str| repository.exposure(&dir.path().join(name));
+        assert_eq!(exposure("committed.secret"), Some(Exposure::Committed));
+        assert_eq!(exposure("keys/ops.secret"), Some(Exposure::NotIgnored));
+        assert_eq!(exposure("keys.ignored"), None);
+        assert_eq!(exposure("missing.secret"), None);
+        let outside = tempfile::NamedTempFile::new().expect("outside");
+        assert_eq!(repository.exposure(outside.path()), None);
     }
 
     #[test]

@@ -74,14 +74,16 @@ pub fn confirm_message(host: &HostName, id: &DeployId, now: u64) -> Result<Messa
     ))
 }
 
-/// A `rollback` on `host`, starting a deploy with a new id.
-pub fn rollback_message(host: &HostName) -> Result<Message> {
+/// A `rollback` on `host`, starting a deploy with a new id, issued at `now`
+/// (the same for every host of one `push rollback`, so that an agent signs
+/// them all at once).
+pub fn rollback_message(host: &HostName, now: u64) -> Result<Message> {
     let id = new_deploy_id(host)?;
     let reference = DeployRef::new(id).context("no randomness")?;
     Ok(Message::new(
         host.clone(),
         Request::Rollback(reference),
-        now(),
+        now,
         DEFAULT_LIFETIME_S,
     ))
 }

@@ -1,19 +1,20 @@
-//! `push status [--host H]...`: a table of the inventory's hosts: current
+//! `push status [--host H]... [--on NAMES]`: a table of the inventory's
+//! hosts (all, or those selected: [`crate::selection`]): current
 //! revision and system, state, last deploy and its age, reboot needed,
 //! whether it is reached over TLS. Unreachable hosts are marked; the exit
 //! status is 1 when one is. With `--json`, one JSON object instead: each
 //! host's name to `{"url": <its deployd>, "status": <its GET /v1/status
 //! answer>}` or `{"url": ..., "unreachable": "<why>"}`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use deployd_protocol::api::StatusResponse;
-use deployd_protocol::HostName;
 
 use crate::client::Client;
+use crate::flake::FlakeArg;
 use crate::inventory::{Inventory, Target};
+use crate::selection::Selection;
 use crate::sign::now;
 use crate::table;
 
@@ -21,11 +22,12 @@ use crate::table;
 #[derive(Debug, clap::Args)]
 pub struct StatusOptions {
     /// Only these hosts (default: all of the inventory).
-    #[arg(long = "host", value_name = "HOST")]
-    pub hosts: Vec<HostName>,
-    /// The flake's directory (with push.toml).
-    #[arg(long, default_value = ".")]
-    pub flake: PathBuf,
+    #[command(flatten)]
+    pub selection: Selection,
+    /// The flake's directory (push.toml in it or a parent), or DIR#HOST
+    /// to show HOST.
+    #[arg(long, value_name = "DIR[#HOST]", default_value = ".")]
+    pub flake: FlakeArg,
     /// Print JSON for scripts instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -33,9 +35,11 @@ pub struct StatusOptions {
 
 /// Runs `push status`.
 pub async fn run(options: StatusOptions) -> Result<ExitCode> {
-    let inventory = Inventory::load(&options.flake)?;
-    let targets = inventory.select(&options.hosts, options.hosts.is_empty())?;
-    let client = Client::new(crate::keys::reading_key(&inventory, &options.flake)?);
+    let inventory = Inventory::load(&options.flake.dir)?;
+    let mut selection = options.selection.and_host(options.flake.host.as_ref());
+    selection.all |= selection.is_empty();
+    let targets = inventory.select(&selection)?;
+    let client = Client::new(crate::keys::reading_key(&inventory)?);
     let asks = targets.iter().map(|target| {
         let client = client.clone();
         async move { (target.clone(), client.status(target).await) }

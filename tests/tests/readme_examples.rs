@@ -1,8 +1,9 @@
-//! Every config example in the README is a fixture under
-//! `nixos-module/examples/` (marked `<!-- fixture: PATH -->` before its code
-//! block), byte for byte, and every fixture is valid: daemon configs for
-//! `deployd check-config`, the forge service's (`*-forge.toml`) for `push
-//! serve --check`, inventories for `push`. So the docs cannot drift.
+//! Every config example marked `<!-- fixture: PATH -->` (just before its
+//! code block) in the README or the book (`docs/src`) is that fixture under
+//! `nixos-module/examples/`, byte for byte, and every fixture is valid:
+//! daemon configs for `deployd check-config`, the forge service's
+//! (`*-forge.toml`) for `push serve --check`, inventories for `push`. So the
+//! docs cannot drift.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,7 +19,24 @@ fn binary(name: &str) -> PathBuf {
     deployd_lab::sibling_binary(Path::new(env!("CARGO_BIN_EXE_lab")), name).expect("built")
 }
 
-/// (fixture path, block content) for every marked block of the README.
+/// The README and every page of the book.
+fn documents(root: &Path) -> Vec<PathBuf> {
+    fn pages(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("the book's folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pages(&path, found);
+            } else if path.extension().is_some_and(|extension| extension == "md") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = vec![root.join("README.md")];
+    pages(&root.join("docs/src"), &mut found);
+    found
+}
+
+/// (fixture path, block content) for every marked block of a document.
 fn marked_blocks(readme: &str) -> Vec<(String, String)> {
     let mut blocks = Vec::new();
     let mut lines = readme.lines().peekable();
@@ -50,17 +68,31 @@ fn marked_blocks(readme: &str) -> Vec<(String, String)> {
 }
 
 #[test]
-fn every_readme_example_is_a_valid_fixture() {
+fn every_example_in_the_docs_is_a_valid_fixture() {
     let root = workspace();
-    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
-    let blocks = marked_blocks(&readme);
-    assert!(blocks.len() >= 7, "only {} marked examples", blocks.len());
-    for (path, content) in &blocks {
+    let mut blocks = Vec::new();
+    for document in documents(&root) {
+        let text = std::fs::read_to_string(&document).expect("a document");
+        let name = document.strip_prefix(&root).expect("in the workspace");
+        for (path, content) in marked_blocks(&text) {
+            blocks.push((name.display().to_string(), path, content));
+        }
+    }
+    let shown: std::collections::BTreeSet<&str> =
+        blocks.iter().map(|(_, path, _)| path.as_str()).collect();
+    // The examples the docs show: the config with every key, five hosts
+    // and what they render, the two inventories, the forge service's.
+    assert!(
+        shown.len() >= 13,
+        "only {} fixtures shown: {shown:?}",
+        shown.len()
+    );
+    for (document, path, content) in &blocks {
         let fixture = root.join(path);
         let expected = std::fs::read_to_string(&fixture).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(
             content, &expected,
-            "the README's example differs from {path}"
+            "{document}'s example differs from {path}"
         );
     }
     let examples = root.join("nixos-module/examples");

@@ -10,7 +10,7 @@
 # It follows the real one's order and exit statuses step by step; each step
 # names what it follows. It talks to systemd through `systemctl` where the
 # real one uses D-Bus, and leaves out what the lab's systems never need:
-# see "What the stand-in does not do" in the README.
+# see "What the stand-in does not do" in docs/src/hacking/lab.md.
 #
 # The lab's own hooks, which a real system has not: every run that gets past
 # the pre-switch checks is recorded in /var/lib/lab/switch.log; it first

@@ -1,5 +1,5 @@
 //! `ApiError`: every error the API answers, mapped exhaustively to the codes
-//! and statuses PRODUCT.md fixes. A 500 logs its cause and tells the client
+//! and statuses the book's error codes fix (docs/src/reference/error-codes.md). A 500 logs its cause and tells the client
 //! nothing internal.
 
 use axum::http::StatusCode;

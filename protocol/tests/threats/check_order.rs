@@ -1,4 +1,4 @@
-//! The checks run in PRODUCT.md's order: for each pair of neighbouring
+//! The checks run in the wire format's order (docs/src/design/wire-format.md): for each pair of neighbouring
 //! checks, a message that fails both is rejected by the earlier one.
 
 use deployd_protocol::{Endpoint, Message, Nonce, Request};

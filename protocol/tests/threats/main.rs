@@ -2,7 +2,7 @@
 //! carrying that threat is rejected with its own stable code. The fixture
 //! checks, for every rejection, that the nonce store was left untouched
 //! (`ssh_fixture` likewise for SSH keys, certificates and security keys,
-//! which the `ssh_*` and `rollout_*` threats use); `check_order` proves the checks run in PRODUCT.md's order.
+//! which the `ssh_*` and `rollout_*` threats use); `check_order` proves the checks run in the wire format's order.
 
 mod fixture;
 mod ssh_fixture;

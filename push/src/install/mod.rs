@@ -21,7 +21,7 @@ mod settings;
 mod target;
 mod wait;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -62,7 +62,8 @@ pub struct InstallOptions {
     /// Where the new machine's root file system is mounted on the installer.
     #[arg(long, value_name = "DIR", default_value = "/mnt")]
     pub root: InstallRoot,
-    /// The flake's directory (with push.toml at its root).
+    /// The flake's directory (push.toml in it or a parent: where it is
+    /// found is the flake's root).
     #[arg(long, default_value = ".")]
     pub flake: PathBuf,
     /// Build on this machine over SSH (ssh-ng) instead of here; default:
@@ -91,11 +92,7 @@ pub async fn run(options: InstallOptions) -> Result<ExitCode> {
     let entry = host_entry(&inventory, &options.host)?;
     if let Some(destination) = &options.fetch_hardware_config {
         let relative = hardware::relative_path(&options.host, entry)?;
-        let path = if options.flake == Path::new(".") {
-            relative
-        } else {
-            options.flake.join(relative)
-        };
+        let path = inventory.root().join(relative);
         hardware::fetch(destination, &options.root, &options.host, &path).await?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -122,7 +119,7 @@ async fn install(
 ) -> Result<ExitCode> {
     let (host, root, address) = (&options.host, &options.root, destination.address());
     // Every check first; nothing is written on the machine before they pass.
-    let repository = FlakeRepository::open(&options.flake)?;
+    let repository = FlakeRepository::open(inventory.root())?;
     let rev = repository.resolve(&options.rev)?;
     let flake = repository.flake_reference(&rev);
     let build_host = options
@@ -136,17 +133,14 @@ async fn install(
         .defaults
         .sign_key_file
         .as_ref()
-        .map(|path| options.flake.join(path));
+        .map(|path| inventory.root().join(path));
     if let Some(path) = &sign_key_file {
         std::fs::File::open(path)
             .with_context(|| format!("cannot read the cache signing key {}", path.display()))?;
     }
     let deployd = inventory.target(host)?;
     let reader = if options.wait {
-        Some(Client::new(crate::keys::reading_key(
-            inventory,
-            &options.flake,
-        )?))
+        Some(Client::new(crate::keys::reading_key(inventory)?))
     } else {
         None
     };

@@ -275,13 +275,16 @@ fn fetch_with_retries(clone: &Clone, service: &Service, branch: &str) -> Result<
 /// The follow's hosts: `"*"` is every host of push.toml.
 fn select(inventory: &Inventory, hosts: &[String]) -> Result<Vec<Target>> {
     if hosts.iter().any(|host| host == "*") {
-        return inventory.select(&[], true);
+        return inventory.all();
     }
     let names = hosts
         .iter()
         .map(|host| host.parse::<HostName>())
         .collect::<Result<Vec<_>, _>>()?;
-    inventory.select(&names, false)
+    inventory.select(&crate::selection::Selection {
+        hosts: names,
+        ..Default::default()
+    })
 }
 
 /// Runs the rollout, reporting every host on the commit.

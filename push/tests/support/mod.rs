@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_host;
+pub mod fleet;
 
 use std::path::Path;
 use std::process::{Command, Output};
