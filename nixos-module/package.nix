@@ -4,11 +4,14 @@
 # this file declares it, with only the native inputs declared here.
 {
   lib,
+  stdenv,
   rustPlatform,
   pkg-config,
   openssl,
+  installShellFiles,
   crate ? "deployd",
 }: let
+  isPush = crate == "deployd-push";
   workspace = lib.importTOML ../Cargo.toml;
   # What cargo reads: the workspace's manifest, lock and lint settings, every
   # member as Cargo.toml lists them (so a new member is never left out), and
@@ -42,8 +45,19 @@ in
     # libssh2-sys always builds its bundled libssh2 (a system one only when
     # LIBSSH2_SYS_USE_PKG_CONFIG is set); libz-sys builds its bundled zlib
     # when neither pkg-config nor the C compiler finds one, as in the sandbox.
-    nativeBuildInputs = [pkg-config];
+    nativeBuildInputs = [pkg-config] ++ lib.optional isPush installShellFiles;
     buildInputs = [openssl];
+    # push's shell completions and manual pages (push.1, push-status.1, ...)
+    # come from push itself (clap_complete, clap_mangen), so only where the
+    # program built can run here (not in a cross build).
+    postInstall = lib.optionalString (isPush && stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
+      installShellCompletion --cmd push \
+        --bash <($out/bin/push completions bash) \
+        --fish <($out/bin/push completions fish) \
+        --zsh <($out/bin/push completions zsh)
+      $out/bin/push man --out man
+      installManPage man/*.1
+    '';
     # The unit tests run in the flake's checks; the end-to-end tests need
     # root and network namespaces, which builds do not have.
     doCheck = false;

@@ -5,21 +5,25 @@
 #     --argstr flake "$PWD/flake.nix"
 # and builds what it returns for each of `packages.<this system>`: the
 # source set's root and paths (strings), the native inputs by nixpkgs name,
-# the cargo build flags and `meta.mainProgram`.
+# the cargo build flags, `postInstall` and `meta.mainProgram`.
 #
 # Its `lib` has only what flake.nix's packages and nixos-module/package.nix
 # use: `genAttrs`, `fileset.unions` and `fileset.toSource` (which, like
 # nixpkgs', refuse a path that does not exist or lies outside the root),
-# `importTOML`, `licenses.{mit,asl20}`, `platforms.linux`: anything else
-# they ask of it fails this evaluation. `callPackage` passes `lib`, a
-# `rustPlatform` whose `buildRustPackage` returns its arguments, and for
-# every other argument without a default a nixpkgs package given as
+# `importTOML`, `optional` and `optionalString` (as nixpkgs' lib defines
+# them), `licenses.{mit,asl20}`, `platforms.linux`: anything else they ask
+# of it fails this evaluation. `callPackage` passes `lib`, a `rustPlatform`
+# whose `buildRustPackage` returns its arguments, a `stdenv` of a native
+# build (nixpkgs' `buildPlatform.canExecute hostPlatform` is true when the
+# two are the same machine; here they always are), and for every other
+# argument without a default a nixpkgs package given as
 # `{ nixpkgsInput = NAME; }`, which the test maps to what it provides here.
 #
-# What this does not check: nixpkgs' real `lib` and `buildRustPackage` (its
-# hooks, the `cargoLock` hashes, the release profile), `meta` but its
-# `mainProgram`, nor that the inputs' names are packages of nixpkgs. The
-# flake's checks and VM test do.
+# What this does not check: nixpkgs' real `lib`, `stdenv` and
+# `buildRustPackage` (its hooks, the `cargoLock` hashes, the release
+# profile), `installShellFiles`' functions (the test runs `postInstall`
+# with stand-ins of them), `meta` but its `mainProgram`, nor that the
+# inputs' names are packages of nixpkgs. The flake's checks and VM test do.
 {flake}: let
   system = builtins.currentSystem;
   existing = path:
@@ -54,6 +58,14 @@
       };
     };
     importTOML = path: builtins.fromTOML (builtins.readFile path);
+    optional = condition: element:
+      if condition
+      then [element]
+      else [];
+    optionalString = condition: string:
+      if condition
+      then string
+      else "";
     licenses = {
       mit = "MIT";
       asl20 = "Apache-2.0";
@@ -61,6 +73,12 @@
     platforms.linux = ["x86_64-linux" "aarch64-linux"];
   };
   rustPlatform.buildRustPackage = attributes: attributes;
+  stdenv = let
+    platform = {inherit system;};
+  in {
+    buildPlatform = platform // {canExecute = other: other.system == system;};
+    hostPlatform = platform;
+  };
 
   # callPackage's rule: the caller's arguments first, then the package set's
   # for every formal argument without a default.
@@ -72,6 +90,8 @@
       then lib
       else if name == "rustPlatform"
       then rustPlatform
+      else if name == "stdenv"
+      then stdenv
       else {nixpkgsInput = name;};
     arguments = lib.genAttrs (builtins.filter (name: !formal.${name}) (builtins.attrNames formal)) fromPackageSet;
   in
@@ -81,6 +101,7 @@
   declared = attributes: {
     inherit (attributes) src cargoBuildFlags;
     inherit (attributes.meta) mainProgram;
+    postInstall = attributes.postInstall or "";
     nativeBuildInputs = map nameOf (attributes.nativeBuildInputs or []);
     buildInputs = map nameOf (attributes.buildInputs or []);
   };

@@ -63,6 +63,24 @@ struct Evaluated {
     out: String,
 }
 
+/// What one evaluation told: the systems of the hosts the flake has, and
+/// the names of all its configurations (to name a host it lacks).
+#[derive(serde::Deserialize)]
+struct Evaluation {
+    names: Vec<String>,
+    systems: BTreeMap<String, Evaluated>,
+}
+
+/// Why a host has no system: the flake has no configuration of its name.
+fn missing(host: &HostName, names: &[String]) -> String {
+    let has = if names.is_empty() {
+        "it has none".to_owned()
+    } else {
+        format!("it has: {}", names.join(", "))
+    };
+    format!("the flake has no nixosConfigurations.{host} ({has})")
+}
+
 /// What a build made: each host's system, and why the others have none.
 #[derive(Debug, Default)]
 pub struct Built {
@@ -75,7 +93,9 @@ pub struct Built {
 /// Builds every host's system. All hosts go in one evaluation and one
 /// build; when that fails, each host is tried alone, so that one host's
 /// broken system is reported for that host and the others still deploy.
-/// `Err` only when nothing could be built for any host.
+/// A host the flake has no configuration for is one of `failed`, named so.
+/// `Err` only when nothing could be built for any host and why is not one
+/// host's own.
 pub async fn build(plan: &BuildPlan<'_>, report: impl Fn(&str)) -> Result<Built> {
     if let Some(user) = plan.build_user {
         user.check().await?;
@@ -90,6 +110,10 @@ pub async fn build(plan: &BuildPlan<'_>, report: impl Fn(&str)) -> Result<Built>
             .with_context(|| format!("nix eval gave {host} a bad derivation path"))?;
         let out: StorePath = evaluated.out.parse()?;
         derivations.push((host, drv, out));
+    }
+    if derivations.is_empty() && !built.failed.is_empty() {
+        // Every host failed on its own (no configuration, say): each says why.
+        return Ok(built);
     }
     if let Err(error) = build_derivations(plan, &derivations, &report).await {
         if derivations.len() < 2 {
@@ -150,10 +174,16 @@ async fn evaluate(
         Ok(evaluated) => evaluated,
         Err(error) if plan.hosts.len() < 2 => return Err(error),
         Err(_) => {
-            let mut each = BTreeMap::new();
+            let mut each = Evaluation {
+                names: Vec::new(),
+                systems: BTreeMap::new(),
+            };
             for host in plan.hosts {
                 match evaluate_hosts(plan, std::slice::from_ref(host)).await {
-                    Ok(one) => each.extend(one),
+                    Ok(one) => {
+                        each.names = one.names;
+                        each.systems.extend(one.systems);
+                    }
                     Err(error) => {
                         failed.insert(host.clone(), format!("{error:#}"));
                     }
@@ -167,21 +197,21 @@ async fn evaluate(
         if failed.contains_key(host) {
             continue;
         }
-        let Some(system) = evaluated.remove(host.as_str()) else {
-            bail!("the flake has no nixosConfigurations.{host}");
-        };
-        systems.push((host.clone(), system));
+        match evaluated.systems.remove(host.as_str()) {
+            Some(system) => systems.push((host.clone(), system)),
+            None => {
+                failed.insert(host.clone(), missing(host, &evaluated.names));
+            }
+        }
     }
     Ok(systems)
 }
 
-async fn evaluate_hosts(
-    plan: &BuildPlan<'_>,
-    hosts: &[HostName],
-) -> Result<BTreeMap<String, Evaluated>> {
+async fn evaluate_hosts(plan: &BuildPlan<'_>, hosts: &[HostName]) -> Result<Evaluation> {
     let evaluate = plan.as_build_user(nix::evaluate_systems(plan.flake, hosts));
     let evaluated = command::run(&evaluate, |_| {})
         .await
+        .map_err(nix::abbreviate_apply)
         .context("evaluating the systems")?;
     serde_json::from_str(&evaluated.stdout).context("reading nix eval's JSON")
 }

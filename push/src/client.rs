@@ -10,11 +10,13 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use deployd_protocol::{ErrorBody, Message, ReadRequest, Request, SecretKey};
+use deployd_protocol::{Message, ReadRequest, Request, SecretKey};
 use futures_util::stream::{self, Stream, StreamExt};
 
+pub use crate::host_error::HostError;
+use crate::host_error::{error_answer, unreadable_answer, Cause, Timeouts, Unreachable};
 use crate::inventory::Target;
-use crate::tls::{describe, Clients, TlsError};
+use crate::tls::Clients;
 
 /// How long connecting to a host may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,23 +31,6 @@ const SSE_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 const MAX_SSE_LINE_BYTES: usize = 1 << 20;
 /// The largest event accepted (a final record with its log tail is far smaller).
 const MAX_SSE_EVENT_BYTES: usize = 4 << 20;
-
-/// Why a host did not do what was asked.
-#[derive(Debug, thiserror::Error)]
-pub enum HostError {
-    /// It could not be reached.
-    #[error("unreachable: {0}")]
-    Unreachable(String),
-    /// It answered with an error.
-    #[error("{}: {}", .0.error, .0.message)]
-    Refused(ErrorBody),
-    /// It answered something that is not deployd's API.
-    #[error("unexpected answer: {0}")]
-    Protocol(String),
-    /// No HTTPS client could be made for it (the cause, in one line).
-    #[error("{}", crate::tls::chain(.0))]
-    Setup(TlsError),
-}
 
 /// One Server-Sent Event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +50,8 @@ pub struct Client {
     /// One HTTP client per set of trusted CAs, shared by the clones.
     http: Arc<Clients>,
     reader: Option<Arc<SecretKey>>,
+    /// How long a request may take (told in the error when it runs out).
+    request_timeout: Duration,
 }
 
 impl Client {
@@ -73,7 +60,28 @@ impl Client {
         let http = Arc::new(Clients::new(|builder| {
             builder.connect_timeout(CONNECT_TIMEOUT)
         }));
-        Client { http, reader }
+        Client {
+            http,
+            reader,
+            request_timeout: REQUEST_TIMEOUT,
+        }
+    }
+
+    /// This client with a plain request's timeout of `timeout` instead.
+    #[cfg(test)]
+    pub fn with_request_timeout(self, timeout: Duration) -> Self {
+        Client {
+            request_timeout: timeout,
+            ..self
+        }
+    }
+
+    /// The timeouts of a plain request, and of an event stream (`None`).
+    fn timeouts(&self, streaming: bool) -> Timeouts {
+        Timeouts {
+            connect: CONNECT_TIMEOUT,
+            request: (!streaming).then_some(self.request_timeout),
+        }
     }
 
     /// A client that opens a new connection for every request.
@@ -83,7 +91,11 @@ impl Client {
                 .connect_timeout(CONNECT_TIMEOUT)
                 .pool_max_idle_per_host(0)
         }));
-        Client { http, reader: None }
+        Client {
+            http,
+            reader: None,
+            request_timeout: REQUEST_TIMEOUT,
+        }
     }
 
     /// The HTTP client for `target`: its CAs, HTTPS only when it is `https://`.
@@ -104,9 +116,9 @@ impl Client {
             .http(target)?
             .post(format!("{}{path}", target.url))
             .header("content-type", "application/json")
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(self.request_timeout)
             .body(envelope);
-        answer(request.send().await).await
+        self.answer(request).await
     }
 
     /// The host's status.
@@ -116,14 +128,11 @@ impl Client {
 
     /// Whether the host's deployd answers `GET /healthz` (always open).
     pub async fn healthy(&self, target: &Target) -> Result<(), HostError> {
-        let sent = self
+        let request = self
             .http(target)?
             .get(format!("{}/healthz", target.url))
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|error| HostError::Unreachable(describe(&error)))?;
-        check(sent).await.map(|_| ())
+            .timeout(self.request_timeout);
+        self.send(request, false).await.map(|_| ())
     }
 
     /// A deploy's record.
@@ -136,8 +145,47 @@ impl Client {
         target: &Target,
         path: &str,
     ) -> Result<T, HostError> {
-        let request = self.signed_get(target, path)?.timeout(REQUEST_TIMEOUT);
-        answer(request.send().await).await
+        let request = self.signed_get(target, path)?.timeout(self.request_timeout);
+        self.answer(request).await
+    }
+
+    /// Sends `request`; deployd's error, or an unexpected answer naming
+    /// the request, for anything but a success.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        streaming: bool,
+    ) -> Result<(reqwest::Response, reqwest::Method), HostError> {
+        let timeouts = self.timeouts(streaming);
+        let (http, request) = request.build_split();
+        let request = request.map_err(|error| HostError::unreachable(error, &timeouts))?;
+        let method = request.method().clone();
+        let response = http
+            .execute(request)
+            .await
+            .map_err(|error| HostError::unreachable(error, &timeouts))?;
+        if response.status().is_success() {
+            return Ok((response, method));
+        }
+        let (status, url) = (response.status(), response.url().clone());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| HostError::unreachable(error, &timeouts))?;
+        Err(error_answer(&method, &url, status, &body))
+    }
+
+    /// Sends `request` and reads its answer's JSON.
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, HostError> {
+        let (response, method) = self.send(request, false).await?;
+        let url = response.url().to_string();
+        response
+            .json()
+            .await
+            .map_err(|error| unreadable_answer(&method, url, error))
     }
 
     /// A GET of `path`, with a signed `read` for exactly it when there is a key.
@@ -172,37 +220,12 @@ impl Client {
         if let Some(last) = last_event_id {
             request = request.header("last-event-id", last);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| HostError::Unreachable(describe(&error)))?;
-        let response = check(response).await?;
+        let (response, _) = self.send(request, true).await?;
+        let timeouts = self.timeouts(true);
         let chunks = response
             .bytes_stream()
-            .map(|chunk| chunk.map_err(|error| HostError::Unreachable(describe(&error))));
+            .map(move |chunk| chunk.map_err(|error| HostError::unreachable(error, &timeouts)));
         Ok(parse_sse(chunks))
-    }
-}
-
-async fn answer<T: serde::de::DeserializeOwned>(
-    sent: Result<reqwest::Response, reqwest::Error>,
-) -> Result<T, HostError> {
-    let response = sent.map_err(|error| HostError::Unreachable(describe(&error)))?;
-    let response = check(response).await?;
-    response
-        .json()
-        .await
-        .map_err(|error| HostError::Protocol(describe(&error)))
-}
-
-async fn check(response: reqwest::Response) -> Result<reqwest::Response, HostError> {
-    if response.status().is_success() {
-        return Ok(response);
-    }
-    let status = response.status();
-    match response.json::<ErrorBody>().await {
-        Ok(body) => Err(HostError::Refused(body)),
-        Err(_) => Err(HostError::Protocol(format!("HTTP {status}"))),
     }
 }
 
@@ -268,7 +291,11 @@ where
                 Ok(Some(Err(error))) => return Some((Err(error), None)),
                 Ok(None) => return None,
                 Err(_) => {
-                    let error = HostError::Unreachable(format!("no data for {SSE_IDLE_TIMEOUT:?}"));
+                    let error = HostError::Unreachable(Box::new(Unreachable {
+                        url: None,
+                        cause: Cause::Silent(SSE_IDLE_TIMEOUT),
+                        error: None,
+                    }));
                     return Some((Err(error), None));
                 }
             }

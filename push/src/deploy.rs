@@ -60,6 +60,10 @@ pub struct DeployOptions {
     /// Send the deploys and exit without following them.
     #[arg(long)]
     pub no_wait: bool,
+    /// Print the summary as JSON on stdout (one object per host: result,
+    /// reason, deploy id, revision, store path, times) instead of the table.
+    #[arg(long)]
+    pub json: bool,
     /// The git revision to deploy (a commit, branch, tag or short hash).
     #[arg(default_value = "HEAD")]
     pub rev: String,
@@ -115,7 +119,11 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
     eprintln!("push: revision {} to {}", plan.rev, names.join(", "));
     let progress = Progress::new(&names);
     let results = rollout(plan, progress, Arc::new(Unobserved)).await?;
-    print!("{}", outcome::summary(&results));
+    if options.json {
+        println!("{}", outcome::json(&results));
+    } else {
+        print!("{}", outcome::summary(&results));
+    }
     Ok(outcome::exit_code(&results))
 }
 

@@ -12,6 +12,7 @@ use deployd_protocol::api::{event_names, DeployRecord, DeployState, LogEvent, St
 use futures_util::StreamExt;
 
 use crate::client::{Client, HostError};
+use crate::host_error::{Cause, Unreachable};
 use crate::inventory::Target;
 
 /// How long a host may stay unreachable while a deploy is followed.
@@ -46,12 +47,12 @@ pub async fn follow(
             Ok(events) => {
                 let mut events = std::pin::pin!(events);
                 let mut index = 0usize;
-                let mut failure = "the event stream ended early".to_owned();
+                let mut failure = unreachable(Cause::Other("the event stream ended early".into()));
                 while let Some(event) = events.next().await {
                     let event = match event {
                         Ok(event) => event,
                         Err(error) => {
-                            failure = error.to_string();
+                            failure = error;
                             break;
                         }
                     };
@@ -79,8 +80,9 @@ pub async fn follow(
                             }
                         }
                         event_names::DONE => {
-                            return serde_json::from_str(&event.data)
-                                .map_err(|error| HostError::Protocol(error.to_string()));
+                            return serde_json::from_str(&event.data).map_err(|error| {
+                                HostError::Protocol(format!("the final record: {error}"))
+                            });
                         }
                         _ => {}
                     }
@@ -89,10 +91,11 @@ pub async fn follow(
             }
             // Too many streams open there: not a refusal of the deploy.
             Err(HostError::Refused(body)) if body.error == deployd_protocol::ErrorCode::Busy => {
-                format!("the host is busy: {}", body.message)
+                unreachable(Cause::Other(format!("the host is busy: {}", body.message)))
             }
             Err(HostError::Refused(body)) => return Err(HostError::Refused(body)),
-            Err(error) => error.to_string(),
+            // Anything else may be a restart or a proxy in the way: retried.
+            Err(error) => error,
         };
         // The stream may have ended because the deploy did; ask directly.
         // A deploy waiting for its confirm is announced again, so a confirm
@@ -107,9 +110,21 @@ pub async fn follow(
         }
         let since = *unreachable_since.get_or_insert_with(Instant::now);
         if since.elapsed() > GIVE_UP_AFTER {
-            return Err(HostError::Unreachable(failure));
+            return Err(match failure {
+                HostError::Unreachable(_) => failure,
+                other => unreachable(Cause::Other(other.to_string())),
+            });
         }
-        on_update(Update::Reconnecting(failure));
+        on_update(Update::Reconnecting(failure.to_string()));
         tokio::time::sleep(RECONNECT_DELAY).await;
     }
+}
+
+/// A host that stopped answering the stream, for `cause`.
+fn unreachable(cause: Cause) -> HostError {
+    HostError::Unreachable(Box::new(Unreachable {
+        url: None,
+        cause,
+        error: None,
+    }))
 }

@@ -31,6 +31,10 @@ pub struct KeygenOptions {
     out: Option<PathBuf>,
 }
 
+/// What `push keygen --help` says about its exit statuses.
+pub const EXIT_HELP: &str =
+    "Exit status: 0 both files written; 2 bad usage, or a file that exists or cannot be written.";
+
 /// Generates the key and writes `NAME.secret` and `NAME.public`.
 pub fn run(options: &KeygenOptions) -> Result<()> {
     let dir = match &options.out {

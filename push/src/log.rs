@@ -1,13 +1,15 @@
 //! `push log --host H [DEPLOY_ID]`: a deploy's log (the running one, else
-//! the last), live while it runs.
+//! the last), live while it runs. A host that cannot be reached, has no
+//! deploy yet or refuses is exit 1 (see [`crate::exit`]), bad usage 2.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use deployd_protocol::{DeployId, HostName};
 
 use crate::client::{Client, HostError};
+use crate::exit::HostProblem;
 use crate::follow::{follow, Update};
 use crate::inventory::Inventory;
 
@@ -40,7 +42,9 @@ pub async fn run(options: LogOptions) -> Result<ExitCode> {
             };
             match status.active_deploy.or(status.last_deploy) {
                 Some(deploy) => deploy.deploy_id,
-                None => bail!("{} has no deploy yet", target.name),
+                None => {
+                    return Err(HostProblem(format!("{} has no deploy yet", target.name)).into())
+                }
             }
         }
     };
@@ -64,7 +68,10 @@ pub async fn run(options: LogOptions) -> Result<ExitCode> {
 }
 
 /// An unreachable host is exit 1, never 2 (it is no bad input): one line.
-fn unreachable(target: &crate::inventory::Target, why: &str) -> ExitCode {
+fn unreachable(
+    target: &crate::inventory::Target,
+    why: &crate::host_error::Unreachable,
+) -> ExitCode {
     eprintln!("push: {} is unreachable: {why}", target.name);
-    ExitCode::from(1)
+    ExitCode::from(crate::exit::HOST_FAILED)
 }

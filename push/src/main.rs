@@ -1,25 +1,30 @@
 //! `push`: the operator's command line. Parses arguments and hands each
-//! subcommand its options; exit status as PRODUCT.md fixes it (0 every host
-//! succeeded, 1 at least one failed, 2 bad usage, config or input).
+//! subcommand its options; the exit status is the same for every
+//! subcommand (see [`exit`]): 0 every host succeeded, 1 at least one host
+//! failed or was unreachable, 2 bad usage, config or input.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod agent;
 mod build;
 mod build_user;
 mod cache_check;
 mod client;
+mod completions;
 mod confirm;
 mod deploy;
+mod exit;
 mod flake;
 mod follow;
+mod host_error;
 mod install;
 mod inventory;
 mod keygen;
 mod keys;
 mod log;
+mod man;
 mod narinfo;
 mod nix;
 mod outcome;
@@ -39,7 +44,12 @@ mod tls;
 
 /// push: build, sign and send deploys to deployd hosts, and follow them.
 #[derive(Parser)]
-#[command(version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "push",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = exit::HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -51,33 +61,56 @@ struct Cli {
 enum Command {
     /// Show every host's (or the selected hosts') revision, system, state
     /// and last deploy.
+    #[command(after_help = status::EXIT_HELP)]
     Status(status::StatusOptions),
     /// Show a deploy's log, live while it runs.
+    #[command(after_help = exit::HELP)]
     Log(log::LogOptions),
     /// Return hosts to their previous generation.
+    #[command(after_help = exit::HELP)]
     Rollback(rollback::RollbackOptions),
     /// Make a deploy key pair in Nix's key-file format: NAME.secret (mode
     /// 0600) and NAME.public, in $XDG_CONFIG_HOME/deployd/keys (else
     /// ~/.config/deployd/keys) or --out DIR. Refuses to overwrite either file.
+    #[command(after_help = keygen::EXIT_HELP)]
     Keygen(keygen::KeygenOptions),
     /// Install a new machine booted from a NixOS installer: build HOST's
     /// system at REV, get it into the machine's mounted root (pulled from
     /// the fleet's cache, or copied over SSH) and run nixos-install there.
     /// With --fetch-hardware-config, first write the machine's
     /// hardware-configuration.nix into the flake instead.
+    #[command(after_help = install::EXIT_HELP)]
     Install(install::InstallOptions),
     /// Run the forge service: a push to a followed branch deploys its hosts,
     /// and each host's result is reported on the commit.
+    #[command(after_help = serve::EXIT_HELP)]
     Serve(serve::ServeOptions),
+    /// Print the shell completion script for push (bash, zsh, fish, elvish
+    /// or powershell) to stdout.
+    #[command(after_help = "Exit status: 0 printed; 2 bad usage.")]
+    Completions(completions::CompletionsOptions),
+    /// Write push's manual pages (push.1, push-status.1, ...) into a
+    /// directory, for packagers.
+    #[command(
+        after_help = "Exit status: 0 written; 2 bad usage or a directory that cannot be written."
+    )]
+    Man(man::ManOptions),
 }
-
-/// Exit status for bad usage, config or input.
-const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Keygen(options)) = &cli.command {
-        return report(keygen::run(options).map(|()| ExitCode::SUCCESS));
+    match &cli.command {
+        Some(Command::Keygen(options)) => {
+            return report(keygen::run(options).map(|()| ExitCode::SUCCESS))
+        }
+        Some(Command::Completions(options)) => {
+            completions::write(options.shell, &mut Cli::command(), &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Man(options)) => {
+            return report(man::run(options, Cli::command()).map(|()| ExitCode::SUCCESS))
+        }
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -95,7 +128,9 @@ fn main() -> ExitCode {
             Some(Command::Rollback(options)) => rollback::run(options).await,
             Some(Command::Serve(options)) => serve::run(options).await,
             Some(Command::Install(options)) => install::run(options).await,
-            Some(Command::Keygen(_)) => unreachable!("handled above"),
+            Some(Command::Keygen(_) | Command::Completions(_) | Command::Man(_)) => {
+                unreachable!("handled above")
+            }
         }
     });
     // A blocking task still running (a git fetch that stalls) does not keep
@@ -105,17 +140,14 @@ fn main() -> ExitCode {
 }
 
 /// The exit status, printing the error (on one line, credentials masked)
-/// when there is one.
+/// when there is one: 1 for a host's trouble, 2 for bad input.
 fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            let error = inventory::one_line(&format!("{error:#}"));
-            eprintln!(
-                "push: {}",
-                deployd_command::redact::mask_credentials(&error)
-            );
-            ExitCode::from(EXIT_BAD_INPUT)
+            let line = inventory::one_line(&exit::describe(&error));
+            eprintln!("push: {}", deployd_command::redact::mask_credentials(&line));
+            ExitCode::from(exit::status_of(&error))
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use deployd_command::Invocation;
+use deployd_command::{CommandError, Invocation};
 use deployd_protocol::{HostName, StorePath};
 
 /// Longest evaluation, build or copy.
@@ -19,13 +19,18 @@ pub const FEATURES: [&str; 4] = [
     "flakes",
 ];
 
-/// One evaluation of every host's system: `{host: {drv, out}}` as JSON.
+/// One evaluation of every host's system, and of the configurations'
+/// names: `{"names": [...], "systems": {host: {drv, out}}}` as JSON. A host
+/// the flake has no configuration for is left out of `systems` (not an
+/// evaluation error), so push can name it and the names there are.
 pub fn evaluate_systems(flake: &str, hosts: &[HostName]) -> Invocation {
     let names: Vec<String> = hosts.iter().map(|host| format!("\"{host}\"")).collect();
     let apply = format!(
-        "configurations: builtins.listToAttrs (map (host: {{ name = host; value = \
+        "configurations: {{ names = builtins.attrNames configurations; \
+         systems = builtins.listToAttrs (map (host: {{ name = host; value = \
          let system = configurations.${{host}}.config.system.build.toplevel; \
-         in {{ drv = system.drvPath; out = system.outPath; }}; }}) [ {} ])",
+         in {{ drv = system.drvPath; out = system.outPath; }}; }}) \
+         (builtins.filter (host: builtins.hasAttr host configurations) [ {} ])); }}",
         names.join(" ")
     );
     evaluate_configurations(flake, &apply)
@@ -43,6 +48,32 @@ pub fn evaluate_configurations(flake: &str, apply: &str) -> Invocation {
         apply.to_owned(),
     ]);
     Invocation::new("nix", args, NIX_TIMEOUT)
+}
+
+/// `error` with its command line cut before `--apply`: push's own
+/// expression says nothing to whoever reads why an evaluation failed (Nix's
+/// message, in the error's tail, does).
+pub fn abbreviate_apply(error: CommandError) -> CommandError {
+    let shorten = |command: String| match command.split_once(" --apply ") {
+        Some((before, _)) => format!("{before} --apply <push's expression>"),
+        None => command,
+    };
+    match error {
+        CommandError::Failed {
+            command,
+            status,
+            tail,
+        } => CommandError::Failed {
+            command: shorten(command),
+            status,
+            tail,
+        },
+        CommandError::Timeout { command, timeout } => CommandError::Timeout {
+            command: shorten(command),
+            timeout,
+        },
+        other => other,
+    }
 }
 
 /// Builds the derivations here (where `nix.buildMachines` may spread the work).
@@ -178,11 +209,31 @@ mod tests {
         );
         assert_eq!(argv[7], "git+file:///fleet?rev=abc#nixosConfigurations");
         assert!(
-            argv[9].ends_with("[ \"sambirano\" \"isalo\" ])"),
+            argv[9].ends_with("[ \"sambirano\" \"isalo\" ])); }"),
             "{}",
             argv[9]
         );
+        assert!(argv[9].contains("names = builtins.attrNames configurations;"));
         assert!(argv[9].contains("drv = system.drvPath; out = system.outPath;"));
+    }
+
+    #[test]
+    fn a_failed_evaluation_does_not_show_push_s_expression() {
+        let hosts: Vec<HostName> = vec!["sambirano".parse().expect("h")];
+        let command = evaluate_systems("git+file:///fleet?rev=abc", &hosts).display();
+        let error = abbreviate_apply(CommandError::Timeout {
+            command,
+            timeout: NIX_TIMEOUT,
+        });
+        let CommandError::Timeout { command, .. } = error else {
+            panic!("the same error");
+        };
+        assert!(
+            command.ends_with(
+                "eval --json git+file:///fleet?rev=abc#nixosConfigurations --apply <push's expression>"
+            ),
+            "{command}"
+        );
     }
 
     #[test]

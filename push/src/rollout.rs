@@ -277,12 +277,26 @@ fn admit_hosts(
     for (target, status) in statuses {
         let status = match status {
             Ok(status) => status,
+            Err(HostError::Unreachable(why)) => {
+                results.add_unsent(&target.name, outcome::Result::Unreachable(why.to_string()));
+                continue;
+            }
             Err(error) => {
-                let result = outcome::Result::Unreachable(error.to_string());
+                let result = outcome::Result::Refused(error.to_string());
                 results.add_unsent(&target.name, result);
                 continue;
             }
         };
+        if status.hostname != target.name {
+            // Its address is another machine's: nothing is built or sent
+            // for a deploy that host would refuse (wrong_host).
+            let why = format!(
+                "{} answers as {}: is its address another machine's? (a deploy would be refused: wrong_host)",
+                target.url, status.hostname
+            );
+            results.add_unsent(&target.name, outcome::Result::Refused(why));
+            continue;
+        }
         let running = status
             .current_deploy
             .as_ref()

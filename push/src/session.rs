@@ -9,6 +9,7 @@ use deployd_protocol::{DeployId, ErrorCode};
 use crate::client::{Client, HostError};
 use crate::confirm::Confirmer;
 use crate::follow::{follow, Update};
+use crate::host_error::Cause;
 use crate::inventory::Target;
 use crate::outcome;
 use crate::progress::Progress;
@@ -77,11 +78,16 @@ impl Session {
                     self.observer.deploying(host, id.as_str());
                     break;
                 }
-                Err(HostError::Unreachable(_)) if attempt < SEND_ATTEMPTS => {
+                // No retry changes a certificate push does not trust.
+                Err(HostError::Unreachable(why))
+                    if attempt < SEND_ATTEMPTS && !matches!(why.cause, Cause::Tls(_)) =>
+                {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
-                Err(HostError::Unreachable(why)) => return outcome::Result::Unreachable(why),
+                Err(HostError::Unreachable(why)) => {
+                    return outcome::Result::Unreachable(why.to_string())
+                }
                 // One deploy at a time: the one running (another push's, or
                 // one a restart left) ends, then this one is taken. The
                 // very same envelope again, while its window lasts.
@@ -120,7 +126,7 @@ impl Session {
                 ))
             }
             Ok(record) => outcome::Result::Ended(Box::new(record)),
-            Err(HostError::Unreachable(why)) => outcome::Result::Unreachable(why),
+            Err(HostError::Unreachable(why)) => outcome::Result::Unreachable(why.to_string()),
             Err(error) => outcome::Result::Refused(error.to_string()),
         }
     }

@@ -1,10 +1,14 @@
 //! `push status [--host H]... [--on NAMES]`: a table of the inventory's
 //! hosts (all, or those selected: [`crate::selection`]): current
 //! revision and system, state, last deploy and its age, reboot needed,
-//! whether it is reached over TLS. Unreachable hosts are marked; the exit
-//! status is 1 when one is. With `--json`, one JSON object instead: each
-//! host's name to `{"url": <its deployd>, "status": <its GET /v1/status
-//! answer>}` or `{"url": ..., "unreachable": "<why>"}`.
+//! whether it is reached over TLS. Unreachable hosts are marked, and so is
+//! a host that answers under another name than the inventory's (a deploy
+//! to it would be refused as `wrong_host`: the address is another
+//! machine's); the exit status is 1 when one is. With `--json`, one JSON
+//! object instead: each host's name to `{"url": <its deployd>, "status":
+//! <its GET /v1/status answer>}` (with `"wrong_host": "<the name it
+//! gave>"` when it answers under another) or `{"url": ..., "unreachable":
+//! "<why>"}`.
 
 use std::process::ExitCode;
 
@@ -33,6 +37,11 @@ pub struct StatusOptions {
     pub json: bool,
 }
 
+/// What `push status --help` says about its exit statuses.
+pub const EXIT_HELP: &str = "Exit status: 0 every host answered under its own name; 1 at least \
+                             one host is unreachable or answers under another name (a deploy \
+                             would be refused as wrong_host); 2 bad usage, config or input.";
+
 /// Runs `push status`.
 pub async fn run(options: StatusOptions) -> Result<ExitCode> {
     let inventory = Inventory::load(&options.flake.dir)?;
@@ -46,17 +55,29 @@ pub async fn run(options: StatusOptions) -> Result<ExitCode> {
     });
     let answers = futures_util::future::join_all(asks).await;
     let unreachable = answers.iter().any(|(_, answer)| answer.is_err());
+    let misnamed: Vec<(&Target, &HostName)> = answers
+        .iter()
+        .filter_map(|(target, answer)| Some((target, other_name(target, answer.as_ref().ok()?)?)))
+        .collect();
+    for (target, name) in &misnamed {
+        eprintln!(
+            "push: warning: {} ({}) answers as {name}: a deploy to {} would be refused (wrong_host); is its address another machine's?",
+            target.name, target.url, target.name
+        );
+    }
+    let failed = unreachable || !misnamed.is_empty();
     if options.json {
         let json = json(answers).to_string();
         println!("{}", deployd_command::redact::mask_credentials(&json));
     } else {
         print!("{}", table(answers));
     }
-    Ok(if unreachable {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(crate::exit::hosts(failed))
+}
+
+/// The name `status` gives, when it is not the inventory's name for `target`.
+fn other_name<'a>(target: &Target, status: &'a StatusResponse) -> Option<&'a HostName> {
+    (status.hostname != target.name).then_some(&status.hostname)
 }
 
 type Answer = (Target, Result<StatusResponse, crate::client::HostError>);
@@ -66,7 +87,12 @@ fn json(answers: Vec<Answer>) -> serde_json::Value {
         .into_iter()
         .map(|(target, answer)| {
             let value = match answer {
-                Ok(status) => serde_json::json!({ "url": target.url, "status": status }),
+                Ok(status) => match other_name(&target, &status) {
+                    Some(name) => serde_json::json!({
+                        "url": target.url, "status": status, "wrong_host": name,
+                    }),
+                    None => serde_json::json!({ "url": target.url, "status": status }),
+                },
                 Err(error) => {
                     serde_json::json!({ "url": target.url, "unreachable": error.to_string() })
                 }
@@ -83,7 +109,13 @@ fn table(answers: Vec<Answer>) -> String {
         .map(|(target, answer)| {
             let tls = if target.https() { "yes" } else { "no" };
             let mut row = match answer {
-                Ok(status) => row(target.name.to_string(), &status),
+                Ok(status) => {
+                    let mut row = row(target.name.to_string(), &status);
+                    if let Some(name) = other_name(&target, &status) {
+                        row[3] = format!("wrong_host({name})");
+                    }
+                    row
+                }
                 Err(error) => {
                     let mut row = vec![target.name.to_string(), "-".into(), "-".into()];
                     row.extend(["unreachable".into(), "-".into(), "-".into(), "-".into()]);

@@ -210,15 +210,8 @@ pub fn describe(error: &reqwest::Error) -> String {
 /// What [`describe`] says after the server's name, for a message that
 /// names the server already.
 pub fn problem(error: &reqwest::Error) -> String {
-    if let Some(tls) = causes(error).find_map(|cause| cause.downcast_ref::<rustls::Error>()) {
-        return match tls {
-            rustls::Error::InvalidCertificate(problem) => certificate_problem(problem),
-            // What plain HTTP looks like to a TLS client.
-            rustls::Error::InvalidMessage(_) => {
-                format!("the TLS handshake failed ({tls}): does it serve HTTPS on that port?")
-            }
-            other => format!("the TLS handshake failed ({other})"),
-        };
+    if let Some(tls) = tls_problem(error) {
+        return tls;
     }
     if error.is_timeout() {
         return "no answer in time".to_owned();
@@ -231,6 +224,20 @@ pub fn problem(error: &reqwest::Error) -> String {
     } else {
         innermost
     }
+}
+
+/// What went wrong with TLS, when that is why `error` got no answer: the
+/// certificate check that failed, or why the handshake did.
+pub fn tls_problem(error: &reqwest::Error) -> Option<String> {
+    let tls = causes(error).find_map(|cause| cause.downcast_ref::<rustls::Error>())?;
+    Some(match tls {
+        rustls::Error::InvalidCertificate(problem) => certificate_problem(problem),
+        // What plain HTTP looks like to a TLS client.
+        rustls::Error::InvalidMessage(_) => {
+            format!("the TLS handshake failed ({tls}): does it serve HTTPS on that port?")
+        }
+        other => format!("the TLS handshake failed ({other})"),
+    })
 }
 
 /// Whether `error` is a certificate push does not trust (which no retry
@@ -252,31 +259,31 @@ pub fn chain(error: &(dyn StdError + 'static)) -> String {
         .join(": ")
 }
 
-/// What the certificate check said, for people.
+/// What the certificate check said, for people: which check failed in
+/// words, then rustls' name for it (what its documentation and issues use).
 fn certificate_problem(problem: &rustls::CertificateError) -> String {
     use rustls::CertificateError as Problem;
-    let base = "the server's certificate does not verify";
     match problem {
-        Problem::UnknownIssuer => format!(
-            "{base} (UnknownIssuer): is it signed by a CA in the system's roots or ca_file?"
-        ),
+        Problem::UnknownIssuer => "certificate not trusted (UnknownIssuer): is it signed by a CA \
+                                   in the system's roots or ca_file?"
+            .to_owned(),
         Problem::NotValidForName | Problem::NotValidForNameContext { .. } => {
-            format!("{base} (NotValidForName): {problem}")
+            format!("certificate name mismatch (NotValidForName): {problem}")
         }
         Problem::Expired | Problem::ExpiredContext { .. } => {
-            format!("{base} (Expired): {problem}")
+            format!("certificate expired (Expired): {problem}")
         }
         Problem::NotValidYet | Problem::NotValidYetContext { .. } => {
-            format!("{base} (NotValidYet): {problem}")
+            format!("certificate not valid yet (NotValidYet): {problem}")
         }
-        other => format!("{base} ({other})"),
+        other => format!("certificate refused ({other})"),
     }
 }
 
 /// `error` and its causes, outermost first. An `io::Error`'s own
 /// `source()` skips the error it wraps (a rustls error, in a handshake),
 /// so that one is taken from `get_ref()`.
-fn causes<'a>(
+pub fn causes<'a>(
     error: &'a (dyn StdError + 'static),
 ) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
     std::iter::successors(Some(error), |&current: &&'a (dyn StdError + 'static)| {
@@ -373,5 +380,21 @@ mod tests {
         assert!(line.starts_with("127.0.0.1: cannot connect: "), "{line}");
         assert!(!line.contains("error sending request"), "{line}");
         assert!(!certificate_refused(&error));
+    }
+
+    #[test]
+    fn each_certificate_check_is_told_in_its_own_words() {
+        use rustls::CertificateError as Problem;
+        // (A host with the untrusted test CA: tests/tls_hosts.rs.)
+        assert!(certificate_problem(&Problem::UnknownIssuer)
+            .starts_with("certificate not trusted (UnknownIssuer): "));
+        assert!(certificate_problem(&Problem::NotValidForName)
+            .starts_with("certificate name mismatch (NotValidForName): "));
+        assert!(
+            certificate_problem(&Problem::Expired).starts_with("certificate expired (Expired): ")
+        );
+        assert!(certificate_problem(&Problem::NotValidYet)
+            .starts_with("certificate not valid yet (NotValidYet): "));
+        assert!(certificate_problem(&Problem::Revoked).starts_with("certificate refused ("));
     }
 }

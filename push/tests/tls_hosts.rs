@@ -119,18 +119,16 @@ fn a_certificate_that_does_not_verify_is_one_line_naming_the_host() {
     let dir = flake(&format!(
         "[hosts.{HOST}]\naddress = \"127.0.0.1\"\nport = {port}\ntls = true\n"
     ));
-    let expected = "127.0.0.1: the server's certificate does not verify (UnknownIssuer): \
-                    is it signed by a CA in the system's roots or ca_file?";
+    let expected = format!(
+        "https://127.0.0.1:{port}/v1/status: certificate not trusted (UnknownIssuer): \
+         is it signed by a CA in the system's roots or ca_file?"
+    );
 
     let output = push(dir.path(), &["status", "--json"]);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
     let json: serde_json::Value = serde_json::from_str(&stdout).expect("json");
-    assert_eq!(
-        json[HOST]["unreachable"],
-        format!("unreachable: {expected}"),
-        "{json}"
-    );
+    assert_eq!(json[HOST]["unreachable"], expected, "{json}");
 
     let output = push(dir.path(), &["log", "--host", HOST]);
     let (stdout, stderr) = text(&output);
@@ -168,7 +166,9 @@ fn a_tls_host_is_never_asked_over_plain_http() {
         let json: serde_json::Value = serde_json::from_str(&stdout).expect("json");
         let why = json[HOST]["unreachable"].as_str().expect("unreachable");
         assert!(
-            why.starts_with("unreachable: 127.0.0.1: the TLS handshake failed ("),
+            why.starts_with(&format!(
+                "https://127.0.0.1:{port}/v1/status: the TLS handshake failed ("
+            )),
             "{why}"
         );
     }

@@ -14,7 +14,7 @@ use support::forge::{states_of, FleetSetup, ForgeFleet};
 use support::push::system_at;
 
 /// What the log says for each status the forge did not get.
-const UNTRUSTED: &str = "127.0.0.1: the server's certificate does not verify (UnknownIssuer): \
+const UNTRUSTED: &str = "127.0.0.1: certificate not trusted (UnknownIssuer): \
                          is it signed by a CA in the system's roots or ca_file?";
 
 #[test]

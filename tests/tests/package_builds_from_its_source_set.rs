@@ -78,6 +78,8 @@ fn the_packages_build_from_their_source_set_with_only_their_declared_inputs() {
         );
     }
 
+    run_post_install(&build, &top);
+
     // The sandbox hid what was not declared: libz-sys found no zlib and
     // built its own, as it does in Nix's sandbox.
     assert!(
@@ -91,6 +93,67 @@ fn the_packages_build_from_their_source_set_with_only_their_declared_inputs() {
         .filter(|entry| entry.file_name().to_string_lossy().starts_with("libz-sys-"))
         .any(|entry| entry.path().join("out/lib/libz.a").exists());
     assert!(bundled_zlib, "libz-sys did not build its own zlib");
+}
+
+/// Stand-ins for the functions of nixpkgs' `installShellFiles` that
+/// `postInstall` calls: `installShellCompletion --cmd NAME --bash FILE ...`
+/// and `installManPage PAGE...`, each copying what it is given under `$out`
+/// (as the real ones do, into share/ directories of their own).
+const INSTALL_SHELL_FILES: &str = r#"
+installShellCompletion() {
+  local cmd=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --cmd) cmd=$2; shift 2 ;;
+      --bash|--fish|--zsh)
+        mkdir -p "$out/completions/${1#--}"
+        cat "$2" > "$out/completions/${1#--}/$cmd"
+        shift 2 ;;
+      *) echo "installShellCompletion (stand-in): unexpected $1" >&2; return 1 ;;
+    esac
+  done
+}
+installManPage() {
+  mkdir -p "$out/share/man/man1"
+  cp "$@" "$out/share/man/man1/"
+}
+set -euo pipefail
+"#;
+
+/// Runs push's `postInstall` with the program just built as `$out/bin/push`:
+/// it installs push's completions for bash, fish and zsh and its manual pages.
+fn run_post_install(build: &Build, top: &BuildTop) {
+    let script = build
+        .post_install
+        .get("push")
+        .expect("push's package has a postInstall");
+    let out = top.path().join("out");
+    std::fs::create_dir_all(out.join("bin")).expect("$out/bin");
+    std::os::unix::fs::symlink(top.source().join("target/debug/push"), out.join("bin/push"))
+        .expect("$out/bin/push");
+    let work = top.path().join("post-install");
+    std::fs::create_dir_all(&work).expect("a work directory");
+    let ran = Command::new("bash")
+        .arg("-c")
+        .arg(format!("{INSTALL_SHELL_FILES}{script}"))
+        .env("out", &out)
+        .current_dir(&work)
+        .output()
+        .expect("bash");
+    assert!(
+        ran.status.success(),
+        "postInstall failed:\n{script}\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    for shell in ["bash", "fish", "zsh"] {
+        let completions = std::fs::read_to_string(out.join("completions").join(shell).join("push"))
+            .unwrap_or_else(|e| panic!("no {shell} completions: {e}"));
+        assert!(completions.contains("rollback"), "{shell}: {completions}");
+    }
+    for page in ["push.1", "push-status.1", "push-log.1"] {
+        let path = out.join("share/man/man1").join(page);
+        assert!(path.exists(), "{page} was not installed");
+    }
 }
 
 #[test]

@@ -107,7 +107,19 @@ fn push_install_gives_a_new_machine_a_first_generation_the_fleet_deploys_to() {
         "does not enable services.deployd",
     );
     let nobody = format!("root@{}", fleet.lab.state().slot.address(250));
-    assert_refused(&install(&["tsingy", "--target", &nobody]), "cannot reach");
+    // A machine that cannot be reached is the machine's trouble (exit 1),
+    // never bad input.
+    let unreachable = install(&["tsingy", "--target", &nobody]);
+    let (stdout, stderr) = text(&unreachable);
+    assert_eq!(unreachable.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .contains("cannot reach"),
+        "{stderr}"
+    );
     assert_refused(
         &install(&[
             "tsingy",

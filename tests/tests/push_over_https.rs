@@ -81,7 +81,7 @@ fn push_deploys_reads_status_and_logs_over_https_only() {
     let address = push.lab.hosts()[0].address.to_string();
     assert!(
         text(&refused).lines().any(|line| line.contains(&address)
-            && line.contains("does not verify")
+            && line.contains("certificate not trusted")
             && line.contains("UnknownIssuer")),
         "{}",
         text(&refused)

@@ -113,9 +113,10 @@ pub async fn fetch(
     let generated = run_keeping_tail(&invocation, |_| {})
         .await
         .map_err(|failure| {
-            anyhow::anyhow!(
+            // The machine's trouble (unreachable, or the command failed there).
+            crate::exit::HostProblem(format!(
                 "nixos-generate-config failed on {address}: {failure}; nothing was written"
-            )
+            ))
         })?;
     check_output(&generated.stdout).map_err(|why| {
         anyhow::anyhow!("nixos-generate-config on {address}: {why}; nothing was written")

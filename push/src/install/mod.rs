@@ -86,6 +86,12 @@ pub struct InstallOptions {
     pub rev: String,
 }
 
+/// What `push install --help` says about its exit statuses.
+pub const EXIT_HELP: &str = "Exit status: 0 installed (or the hardware configuration written); \
+                             1 the machine cannot be reached, its system did not build, \
+                             nixos-install failed or it did not come up running it; \
+                             2 bad usage, config or input.";
+
 /// Runs `push install`.
 pub async fn run(options: InstallOptions) -> Result<ExitCode> {
     let inventory = Inventory::load(&options.flake)?;
@@ -160,7 +166,10 @@ async fn install(
     let system: StorePath = match build(&plan, |line| eprintln!("build: {line}")).await {
         Ok(mut built) => match built.systems.remove(host) {
             Some(system) => system,
-            None => return Ok(failed(format!("{host}'s system did not build"))),
+            None => {
+                let why = built.failed.remove(host).unwrap_or_default();
+                return Ok(failed(format!("{host}'s system did not build: {why}")));
+            }
         },
         Err(error) => return Ok(failed(format!("the build failed: {error:#}"))),
     };
@@ -222,10 +231,10 @@ async fn check_target(destination: &SshDestination, root: &InstallRoot) -> Resul
     let checked = run_keeping_tail(&invocation, |_| {})
         .await
         .map_err(|failure| {
-            anyhow::anyhow!(
+            crate::exit::HostProblem(format!(
                 "cannot reach {destination} over SSH: {}",
                 failure.last_line()
-            )
+            ))
         })?;
     target::read_checks(&checked.stdout, destination, root).map_err(anyhow::Error::msg)
 }

@@ -45,6 +45,7 @@ pub fn evaluate_settings(flake: &str, host: &HostName) -> Invocation {
 pub async fn read(flake: &str, host: &HostName) -> Result<DeploydSettings> {
     let evaluated = command::run(&evaluate_settings(flake, host), |_| {})
         .await
+        .map_err(nix::abbreviate_apply)
         .with_context(|| format!("evaluating {host}'s deployd settings"))?;
     let settings = parse(&evaluated.stdout, host)?;
     check(&settings, host)?;

@@ -128,6 +128,12 @@ fn now_ms() -> u64 {
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
+/// What `push serve --help` says about its exit statuses.
+pub const EXIT_HELP: &str = "Exit status: with --check, 0 the config is valid and 2 it is not; \
+                             without, 0 stopped by SIGTERM or SIGINT, 2 a bad config or an \
+                             address it cannot listen on (a host's failure never stops it: \
+                             it is reported on the commit).";
+
 /// Runs `push serve` (or only checks its config).
 pub async fn run(options: ServeOptions) -> Result<ExitCode> {
     let config = ServeConfig::load(&options.config)?;

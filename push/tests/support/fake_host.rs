@@ -4,7 +4,10 @@
 //! `GET /v1/status` (its last deploy is `d-1`) and `GET
 //! /v1/deploys/d-1/events` (one log line, then the final record), 404
 //! otherwise, and records every request line it read, or `TLS
-//! ClientHello` when a plain HTTP one was greeted with TLS.
+//! ClientHello` when a plain HTTP one was greeted with TLS. Its `/v1/status`
+//! has the shape of deployd's own (`deployd_protocol::api::StatusResponse`,
+//! which push parses), under the name it is given ([`FakeHost::named`]:
+//! a machine that is not the one the inventory means).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,6 +24,10 @@ pub const LOG_LINE: &str = "activated over the wire";
 
 /// The host's name.
 pub const HOST: &str = "sambirano";
+
+/// What a [`FakeHost::fresh`] is given as its name: it answers as [`HOST`]
+/// with no deploy.
+const FRESH: &str = "";
 
 /// A file of `tests/fixtures/tls`.
 pub fn fixture(name: &str) -> PathBuf {
@@ -39,15 +46,25 @@ pub struct FakeHost {
 impl FakeHost {
     /// One that speaks HTTPS only.
     pub fn https() -> FakeHost {
-        FakeHost::start(Some(server_config()))
+        FakeHost::start(Some(server_config()), HOST)
     }
 
     /// One that speaks plain HTTP only.
     pub fn http() -> FakeHost {
-        FakeHost::start(None)
+        FakeHost::start(None, HOST)
     }
 
-    fn start(tls: Option<Arc<rustls::ServerConfig>>) -> FakeHost {
+    /// One that speaks plain HTTP and calls itself `name` in its status.
+    pub fn named(name: &'static str) -> FakeHost {
+        FakeHost::start(None, name)
+    }
+
+    /// One that speaks plain HTTP and has had no deploy yet.
+    pub fn fresh() -> FakeHost {
+        FakeHost::start(None, FRESH)
+    }
+
+    fn start(tls: Option<Arc<rustls::ServerConfig>>, name: &'static str) -> FakeHost {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("address");
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -55,7 +72,7 @@ impl FakeHost {
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (tls, recorded) = (tls.clone(), recorded.clone());
-                thread::spawn(move || answer(stream, tls.as_ref(), &recorded));
+                thread::spawn(move || answer(stream, tls.as_ref(), &recorded, name));
             }
         });
         FakeHost { address, requests }
@@ -85,6 +102,7 @@ fn answer(
     stream: TcpStream,
     tls: Option<&Arc<rustls::ServerConfig>>,
     recorded: &Mutex<Vec<String>>,
+    name: &str,
 ) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     match tls {
@@ -94,7 +112,7 @@ fn answer(
             };
             // A client that refuses the certificate ends the handshake:
             // reading the request then fails, and nothing is recorded.
-            serve(rustls::StreamOwned::new(connection, stream), recorded);
+            serve(rustls::StreamOwned::new(connection, stream), recorded, name);
         }
         None => {
             let mut first = [0u8; 1];
@@ -112,12 +130,12 @@ fn answer(
                 );
                 return;
             }
-            serve(stream, recorded);
+            serve(stream, recorded, name);
         }
     }
 }
 
-fn serve(stream: impl Read + Write, recorded: &Mutex<Vec<String>>) {
+fn serve(stream: impl Read + Write, recorded: &Mutex<Vec<String>>, name: &str) {
     let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() || request_line.is_empty() {
@@ -135,7 +153,7 @@ fn serve(stream: impl Read + Write, recorded: &Mutex<Vec<String>>) {
     recorded.lock().expect("lock").push(request_line.clone());
     let path = request_line.split_whitespace().nth(1).unwrap_or("");
     let (status, content_type, body) = match path {
-        "/v1/status" => ("200 OK", "application/json", status_json()),
+        "/v1/status" => ("200 OK", "application/json", status_json(name)),
         "/v1/deploys/d-1/events" => ("200 OK", "text/event-stream", events()),
         _ => (
             "404 Not Found",
@@ -155,21 +173,28 @@ fn serve(stream: impl Read + Write, recorded: &Mutex<Vec<String>>) {
 
 const SYSTEM: &str = "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-sambirano";
 
-fn status_json() -> String {
+fn status_json(name: &str) -> String {
+    let last_deploy = serde_json::json!({
+        "deploy_id": "d-1", "state": "succeeded", "store_path": SYSTEM,
+        "rev": null, "finished_at_ms": 1, "error": null
+    });
+    let (name, last_deploy) = match name {
+        FRESH => (HOST, serde_json::Value::Null),
+        name => (name, last_deploy),
+    };
     serde_json::json!({
-        "hostname": HOST,
+        "hostname": name,
         "current_system": SYSTEM,
         "booted_system": SYSTEM,
         "generations": [],
         "current_deploy": null,
         "active_deploy": null,
-        "last_deploy": {
-            "deploy_id": "d-1", "state": "succeeded", "store_path": SYSTEM,
-            "rev": null, "finished_at_ms": 1, "error": null
-        },
+        "last_deploy": last_deploy,
         "reboot_required": false,
         "daemon_version": "0.1.0",
         "nix_version": null,
+        "substituters": [],
+        "trusted_public_keys": [],
     })
     .to_string()
 }

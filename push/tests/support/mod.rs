@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_host;
+pub mod flake;
 pub mod fleet;
 
 use std::path::Path;

@@ -30,7 +30,15 @@ pub struct Package {
     pub cargo_build_flags: Vec<String>,
     /// The program it installs (`meta.mainProgram`).
     pub main_program: String,
+    /// What runs after the install (`postInstall`, empty for none).
+    pub post_install: String,
 }
+
+/// Native inputs that are setup hooks of the install phase, after cargo:
+/// shell functions `postInstall` calls (`installShellCompletion`,
+/// `installManPage`), no file cargo could see. The sandbox has nothing to
+/// provide or hide for them; the test runs the commands they are given.
+pub const INSTALL_HOOKS: &[&str] = &["installShellFiles"];
 
 /// A source set: files and directories under one root, all absolute.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -93,6 +101,8 @@ pub struct Build {
     pub cargo_flags: Vec<String>,
     /// The programs the packages install.
     pub programs: BTreeSet<String>,
+    /// Each program's package's `postInstall`, when it has one.
+    pub post_install: BTreeMap<String, String>,
 }
 
 impl Build {
@@ -107,6 +117,7 @@ impl Build {
             inputs: BTreeSet::new(),
             cargo_flags: Vec::new(),
             programs: BTreeSet::new(),
+            post_install: BTreeMap::new(),
         };
         let mut flags_seen = BTreeSet::new();
         for (name, package) in packages {
@@ -116,9 +127,13 @@ impl Build {
                     package.src
                 );
             }
-            build
-                .inputs
-                .extend(package.native_build_inputs.iter().cloned());
+            build.inputs.extend(
+                package
+                    .native_build_inputs
+                    .iter()
+                    .filter(|input| !INSTALL_HOOKS.contains(&input.as_str()))
+                    .cloned(),
+            );
             build.inputs.extend(package.build_inputs.iter().cloned());
             if flags_seen.insert(package.cargo_build_flags.clone()) {
                 build
@@ -126,6 +141,11 @@ impl Build {
                     .extend(package.cargo_build_flags.iter().cloned());
             }
             build.programs.insert(package.main_program.clone());
+            if !package.post_install.is_empty() {
+                build
+                    .post_install
+                    .insert(package.main_program.clone(), package.post_install.clone());
+            }
         }
         Ok(build)
     }
