@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use deployd_protocol::api::StatusResponse;
+use deployd_protocol::HostName;
 
 use crate::client::Client;
 use crate::flake::FlakeArg;
