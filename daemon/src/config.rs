@@ -292,6 +292,7 @@ impl Default for ActivationSection {
     }
 }
 
+/// `"[::]:9797"`: port 9797 on every address, IPv6 and IPv4.
 fn default_listen() -> SocketAddr {
     SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 9797))
 }

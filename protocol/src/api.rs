@@ -73,8 +73,9 @@ pub struct PhaseRecord {
 /// Why a deploy did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeployFailure {
-    /// A stable code: `fetch_failed`, `not_a_system`, `profile_failed`,
-    /// `switch_failed`, `rollback_failed`, `interrupted`.
+    /// A stable code: a [`FailureCode`](crate::FailureCode)'s name
+    /// (`fetch_failed`, `switch_failed`, ...), kept as a string so that a
+    /// client reads codes newer than itself.
     pub code: String,
     /// What happened, for people.
     pub message: String,

@@ -14,6 +14,7 @@
 pub mod api;
 mod envelope;
 mod error;
+mod failure;
 mod keys;
 mod kinds;
 mod names;
@@ -31,6 +32,7 @@ pub use envelope::{
     MAX_ENVELOPE_BYTES, MAX_SIGNATURES, PAYLOAD_TYPE,
 };
 pub use error::{ErrorBody, ErrorCode, RejectError};
+pub use failure::FailureCode;
 pub use keys::{KeyError, PublicKey, SecretKey};
 pub use kinds::{Action, Kind, Permission, Permissions};
 pub use names::{DeployId, HostName, KeyName, NameError, Nonce, Revision};

@@ -22,6 +22,7 @@ mod lab;
 pub mod net;
 mod node;
 pub mod push_serve;
+pub mod reference;
 mod registry;
 pub mod run;
 mod ssh;

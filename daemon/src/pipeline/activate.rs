@@ -4,7 +4,7 @@
 //! next boot, or roll back.
 
 use deployd_command as command;
-use deployd_protocol::{Action, DeployId};
+use deployd_protocol::{Action, DeployId, FailureCode};
 
 use super::preflight::{self, Checks};
 use super::rollback::{roll_back, undo_profile};
@@ -67,7 +67,7 @@ pub(super) async fn activate(
             if let Err(error) = command::run(&change, |line| daemon.log(id, line)).await {
                 // `nix-env` replaces the profile link atomically, or not at all.
                 return Ok(Ending::failed(
-                    "profile_failed",
+                    FailureCode::ProfileFailed,
                     format!("setting the system profile failed: {error}"),
                 ));
             }
@@ -88,7 +88,7 @@ pub(super) async fn activate(
                 let back = nix::switch_generation(&config, number);
                 if let Err(error) = command::run(&back, |line| daemon.log(id, line)).await {
                     return Ok(Ending::failed(
-                        "rollback_failed",
+                        FailureCode::RollbackFailed,
                         format!("another switch held the lock, and setting the profile back failed: {error}"),
                     ));
                 }
@@ -151,7 +151,7 @@ pub(super) async fn conclude_switch(
             format!("dry-activate failed: {status}"),
         )),
         SwitchOutcome::Failed(why) if action == Action::DryActivate => Ok(Ending::failed(
-            "switch_failed",
+            FailureCode::SwitchFailed,
             format!("dry-activate failed: {why}"),
         )),
         SwitchOutcome::Exited(SwitchStatus::NotActivated)
@@ -164,7 +164,7 @@ pub(super) async fn conclude_switch(
             let setting_back_failed = undone
                 .failure
                 .as_ref()
-                .is_some_and(|failure| failure.code == "rollback_failed");
+                .is_some_and(|failure| failure.code == FailureCode::RollbackFailed.as_str());
             Ok(if setting_back_failed {
                 undone
             } else {
@@ -211,6 +211,8 @@ pub(super) async fn conclude_switch(
         SwitchOutcome::Exited(status) => {
             roll_back(daemon, id, failure(status.error_code(), status.to_string())).await
         }
-        SwitchOutcome::Failed(why) => roll_back(daemon, id, failure("switch_failed", why)).await,
+        SwitchOutcome::Failed(why) => {
+            roll_back(daemon, id, failure(FailureCode::SwitchFailed, why)).await
+        }
     }
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use deployd_protocol::api::{DeployFailure, DeployState};
-use deployd_protocol::{Action, DeployId};
+use deployd_protocol::{Action, DeployId, FailureCode};
 
 use crate::daemon::Daemon;
 use crate::state::{StateError, StoredDeploy};
@@ -48,24 +48,27 @@ impl Ending {
         }
     }
 
-    fn failed(code: &str, message: impl Into<String>) -> Self {
-        Ending {
-            state: DeployState::Failed,
-            failure: Some(failure(code, message)),
-        }
+    fn failed(code: FailureCode, message: impl Into<String>) -> Self {
+        Ending::ended(DeployState::Failed, failure(code, message))
     }
 
-    fn rolled_back(code: &str, message: impl Into<String>) -> Self {
+    fn rolled_back(code: FailureCode, message: impl Into<String>) -> Self {
+        Ending::ended(DeployState::RolledBack, failure(code, message))
+    }
+
+    /// An ending in `state` for a failure whose code was decided earlier
+    /// (a rollback's reason, kept in the record as written).
+    fn ended(state: DeployState, failure: DeployFailure) -> Self {
         Ending {
-            state: DeployState::RolledBack,
-            failure: Some(failure(code, message)),
+            state,
+            failure: Some(failure),
         }
     }
 }
 
-fn failure(code: &str, message: impl Into<String>) -> DeployFailure {
+fn failure(code: FailureCode, message: impl Into<String>) -> DeployFailure {
     DeployFailure {
-        code: code.to_owned(),
+        code: code.as_str().to_owned(),
         message: message.into(),
     }
 }
@@ -78,7 +81,7 @@ pub fn spawn(daemon: Arc<Daemon>, id: DeployId) {
         if let Err(error) = task.await {
             log::error!(deploy_id = id.as_str(); "deploy {id}: its task ended abnormally: {error}");
             let failure = failure(
-                "internal",
+                FailureCode::Internal,
                 "the deploy's task ended abnormally; see the host's log",
             );
             let _ = daemon.finish(&id, DeployState::Failed, Some(failure));
@@ -92,7 +95,10 @@ pub async fn run(daemon: Arc<Daemon>, id: DeployId) {
         Ok(ending) => ending,
         Err(error) => {
             log::error!(deploy_id = id.as_str(); "deploy {id}: cannot record its progress: {error:#?}");
-            Ending::failed("internal", "deployd could not record the deploy's progress")
+            Ending::failed(
+                FailureCode::Internal,
+                "deployd could not record the deploy's progress",
+            )
         }
     };
     if let Some(failure) = &ending.failure {
@@ -109,7 +115,10 @@ pub async fn run(daemon: Arc<Daemon>, id: DeployId) {
 
 async fn drive(daemon: &Daemon, id: &DeployId) -> Result<Ending, StateError> {
     let Some(deploy) = daemon.deploy(id.as_str()) else {
-        return Ok(Ending::failed("internal", "the deploy's record vanished"));
+        return Ok(Ending::failed(
+            FailureCode::Internal,
+            "the deploy's record vanished",
+        ));
     };
     let step = resume::next_step(&deploy);
     if step != Step::Start {
@@ -117,7 +126,7 @@ async fn drive(daemon: &Daemon, id: &DeployId) -> Result<Ending, StateError> {
     }
     match step {
         Step::Start => start(daemon, id, &deploy).await,
-        Step::Interrupted { message } => Ok(Ending::failed("interrupted", message)),
+        Step::Interrupted { message } => Ok(Ending::failed(FailureCode::Interrupted, message)),
         Step::FinishRollbackSwitch { launch, why } => {
             let why = rollback_reason(&deploy, why);
             let outcome = match switch::wait(daemon, id, launch).await {
@@ -190,7 +199,7 @@ async fn start(
         .unwrap_or(deploy.record.issued_at + deployd_protocol::MAX_WINDOW_S);
     if crate::clock::now_ms() / 1000 > expires_at {
         return Ok(Ending::failed(
-            "interrupted",
+            FailureCode::Interrupted,
             "the request expired before deployd could start it; nothing was changed (send it again)",
         ));
     }
@@ -221,7 +230,7 @@ async fn start(
     }
     if let Err(error) = fetched {
         return Ok(Ending::failed(
-            "fetch_failed",
+            FailureCode::FetchFailed,
             format!("fetching {system} failed: {error}"),
         ));
     }
@@ -229,7 +238,7 @@ async fn start(
     if let Err(message) =
         check_nixos_system(fetched).and_then(|()| preflight::check_platform(fetched))
     {
-        return Ok(Ending::failed("not_a_system", message));
+        return Ok(Ending::failed(FailureCode::NotASystem, message));
     }
     daemon.enter(id, DeployState::Activating)?;
     activate(daemon, id, deploy).await
@@ -262,7 +271,7 @@ async fn after_switch(
                     daemon,
                     id,
                     failure(
-                        "switch_failed",
+                        FailureCode::SwitchFailed,
                         format!("the deploy was not confirmed within {window} s"),
                     ),
                 )
@@ -276,7 +285,10 @@ async fn after_switch(
             return roll_back(
                 daemon,
                 id,
-                failure("switch_failed", format!("health checks failed: {report}")),
+                failure(
+                    FailureCode::SwitchFailed,
+                    format!("health checks failed: {report}"),
+                ),
             )
             .await;
         }

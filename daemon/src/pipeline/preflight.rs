@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use deployd_command::{self as command, CommandError, Invocation};
-use deployd_protocol::{Action, DeployId};
+use deployd_protocol::{Action, DeployId, FailureCode};
 use tokio::time::Instant;
 
 use super::switch::{lock_is_held, SwitchStatus};
@@ -44,7 +44,7 @@ pub(super) fn switch_target(
     if let Some(name) = asked {
         if !has(name) {
             return Err(Ending::failed(
-                "not_a_system",
+                FailureCode::NotASystem,
                 format!("{system} has no specialisation {name}; nothing was changed"),
             ));
         }
@@ -154,7 +154,7 @@ pub(super) async fn run_pre_switch_checks(
         Err(CommandError::Failed { status, .. }) => status.code(),
         Err(error) => {
             return Checks::Refused(Ending::failed(
-                "switch_failed",
+                FailureCode::SwitchFailed,
                 format!("the pre-switch checks could not run: {error}; nothing was changed"),
             ))
         }
@@ -163,7 +163,7 @@ pub(super) async fn run_pre_switch_checks(
         Some(SwitchStatus::Locked) => Checks::Locked,
         Some(SwitchStatus::NotActivated) => Checks::Refused(inhibited(target)),
         other => Checks::Refused(Ending::failed(
-            "switch_failed",
+            FailureCode::SwitchFailed,
             format!(
                 "the pre-switch checks ended with status {}; nothing was changed",
                 other.map_or_else(
@@ -179,7 +179,7 @@ pub(super) async fn run_pre_switch_checks(
 /// anything.
 pub(super) fn inhibited(target: &str) -> Ending {
     Ending::failed(
-        "switch_inhibited",
+        FailureCode::SwitchInhibited,
         format!(
             "the pre-switch checks of {target} refused to switch to it (switch inhibitors: a change that needs a reboot, such as of systemd or D-Bus; see the log); the running system was not touched. Deploy it with --action boot and reboot"
         ),

@@ -5,11 +5,9 @@
 
 use deployd_command as command;
 use deployd_protocol::api::{DeployFailure, DeployState};
-use deployd_protocol::DeployId;
+use deployd_protocol::{DeployId, FailureCode};
 
-use super::{
-    failure, nix, preflight, run_switch, Ending, SwitchOutcome, SwitchStatus, SwitchTarget,
-};
+use super::{nix, preflight, run_switch, Ending, SwitchOutcome, SwitchStatus, SwitchTarget};
 use crate::daemon::Daemon;
 use crate::state::{StateError, StoredDeploy, SwitchKind};
 use crate::system::Profile;
@@ -24,7 +22,10 @@ pub(super) async fn roll_back(
     why: DeployFailure,
 ) -> Result<Ending, StateError> {
     let Some(deploy) = daemon.deploy(id.as_str()) else {
-        return Ok(Ending::failed("internal", "the deploy's record vanished"));
+        return Ok(Ending::failed(
+            FailureCode::Internal,
+            "the deploy's record vanished",
+        ));
     };
     if deploy.progress.rolling_back.is_none() {
         let reason = why.clone();
@@ -43,12 +44,15 @@ pub(super) async fn roll_back(
         deploy.record.previous_system.clone(),
         deploy.progress.previous_generation.is_some() || !action.sets_profile(),
     ) else {
-        return Ok(Ending::failed(
-            &why.code,
-            format!(
-                "{}; there is no previous system to roll back to",
-                why.message
-            ),
+        return Ok(Ending::ended(
+            DeployState::Failed,
+            DeployFailure {
+                message: format!(
+                    "{}; there is no previous system to roll back to",
+                    why.message
+                ),
+                code: why.code,
+            },
         ));
     };
     daemon.log(
@@ -59,7 +63,7 @@ pub(super) async fn roll_back(
         let back = nix::switch_generation(&daemon.config(), number);
         if let Err(error) = command::run(&back, |line| daemon.log(id, line)).await {
             return Ok(Ending::failed(
-                "rollback_failed",
+                FailureCode::RollbackFailed,
                 format!("{}; setting the profile back failed: {error}", why.message),
             ));
         }
@@ -79,8 +83,11 @@ pub(super) fn rollback_reason(deploy: &StoredDeploy, message: &str) -> DeployFai
         .progress
         .rolling_back_code
         .as_deref()
-        .unwrap_or("switch_failed");
-    failure(code, message)
+        .unwrap_or(FailureCode::SwitchFailed.as_str());
+    DeployFailure {
+        code: code.to_owned(),
+        message: message.to_owned(),
+    }
 }
 
 /// Runs the switch back to `target`, and again while another switch holds
@@ -122,29 +129,30 @@ pub(super) fn conclude_rollback(
     why: DeployFailure,
 ) -> Ending {
     let DeployFailure { code, message } = why;
+    // Rolled back for the reason given, under its code.
+    let back = |message: String| {
+        Ending::ended(
+            DeployState::RolledBack,
+            DeployFailure {
+                code: code.clone(),
+                message,
+            },
+        )
+    };
     match outcome {
-        SwitchOutcome::Succeeded => Ending::rolled_back(
-            &code,
-            format!("{message}; the previous system {previous} is active again"),
-        ),
-        SwitchOutcome::Exited(SwitchStatus::UnitsFailed) => Ending::rolled_back(
-            &code,
-            format!("{message}; the previous system {previous} is active again, though its switch reported failed units (see the log)"),
-        ),
-        SwitchOutcome::Exited(SwitchStatus::NeedsReboot) => Ending::rolled_back(
-            &code,
-            format!("{message}; the previous system {previous} is the boot default again and takes effect at the next boot"),
-        ),
+        SwitchOutcome::Succeeded => back(format!("{message}; the previous system {previous} is active again")),
+        SwitchOutcome::Exited(SwitchStatus::UnitsFailed) => back(format!("{message}; the previous system {previous} is active again, though its switch reported failed units (see the log)")),
+        SwitchOutcome::Exited(SwitchStatus::NeedsReboot) => back(format!("{message}; the previous system {previous} is the boot default again and takes effect at the next boot")),
         SwitchOutcome::Exited(status) => Ending::failed(
-            "rollback_failed",
+            FailureCode::RollbackFailed,
             format!("{message}; switching back to {previous} failed too: {status}"),
         ),
         SwitchOutcome::Failed(rollback_why) => Ending::failed(
-            "rollback_failed",
+            FailureCode::RollbackFailed,
             format!("{message}; switching back to {previous} failed too: {rollback_why}"),
         ),
         SwitchOutcome::NeverStarted => Ending::failed(
-            "rollback_failed",
+            FailureCode::RollbackFailed,
             format!("{message}; the switch back to {previous} never started"),
         ),
     }
@@ -157,7 +165,10 @@ pub(super) async fn undo_profile(
     why: &str,
 ) -> Result<Ending, StateError> {
     let Some(deploy) = daemon.deploy(id.as_str()) else {
-        return Ok(Ending::failed("internal", "the deploy's record vanished"));
+        return Ok(Ending::failed(
+            FailureCode::Internal,
+            "the deploy's record vanished",
+        ));
     };
     let progress = &deploy.progress;
     let profile = Profile::new(&daemon.config().file.activation.system_profile);
@@ -165,24 +176,24 @@ pub(super) async fn undo_profile(
         && profile.current_generation() != progress.previous_generation;
     match (profile_moved, progress.previous_generation) {
         (false, _) => Ok(Ending::failed(
-            "interrupted",
+            FailureCode::Interrupted,
             format!("{why}; nothing was changed"),
         )),
         (true, Some(number)) => {
             let back = nix::switch_generation(&daemon.config(), number);
             match command::run(&back, |line| daemon.log(id, line)).await {
                 Ok(_) => Ok(Ending::rolled_back(
-                    "interrupted",
+                    FailureCode::Interrupted,
                     format!("{why}; the profile is back at generation {number}"),
                 )),
                 Err(error) => Ok(Ending::failed(
-                    "rollback_failed",
+                    FailureCode::RollbackFailed,
                     format!("{why}, and setting the profile back failed: {error}"),
                 )),
             }
         }
         (true, None) => Ok(Ending::failed(
-            "interrupted",
+            FailureCode::Interrupted,
             format!("{why}; the profile holds the new system, which was never activated"),
         )),
     }

@@ -78,6 +78,7 @@ fn error_with_status(status: StatusCode, code: ErrorCode, message: impl Into<Str
     (status, Json(body)).into_response()
 }
 
+/// Checks a forge's hook and queues the push it announces.
 async fn post_hook(
     State(service): State<Arc<Service>>,
     Path(forge): Path<String>,
@@ -282,6 +283,7 @@ async fn queue_state(service: &Arc<Service>) -> QueueState {
         .unwrap_or_default()
 }
 
+/// The service's status: branches followed, the rollout running, the queue, recent rollouts.
 async fn get_status(State(service): State<Arc<Service>>) -> Json<serde_json::Value> {
     let state = queue_state(&service).await;
     let rev_and_hosts = service
@@ -334,6 +336,7 @@ impl Counters {
     }
 }
 
+/// Prometheus metrics.
 async fn get_metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
     let queue_length = queue_state(&service).await.pending.len();
     let counters = service.counters();

@@ -128,6 +128,7 @@ pub struct Secrets {
     pub forge_token: Option<String>,
 }
 
+/// `"[::]:9798"`: port 9798 on every address, IPv6 and IPv4.
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0u16; 8], 9798))
 }

@@ -17,6 +17,8 @@
 //!   `die`); 11 (`EWOULDBLOCK`) is the switch lock held by another switch
 //!   ("Could not acquire lock").
 
+use deployd_protocol::FailureCode;
+
 /// The switch lock's errno status: `EWOULDBLOCK` (`EAGAIN`) on Linux.
 const LOCKED: u8 = 11;
 
@@ -73,15 +75,15 @@ impl SwitchStatus {
     }
 
     /// The error code a deploy that ends on this status carries.
-    pub fn error_code(self) -> &'static str {
+    pub fn error_code(self) -> FailureCode {
         match self {
             SwitchStatus::Switched | SwitchStatus::NotActivated | SwitchStatus::Other(_) => {
-                "switch_failed"
+                FailureCode::SwitchFailed
             }
-            SwitchStatus::ActivationFailed => "activation_failed",
-            SwitchStatus::UnitsFailed => "units_failed",
-            SwitchStatus::Locked => "switch_locked",
-            SwitchStatus::NeedsReboot => "init_interface_changed",
+            SwitchStatus::ActivationFailed => FailureCode::ActivationFailed,
+            SwitchStatus::UnitsFailed => FailureCode::UnitsFailed,
+            SwitchStatus::Locked => FailureCode::SwitchLocked,
+            SwitchStatus::NeedsReboot => FailureCode::InitInterfaceChanged,
         }
     }
 
@@ -132,7 +134,7 @@ mod tests {
         ] {
             assert_eq!(SwitchStatus::from_code(code), status);
             assert_eq!(status.code(), code);
-            assert_eq!(status.error_code(), error_code);
+            assert_eq!(status.error_code().as_str(), error_code);
         }
         assert_eq!(SwitchStatus::from_code(0), SwitchStatus::Switched);
         assert_eq!(
