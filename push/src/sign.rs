@@ -37,6 +37,9 @@ pub struct DeployDetails<'a> {
     pub confirm_within_s: Option<u64>,
     /// The specialisation to activate.
     pub specialisation: Option<&'a str>,
+    /// How long the message is valid, in seconds (1 to 900: the wire
+    /// format's window).
+    pub lifetime_s: u64,
 }
 
 /// A deploy message of `system` to `host`, with a new deploy id, valid
@@ -59,7 +62,7 @@ pub fn deploy_message(
         host.clone(),
         Request::Deploy(request),
         now,
-        DEFAULT_LIFETIME_S,
+        details.lifetime_s,
     ))
 }
 

@@ -10,11 +10,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use deployd_command::redact::{mask_credentials, url_credentials};
-use deployd_protocol::{Action, HostName};
+use deployd_protocol::Action;
 
 use super::build_settings::BuildSection;
+use crate::batches::Policy;
 use crate::build::BuildMachine;
 use crate::build_user::BuildUser;
+use crate::selection::Selector;
 use crate::tls::CaFile;
 
 /// The whole file.
@@ -110,7 +112,8 @@ pub struct ForgeSection {
 pub struct Follow {
     /// The branch (`main`, not `refs/heads/main`).
     pub branch: String,
-    /// Host names from push.toml, or `"*"` for all of them.
+    /// The hosts, as `push --on` names them: names, globs (`web-*`) and
+    /// tags (`@prod`) of push.toml, or `"*"` for all of them.
     pub hosts: Vec<String>,
     /// How to activate.
     #[serde(default = "default_action")]
@@ -118,6 +121,73 @@ pub struct Follow {
     /// Magic rollback: hosts roll back unless confirmed within this.
     #[serde(default)]
     pub confirm_s: Option<u64>,
+    /// Canary hosts, deployed first: a count (`1`) or names
+    /// (`"sambirano,isalo"`), as `push --canary`.
+    #[serde(default)]
+    pub canary: Option<CountOrText>,
+    /// Batches after the canary: a count (`2`) or a percentage (`"25%"`),
+    /// as `push --batch`.
+    #[serde(default)]
+    pub batch: Option<CountOrText>,
+    /// Failures let through before no further host is started (default 0
+    /// with a canary or batches), as `push --max-failures`.
+    #[serde(default)]
+    pub max_failures: Option<usize>,
+}
+
+/// A number or a string, as TOML writes `canary = 1` and `batch = "25%"`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum CountOrText {
+    /// `1`.
+    Count(u64),
+    /// `"25%"`, `"sambirano,isalo"`.
+    Text(String),
+}
+
+impl CountOrText {
+    fn parse<T: std::str::FromStr<Err = String>>(&self) -> Result<T, String> {
+        match self {
+            CountOrText::Count(count) => count.to_string().parse(),
+            CountOrText::Text(text) => text.parse(),
+        }
+    }
+}
+
+impl Follow {
+    /// Its canary, batches and failure budget.
+    pub fn policy(&self) -> Result<Policy> {
+        let branch = &self.branch;
+        let policy = Policy {
+            canary: self
+                .canary
+                .as_ref()
+                .map(CountOrText::parse)
+                .transpose()
+                .map_err(|error| anyhow::anyhow!("[[follow]] {branch}: canary: {error}"))?,
+            batch: self
+                .batch
+                .as_ref()
+                .map(CountOrText::parse)
+                .transpose()
+                .map_err(|error| anyhow::anyhow!("[[follow]] {branch}: batch: {error}"))?,
+            max_failures: self.max_failures,
+            budget_name: "max_failures",
+        };
+        policy
+            .check()
+            .map_err(|error| anyhow::anyhow!("[[follow]] {branch}: max_failures: {error}"))?;
+        Ok(policy)
+    }
+
+    /// Its hosts, as selectors (`"*"`: every host).
+    pub fn selectors(&self) -> Result<Vec<Selector>> {
+        self.hosts
+            .iter()
+            .map(|host| host.parse::<Selector>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| anyhow::anyhow!("[[follow]] {}: hosts: {error}", self.branch))
+    }
 }
 
 /// The secrets, read from their files.
@@ -227,10 +297,8 @@ impl ServeConfig {
             if follow.hosts.is_empty() {
                 bail!("[[follow]] {}: hosts is empty", follow.branch);
             }
-            for host in follow.hosts.iter().filter(|host| *host != "*") {
-                host.parse::<HostName>()
-                    .map_err(|error| anyhow::anyhow!("[[follow]] {}: {error}", follow.branch))?;
-            }
+            follow.selectors()?;
+            follow.policy()?;
             if let Some(0) | Some(3601..) = follow.confirm_s {
                 bail!("[[follow]] {}: confirm_s must be 1 to 3600", follow.branch);
             }
