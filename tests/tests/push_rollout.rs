@@ -10,11 +10,16 @@ use deployd_protocol::api::DeployRecord;
 use support::deployd::{record, status};
 use support::push::{text, PushLab};
 
-/// Each host's last deploy id (none before its first).
+/// The lab's hosts in push.toml's order (by name), as push takes them.
+fn hosts(fleet: &PushLab) -> Vec<Node> {
+    let mut hosts = fleet.lab.hosts().to_vec();
+    hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    hosts
+}
+
+/// Each host's last deploy id (none before its first), by name.
 fn last_deploys(fleet: &PushLab) -> Vec<Option<String>> {
-    fleet
-        .lab
-        .hosts()
+    hosts(fleet)
         .iter()
         .map(|host| {
             status(&fleet.lab, host)
@@ -74,7 +79,7 @@ fn most_at_once(spans: &[(u64, u64)]) -> usize {
 #[test]
 fn batches_are_gated_on_the_hosts_own_verdicts() {
     let mut fleet = PushLab::up(6);
-    let names: Vec<String> = fleet.lab.hosts().iter().map(|h| h.name.clone()).collect();
+    let names: Vec<String> = hosts(&fleet).iter().map(|h| h.name.clone()).collect();
     let output = fleet.push(&["--all"]);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
@@ -87,7 +92,7 @@ fn batches_are_gated_on_the_hosts_own_verdicts() {
 
 fn a_failed_canary_stops_the_rollout(fleet: &mut PushLab, names: &[String]) {
     let before = last_deploys(fleet);
-    let profiles: Vec<_> = fleet.lab.hosts().iter().map(Node::profile_system).collect();
+    let profiles: Vec<_> = hosts(fleet).iter().map(Node::profile_system).collect();
     let canary = &names[0];
     let rev = fleet
         .lab
@@ -101,7 +106,7 @@ fn a_failed_canary_stops_the_rollout(fleet: &mut PushLab, names: &[String]) {
     let summary = summary(&stdout);
     assert_eq!(summary[0].0, *canary);
     assert_eq!((summary[0].1.as_str(), summary[0].2.as_str()), ("rolled_back", "canary"));
-    for (index, host) in fleet.lab.hosts().iter().enumerate().skip(1) {
+    for (index, host) in hosts(fleet).iter().enumerate().skip(1) {
         let (name, result, batch, reason) = &summary[index];
         assert_eq!(name, &host.name);
         assert_eq!((result.as_str(), batch.as_str()), ("not_started", "1"));
@@ -152,7 +157,7 @@ fn batches_of_two_run_two_at_a_time_and_a_failure_stops_the_next(
         "{stdout}"
     );
     assert_eq!(summary[4].3, format!("after {failing} failed"));
-    let hosts = fleet.lab.hosts().to_vec();
+    let hosts = hosts(fleet);
     let after = last_deploys(fleet);
     assert_eq!(after[4..], before[4..], "batch 3 was not started");
     // From the hosts' own records: two at a time, batch 2 after batch 1.
@@ -217,9 +222,7 @@ fn batches_longer_than_a_message_lifetime_succeed(fleet: &mut PushLab, names: &[
     assert!(started.elapsed() > std::time::Duration::from_secs(1));
     // Each host's message was signed (issued) after the host before it
     // ended: one group of one at a time, each signed when it starts.
-    let records: Vec<DeployRecord> = fleet
-        .lab
-        .hosts()
+    let records: Vec<DeployRecord> = hosts(fleet)
         .iter()
         .map(|host| last_record(fleet, host))
         .collect();

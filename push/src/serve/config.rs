@@ -416,6 +416,7 @@ fn trim_line_end(bytes: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batches::{BatchSize, Canary};
 
     const VALID: &str = "repository = \"file:///srv/fleet.git\"\nkey_file = \"/k\"\nstate_dir = \"/var/lib/f\"\n\
         [forge]\nkind = \"forgejo\"\napi_url = \"https://git.example.org\"\nrepository = \"ops/fleet\"\nsecret_file = \"/s\"\n\
@@ -440,6 +441,41 @@ mod tests {
         assert_eq!(config.forge.kind, ForgeKind::Forgejo);
         assert!(config.following("main").is_some());
         assert!(config.following("dev").is_none());
+    }
+
+    #[test]
+    fn follow_takes_a_rollout_policy_and_hosts_as_push_on_names_them() {
+        let staged = VALID.replace(
+            "hosts = [\"*\"]",
+            "hosts = [\"@prod\", \"web-*\", \"kelyus\"]\ncanary = 1\nbatch = \"25%\"\nmax_failures = 1",
+        );
+        let config = parse(&staged).expect("valid");
+        let follow = &config.follow[0];
+        assert_eq!(follow.selectors().expect("selectors").len(), 3);
+        let policy = follow.policy().expect("policy");
+        assert_eq!(policy.canary, Some(Canary::Count(1)));
+        assert_eq!(policy.batch, Some(BatchSize::Percent(25)));
+        assert_eq!(policy.max_failures, Some(1));
+        assert_eq!(policy.budget_name, "max_failures");
+        let named = VALID.replace("hosts = [\"*\"]", "hosts = [\"*\"]\ncanary = \"sambirano\"\nbatch = 2");
+        let policy = parse(&named).expect("valid").follow[0].policy().expect("policy");
+        assert_eq!(
+            policy.canary,
+            Some(Canary::Names(vec!["sambirano".parse().expect("host")]))
+        );
+        assert_eq!(policy.batch, Some(BatchSize::Count(2)));
+        for (keys, expected) in [
+            ("canary = 0", "canary: the canary must be at least 1"),
+            ("batch = \"0%\"", "batch: a batch must hold at least 1"),
+            ("batch = \"150%\"", "batch: a batch of 150% is more than 100%"),
+            ("max_failures = 2", "max_failures: a failure budget needs a canary"),
+            ("canary = \"not a host\"", "canary: "),
+        ] {
+            let text = VALID.replace("hosts = [\"*\"]", &format!("hosts = [\"*\"]\n{keys}"));
+            let error = parse(&text).expect_err(keys).to_string();
+            assert!(error.contains(expected), "{keys}: {error}");
+            assert!(error.starts_with("[[follow]] main: "), "{error}");
+        }
     }
 
     #[test]
