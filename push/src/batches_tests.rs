@@ -9,7 +9,14 @@ fn hosts(names: &[&str]) -> Vec<HostName> {
         .collect()
 }
 
-const SIX: [&str; 6] = ["ankarana", "isalo", "kelyus", "marojejy", "sambirano", "tsingy"];
+const SIX: [&str; 6] = [
+    "ankarana",
+    "isalo",
+    "kelyus",
+    "marojejy",
+    "sambirano",
+    "tsingy",
+];
 
 fn policy(canary: Option<&str>, batch: Option<&str>, max_failures: Option<usize>) -> Policy {
     Policy {
@@ -102,10 +109,7 @@ fn canary_names_go_first_in_push_tomls_order() {
 
 #[test]
 fn bad_input_is_refused() {
-    for (written, why) in [
-        ("0", "at least 1"),
-        ("web-*", "neither a count"),
-    ] {
+    for (written, why) in [("0", "at least 1"), ("web-*", "neither a count")] {
         let error = written.parse::<Canary>().expect_err(written);
         assert!(error.contains(why), "{written}: {error}");
     }
@@ -123,12 +127,18 @@ fn bad_input_is_refused() {
     for (policy, why) in [
         (policy(Some("6"), None, None), "leaves no host"),
         (policy(Some("9"), None, None), "leaves no host"),
-        (policy(Some("nosy-be"), None, None), "not one of the selected hosts"),
+        (
+            policy(Some("nosy-be"), None, None),
+            "not one of the selected hosts",
+        ),
         (
             policy(Some(&SIX.join(",")), None, None),
             "names every selected host",
         ),
-        (policy(None, None, Some(1)), "needs a canary or a batch size"),
+        (
+            policy(None, None, Some(1)),
+            "needs a canary or a batch size",
+        ),
     ] {
         let error = policy.plan(&six).expect_err(why).to_string();
         assert!(error.contains(why), "{error}");
@@ -137,14 +147,16 @@ fn bad_input_is_refused() {
 
 #[test]
 fn the_budget_stops_once_more_hosts_failed_than_allowed() {
-    let [ankarana, isalo, kelyus] = ["ankarana", "isalo", "kelyus"].map(|name| {
-        name.parse::<HostName>().expect("host")
-    });
+    let [ankarana, isalo, kelyus] =
+        ["ankarana", "isalo", "kelyus"].map(|name| name.parse::<HostName>().expect("host"));
     // Default 0 with a canary: its failure stops the rollout.
     let mut budget = Budget::new(&policy(Some("1"), None, None));
     assert_eq!(budget.stop(), None);
     budget.failed(&ankarana, BatchName::Canary);
-    assert_eq!(budget.stop().as_deref(), Some("after canary ankarana failed"));
+    assert_eq!(
+        budget.stop().as_deref(),
+        Some("after canary ankarana failed")
+    );
 
     // One let through, the second stops.
     let mut budget = Budget::new(&policy(None, Some("2"), Some(1)));

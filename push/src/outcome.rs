@@ -277,10 +277,16 @@ mod tests {
         };
         let text = summary(&[canary.clone(), not_started.clone()]);
         assert!(text.starts_with("HOST"), "{text}");
-        assert!(text.lines().next().expect("header").contains("BATCH"), "{text}");
+        assert!(
+            text.lines().next().expect("header").contains("BATCH"),
+            "{text}"
+        );
         assert!(text.contains("canary"), "{text}");
         assert!(text.contains("not_started"), "{text}");
-        assert!(text.contains("isalo: after canary sambirano failed"), "{text}");
+        assert!(
+            text.contains("isalo: after canary sambirano failed"),
+            "{text}"
+        );
         let json: serde_json::Value = serde_json::from_str(&json(&[not_started])).expect("JSON");
         assert_eq!(json[0]["result"], "not_started");
         assert_eq!(json[0]["batch"], "1");

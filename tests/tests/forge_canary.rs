@@ -24,7 +24,12 @@ fn a_follow_with_a_canary_stops_at_the_canarys_failure() {
     let canary = &hosts[0];
     let before: Vec<_> = hosts
         .iter()
-        .map(|host| status(&fleet.lab, host).last_deploy.expect("a deploy").deploy_id)
+        .map(|host| {
+            status(&fleet.lab, host)
+                .last_deploy
+                .expect("a deploy")
+                .deploy_id
+        })
         .collect();
     fleet
         .lab
@@ -54,9 +59,15 @@ fn a_follow_with_a_canary_stops_at_the_canarys_failure() {
             last.description.as_deref(),
             Some(format!("not started: canary {} failed", canary.name).as_str())
         );
-        let now = status(&fleet.lab, host).last_deploy.expect("a deploy").deploy_id;
+        let now = status(&fleet.lab, host)
+            .last_deploy
+            .expect("a deploy")
+            .deploy_id;
         assert_eq!(&now, before, "{} was started", host.name);
     }
-    let now = status(&fleet.lab, canary).last_deploy.expect("a deploy").deploy_id;
+    let now = status(&fleet.lab, canary)
+        .last_deploy
+        .expect("a deploy")
+        .deploy_id;
     assert_ne!(now, before[0], "the canary was deployed");
 }

@@ -58,7 +58,10 @@ fn summary(stdout: &str) -> Vec<(String, String, String, String)> {
 
 /// When a deploy ran on its host: its first phase's start to its end.
 fn span(record: &DeployRecord) -> (u64, u64) {
-    let start = record.phases.first().map_or(record.created_at_ms, |phase| phase.started_at_ms);
+    let start = record
+        .phases
+        .first()
+        .map_or(record.created_at_ms, |phase| phase.started_at_ms);
     (start, record.finished_at_ms.expect("ended"))
 }
 
@@ -102,10 +105,16 @@ fn a_failed_canary_stops_the_rollout(fleet: &mut PushLab, names: &[String]) {
     let output = fleet.push(&["--all", "--canary", "1", "--json", &rev]);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(stderr.contains(&format!("push: canary: {canary}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("push: canary: {canary}")),
+        "{stderr}"
+    );
     let summary = summary(&stdout);
     assert_eq!(summary[0].0, *canary);
-    assert_eq!((summary[0].1.as_str(), summary[0].2.as_str()), ("rolled_back", "canary"));
+    assert_eq!(
+        (summary[0].1.as_str(), summary[0].2.as_str()),
+        ("rolled_back", "canary")
+    );
     for (index, host) in hosts(fleet).iter().enumerate().skip(1) {
         let (name, result, batch, reason) = &summary[index];
         assert_eq!(name, &host.name);
@@ -126,10 +135,13 @@ fn batches_of_two_run_two_at_a_time_and_a_failure_stops_the_next(
     let rev = fleet
         .lab
         .flake_mut()
-        .commit("Every system changes; the third's switch fails", |settings| {
-            settings.label += 1;
-            settings.fail_switch = vec![failing.clone()];
-        })
+        .commit(
+            "Every system changes; the third's switch fails",
+            |settings| {
+                settings.label += 1;
+                settings.fail_switch = vec![failing.clone()];
+            },
+        )
         .expect("commit");
     let before = last_deploys(fleet);
     let output = fleet.push(&["--all", "--batch", "2", "--json", &rev]);
@@ -167,7 +179,10 @@ fn batches_of_two_run_two_at_a_time_and_a_failure_stops_the_next(
         .collect();
     assert_eq!(most_at_once(&spans), 2, "{spans:?}");
     let first_ended = spans[0].1.max(spans[1].1);
-    assert!(spans[2].0 >= first_ended && spans[3].0 >= first_ended, "{spans:?}");
+    assert!(
+        spans[2].0 >= first_ended && spans[3].0 >= first_ended,
+        "{spans:?}"
+    );
 }
 
 fn max_failures_lets_one_failure_through(fleet: &mut PushLab, names: &[String]) {
@@ -181,7 +196,15 @@ fn max_failures_lets_one_failure_through(fleet: &mut PushLab, names: &[String]) 
         })
         .expect("commit");
     let before = last_deploys(fleet);
-    let output = fleet.push(&["--all", "--batch", "1", "--max-failures", "1", "--json", &rev]);
+    let output = fleet.push(&[
+        "--all",
+        "--batch",
+        "1",
+        "--max-failures",
+        "1",
+        "--json",
+        &rev,
+    ]);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
     let summary = summary(&stdout);
@@ -213,12 +236,19 @@ fn batches_longer_than_a_message_lifetime_succeed(fleet: &mut PushLab, names: &[
         .lab
         .write_push_inventory("message_lifetime_s = 1")
         .expect("inventory");
-    let rev = fleet.lab.flake_mut().commit_changed_system().expect("commit");
+    let rev = fleet
+        .lab
+        .flake_mut()
+        .commit_changed_system()
+        .expect("commit");
     let started = std::time::Instant::now();
     let output = fleet.push(&["--all", "--batch", "2", "--parallel", "1", "--json", &rev]);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(!stdout.contains("expired") && !stderr.contains("expired"), "{stderr}");
+    assert!(
+        !stdout.contains("expired") && !stderr.contains("expired"),
+        "{stderr}"
+    );
     assert!(started.elapsed() > std::time::Duration::from_secs(1));
     // Each host's message was signed (issued) after the host before it
     // ended: one group of one at a time, each signed when it starts.

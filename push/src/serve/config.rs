@@ -457,8 +457,13 @@ mod tests {
         assert_eq!(policy.batch, Some(BatchSize::Percent(25)));
         assert_eq!(policy.max_failures, Some(1));
         assert_eq!(policy.budget_name, "max_failures");
-        let named = VALID.replace("hosts = [\"*\"]", "hosts = [\"*\"]\ncanary = \"sambirano\"\nbatch = 2");
-        let policy = parse(&named).expect("valid").follow[0].policy().expect("policy");
+        let named = VALID.replace(
+            "hosts = [\"*\"]",
+            "hosts = [\"*\"]\ncanary = \"sambirano\"\nbatch = 2",
+        );
+        let policy = parse(&named).expect("valid").follow[0]
+            .policy()
+            .expect("policy");
         assert_eq!(
             policy.canary,
             Some(Canary::Names(vec!["sambirano".parse().expect("host")]))
@@ -467,8 +472,14 @@ mod tests {
         for (keys, expected) in [
             ("canary = 0", "canary: the canary must be at least 1"),
             ("batch = \"0%\"", "batch: a batch must hold at least 1"),
-            ("batch = \"150%\"", "batch: a batch of 150% is more than 100%"),
-            ("max_failures = 2", "max_failures: a failure budget needs a canary"),
+            (
+                "batch = \"150%\"",
+                "batch: a batch of 150% is more than 100%",
+            ),
+            (
+                "max_failures = 2",
+                "max_failures: a failure budget needs a canary",
+            ),
             ("canary = \"not a host\"", "canary: "),
         ] {
             let text = VALID.replace("hosts = [\"*\"]", &format!("hosts = [\"*\"]\n{keys}"));
