@@ -80,7 +80,8 @@ pub struct Defaults {
     /// How long each signed deploy is valid, in seconds: 1 to 900 (the wire
     /// format's window), default 300. Each batch of a rollout is signed
     /// when it starts, so a short lifetime holds however long a rollout
-    /// takes.
+    /// takes; a host that stays `busy` (push serve waits for it) is given
+    /// up once its message's lifetime ran out.
     pub message_lifetime_s: Option<u64>,
 }
 

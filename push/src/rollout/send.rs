@@ -12,11 +12,12 @@
 //! window of N hosts: a window would start one host at a time, so either
 //! each host is signed on its own (with an agent, a touch per host) or a
 //! message signed ahead may expire while it waits. A group is sent at once,
-//! so no message waits longer than a host's `busy` retries.
+//! so no message waits longer than a host's `busy` retries, which end
+//! within the message's lifetime.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use deployd_protocol::{HostName, Message, StorePath};
@@ -116,12 +117,16 @@ async fn send_group(sender: &Sender<'_>, group: &[(Target, StorePath)]) {
         .iter()
         .map(|(target, request)| (target.name.clone(), request.deploy_id.clone()))
         .collect();
+    // A `busy` host is sent the very same envelope again: never past its
+    // lifetime.
+    let lifetime = plan.inventory.defaults.message_lifetime_s().unwrap_or(0);
+    let busy_wait = plan.settings.busy_wait.min(Duration::from_secs(lifetime));
     let session = Arc::new(Session {
         client: sender.client.clone(),
         confirmer: Arc::new(Confirmer::new(plan.key.clone(), deploys)),
         progress: sender.progress.clone(),
         no_wait: plan.settings.no_wait,
-        busy_wait: plan.settings.busy_wait,
+        busy_wait,
         confirm: plan.settings.confirm_s.is_some(),
         observer: sender.observer.clone(),
     });
