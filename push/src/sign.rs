@@ -1,5 +1,6 @@
 //! Building and signing the messages `push` sends: one per host with a
-//! key file, one rollout for all hosts with a key in `ssh-agent`.
+//! key file, one rollout message for all the hosts signed together (a
+//! batch, see [`crate::batches`]) with a key in `ssh-agent`.
 
 use anyhow::{Context, Result};
 use deployd_protocol::{
