@@ -60,7 +60,7 @@
         type = types.listOf types.str;
         default = ["*"];
         example = ["sambirano" "pi"];
-        description = "The hosts that follow it: names from `push.toml` at the flake's root, or `\"*\"` for all of them.";
+        description = "The hosts that follow it, as `push --on` names them: names, globs (`web-*`) and tags (`@prod`) of `push.toml` at the flake's root, or `\"*\"` for all of them. `canary`, `batch` and `max_failures` (as `push --canary`, `--batch`, `--max-failures`) stage the rollout.";
       };
       action = mkOption {
         type = types.enum ["switch" "boot" "test" "dry-activate"];

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use deployd_protocol::{Action, Revision};
 
+use crate::batches::{BatchSize, Canary, Policy};
 use crate::flake::FlakeArg;
 use crate::inventory::Inventory;
 use crate::keys::{exposure_warnings, key_file_path, signing_key};
@@ -18,6 +19,9 @@ use crate::progress::Progress;
 use crate::revision::FlakeRepository;
 use crate::rollout::{rollout, BuildSource, Rollout, RolloutSettings, Unobserved};
 use crate::selection::Selection;
+
+/// The heading of the rollout options in the help.
+const ROLLOUT: &str = "Rollout in batches (gated on the hosts' own verdicts)";
 
 /// Options of `push` (the deploy itself).
 #[derive(Debug, clap::Args)]
@@ -54,10 +58,27 @@ pub struct DeployOptions {
     /// a specialisation stays in the one of the same name).
     #[arg(long, value_name = "NAME")]
     pub specialisation: Option<String>,
-    /// Deploy to at most N hosts at once (default: all).
+    /// Deploy to at most N hosts at once inside a batch (default: all): the
+    /// batch goes in groups of N, each signed when it starts.
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
-    /// Send the deploys and exit without following them.
+    /// Canary hosts, deployed first as their own batch: a count (the first
+    /// N in push.toml's order) or comma-separated names of selected hosts.
+    /// The others start only if the canaries succeed (see --max-failures).
+    #[arg(long, value_name = "N|NAMES", help_heading = ROLLOUT)]
+    pub canary: Option<Canary>,
+    /// Deploy in batches of N hosts, or P% of the selected hosts (rounded
+    /// up), in push.toml's order; a batch starts when the one before has
+    /// ended.
+    #[arg(long, value_name = "N|P%", help_heading = ROLLOUT)]
+    pub batch: Option<BatchSize>,
+    /// Once more than N hosts failed, start no further host (those are
+    /// reported not_started). Default 0 with --canary or --batch; needs one
+    /// of them.
+    #[arg(long, value_name = "N", help_heading = ROLLOUT)]
+    pub max_failures: Option<usize>,
+    /// Send the deploys and exit without following them (not with --canary
+    /// or --batch, which wait for each batch's verdicts).
     #[arg(long)]
     pub no_wait: bool,
     /// Print the summary as JSON on stdout (one object per host: result,
@@ -96,6 +117,12 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
             allow_downgrade: options.allow_downgrade,
             specialisation: options.specialisation,
             parallel: options.parallel,
+            policy: Policy {
+                canary: options.canary,
+                batch: options.batch,
+                max_failures: options.max_failures,
+                ..Policy::default()
+            },
             no_wait: options.no_wait,
             build: BuildSource::Inventory {
                 build_host: options.build_host,

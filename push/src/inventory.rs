@@ -77,6 +77,26 @@ pub struct Defaults {
     /// CA certificates (PEM) trusted besides the system's roots, for every
     /// host and the caches push checks; relative to the flake's root.
     pub ca_file: Option<PathBuf>,
+    /// How long each signed deploy is valid, in seconds: 1 to 900 (the wire
+    /// format's window), default 300. Each batch of a rollout is signed
+    /// when it starts, so a short lifetime holds however long a rollout
+    /// takes; a host that stays `busy` (push serve waits for it) is given
+    /// up once its message's lifetime ran out.
+    pub message_lifetime_s: Option<u64>,
+}
+
+impl Defaults {
+    /// [`Defaults::message_lifetime_s`], checked.
+    pub fn message_lifetime_s(&self) -> Result<u64> {
+        match self.message_lifetime_s {
+            None => Ok(deployd_protocol::DEFAULT_LIFETIME_S),
+            Some(seconds @ 1..=deployd_protocol::MAX_WINDOW_S) => Ok(seconds),
+            Some(seconds) => bail!(
+                "[defaults] message_lifetime_s = {seconds}: it must be 1 to {} seconds",
+                deployd_protocol::MAX_WINDOW_S
+            ),
+        }
+    }
 }
 
 impl Default for Defaults {
@@ -89,6 +109,7 @@ impl Default for Defaults {
             sign_key_file: None,
             tls: false,
             ca_file: None,
+            message_lifetime_s: None,
         }
     }
 }

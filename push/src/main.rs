@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod agent;
+mod batches;
 mod build;
 mod build_user;
 mod cache_check;

@@ -1,7 +1,7 @@
 //! How each host ended, the summary (a table, or JSON with `--json`), and
 //! the exit status (see [`crate::exit`]): 0 every host succeeded, 1 at least
-//! one failed, rolled back or was unreachable (2, bad usage or input, comes
-//! from errors before any host).
+//! one failed, rolled back, was unreachable or was not started (2, bad
+//! usage or input, comes from errors before any host).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,6 +24,9 @@ pub enum Result {
     Unreachable(String),
     /// Its system failed to evaluate or build; nothing was sent.
     BuildFailed(String),
+    /// Not started: hosts of an earlier batch failed (why, "after canary
+    /// ankarana failed").
+    NotStarted(String),
 }
 
 /// The word the progress display shows for a result.
@@ -34,6 +37,7 @@ pub fn phase(result: &Result) -> &'static str {
         Result::Refused(_) => "refused",
         Result::Unreachable(_) => "unreachable",
         Result::BuildFailed(_) => "build_failed",
+        Result::NotStarted(_) => "not_started",
     }
 }
 
@@ -48,6 +52,8 @@ pub struct HostResult {
     pub result: Result,
     /// How long it took.
     pub elapsed: Duration,
+    /// Its batch (`canary`, `1`, `2`...) in a rollout in batches.
+    pub batch: Option<String>,
 }
 
 impl HostResult {
@@ -56,7 +62,10 @@ impl HostResult {
         match &self.result {
             Result::Ended(record) => record.state == DeployState::Succeeded,
             Result::Sent(_) => true,
-            Result::Refused(_) | Result::Unreachable(_) | Result::BuildFailed(_) => false,
+            Result::Refused(_)
+            | Result::Unreachable(_)
+            | Result::BuildFailed(_)
+            | Result::NotStarted(_) => false,
         }
     }
 
@@ -65,23 +74,20 @@ impl HostResult {
             .rev
             .as_ref()
             .map_or("-".to_owned(), |rev| rev.as_str()[..12].to_owned());
-        let (result, reboot) = match &self.result {
-            Result::Ended(record) => (
-                record.state.to_string(),
-                if record.reboot_required { "yes" } else { "no" }.to_owned(),
-            ),
-            Result::Sent(_) => ("sent".to_owned(), "-".to_owned()),
-            Result::Refused(_) => ("refused".to_owned(), "-".to_owned()),
-            Result::Unreachable(_) => ("unreachable".to_owned(), "-".to_owned()),
-            Result::BuildFailed(_) => ("build_failed".to_owned(), "-".to_owned()),
+        let reboot = match &self.result {
+            Result::Ended(record) if record.reboot_required => "yes",
+            Result::Ended(_) => "no",
+            _ => "-",
         };
-        vec![
-            self.host.clone(),
+        let mut columns = vec![self.host.clone()];
+        columns.extend(self.batch.clone());
+        columns.extend([
             rev,
-            result,
+            phase(&self.result).to_owned(),
             table::age(self.elapsed.as_secs()),
-            reboot,
-        ]
+            reboot.to_owned(),
+        ]);
+        columns
     }
 
     fn detail(&self) -> Option<String> {
@@ -91,17 +97,24 @@ impl HostResult {
                 .as_ref()
                 .map(|error| format!("{}: {}", error.code, error.message)),
             Result::Sent(id) => Some(format!("deploy {id} sent; follow it with push log")),
-            Result::Refused(why) | Result::Unreachable(why) | Result::BuildFailed(why) => {
-                Some(why.clone())
-            }
+            Result::Refused(why)
+            | Result::Unreachable(why)
+            | Result::BuildFailed(why)
+            | Result::NotStarted(why) => Some(why.clone()),
         }
     }
 }
 
-/// The summary table and the details of what went wrong.
+/// The summary table (with each host's batch, in a rollout in batches) and
+/// the details of what went wrong.
 pub fn summary(results: &[HostResult]) -> String {
     let rows: Vec<Vec<String>> = results.iter().map(HostResult::columns).collect();
-    let mut text = table::render(&["HOST", "REV", "RESULT", "TIME", "REBOOT"], &rows);
+    let headers: &[&str] = if results.iter().any(|result| result.batch.is_some()) {
+        &["HOST", "BATCH", "REV", "RESULT", "TIME", "REBOOT"]
+    } else {
+        &["HOST", "REV", "RESULT", "TIME", "REBOOT"]
+    };
+    let mut text = table::render(headers, &rows);
     for result in results {
         if let Some(detail) = result.detail().filter(|_| !result.succeeded()) {
             text.push_str(&format!(
@@ -122,8 +135,12 @@ pub struct JsonResult {
     /// The host.
     pub host: String,
     /// How it ended: a deploy's final state (`succeeded`, `failed`,
-    /// `rolled_back`), or `sent`, `refused`, `unreachable`, `build_failed`.
+    /// `rolled_back`), or `sent`, `refused`, `unreachable`, `build_failed`,
+    /// `not_started`.
     pub result: &'static str,
+    /// Its batch (`canary`, `1`, `2`...), only in a rollout in batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
     /// Why it did not succeed (or, `sent`, what to do next).
     pub reason: Option<String>,
     /// The deploy started on it.
@@ -163,6 +180,7 @@ impl From<&HostResult> for JsonResult {
         JsonResult {
             host: host.host.clone(),
             result: phase(&host.result),
+            batch: host.batch.clone(),
             reason,
             deploy_id,
             revision: revision.map(|rev| rev.as_str().to_owned()),
@@ -181,7 +199,7 @@ pub fn json(results: &[HostResult]) -> String {
     serde_json::to_string_pretty(&hosts).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// 0 when every host succeeded, else 1.
+/// 0 when every host succeeded, else 1 (a host not started included).
 pub fn exit_code(results: &[HostResult]) -> ExitCode {
     crate::exit::hosts(!results.iter().all(HostResult::succeeded))
 }
@@ -207,6 +225,7 @@ mod tests {
             rev: Some(REV.parse().expect("revision")),
             result: Result::Ended(Box::new(record)),
             elapsed: Duration::from_millis(3750),
+            batch: None,
         }
     }
 
@@ -217,6 +236,7 @@ mod tests {
             rev: Some(REV.parse().expect("revision")),
             result: Result::Unreachable("http://isalo:9797/v1/status: connection refused".into()),
             elapsed: Duration::ZERO,
+            batch: None,
         };
         let json: serde_json::Value =
             serde_json::from_str(&json(&[ended(), unreachable])).expect("JSON");
@@ -240,5 +260,37 @@ mod tests {
             ])
         );
         assert_eq!(exit_code(&[ended()]), ExitCode::from(1));
+    }
+
+    #[test]
+    fn hosts_not_started_show_their_batch_and_why_and_fail_the_push() {
+        let not_started = HostResult {
+            host: "isalo".into(),
+            rev: Some(REV.parse().expect("revision")),
+            result: Result::NotStarted("after canary sambirano failed".into()),
+            elapsed: Duration::ZERO,
+            batch: Some("1".into()),
+        };
+        let canary = HostResult {
+            batch: Some("canary".into()),
+            ..ended()
+        };
+        let text = summary(&[canary.clone(), not_started.clone()]);
+        assert!(text.starts_with("HOST"), "{text}");
+        assert!(
+            text.lines().next().expect("header").contains("BATCH"),
+            "{text}"
+        );
+        assert!(text.contains("canary"), "{text}");
+        assert!(text.contains("not_started"), "{text}");
+        assert!(
+            text.contains("isalo: after canary sambirano failed"),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&json(&[not_started])).expect("JSON");
+        assert_eq!(json[0]["result"], "not_started");
+        assert_eq!(json[0]["batch"], "1");
+        assert_eq!(json[0]["reason"], "after canary sambirano failed");
+        assert_eq!(exit_code(&[canary]), ExitCode::from(1));
     }
 }

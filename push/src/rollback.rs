@@ -82,6 +82,7 @@ pub async fn run(options: RollbackOptions) -> Result<ExitCode> {
                 rev: None,
                 result,
                 elapsed: started.elapsed(),
+                batch: None,
             }
         }
     });

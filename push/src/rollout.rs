@@ -2,32 +2,33 @@
 //! and `push serve` share: ask each host what it runs and refuse a
 //! downgrade, build every host's system at exactly that commit, make sure
 //! each host's caches hold it signed for it, sign the deploys (one message
-//! per host with a key file, one for all with a key in `ssh-agent`), send
-//! them (`parallel` at a time), follow them to their end. One host's refusal,
-//! failed build or silence never stops the others; every host ends with a
+//! per host with a key file, one per batch with a key in `ssh-agent`, each
+//! batch when it starts), send them batch by batch (see [`send`]), follow
+//! them to their end. Without a canary or batches, one host's refusal,
+//! failed build or silence never stops the others; with them, failures
+//! beyond the budget stop the hosts not yet started. Every host ends with a
 //! [`HostResult`], told to the [`RolloutObserver`] as it happens.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use deployd_protocol::api::StatusResponse;
-use deployd_protocol::{Action, HostName, Message, Revision, StorePath};
-use tokio::sync::Semaphore;
+use deployd_protocol::{Action, HostName, Revision, StorePath};
 
+mod send;
+
+use crate::batches::{Batch, BatchName, Policy};
 use crate::build::{build, BuildMachine, BuildPlan};
 use crate::cache_check::{check, host_caches, Verdict};
 use crate::client::{Client, HostError};
-use crate::confirm::Confirmer;
 use crate::inventory::{Inventory, Target};
 use crate::keys::DeployKey;
 use crate::outcome::{self, HostResult};
 use crate::progress::Progress;
 use crate::revision::FlakeRepository;
-use crate::session::{Session, StartRequest};
-use crate::sign::{self, DeployDetails};
 use crate::tls::Clients;
 
 /// Told how each host of a rollout gets on, as it happens.
@@ -55,8 +56,10 @@ pub struct RolloutSettings {
     pub allow_downgrade: bool,
     /// The specialisation every host activates (none: each keeps its own).
     pub specialisation: Option<String>,
-    /// At most this many hosts at once (default: all).
+    /// At most this many hosts at once inside a batch (default: all).
     pub parallel: Option<usize>,
+    /// The canary, the batches and the failure budget.
+    pub policy: Policy,
     /// Send and do not follow.
     pub no_wait: bool,
     /// Where the build machine's settings come from.
@@ -98,12 +101,20 @@ pub struct Rollout {
 }
 
 impl Rollout {
-    /// What can be checked before anything is built: the build host's
-    /// name, the cache signing key. Bad input, not a host's failure.
-    pub fn preflight(&self) -> Result<()> {
-        if self.settings.parallel == Some(0) {
+    /// What can be checked before anything is built: the batches, the
+    /// message lifetime, the build host's name, the cache signing key. Bad
+    /// input, not a host's failure. The batches, planned.
+    pub fn preflight(&self) -> Result<Vec<Batch>> {
+        let settings = &self.settings;
+        if settings.parallel == Some(0) {
             bail!("--parallel must be at least 1");
         }
+        if settings.no_wait && settings.policy.is_staged() {
+            bail!("a rollout in batches (canary, batch) follows each batch to its end before the next: it cannot go with --no-wait");
+        }
+        self.inventory.defaults.message_lifetime_s()?;
+        let names: Vec<HostName> = self.targets.iter().map(|t| t.name.clone()).collect();
+        let batches = settings.policy.plan(&names)?;
         let machine = self.machine();
         if let Some(build_host) = &machine.build_host {
             crate::nix::check_build_host(build_host).map_err(anyhow::Error::msg)?;
@@ -117,7 +128,7 @@ impl Rollout {
                 )
             })?;
         }
-        Ok(())
+        Ok(batches)
     }
 
     /// The build machine's settings for this rollout.
@@ -148,7 +159,7 @@ pub async fn rollout(
     progress: Progress,
     observer: Arc<dyn RolloutObserver>,
 ) -> Result<Vec<HostResult>> {
-    plan.preflight()?;
+    let batches = plan.preflight()?;
     let flake = FlakeRepository::open(&plan.flake_dir)?.flake_reference(&plan.rev);
     let client = Client::new(plan.key.reader());
     let results = Results::new(observer.clone(), progress.clone(), &plan.rev);
@@ -159,61 +170,22 @@ pub async fn rollout(
     reachable.retain(|(target, _)| systems.contains_key(&target.name));
     check_caches(&reachable, &systems, plan.machine().copy_to.as_deref()).await?;
 
-    let signed = match sign_deploys(&plan, &flake, &reachable, &systems).await {
-        Ok(signed) => signed,
-        Err(error) => {
-            let why = format!("cannot sign: {error:#}");
-            for (target, _) in &reachable {
-                results.add_unsent(&target.name, outcome::Result::Refused(why.clone()));
-            }
-            return Ok(results.into_sorted());
-        }
-    };
-    let deploys = signed
-        .iter()
-        .map(|(target, request)| (target.name.clone(), request.deploy_id.clone()))
-        .collect();
-    let session = Arc::new(Session {
-        client,
-        confirmer: Arc::new(Confirmer::new(plan.key.clone(), deploys)),
-        progress,
-        no_wait: plan.settings.no_wait,
-        busy_wait: plan.settings.busy_wait,
-        confirm: plan.settings.confirm_s.is_some(),
-        observer,
-    });
-    let permits = Arc::new(Semaphore::new(
-        plan.settings.parallel.unwrap_or(signed.len().max(1)),
-    ));
-    let shared = Arc::new(Shared {
-        session,
-        rev: plan.rev.clone(),
-    });
-    let tasks: Vec<_> = signed
+    let ready: BTreeMap<HostName, (Target, StorePath)> = reachable
         .into_iter()
-        .map(|(target, request)| {
-            let (shared, permits) = (shared.clone(), permits.clone());
-            let host = target.name.to_string();
-            let task = tokio::spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                deploy_host(&shared, &target, request).await
-            });
-            (host, task)
+        .filter_map(|(target, _)| {
+            let system = systems.get(&target.name)?.clone();
+            Some((target.name.clone(), (target, system)))
         })
         .collect();
-    for (host, task) in tasks {
-        match task.await {
-            Ok(result) => results.add(result),
-            Err(error) => results.add(HostResult {
-                host,
-                rev: Some(plan.rev.clone()),
-                result: outcome::Result::Refused(format!(
-                    "push's task for this host failed: {error}"
-                )),
-                elapsed: Default::default(),
-            }),
-        }
-    }
+    let sender = send::Sender {
+        plan: &plan,
+        flake: &flake,
+        client,
+        progress,
+        observer,
+        results: &results,
+    };
+    send::send_batches(&sender, &batches, &ready).await;
     Ok(results.into_sorted())
 }
 
@@ -223,6 +195,8 @@ struct Results {
     progress: Progress,
     rev: Revision,
     all: std::sync::Mutex<Vec<HostResult>>,
+    /// Each host's batch, in a rollout in batches.
+    batches: std::sync::Mutex<BTreeMap<String, BatchName>>,
 }
 
 impl Results {
@@ -232,15 +206,44 @@ impl Results {
             progress,
             rev: rev.clone(),
             all: Default::default(),
+            batches: Default::default(),
+        }
+    }
+
+    fn lock_all(&self) -> std::sync::MutexGuard<'_, Vec<HostResult>> {
+        self.all
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether `host` has its result.
+    fn has(&self, host: &HostName) -> bool {
+        self.lock_all()
+            .iter()
+            .any(|result| result.host == host.as_str())
+    }
+
+    /// Whether `host` has a result, and it is not a success.
+    fn failed(&self, host: &HostName) -> bool {
+        self.lock_all()
+            .iter()
+            .any(|result| result.host == host.as_str() && !result.succeeded())
+    }
+
+    /// `hosts` are in batch `name`.
+    fn set_batch(&self, hosts: &[HostName], name: BatchName) {
+        let mut batches = self
+            .batches
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for host in hosts {
+            batches.insert(host.to_string(), name);
         }
     }
 
     fn add(&self, result: HostResult) {
         self.observer.ended(&result);
-        self.all
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(result);
+        self.lock_all().push(result);
     }
 
     /// A host that ended before anything was sent to it.
@@ -251,14 +254,22 @@ impl Results {
             rev: Some(self.rev.clone()),
             result,
             elapsed: Default::default(),
+            batch: None,
         });
     }
 
     fn into_sorted(self) -> Vec<HostResult> {
+        let batches = self
+            .batches
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut all = self
             .all
             .into_inner()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for result in &mut all {
+            result.batch = batches.get(&result.host).map(ToString::to_string);
+        }
         all.sort_by(|a, b| a.host.cmp(&b.host));
         all
     }
@@ -402,75 +413,6 @@ async fn statuses(
     futures_util::future::join_all(asks).await
 }
 
-/// Everything the per-host tasks share.
-struct Shared {
-    session: Arc<Session>,
-    rev: Revision,
-}
-
-/// Signs the deploy of each host that has a system: with the agent, one
-/// signature for all of them.
-async fn sign_deploys(
-    plan: &Rollout,
-    flake: &str,
-    reachable: &[(Target, StatusResponse)],
-    systems: &BTreeMap<HostName, StorePath>,
-) -> Result<Vec<(Target, StartRequest)>> {
-    let settings = &plan.settings;
-    let details = DeployDetails {
-        action: settings.action,
-        flake: Some(flake),
-        rev: Some(&plan.rev),
-        allow_downgrade: settings.allow_downgrade,
-        confirm_within_s: settings.confirm_s,
-        specialisation: settings.specialisation.as_deref(),
-    };
-    let now = sign::now();
-    let mut targets = Vec::new();
-    let mut messages: Vec<Message> = Vec::new();
-    for (target, _) in reachable {
-        if let Some(system) = systems.get(&target.name) {
-            messages.push(sign::deploy_message(&target.name, system, &details, now)?);
-            targets.push(target.clone());
-        }
-    }
-    if messages.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<_> = messages
-        .iter()
-        .filter_map(|message| sign::deploy_id(message).cloned())
-        .collect();
-    let envelopes = sign::sign_messages_off_runtime(messages, plan.key.clone()).await?;
-    Ok(targets
-        .into_iter()
-        .zip(ids.into_iter().zip(envelopes))
-        .map(|(target, (deploy_id, envelope))| {
-            let request = StartRequest {
-                path: "/v1/deploy",
-                envelope,
-                deploy_id,
-            };
-            (target, request)
-        })
-        .collect())
-}
-
-/// Sends one host its signed deploy and follows it.
-async fn deploy_host(shared: &Shared, target: &Target, request: StartRequest) -> HostResult {
-    let started = Instant::now();
-    let host = target.name.as_str();
-    let session = &shared.session;
-    let result = session.send_and_follow(target, request).await;
-    session.progress.phase(host, outcome::phase(&result));
-    HostResult {
-        host: host.to_owned(),
-        rev: Some(shared.rev.clone()),
-        result,
-        elapsed: started.elapsed(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,6 +435,7 @@ mod tests {
                 allow_downgrade: false,
                 specialisation: None,
                 parallel: None,
+                policy: Policy::default(),
                 no_wait: false,
                 build,
                 busy_wait: Duration::ZERO,

@@ -1,5 +1,6 @@
 //! Building and signing the messages `push` sends: one per host with a
-//! key file, one rollout for all hosts with a key in `ssh-agent`.
+//! key file, one rollout message for all the hosts signed together (a
+//! batch, see [`crate::batches`]) with a key in `ssh-agent`.
 
 use anyhow::{Context, Result};
 use deployd_protocol::{
@@ -37,6 +38,9 @@ pub struct DeployDetails<'a> {
     pub confirm_within_s: Option<u64>,
     /// The specialisation to activate.
     pub specialisation: Option<&'a str>,
+    /// How long the message is valid, in seconds (1 to 900: the wire
+    /// format's window).
+    pub lifetime_s: u64,
 }
 
 /// A deploy message of `system` to `host`, with a new deploy id, valid
@@ -59,7 +63,7 @@ pub fn deploy_message(
         host.clone(),
         Request::Deploy(request),
         now,
-        DEFAULT_LIFETIME_S,
+        details.lifetime_s,
     ))
 }
 

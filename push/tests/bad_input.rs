@@ -136,3 +136,50 @@ fn each_bad_input_is_one_line_and_exit_2() {
     refused(path, &["--all"], "cannot read the inventory");
     refused(path, &["status"], "cannot read the inventory");
 }
+
+#[test]
+fn a_bad_rollout_in_batches_is_one_line_and_exit_2() {
+    let dir = flake();
+    let path = dir.path();
+    std::fs::write(
+        path.join("push.toml"),
+        "[defaults]\nkey_file = \"ops.secret\"\nport = 9\n\
+         [hosts.isalo]\naddress = \"127.0.0.1\"\n[hosts.sambirano]\naddress = \"127.0.0.1\"\n",
+    )
+    .expect("inventory");
+    refused(path, &["--all", "--canary", "0"], "at least 1 host");
+    refused(path, &["--all", "--canary", "2"], "leaves no host after it");
+    refused(
+        path,
+        &["--all", "--canary", "isalo,sambirano"],
+        "names every selected host",
+    );
+    refused(
+        path,
+        &["--host", "isalo", "--canary", "sambirano"],
+        "the canary sambirano is not one of the selected hosts",
+    );
+    refused(path, &["--all", "--batch", "0"], "at least 1 host");
+    refused(path, &["--all", "--batch", "101%"], "more than 100%");
+    refused(path, &["--all", "--batch", "half"], "not a batch size");
+    refused(
+        path,
+        &["--all", "--max-failures", "1"],
+        "needs a canary or a batch size",
+    );
+    refused(
+        path,
+        &["--all", "--batch", "1", "--no-wait"],
+        "cannot go with --no-wait",
+    );
+    std::fs::write(
+        path.join("push.toml"),
+        "[defaults]\nkey_file = \"ops.secret\"\nmessage_lifetime_s = 901\n[hosts.sambirano]\n",
+    )
+    .expect("inventory");
+    refused(
+        path,
+        &["--all"],
+        "[defaults] message_lifetime_s = 901: it must be 1 to 900 seconds",
+    );
+}

@@ -61,7 +61,7 @@ fn history_len(fleet: &PushLab, host: &Node) -> usize {
 }
 
 #[test]
-fn certificates_deploy_where_their_principals_allow_with_one_signature_per_rollout() {
+fn certificates_deploy_where_their_principals_allow_with_one_signature_per_rollout_or_batch() {
     let keys = SshKeys::new();
     keys.keygen("ca");
     let fleet = PushLab::trusting(2, |host| trust_ca(&keys, host, "\"deploy\", \"read\""));
@@ -164,6 +164,36 @@ fn certificates_deploy_where_their_principals_allow_with_one_signature_per_rollo
         one.current_system(),
         Some(system_at(lab.flake().dir(), &new, &one.name))
     );
+
+    // In batches, one signature per batch, each when its batch starts: a
+    // canary and one batch after it, two touches, two messages.
+    let newer = fleet
+        .lab
+        .flake_mut()
+        .commit_changed_system()
+        .expect("commit");
+    let before = keys.sign_requests();
+    let (code, output) = push_with_key(
+        &fleet,
+        &keys,
+        &fleet_cert,
+        &["--all", "--canary", "1", &newer],
+    );
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(
+        keys.sign_requests() - before,
+        2,
+        "the agent signs once per batch:\n{output}"
+    );
+    let lab = &fleet.lab;
+    let mut batches = Vec::new();
+    for host in [&one, &two] {
+        let expected = system_at(lab.flake().dir(), &newer, &host.name);
+        assert_eq!(host.current_system(), Some(expected), "{}", host.name);
+        let deploy = status(lab, host).current_deploy.expect("current deploy");
+        batches.push(stored_envelope(host, deploy.deploy_id.as_str()));
+    }
+    assert_ne!(batches[0], batches[1], "each batch has its own message");
 }
 
 #[test]

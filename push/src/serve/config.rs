@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use deployd_command::redact::{mask_credentials, url_credentials};
-use deployd_protocol::{Action, HostName};
 
 use super::build_settings::BuildSection;
+pub use super::following::Follow;
 use crate::build::BuildMachine;
 use crate::build_user::BuildUser;
 use crate::tls::CaFile;
@@ -104,22 +104,6 @@ pub struct ForgeSection {
     pub token_file: Option<PathBuf>,
 }
 
-/// `[[follow]]`: a branch and what its pushes deploy.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Follow {
-    /// The branch (`main`, not `refs/heads/main`).
-    pub branch: String,
-    /// Host names from push.toml, or `"*"` for all of them.
-    pub hosts: Vec<String>,
-    /// How to activate.
-    #[serde(default = "default_action")]
-    pub action: Action,
-    /// Magic rollback: hosts roll back unless confirmed within this.
-    #[serde(default)]
-    pub confirm_s: Option<u64>,
-}
-
 /// The secrets, read from their files.
 pub struct Secrets {
     /// The webhook secret (GitLab: token).
@@ -135,10 +119,6 @@ fn default_listen() -> SocketAddr {
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/deployd-forge")
-}
-
-fn default_action() -> Action {
-    Action::Switch
 }
 
 impl ServeConfig {
@@ -227,10 +207,8 @@ impl ServeConfig {
             if follow.hosts.is_empty() {
                 bail!("[[follow]] {}: hosts is empty", follow.branch);
             }
-            for host in follow.hosts.iter().filter(|host| *host != "*") {
-                host.parse::<HostName>()
-                    .map_err(|error| anyhow::anyhow!("[[follow]] {}: {error}", follow.branch))?;
-            }
+            follow.selectors()?;
+            follow.policy()?;
             if let Some(0) | Some(3601..) = follow.confirm_s {
                 bail!("[[follow]] {}: confirm_s must be 1 to 3600", follow.branch);
             }
@@ -346,14 +324,15 @@ fn trim_line_end(bytes: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use deployd_protocol::Action;
 
-    const VALID: &str = "repository = \"file:///srv/fleet.git\"\nkey_file = \"/k\"\nstate_dir = \"/var/lib/f\"\n\
+    pub(crate) const VALID: &str = "repository = \"file:///srv/fleet.git\"\nkey_file = \"/k\"\nstate_dir = \"/var/lib/f\"\n\
         [forge]\nkind = \"forgejo\"\napi_url = \"https://git.example.org\"\nrepository = \"ops/fleet\"\nsecret_file = \"/s\"\n\
         [[follow]]\nbranch = \"main\"\nhosts = [\"*\"]\n";
 
-    fn parse(text: &str) -> Result<ServeConfig> {
+    pub(crate) fn parse(text: &str) -> Result<ServeConfig> {
         let config: ServeConfig = toml::from_str(text)?;
         config.validate()?;
         Ok(config)

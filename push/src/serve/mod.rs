@@ -13,6 +13,7 @@ mod api;
 mod build_settings;
 mod config;
 mod credentials;
+mod following;
 mod hook_body;
 mod hooks;
 mod queue;

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use deployd_command::redact::mask_credentials;
-use deployd_protocol::{HostName, Revision, SecretKey};
+use deployd_protocol::{Revision, SecretKey};
 
 use crate::keys::DeployKey;
 
 use super::build_settings::BuildSection;
+use super::config::Follow;
 use super::queue::{HostOutcome, QueuedPush, RolloutRecord};
 use super::repository::Clone;
 use super::statuses::{short, CommitStatus, StatusState};
@@ -164,7 +165,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             clone.check_out(tip)?;
             let inventory = Inventory::load_from_repository(clone.work_tree())?;
             warn_ignored(&inventory, tip);
-            let targets = select(&inventory, &follow.hosts)?
+            let targets = select(&inventory, &follow)?
                 .into_iter()
                 .map(|target| target.also_trusting(service.ca_file.as_ref()))
                 .collect();
@@ -232,6 +233,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             allow_downgrade: false,
             specialisation: None,
             parallel: None,
+            policy: follow.policy()?,
             no_wait: false,
             // A commit chooses nothing the build machine holds.
             build: BuildSource::Service(config.build_machine()),
@@ -272,17 +274,14 @@ fn fetch_with_retries(clone: &Clone, service: &Service, branch: &str) -> Result<
     }
 }
 
-/// The follow's hosts: `"*"` is every host of push.toml.
-fn select(inventory: &Inventory, hosts: &[String]) -> Result<Vec<Target>> {
-    if hosts.iter().any(|host| host == "*") {
+/// The follow's hosts, named as `push --on` names them (names, globs,
+/// `@tags`): `"*"` is every host of push.toml.
+fn select(inventory: &Inventory, follow: &Follow) -> Result<Vec<Target>> {
+    if follow.hosts.iter().any(|host| host == "*") {
         return inventory.all();
     }
-    let names = hosts
-        .iter()
-        .map(|host| host.parse::<HostName>())
-        .collect::<Result<Vec<_>, _>>()?;
     inventory.select(&crate::selection::Selection {
-        hosts: names,
+        on: follow.selectors()?,
         ..Default::default()
     })
 }
@@ -328,6 +327,7 @@ async fn deploy(service: &Arc<Service>, plan: Box<Rollout>) -> Vec<HostOutcome> 
                         rev: None,
                         result: outcome::Result::Refused(why.clone()),
                         elapsed: Duration::ZERO,
+                        batch: None,
                     };
                     observer.ended(&result);
                     result
@@ -439,6 +439,11 @@ fn describe_unmasked(result: &HostResult) -> (StatusState, String) {
         outcome::Result::Refused(why) => (StatusState::Error, format!("refused: {why}")),
         outcome::Result::Unreachable(why) => (StatusState::Error, format!("unreachable: {why}")),
         outcome::Result::BuildFailed(why) => (StatusState::Error, format!("build failed: {why}")),
+        // "after canary sambirano failed": "not started: canary sambirano failed".
+        outcome::Result::NotStarted(why) => (
+            StatusState::Error,
+            format!("not started: {}", why.strip_prefix("after ").unwrap_or(why)),
+        ),
     }
 }
 
@@ -455,6 +460,7 @@ mod tests {
                 "building: warning: unable to download 'http://alice:s3cret@cache/x'".into(),
             ),
             elapsed: Duration::ZERO,
+            batch: None,
         };
         assert_eq!(
             describe(&result),

@@ -309,6 +309,18 @@ impl ForgeFleet {
         }
     }
 
+    /// Restarts `push serve` with `keys` (TOML lines: `canary = 1`...)
+    /// added to its `[[follow]]` of `main`.
+    pub fn follow_with(&mut self, keys: &str) {
+        self.kill_service();
+        let text = std::fs::read_to_string(&self.service.config).expect("config");
+        let follow = "[[follow]]\nbranch = \"main\"\nhosts = [\"*\"]\n";
+        assert!(text.contains(follow), "{text}");
+        let text = text.replace(follow, &format!("{follow}{keys}\n"));
+        std::fs::write(&self.service.config, text).expect("config");
+        self.start_service();
+    }
+
     /// The file `name` the service was given (`ci-1.secret`, `token`, ...).
     pub fn service_file(&self, name: &str) -> PathBuf {
         self.files.path().join(name)

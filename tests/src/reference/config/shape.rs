@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::super::markdown::code;
-use super::super::source::{renamed, serde_settings, serde_value, type_text, Sources};
+use super::super::source::{renamed, serde_flag, serde_settings, serde_value, type_text, Sources};
 
 /// How a table is written in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +167,26 @@ fn leaf(sources: &Sources, kind: &syn::Type, near: &Path) -> String {
         return known.to_owned();
     }
     if let Some(found) = sources.enum_named(&outer, Some(near)) {
+        // `#[serde(untagged)]`, each variant holding one value: any of them.
+        let untagged: Option<Vec<String>> =
+            serde_flag(&serde_settings(&found.item.attrs), "untagged")
+                .then(|| {
+                    found
+                        .item
+                        .variants
+                        .iter()
+                        .map(|variant| match &variant.fields {
+                            syn::Fields::Unnamed(fields) if fields.unnamed.len() == 1 => {
+                                Some(leaf(sources, &fields.unnamed[0].ty, near))
+                            }
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .flatten();
+        if let Some(kinds) = untagged {
+            return kinds.join(" or ");
+        }
         let rename_all = serde_value(&serde_settings(&found.item.attrs), "rename_all");
         let values: Vec<String> = found
             .item
