@@ -53,6 +53,9 @@ pub struct RolloutSettings {
     pub confirm_s: Option<u64>,
     /// Deploy a revision that does not descend from a host's.
     pub allow_downgrade: bool,
+    /// Deploy a system even where it failed or rolled back lately
+    /// (`quarantined`).
+    pub retry_failed: bool,
     /// The specialisation every host activates (none: each keeps its own).
     pub specialisation: Option<String>,
     /// At most this many hosts at once (default: all).
@@ -424,6 +427,7 @@ async fn sign_deploys(
         allow_downgrade: settings.allow_downgrade,
         confirm_within_s: settings.confirm_s,
         specialisation: settings.specialisation.as_deref(),
+        retry_failed: settings.retry_failed,
     };
     let now = sign::now();
     let mut targets = Vec::new();
@@ -491,6 +495,7 @@ mod tests {
                 action: Action::Switch,
                 confirm_s: None,
                 allow_downgrade: false,
+                retry_failed: false,
                 specialisation: None,
                 parallel: None,
                 no_wait: false,

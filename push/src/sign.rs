@@ -37,6 +37,8 @@ pub struct DeployDetails<'a> {
     pub confirm_within_s: Option<u64>,
     /// The specialisation to activate.
     pub specialisation: Option<&'a str>,
+    /// Deploy even a system quarantined on the host (`--retry-failed`).
+    pub retry_failed: bool,
 }
 
 /// A deploy message of `system` to `host`, with a new deploy id, valid
@@ -55,6 +57,7 @@ pub fn deploy_message(
     request.allow_downgrade = details.allow_downgrade;
     request.confirm_within_s = details.confirm_within_s;
     request.specialisation = details.specialisation.map(str::to_owned);
+    request.retry_failed = details.retry_failed;
     Ok(Message::new(
         host.clone(),
         Request::Deploy(request),
