@@ -306,6 +306,7 @@ fn default_listen() -> SocketAddr {
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/deployd")
 }
+/// `86400`: a day.
 fn default_quarantine_s() -> u64 {
     24 * 3600
 }
