@@ -123,7 +123,10 @@ async fn a_failed_system_is_refused_until_a_request_says_retry_failed() {
     assert_eq!(quarantined[0]["deploy_id"], "first");
     assert_eq!(quarantined[0]["state"], "failed");
     let ended = quarantined[0]["ended_at_ms"].as_u64().expect("ended");
-    assert_eq!(quarantined[0]["until_ms"].as_u64(), Some(ended + 86_400_000));
+    assert_eq!(
+        quarantined[0]["until_ms"].as_u64(),
+        Some(ended + 86_400_000)
+    );
 
     // A fresh message for the same system: refused, naming the deploy.
     let second = deploy_message("second");
@@ -134,7 +137,12 @@ async fn a_failed_system_is_refused_until_a_request_says_retry_failed() {
         "{body}"
     );
     let message = body["message"].as_str().expect("message");
-    for part in [SYSTEM, "failed here", "(deploy first)", "push --retry-failed"] {
+    for part in [
+        SYSTEM,
+        "failed here",
+        "(deploy first)",
+        "push --retry-failed",
+    ] {
         assert!(message.contains(part), "{part:?} not in {message}");
     }
     assert!(host.daemon.deploy("second").is_none(), "nothing recorded");

@@ -67,7 +67,12 @@ fn push_serve_reports_a_quarantined_system_on_the_commit_and_leaves_the_host_alo
         failed_id,
         "no deploy was recorded"
     );
-    assert_eq!(host_status.quarantined.len(), 1, "{:?}", host_status.quarantined);
+    assert_eq!(
+        host_status.quarantined.len(),
+        1,
+        "{:?}",
+        host_status.quarantined
+    );
     assert_eq!(host_status.quarantined[0].deploy_id, failed_id);
 
     // The hook for the commit that rolled back, redelivered: push serve

@@ -86,7 +86,7 @@ impl QuarantineIndex {
             .iter()
             .filter_map(|(path, ending)| quarantined(path, ending, now_ms, quarantine_s))
             .collect();
-        paths.sort_by(|a, b| b.ended_at_ms.cmp(&a.ended_at_ms));
+        paths.sort_by_key(|path| std::cmp::Reverse(path.ended_at_ms));
         paths
     }
 

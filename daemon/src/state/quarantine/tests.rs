@@ -102,11 +102,15 @@ fn the_newest_ending_of_a_path_decides() {
     let mut index = QuarantineIndex::default();
     index.observe(&ended("d1", 1, DeployState::Failed, HOUR_MS));
     index.observe(&ended("d2", 1, DeployState::RolledBack, 2 * HOUR_MS));
-    let entry = index.find(&path(1), 3 * HOUR_MS, DAY_S).expect("quarantined");
+    let entry = index
+        .find(&path(1), 3 * HOUR_MS, DAY_S)
+        .expect("quarantined");
     assert_eq!(entry.deploy_id.as_str(), "d2");
     // An older record seen again (a save of its log tail) changes nothing.
     index.observe(&ended("d1", 1, DeployState::Failed, HOUR_MS));
-    let entry = index.find(&path(1), 3 * HOUR_MS, DAY_S).expect("quarantined");
+    let entry = index
+        .find(&path(1), 3 * HOUR_MS, DAY_S)
+        .expect("quarantined");
     assert_eq!(entry.deploy_id.as_str(), "d2");
     // A dry-activate that succeeds changed nothing: still quarantined.
     let mut dry = ended("d3", 1, DeployState::Succeeded, 3 * HOUR_MS);
@@ -126,7 +130,10 @@ fn the_index_is_bounded_and_forgets_the_oldest_first() {
     }
     let listed = index.list(0, DAY_S);
     assert_eq!(listed.len(), MAX_QUARANTINED);
-    assert_eq!(listed[0].deploy_id.to_string(), format!("d{}", MAX_QUARANTINED + 9));
+    assert_eq!(
+        listed[0].deploy_id.to_string(),
+        format!("d{}", MAX_QUARANTINED + 9)
+    );
     assert!(index.find(&path(0), 0, DAY_S).is_none());
     assert!(index.find(&path(10), 0, DAY_S).is_some());
 }
