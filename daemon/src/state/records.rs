@@ -466,6 +466,20 @@ mod tests {
     }
 
     #[test]
+    fn the_quarantine_is_rebuilt_from_the_records_at_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut store, _) = DeployStore::load(dir.path(), 3).expect("load");
+        let mut rolled_back = deploy(1, DeployState::RolledBack);
+        rolled_back.record.finished_at_ms = Some(1_000);
+        store.insert(rolled_back.clone(), b"{}").expect("insert");
+        let path = &rolled_back.record.store_path;
+        assert!(store.quarantine().find(path, 2_000, 60).is_some());
+        let (store, _) = DeployStore::load(dir.path(), 3).expect("reload");
+        let quarantined = store.quarantine().find(path, 2_000, 60).expect("kept");
+        assert_eq!(quarantined.deploy_id.as_str(), "d1");
+    }
+
+    #[test]
     fn history_is_bounded_and_survives_a_reload() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (mut store, _) = DeployStore::load(dir.path(), 3).expect("load");
