@@ -147,4 +147,28 @@ mod tests {
         assert_ne!(one, two);
         assert!(one.as_str().len() <= 64);
     }
+
+    #[test]
+    fn retry_failed_is_signed_only_when_asked_for() {
+        let host: HostName = "sambirano".parse().expect("host");
+        let system: StorePath = "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-x"
+            .parse()
+            .expect("path");
+        let mut details = DeployDetails {
+            action: Action::Switch,
+            flake: None,
+            rev: None,
+            allow_downgrade: false,
+            confirm_within_s: None,
+            specialisation: None,
+            retry_failed: false,
+        };
+        let plain = deploy_message(&host, &system, &details, 1).expect("message");
+        let payload = String::from_utf8(plain.to_payload_bytes()).expect("utf-8");
+        assert!(!payload.contains("retry_failed"), "{payload}");
+        details.retry_failed = true;
+        let retry = deploy_message(&host, &system, &details, 1).expect("message");
+        let payload = String::from_utf8(retry.to_payload_bytes()).expect("utf-8");
+        assert!(payload.contains(r#""retry_failed":true"#), "{payload}");
+    }
 }
