@@ -1,8 +1,9 @@
 //! Quarantine on real hosts: a system that rolled back is refused
 //! `quarantined` when it comes again within `quarantine_s` (the product's
-//! default, a day), whether `push serve` sends it for a later commit that
-//! leaves it as it was or an operator pushes the same revision again; the
-//! host's profile does not move. `push --retry-failed` sends it anyway,
+//! default, a day), whether `push serve` sends it again for a redelivered
+//! hook (once the service has lost its own memory of it) or for a later
+//! commit that leaves it as it was, or an operator pushes the same revision
+//! again; the host's profile does not move. `push --retry-failed` sends it anyway,
 //! and the toy system's failing switch rolls back again.
 
 mod support;
@@ -39,8 +40,48 @@ fn push_serve_reports_a_quarantined_system_on_the_commit_and_leaves_the_host_alo
     let generation = host.profile_generation();
     assert_eq!(host.current_system(), Some(good.clone()));
 
+    // The hook of the failing commit, redelivered: push serve knows it
+    // (the host is asked nothing).
+    let delivery = fleet
+        .forge
+        .hook_deliveries()
+        .into_iter()
+        .find(|delivery| delivery.after.as_deref() == Some(bad.as_str()))
+        .expect("the delivery of the failing commit");
+    let redelivered = fleet.forge.redeliver(&delivery).expect("redeliver");
+    assert_eq!(redelivered.status, 204, "{}", redelivered.body);
+
+    // The same redelivery to a service that lost its memory (a new machine,
+    // a second service): it deploys the commit again, and the host refuses.
+    fleet.kill_service();
+    std::fs::remove_file(fleet.service_file("state").join("queue.json")).expect("queue.json");
+    fleet.start_service();
+    let redelivered = fleet.forge.redeliver(&delivery).expect("redeliver");
+    assert_eq!(redelivered.status, 202, "{}", redelivered.body);
+    let refused_on = |rev: &str| {
+        let context = format!("deployd/{}", host.name);
+        fleet
+            .forge
+            .statuses()
+            .into_iter()
+            .rev()
+            .find(|status| status.sha == rev && status.context == context)
+            .filter(|status| status.state == "error")
+    };
+    let refused = support::wait_until(Duration::from_secs(120), || refused_on(&bad).is_some());
+    assert!(refused, "{}", fleet.service_log());
+    let reason = refused_on(&bad)
+        .and_then(|status| status.description)
+        .unwrap_or_default();
+    assert!(
+        reason.contains("refused") && reason.contains("quarantined"),
+        "{reason}"
+    );
+    assert_eq!(host.profile_generation(), generation, "the profile moved");
+    assert_eq!(host.current_system(), Some(good.clone()));
+
     // A later commit that leaves the system as it was (a retry loop, a
-    // hook for a commit that fixed nothing): the same store path, refused.
+    // commit that fixed nothing): the same store path, refused.
     let again = fleet
         .lab
         .flake_mut()
@@ -74,22 +115,6 @@ fn push_serve_reports_a_quarantined_system_on_the_commit_and_leaves_the_host_alo
         host_status.quarantined
     );
     assert_eq!(host_status.quarantined[0].deploy_id, failed_id);
-
-    // The hook for the commit that rolled back, redelivered: push serve
-    // already knows it (the host is asked nothing).
-    let delivery = fleet
-        .forge
-        .hook_deliveries()
-        .into_iter()
-        .find(|delivery| delivery.after.as_deref() == Some(bad.as_str()))
-        .expect("the delivery of the failing commit");
-    let redelivered = fleet.forge.redeliver(&delivery).expect("redeliver");
-    assert!(
-        [202, 204].contains(&redelivered.status),
-        "{}",
-        redelivered.body
-    );
-    assert_eq!(host.profile_generation(), generation, "the profile moved");
 }
 
 #[test]
