@@ -3,7 +3,8 @@
 //! through; the refusal records nothing, so the very same request (same
 //! nonce, same deploy id) signed again with `retry_failed` is accepted.
 //! Status lists the quarantined path, `/metrics` counts it and the refusal;
-//! `quarantine_s = 0` turns it off. The deploys meet a stand-in for
+//! `quarantine_s = 0` turns it off; `quarantined` is answered before `busy`,
+//! and neither spends the request. The deploys meet a stand-in for
 //! `nix-store` that refuses every fetch (a `failed` that changed nothing is
 //! quarantined too).
 
@@ -30,9 +31,11 @@ struct Host {
 fn host(top: &str) -> Host {
     let dir = tempfile::tempdir().expect("temp dir");
     let ops = support::key("ops-1");
+    // A system named `slow` takes 3 s to fail: a deploy that runs a while.
     let nix_store = support::stand_in_nix_store(
         dir.path(),
-        "#!/bin/sh\necho 'nix-store stand-in: the cache is down' >&2\nexit 1\n",
+        "#!/bin/sh\ncase \"$*\" in *slow*) sleep 3;; esac\n\
+         echo 'nix-store stand-in: the cache is down' >&2\nexit 1\n",
     );
     let text = support::config_text(dir.path(), &ops, top, Some(&nix_store));
     let config = Config::from_toml(&text, Path::new("test.toml")).expect("config");
@@ -62,9 +65,13 @@ async fn send(host: &Host, request: Request<Body>) -> (StatusCode, serde_json::V
 }
 
 fn deploy_message(id: &str) -> Message {
+    deploy_of(id, SYSTEM)
+}
+
+fn deploy_of(id: &str, system: &str) -> Message {
     let request = DeployRequest::new(
         id.parse().expect("id"),
-        SYSTEM.parse().expect("path"),
+        system.parse().expect("path"),
         Action::Switch,
     )
     .expect("random");
@@ -163,6 +170,46 @@ async fn a_failed_system_is_refused_until_a_request_says_retry_failed() {
     );
     let (_, body, _) = send(&host, get("/v1/status")).await;
     assert_eq!(body["quarantined"][0]["deploy_id"], "second", "{body}");
+}
+
+#[tokio::test]
+async fn quarantine_is_answered_before_busy_and_neither_spends_the_request() {
+    let host = host("");
+    deploy_and_wait(&host, &deploy_message("first")).await;
+    let slow = deploy_of(
+        "slow",
+        "/nix/store/1c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-slow",
+    );
+    let (status, body, _) = send(&host, post(&host, &slow)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    // While `slow` runs: the quarantined system is `quarantined`, not `busy`.
+    let second = deploy_message("second");
+    let (status, body, _) = send(&host, post(&host, &second)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("quarantined")),
+        "{body}"
+    );
+    // With retry_failed, it waits its turn: `busy`, and nothing is spent.
+    let retry = with_retry_failed(second);
+    let (status, body, _) = send(&host, post(&host, &retry)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("busy")),
+        "{body}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !host
+        .daemon
+        .deploy("slow")
+        .is_some_and(|deploy| deploy.record.state.is_final())
+    {
+        assert!(Instant::now() < deadline, "slow never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The very same envelope once the host is free: taken.
+    assert_eq!(deploy_and_wait(&host, &retry).await, "failed");
 }
 
 #[tokio::test]
