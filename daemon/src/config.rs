@@ -94,6 +94,8 @@ pub enum ConfigError {
 
 /// The longest timeout a config may set: a week.
 pub const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
+/// The longest quarantine a config may set: a year.
+pub const MAX_QUARANTINE_S: u64 = 365 * 24 * 3600;
 
 /// The config file as written.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -113,6 +115,11 @@ pub struct ConfigFile {
     /// How many finished deploys are kept.
     #[serde(default = "default_history_limit")]
     pub history_limit: usize,
+    /// For how many seconds a store path whose deploy ended `failed` or
+    /// `rolled_back` is refused (`quarantined`) unless a request says
+    /// `retry_failed`; 0 turns quarantine off.
+    #[serde(default = "default_quarantine_s")]
+    pub quarantine_s: u64,
     /// Who may sign what.
     #[serde(default)]
     pub trusted_keys: Vec<TrustedKeyEntry>,
@@ -298,6 +305,10 @@ fn default_listen() -> SocketAddr {
 }
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/deployd")
+}
+/// `86400`: a day.
+fn default_quarantine_s() -> u64 {
+    24 * 3600
 }
 fn default_history_limit() -> usize {
     100
@@ -506,6 +517,11 @@ impl ConfigFile {
         }
         if self.history_limit == 0 {
             return invalid("history_limit must be at least 1");
+        }
+        if self.quarantine_s > MAX_QUARANTINE_S {
+            return Err(ConfigError::Invalid(format!(
+                "quarantine_s must be 0 (off) to {MAX_QUARANTINE_S} seconds"
+            )));
         }
         for (name, seconds) in [
             ("[nix] fetch_timeout_s", self.nix.fetch_timeout_s),

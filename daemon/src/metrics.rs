@@ -1,6 +1,7 @@
 //! `GET /metrics` in Prometheus' text format: deploys by outcome, deploy
 //! durations, the current system, the last success, whether a reboot is
-//! needed, whether a deploy runs, and the requests refused by error code.
+//! needed, whether a deploy runs, how many store paths are quarantined, and
+//! the requests refused by error code (a `quarantined` deploy among them).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -62,6 +63,8 @@ pub struct Gauges<'a> {
     pub reboot_required: bool,
     /// Whether a deploy runs.
     pub deploying: bool,
+    /// How many store paths are quarantined now.
+    pub quarantined: usize,
 }
 
 /// Renders the metrics.
@@ -124,6 +127,12 @@ pub fn render(counters: &Counters, gauges: &Gauges<'_>) -> String {
         "Whether a deploy is running.",
         &[(String::new(), flag(gauges.deploying))],
     );
+    metric(
+        "deployd_quarantined_store_paths",
+        "gauge",
+        "Store paths refused (quarantined) unless a deploy says retry_failed: their last deploy here failed or rolled back within quarantine_s.",
+        &[(String::new(), gauges.quarantined.to_string())],
+    );
     let refused: Vec<(String, String)> = counters
         .refused
         .iter()
@@ -163,10 +172,12 @@ mod tests {
         counters.refuse(ErrorCode::NotFound);
         counters.refuse(ErrorCode::NotFound);
         counters.refuse(ErrorCode::BadSignature);
+        counters.refuse(ErrorCode::Quarantined);
         let gauges = Gauges {
             current_system: Some("/nix/store/abc-nixos-system"),
             reboot_required: true,
             deploying: false,
+            quarantined: 2,
         };
         let text = render(&counters, &gauges);
         for line in [
@@ -180,9 +191,12 @@ mod tests {
             "deployd_last_success_timestamp_seconds 1800000000.500",
             "deployd_reboot_required 1",
             "deployd_deploy_in_progress 0",
+            "# TYPE deployd_quarantined_store_paths gauge",
+            "deployd_quarantined_store_paths 2",
             "# TYPE deployd_refused_total counter",
             "deployd_refused_total{code=\"bad_signature\"} 1",
             "deployd_refused_total{code=\"not_found\"} 2",
+            "deployd_refused_total{code=\"quarantined\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

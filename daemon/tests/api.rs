@@ -324,7 +324,12 @@ async fn accept_retry_and_replays() {
         assert!(std::time::Instant::now() < deadline, "first never ended");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let other = signed_deploy("other").sign(&[&host.ops]).to_json();
+    // The same system failed as "first": only a retry is taken (quarantine).
+    let mut other = signed_deploy("other");
+    if let Signed::Deploy(deploy) = &mut other.request {
+        deploy.retry_failed = true;
+    }
+    let other = other.sign(&[&host.ops]).to_json();
     let (status, body, _) = send(&host, post(other)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let request = Request::post("/v1/deploys/other/confirm")

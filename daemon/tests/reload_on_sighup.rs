@@ -65,7 +65,8 @@ fn a_reload_puts_a_new_key_in_force_and_refuses_a_bad_config() {
     // Every fetch fails at once: a deploy that is accepted ends quickly.
     let nix_store = stand_in_nix_store(dir.path(), "#!/bin/sh\nexit 1\n");
     let config = dir.path().join("config.toml");
-    let top = "listen = \"127.0.0.1:0\"\n";
+    // Each deploy is of the same system and fails: no quarantine here.
+    let top = "listen = \"127.0.0.1:0\"\nquarantine_s = 0\n";
     std::fs::write(
         &config,
         config_text(dir.path(), &ops, top, Some(&nix_store)),

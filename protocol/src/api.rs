@@ -202,6 +202,28 @@ pub struct StatusResponse {
     /// The cache keys the host trusts (public, `NAME:base64`).
     #[serde(default)]
     pub trusted_public_keys: Vec<String>,
+    /// The store paths this host refuses to deploy (`quarantined`) unless
+    /// a request says `retry_failed`, newest first. Absent from the answers
+    /// of daemons older than quarantine, and then read as none.
+    #[serde(default)]
+    pub quarantined: Vec<QuarantinedPath>,
+}
+
+/// A store path whose last deploy here ended `failed` or `rolled_back`
+/// within the host's `quarantine_s`: deploying it again needs
+/// `retry_failed`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QuarantinedPath {
+    /// The system.
+    pub store_path: StorePath,
+    /// The deploy that ended so.
+    pub deploy_id: DeployId,
+    /// How it ended: `failed` or `rolled_back`.
+    pub state: DeployState,
+    /// When it ended (Unix milliseconds).
+    pub ended_at_ms: u64,
+    /// When the quarantine ends (Unix milliseconds).
+    pub until_ms: u64,
 }
 
 /// The data of an `event: state` in a deploy's event stream.

@@ -32,6 +32,9 @@ pub enum ErrorCode {
     Downgrade,
     /// A deploy is already running.
     Busy,
+    /// The store path failed or rolled back on this host within its
+    /// quarantine window, and the request does not say `retry_failed`.
+    Quarantined,
     /// No such deploy.
     NotFound,
     /// The request body is too large.
@@ -56,6 +59,7 @@ impl ErrorCode {
             ErrorCode::Replayed => "replayed",
             ErrorCode::Downgrade => "downgrade",
             ErrorCode::Busy => "busy",
+            ErrorCode::Quarantined => "quarantined",
             ErrorCode::NotFound => "not_found",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::InvalidStorePath => "invalid_store_path",
@@ -73,7 +77,10 @@ impl ErrorCode {
             | ErrorCode::Expired
             | ErrorCode::NotYetValid => 403,
             ErrorCode::NotFound => 404,
-            ErrorCode::Replayed | ErrorCode::Downgrade | ErrorCode::Busy => 409,
+            ErrorCode::Replayed
+            | ErrorCode::Downgrade
+            | ErrorCode::Busy
+            | ErrorCode::Quarantined => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::InvalidStorePath => 422,
             ErrorCode::Internal => 500,
@@ -301,6 +308,7 @@ mod tests {
             (ErrorCode::Replayed, "replayed", 409),
             (ErrorCode::Downgrade, "downgrade", 409),
             (ErrorCode::Busy, "busy", 409),
+            (ErrorCode::Quarantined, "quarantined", 409),
             (ErrorCode::NotFound, "not_found", 404),
             (ErrorCode::PayloadTooLarge, "payload_too_large", 413),
             (ErrorCode::InvalidStorePath, "invalid_store_path", 422),

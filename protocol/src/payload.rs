@@ -122,6 +122,9 @@ pub struct DeployRequest<P = StorePath> {
     /// Activate the system's specialisation of this name (its
     /// `specialisation/NAME`), as `nixos-rebuild --specialisation` does.
     pub specialisation: Option<String>,
+    /// Deploy even if this store path failed or rolled back on the host
+    /// within its quarantine window (`push --retry-failed`).
+    pub retry_failed: bool,
 }
 
 /// A single-use reference to a deploy: the one a `confirm` confirms, or the
@@ -231,6 +234,12 @@ struct WirePayload {
         deserialize_with = "not_null",
         skip_serializing_if = "Option::is_none"
     )]
+    retry_failed: Option<bool>,
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     method: Option<String>,
     #[serde(
         default,
@@ -256,7 +265,7 @@ fn required<T>(kind: Kind, field: &'static str, value: Option<T>) -> Result<T, P
 
 impl WirePayload {
     /// Every kind-specific field and whether it is present.
-    fn kind_fields(&self) -> [(&'static str, bool); 11] {
+    fn kind_fields(&self) -> [(&'static str, bool); 12] {
         [
             ("nonce", self.nonce.is_some()),
             ("deploy_id", self.deploy_id.is_some()),
@@ -267,6 +276,7 @@ impl WirePayload {
             ("allow_downgrade", self.allow_downgrade.is_some()),
             ("confirm_within_s", self.confirm_within_s.is_some()),
             ("specialisation", self.specialisation.is_some()),
+            ("retry_failed", self.retry_failed.is_some()),
             ("method", self.method.is_some()),
             ("path", self.path.is_some()),
         ]
@@ -301,6 +311,7 @@ impl WirePayload {
                         .map(check_confirm_within)
                         .transpose()?,
                     specialisation: self.specialisation.map(check_specialisation).transpose()?,
+                    retry_failed: self.retry_failed.unwrap_or(false),
                 }))
             }
             Kind::Confirm | Kind::Rollback => {
@@ -325,7 +336,7 @@ impl WirePayload {
     }
 }
 
-const DEPLOY_FIELDS: [&str; 9] = [
+const DEPLOY_FIELDS: [&str; 10] = [
     "nonce",
     "deploy_id",
     "store_path",
@@ -335,6 +346,7 @@ const DEPLOY_FIELDS: [&str; 9] = [
     "allow_downgrade",
     "confirm_within_s",
     "specialisation",
+    "retry_failed",
 ];
 
 fn check_flake(flake: String) -> Result<String, PayloadError> {
@@ -490,6 +502,7 @@ impl Message<String> {
                 allow_downgrade: deploy.allow_downgrade,
                 confirm_within_s: deploy.confirm_within_s,
                 specialisation: deploy.specialisation,
+                retry_failed: deploy.retry_failed,
             }),
             Request::Confirm(reference) => Request::Confirm(reference),
             Request::Rollback(reference) => Request::Rollback(reference),
@@ -538,6 +551,7 @@ impl Message {
                 wire.allow_downgrade = deploy.allow_downgrade.then_some(true);
                 wire.confirm_within_s = deploy.confirm_within_s;
                 wire.specialisation = deploy.specialisation.clone();
+                wire.retry_failed = deploy.retry_failed.then_some(true);
             }
             Request::Confirm(reference) | Request::Rollback(reference) => {
                 wire.nonce = Some(reference.nonce.clone());

@@ -29,6 +29,7 @@ impl DeployRequest {
             allow_downgrade: false,
             confirm_within_s: None,
             specialisation: None,
+            retry_failed: false,
         })
     }
 }

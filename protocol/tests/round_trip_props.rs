@@ -62,6 +62,7 @@ prop_compose! {
         rev in proptest::option::of("[0-9a-f]{40}"),
         flake in proptest::option::of("[ -~]{1,80}"),
         allow_downgrade in any::<bool>(),
+        retry_failed in any::<bool>(),
         confirm_within_s in proptest::option::of(1u64..=3600),
         issued_offset in 0u64..100,
         lifetime in 1u64..=900,
@@ -72,6 +73,7 @@ prop_compose! {
         request.rev = rev.map(|rev| rev.parse().expect("rev"));
         request.flake = flake;
         request.allow_downgrade = allow_downgrade;
+        request.retry_failed = retry_failed;
         request.confirm_within_s = confirm_within_s;
         Message::new(host.parse().expect("host"), Request::Deploy(request), NOW - issued_offset, lifetime)
     }

@@ -54,6 +54,10 @@ pub struct DeployOptions {
     /// Allow a revision that does not descend from the one a host runs.
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Deploy even to hosts where this system failed or rolled back within
+    /// their quarantine_s (which refuse it as quarantined otherwise).
+    #[arg(long)]
+    pub retry_failed: bool,
     /// Activate the system's specialisation NAME (by default a host running
     /// a specialisation stays in the one of the same name).
     #[arg(long, value_name = "NAME")]
@@ -115,6 +119,7 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
             action: options.action,
             confirm_s: options.confirm,
             allow_downgrade: options.allow_downgrade,
+            retry_failed: options.retry_failed,
             specialisation: options.specialisation,
             parallel: options.parallel,
             policy: Policy {

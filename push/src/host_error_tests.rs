@@ -108,7 +108,7 @@ async fn an_unexpected_answer_names_the_request_and_its_status() {
     // A JSON error of a code this push does not know: its words are kept.
     let port = answering(
         "409 Conflict",
-        r#"{"error":"quarantined","message":"it failed there an hour ago"}"#,
+        r#"{"error":"frozen","message":"it failed there an hour ago"}"#,
     );
     let error = Client::new(None)
         .status(&target(format!("http://127.0.0.1:{port}")))
@@ -117,7 +117,7 @@ async fn an_unexpected_answer_names_the_request_and_its_status() {
     assert_eq!(
         error.to_string(),
         format!(
-            "unexpected answer to GET http://127.0.0.1:{port}/v1/status: HTTP 409 Conflict, quarantined: it failed there an hour ago"
+            "unexpected answer to GET http://127.0.0.1:{port}/v1/status: HTTP 409 Conflict, frozen: it failed there an hour ago"
         )
     );
 

@@ -54,6 +54,9 @@ pub struct RolloutSettings {
     pub confirm_s: Option<u64>,
     /// Deploy a revision that does not descend from a host's.
     pub allow_downgrade: bool,
+    /// Deploy a system even where it failed or rolled back lately
+    /// (`quarantined`).
+    pub retry_failed: bool,
     /// The specialisation every host activates (none: each keeps its own).
     pub specialisation: Option<String>,
     /// At most this many hosts at once inside a batch (default: all).
@@ -433,6 +436,7 @@ mod tests {
                 action: Action::Switch,
                 confirm_s: None,
                 allow_downgrade: false,
+                retry_failed: false,
                 specialisation: None,
                 parallel: None,
                 policy: Policy::default(),

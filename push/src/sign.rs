@@ -41,6 +41,8 @@ pub struct DeployDetails<'a> {
     /// How long the message is valid, in seconds (1 to 900: the wire
     /// format's window).
     pub lifetime_s: u64,
+    /// Deploy even a system quarantined on the host (`--retry-failed`).
+    pub retry_failed: bool,
 }
 
 /// A deploy message of `system` to `host`, with a new deploy id, valid
@@ -59,6 +61,7 @@ pub fn deploy_message(
     request.allow_downgrade = details.allow_downgrade;
     request.confirm_within_s = details.confirm_within_s;
     request.specialisation = details.specialisation.map(str::to_owned);
+    request.retry_failed = details.retry_failed;
     Ok(Message::new(
         host.clone(),
         Request::Deploy(request),
@@ -147,5 +150,30 @@ mod tests {
         let two = new_deploy_id(&host).expect("id");
         assert_ne!(one, two);
         assert!(one.as_str().len() <= 64);
+    }
+
+    #[test]
+    fn retry_failed_is_signed_only_when_asked_for() {
+        let host: HostName = "sambirano".parse().expect("host");
+        let system: StorePath = "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-x"
+            .parse()
+            .expect("path");
+        let mut details = DeployDetails {
+            action: Action::Switch,
+            flake: None,
+            rev: None,
+            allow_downgrade: false,
+            confirm_within_s: None,
+            specialisation: None,
+            lifetime_s: 300,
+            retry_failed: false,
+        };
+        let plain = deploy_message(&host, &system, &details, 1).expect("message");
+        let payload = String::from_utf8(plain.to_payload_bytes()).expect("utf-8");
+        assert!(!payload.contains("retry_failed"), "{payload}");
+        details.retry_failed = true;
+        let retry = deploy_message(&host, &system, &details, 1).expect("message");
+        let payload = String::from_utf8(retry.to_payload_bytes()).expect("utf-8");
+        assert!(payload.contains(r#""retry_failed":true"#), "{payload}");
     }
 }

@@ -1,7 +1,8 @@
 //! `push status [--host H]... [--on NAMES]`: a table of the inventory's
 //! hosts (all, or those selected: [`crate::selection`]): current
 //! revision and system, state, last deploy and its age, reboot needed,
-//! whether it is reached over TLS. Unreachable hosts are marked, and so is
+//! whether it is reached over TLS, and in the note how many systems it
+//! holds in quarantine. Unreachable hosts are marked, and so is
 //! a host that answers under another name than the inventory's (a deploy
 //! to it would be refused as `wrong_host`: the address is another
 //! machine's); the exit status is 1 when one is. With `--json`, one JSON
@@ -174,12 +175,20 @@ fn row(host: String, status: &StatusResponse) -> Vec<String> {
         ),
         (None, None) => ("-".into(), "-".into(), "-".into()),
     };
-    let note = match &status.last_deploy {
+    let mut note = match &status.last_deploy {
         Some(last) if status.active_deploy.is_none() => {
             crate::progress::printable(&last.error.clone().unwrap_or_default())
         }
         _ => String::new(),
     };
+    if !status.quarantined.is_empty() {
+        let count = format!("{} quarantined", status.quarantined.len());
+        note = if note.is_empty() {
+            count
+        } else {
+            format!("{count}; {note}")
+        };
+    }
     vec![
         host,
         rev,
@@ -190,4 +199,32 @@ fn row(host: String, status: &StatusResponse) -> Vec<String> {
         if status.reboot_required { "yes" } else { "no" }.into(),
         note,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use deployd_protocol::api::{DeployState, QuarantinedPath, StatusResponse};
+
+    #[test]
+    fn the_note_counts_the_quarantined_systems() {
+        let mut status: StatusResponse = serde_json::from_value(serde_json::json!({
+            "hostname": "sambirano", "current_system": null, "booted_system": null,
+            "generations": [], "current_deploy": null, "active_deploy": null,
+            "last_deploy": null, "reboot_required": false, "daemon_version": "0",
+            "nix_version": null,
+        }))
+        .expect("an answer without quarantined (an older daemon) parses");
+        assert!(status.quarantined.is_empty());
+        assert_eq!(super::row("sambirano".into(), &status)[7], "");
+        status.quarantined.push(QuarantinedPath {
+            store_path: "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-x"
+                .parse()
+                .expect("path"),
+            deploy_id: "d-1".parse().expect("id"),
+            state: DeployState::RolledBack,
+            ended_at_ms: 1,
+            until_ms: 2,
+        });
+        assert_eq!(super::row("sambirano".into(), &status)[7], "1 quarantined");
+    }
 }

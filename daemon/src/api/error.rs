@@ -24,6 +24,9 @@ pub enum ApiError {
     /// A deploy is running.
     #[error("deploy {0} is running; one deploy at a time")]
     Busy(DeployId),
+    /// The store path is quarantined (its message names the deploy).
+    #[error(transparent)]
+    Quarantined(crate::daemon::Quarantined),
     /// Too many event streams are open.
     #[error("too many event streams are open; try again later")]
     TooManyStreams,
@@ -53,6 +56,7 @@ impl ApiError {
             ApiError::Rejected(error) => error.code(),
             ApiError::Replayed | ApiError::DeployIdReused(_) => ErrorCode::Replayed,
             ApiError::Busy(_) | ApiError::TooManyStreams => ErrorCode::Busy,
+            ApiError::Quarantined(_) => ErrorCode::Quarantined,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::BadRequest(_) => ErrorCode::BadRequest,
@@ -81,6 +85,7 @@ impl From<AdmissionError> for ApiError {
             AdmissionError::Replayed => ApiError::Replayed,
             AdmissionError::DeployIdReused(id) => ApiError::DeployIdReused(id),
             AdmissionError::Busy(id) => ApiError::Busy(id),
+            AdmissionError::Quarantined(quarantined) => ApiError::Quarantined(quarantined),
             AdmissionError::NotFound(id) => ApiError::NotFound(id.to_string()),
             error @ (AdmissionError::NoPreviousGeneration
             | AdmissionError::NotAwaitingConfirm { .. }

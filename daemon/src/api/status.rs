@@ -46,6 +46,7 @@ pub fn status(daemon: &Daemon) -> StatusResponse {
             .map(|url| mask_credentials(url).into_owned())
             .collect(),
         trusted_public_keys: nix.trusted_public_keys.clone(),
+        quarantined: daemon.quarantined(),
     }
 }
 
@@ -74,6 +75,7 @@ pub async fn get_metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse
         current_system: current.as_deref(),
         reboot_required: current_reboot_required(&daemon, current.as_deref()),
         deploying: running.is_some(),
+        quarantined: daemon.quarantined().len(),
     };
     (
         [(

@@ -34,6 +34,18 @@ fn the_product_example_parses_with_defaults() {
     let key = config.trusted_keys.get("ops-1").expect("trusted");
     assert_eq!(key.may, Permissions::ALL);
     assert!(!config.file.read_requires_signature);
+    assert_eq!(config.file.quarantine_s, 86400);
+}
+
+#[test]
+fn quarantine_is_set_turned_off_or_refused_when_too_long() {
+    let minimal = minimal().0;
+    let set = parse(&format!("quarantine_s = 600\n{minimal}")).expect("valid");
+    assert_eq!(set.file.quarantine_s, 600);
+    let off = parse(&format!("quarantine_s = 0\n{minimal}")).expect("valid");
+    assert_eq!(off.file.quarantine_s, 0);
+    let error = parse(&format!("quarantine_s = 99999999999\n{minimal}")).expect_err("too long");
+    assert!(error.to_string().contains("quarantine_s"), "{error}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Admission: who may start a deploy, a rollback or a confirm. A message is
 //! verified over the bytes received (signature, key, host, window, nonce,
-//! downgrade), then the rules: one deploy at a time, an id never reused, the
-//! very same envelope again answers the deploy it started. A new deploy is
+//! downgrade), then the rules: an id never reused, no store path in
+//! quarantine (unless `retry_failed`), one deploy at a time, the very same
+//! envelope again answers the deploy it started. A new deploy is
 //! recorded (nonce first, then envelope and record) and made live before the
 //! records lock is released. Errors are the domain's; the API maps them.
 
@@ -50,6 +51,10 @@ pub enum AdmissionError {
     /// A deploy is running.
     #[error("deploy {0} is running; one deploy at a time")]
     Busy(DeployId),
+    /// The store path failed or rolled back here within `quarantine_s`,
+    /// and the request does not say `retry_failed`.
+    #[error(transparent)]
+    Quarantined(#[from] super::Quarantined),
     /// A confirm names no deploy this host has.
     #[error("no deploy {0}")]
     NotFound(DeployId),
@@ -86,6 +91,9 @@ struct NewDeploy {
     confirm_within_s: Option<u64>,
     /// The specialisation the request asks for.
     specialisation: Option<String>,
+    /// Whether the quarantine of its store path is checked: for a `deploy`
+    /// without `retry_failed`; never for a requested rollback.
+    quarantine_applies: bool,
     /// The key that signed its message.
     key: KeyName,
     /// When its message was issued (Unix seconds).
@@ -116,6 +124,7 @@ impl Daemon {
             rollback_to_generation: None,
             confirm_within_s: request.confirm_within_s,
             specialisation: request.specialisation,
+            quarantine_applies: !request.retry_failed,
             key: verified.key,
             issued_at: verified.message.issued_at,
             expires_at: verified.message.expires_at,
@@ -160,6 +169,7 @@ impl Daemon {
             rollback_to_generation: Some(previous.number),
             confirm_within_s: None,
             specialisation: None,
+            quarantine_applies: false,
             key: verified.key,
             issued_at: verified.message.issued_at,
             expires_at: verified.message.expires_at,
@@ -229,8 +239,10 @@ impl Daemon {
         }
     }
 
-    /// Refuses a reused id or a second deploy, else records the new deploy
-    /// (nonce first, then envelope and record) and makes its events live.
+    /// Refuses a reused id, a quarantined store path or a second deploy,
+    /// else records the new deploy (nonce first, then envelope and record)
+    /// and makes its events live. A refusal records nothing: its nonce
+    /// stays unused.
     fn record_new(
         &self,
         records: &mut Records,
@@ -241,6 +253,9 @@ impl Daemon {
         if records.store.id_used(new.deploy_id.as_str()) {
             return Err(AdmissionError::DeployIdReused(new.deploy_id));
         }
+        // Before `busy`: a retry after the running deploy ends would be
+        // refused the same.
+        self.check_quarantine(records, &new.store_path, !new.quarantine_applies)?;
         if let Some(running) = records.store.running() {
             return Err(AdmissionError::Busy(running.record.deploy_id.clone()));
         }

@@ -14,11 +14,13 @@ mod deploy_log;
 mod fanout;
 pub mod lifecycle;
 mod progress;
+mod quarantine;
 pub mod reload;
 
 pub use crate::environment::Environment;
 pub use admission::{Admission, AdmissionError};
 pub use lifecycle::MAX_EVENT_STREAMS;
+pub use quarantine::Quarantined;
 
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 

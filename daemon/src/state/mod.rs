@@ -22,11 +22,13 @@
 
 mod files;
 mod nonces;
+mod quarantine;
 mod records;
 mod used_ids;
 
 pub use files::{read_json, write_atomically, write_json};
 pub use nonces::{DiskNonceStore, PendingNonce, VerifyingNonces};
+pub use quarantine::{QuarantineIndex, MAX_QUARANTINED};
 pub use records::{ActiveDeploy, DeployStore, Progress, StoredDeploy, SwitchLaunch};
 
 /// Which of a deploy's two switches: the new system's, or the one back to

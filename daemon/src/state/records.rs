@@ -7,6 +7,7 @@ use deployd_command::redact::mask_credentials;
 use deployd_protocol::api::DeployRecord;
 use deployd_protocol::{Action, DeployId, StorePath};
 
+use super::quarantine::QuarantineIndex;
 use super::used_ids::{UsedIds, KEPT_DEPLOY_IDS};
 use super::{read_json, write_atomically, write_json, StateError};
 
@@ -124,6 +125,9 @@ pub struct DeployStore {
     used_ids: UsedIds,
     /// The SHA-256 of each kept deploy's envelope, to know a retry.
     envelope_digests: std::collections::HashMap<String, [u8; 32]>,
+    /// The store paths whose last deploy ended badly (quarantine), kept as
+    /// deploys end: no record is read to answer a request.
+    quarantine: QuarantineIndex,
 }
 
 /// `deploy` with the credentials of any URL in its error and log tail
@@ -219,6 +223,10 @@ impl DeployStore {
                 Some((id.to_owned(), envelope_digest(&bytes)))
             })
             .collect();
+        let mut quarantine = QuarantineIndex::default();
+        for deploy in by_sequence.values() {
+            quarantine.observe(&deploy.record);
+        }
         let store = DeployStore {
             dir,
             active_file,
@@ -227,6 +235,7 @@ impl DeployStore {
             active,
             used_ids,
             envelope_digests,
+            quarantine,
         };
         Ok((store, problems))
     }
@@ -266,6 +275,7 @@ impl DeployStore {
     /// that ends while its record cannot be written still ends here (and
     /// the host is not `busy` for ever).
     pub fn save(&mut self, deploy: &StoredDeploy) -> Result<(), StateError> {
+        self.quarantine.observe(&deploy.record);
         self.by_sequence
             .insert(deploy.progress.sequence, deploy.clone());
         write_json(&self.record_file(&deploy.record.deploy_id), deploy)
@@ -344,6 +354,12 @@ impl DeployStore {
     pub fn last_finished(&self) -> Option<&StoredDeploy> {
         self.newest_first()
             .find(|deploy| deploy.record.state.is_final())
+    }
+
+    /// The store paths whose last deploy here ended `failed` or
+    /// `rolled_back`, for the quarantine check and status.
+    pub fn quarantine(&self) -> &QuarantineIndex {
+        &self.quarantine
     }
 
     /// The deploy that made the active system.
@@ -447,6 +463,20 @@ mod tests {
             record.log_tail,
             ["unable to download 'http://alice:***@cache/x'"]
         );
+    }
+
+    #[test]
+    fn the_quarantine_is_rebuilt_from_the_records_at_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut store, _) = DeployStore::load(dir.path(), 3).expect("load");
+        let mut rolled_back = deploy(1, DeployState::RolledBack);
+        rolled_back.record.finished_at_ms = Some(1_000);
+        store.insert(rolled_back.clone(), b"{}").expect("insert");
+        let path = &rolled_back.record.store_path;
+        assert!(store.quarantine().find(path, 2_000, 60).is_some());
+        let (store, _) = DeployStore::load(dir.path(), 3).expect("reload");
+        let quarantined = store.quarantine().find(path, 2_000, 60).expect("kept");
+        assert_eq!(quarantined.deploy_id.as_str(), "d1");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The payload's parsing: every kind-specific field checked for foreign
-//! kinds, null is not absent, and a specialisation's name.
+//! kinds, null is not absent, a specialisation's name, and `retry_failed`.
 
 mod kinds {
     use super::super::*;
@@ -22,6 +22,7 @@ mod kinds {
             allow_downgrade: Some(true),
             confirm_within_s: Some(1),
             specialisation: Some(String::new()),
+            retry_failed: Some(true),
             method: Some(String::new()),
             path: Some(String::new()),
         };
@@ -93,5 +94,101 @@ mod specialisation {
                 "{bad:?}: {error:?}"
             );
         }
+    }
+}
+
+mod retry_failed {
+    use super::super::*;
+
+    const DEPLOY: &str = r#""kind":"deploy","host":"h","issued_at":1,"expires_at":2,"deploy_id":"d","store_path":"/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-x","action":"switch""#;
+
+    fn parse(extra: &str) -> Result<Message<String>, PayloadError> {
+        let payload = format!(r#"{{{DEPLOY},"nonce":"{}"{extra}}}"#, "00".repeat(16));
+        match parse_payload(
+            crate::PAYLOAD_TYPE,
+            payload.as_bytes(),
+            &"h".parse().expect("host"),
+        )? {
+            Addressed::Message(message) => Ok(message),
+            Addressed::OtherHosts(hosts) => panic!("addressed to {hosts}"),
+        }
+    }
+
+    fn retry_failed(message: &Message<String>) -> bool {
+        match &message.request {
+            Request::Deploy(deploy) => deploy.retry_failed,
+            _ => panic!("not a deploy"),
+        }
+    }
+
+    #[test]
+    fn absent_means_false_and_false_is_not_serialized() {
+        let message = parse("").expect("a deploy without the field");
+        assert!(!retry_failed(&message));
+        let checked = message.check_store_path().expect("store path");
+        let bytes = String::from_utf8(checked.to_payload_bytes()).expect("utf-8");
+        assert!(!bytes.contains("retry_failed"), "{bytes}");
+    }
+
+    #[test]
+    fn true_round_trips() {
+        let message = parse(r#","retry_failed":true"#).expect("a deploy with the field");
+        assert!(retry_failed(&message));
+        let checked = message.check_store_path().expect("store path");
+        let bytes = String::from_utf8(checked.to_payload_bytes()).expect("utf-8");
+        assert!(bytes.contains(r#""retry_failed":true"#), "{bytes}");
+        let again = parse_payload(
+            crate::PAYLOAD_TYPE,
+            bytes.as_bytes(),
+            &"h".parse().expect("host"),
+        )
+        .expect("parses again");
+        let Addressed::Message(again) = again else {
+            panic!("not for this host")
+        };
+        assert!(retry_failed(&again));
+    }
+
+    #[test]
+    fn an_explicit_false_is_accepted_and_null_is_not() {
+        let message = parse(r#","retry_failed":false"#).expect("false");
+        assert!(!retry_failed(&message));
+        assert!(matches!(
+            parse(r#","retry_failed":null"#),
+            Err(PayloadError::Json(_))
+        ));
+        assert!(matches!(
+            parse(r#","retry_failed":"yes""#),
+            Err(PayloadError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn only_a_deploy_may_carry_it_and_unknown_fields_stay_refused() {
+        let confirm = format!(
+            r#"{{"kind":"confirm","host":"h","issued_at":1,"expires_at":2,"deploy_id":"d","nonce":"{}","retry_failed":true}}"#,
+            "00".repeat(16)
+        );
+        let error = parse_payload(
+            crate::PAYLOAD_TYPE,
+            confirm.as_bytes(),
+            &"h".parse().expect("host"),
+        )
+        .err()
+        .expect("foreign field");
+        assert!(
+            matches!(
+                error,
+                PayloadError::Foreign {
+                    field: "retry_failed",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(matches!(
+            parse(r#","retry_failed_too":true"#),
+            Err(PayloadError::Json(_))
+        ));
     }
 }

@@ -173,6 +173,7 @@ async fn sign_deploys(
         confirm_within_s: settings.confirm_s,
         specialisation: settings.specialisation.as_deref(),
         lifetime_s: plan.inventory.defaults.message_lifetime_s()?,
+        retry_failed: settings.retry_failed,
     };
     let now = sign::now();
     let messages = group

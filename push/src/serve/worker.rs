@@ -231,6 +231,9 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             action: follow.action,
             confirm_s: follow.confirm_s,
             allow_downgrade: false,
+            // A redelivered hook of a system that failed must be refused
+            // (`quarantined`), never retried.
+            retry_failed: false,
             specialisation: None,
             parallel: None,
             policy: follow.policy()?,

@@ -39,14 +39,18 @@ pub fn start_fleet(lab: &mut Lab, keys: &[TrustedDeployKey]) {
     }
 }
 
-/// A signed `deploy` of `system` to `host`, issued now.
+/// A signed `deploy` of `system` to `host`, issued now, with
+/// `retry_failed`: these tests send a system again after making it fail
+/// on purpose (a cache down, then mended), which quarantine would refuse;
+/// quarantine itself is tested by `quarantine_on_the_host`, through push.
 pub fn deploy_message(host: &Node, id: &str, system: &str, action: Action) -> Message {
-    let request = DeployRequest::new(
+    let mut request = DeployRequest::new(
         id.parse::<DeployId>().expect("deploy id"),
         system.parse().expect("store path"),
         action,
     )
     .expect("random source");
+    request.retry_failed = true;
     Message::new(
         host.name.parse().expect("host"),
         Request::Deploy(request),
