@@ -59,20 +59,7 @@ fn host(signed_reads: bool) -> Host {
 }
 
 async fn send(host: &Host, request: Request<Body>) -> (StatusCode, serde_json::Value, String) {
-    let response = api::router(host.daemon.clone())
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_default(),
-        text,
-    )
+    support::answer(host.daemon.clone(), request).await
 }
 
 fn get(path: &str) -> Request<Body> {

@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use deployd::{api, Config, Daemon, Environment};
+use deployd::{Config, Daemon, Environment};
 use deployd_protocol::{Action, DeployRequest, Message, Request as Signed, SecretKey};
-use tower::ServiceExt;
 
 const SYSTEM: &str = "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-sambirano";
 
@@ -48,20 +47,7 @@ fn host(top: &str) -> Host {
 }
 
 async fn send(host: &Host, request: Request<Body>) -> (StatusCode, serde_json::Value, String) {
-    let response = api::router(host.daemon.clone())
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_default(),
-        text,
-    )
+    support::answer(host.daemon.clone(), request).await
 }
 
 fn deploy_message(id: &str) -> Message {

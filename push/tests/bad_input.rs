@@ -4,52 +4,14 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
 use deployd_protocol::SecretKey;
 use support::{push, run};
 
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .status()
-        .expect("git");
-    assert!(status.success());
-}
-
-/// A flake repository with an inventory of one host and a valid key.
+/// A flake repository with an inventory of one host where nothing
+/// listens (port 9, discard) and a valid key.
 fn flake() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    std::fs::write(
-        dir.path().join("flake.nix"),
-        "{ outputs = { self }: { }; }\n",
-    )
-    .expect("flake");
-    git(dir.path(), &["add", "flake.nix"]);
-    git(dir.path(), &["commit", "-q", "-m", "flake"]);
-    std::fs::write(
-        dir.path().join("push.toml"),
-        "[defaults]\nkey_file = \"ops.secret\"\n[hosts.sambirano]\naddress = \"127.0.0.1\"\nport = 9\n",
-    )
-    .expect("inventory");
-    let key = SecretKey::generate("ops-1".parse().expect("name")).expect("random");
-    std::fs::write(
-        dir.path().join("ops.secret"),
-        key.to_key_file_text().as_bytes(),
-    )
-    .expect("key");
-    dir
+    support::flake::flake(9)
 }
 
 /// Runs push in `dir` and expects exit 2 with one stderr line containing `expected`.

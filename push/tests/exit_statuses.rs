@@ -95,23 +95,11 @@ fn push_status_flags_a_host_that_answers_under_another_name() {
     let output = push(dir.path(), &["status"]);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
-    let header: Vec<&str> = stdout
-        .lines()
-        .next()
-        .expect("header")
-        .split_whitespace()
-        .collect();
-    let row: Vec<&str> = stdout
-        .lines()
-        .find(|line| line.starts_with(HOST))
-        .expect("the host's row")
-        .split_whitespace()
-        .collect();
-    let state = header
-        .iter()
-        .position(|name| *name == "STATE")
-        .expect("STATE");
-    assert_eq!(row[state], "wrong_host(isalo)", "{stdout}");
+    assert_eq!(
+        support::table_cell(&stdout, HOST, "STATE"),
+        "wrong_host(isalo)",
+        "{stdout}"
+    );
     let warning = stderr
         .lines()
         .find(|line| line.starts_with("push: warning: "))

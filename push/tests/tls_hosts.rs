@@ -59,24 +59,7 @@ fn a_tls_host_is_reached_over_https_with_the_ca_file() {
     let output = push(dir.path(), &["status"]);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
-    let header: Vec<&str> = stdout
-        .lines()
-        .next()
-        .expect("header")
-        .split_whitespace()
-        .collect();
-    let row: Vec<&str> = stdout
-        .lines()
-        .find(|line| line.starts_with(HOST))
-        .expect("the host's row")
-        .split_whitespace()
-        .collect();
-    let column = header
-        .iter()
-        .position(|name| *name == "TLS")
-        .expect("a TLS column");
-    // LAST DEPLOY is two words in the header, one value in the row.
-    assert_eq!(row[column - 1], "yes", "{stdout}");
+    assert_eq!(support::table_cell(&stdout, HOST, "TLS"), "yes", "{stdout}");
 
     // push log: the deploy's log over the same HTTPS, and where it read it.
     let output = push(dir.path(), &["log", "--host", HOST]);

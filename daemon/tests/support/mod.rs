@@ -11,7 +11,10 @@ pub mod running;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use axum::body::Body;
+use axum::http::StatusCode;
 use deployd_protocol::{Action, DeployRequest, Message, Request, SecretKey};
+use tower::ServiceExt;
 
 /// Now, in Unix seconds.
 pub fn now() -> u64 {
@@ -81,4 +84,26 @@ pub fn deploy_envelope(
     )
     .sign(&[ops])
     .to_json()
+}
+
+/// Asks `daemon`'s router, without a network: the status, the body as
+/// JSON (null when it is not JSON) and as text.
+pub async fn answer(
+    daemon: std::sync::Arc<deployd::Daemon>,
+    request: axum::http::Request<Body>,
+) -> (StatusCode, serde_json::Value, String) {
+    let response = deployd::api::router(daemon)
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_default(),
+        text,
+    )
 }

@@ -78,3 +78,22 @@ pub fn build_unique_path(dir: &Path) -> String {
         .trim()
         .to_owned()
 }
+
+/// The cell of `column` in `host`'s row of a table push printed: the word
+/// that starts where the column's header starts (columns are left-aligned,
+/// and a header may be two words, such as LAST DEPLOY).
+#[track_caller]
+pub fn table_cell(table: &str, host: &str, column: &str) -> String {
+    let header = table.lines().next().expect("a header line");
+    let start = header
+        .find(column)
+        .unwrap_or_else(|| panic!("no column {column} in {header:?}"));
+    let row = table
+        .lines()
+        .find(|line| line.starts_with(host))
+        .unwrap_or_else(|| panic!("no row for {host} in:\n{table}"));
+    row.get(start..)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default()
+        .to_owned()
+}
