@@ -1,35 +1,48 @@
-//! `push log --host H [DEPLOY_ID]`: a deploy's log (the running one, else
-//! the last), live while it runs. A host that cannot be reached, has no
-//! deploy yet or refuses is exit 1 (see [`crate::exit`]), bad usage 2.
+//! `push log --host H [DEPLOY_ID]` (or `--flake DIR#H`): a deploy's log
+//! (the running one, else the last), live while it runs. A host that cannot
+//! be reached, has no deploy yet or refuses is exit 1 (see [`crate::exit`]),
+//! bad usage 2.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use deployd_protocol::{DeployId, HostName};
 
 use crate::client::{Client, HostError};
 use crate::exit::HostProblem;
+use crate::flake::FlakeArg;
 use crate::follow::{follow, Update};
 use crate::inventory::Inventory;
 
 /// Options of `push log`.
 #[derive(Debug, clap::Args)]
 pub struct LogOptions {
-    /// The host.
+    /// The host (or the one of `--flake DIR#HOST`).
     #[arg(long = "host", value_name = "HOST")]
-    pub host: HostName,
-    /// The flake's directory (push.toml in it or a parent).
-    #[arg(long, default_value = ".")]
-    pub flake: PathBuf,
+    pub host: Option<HostName>,
+    /// The flake's directory (push.toml in it or a parent), or DIR#HOST.
+    #[arg(long, value_name = "DIR[#HOST]", default_value = ".")]
+    pub flake: FlakeArg,
     /// The deploy (default: the running one, else the last).
     pub deploy_id: Option<DeployId>,
 }
 
+/// The one host `--host` or `--flake DIR#HOST` names.
+fn one_host(options: &LogOptions) -> Result<HostName> {
+    match (&options.host, &options.flake.host) {
+        (Some(named), Some(in_flake)) if named != in_flake => {
+            bail!("--host {named} and --flake ...#{in_flake} name two hosts: push log shows one")
+        }
+        (Some(host), _) | (None, Some(host)) => Ok(host.clone()),
+        (None, None) => bail!("push log needs a host: --host HOST, or --flake DIR#HOST"),
+    }
+}
+
 /// Runs `push log`.
 pub async fn run(options: LogOptions) -> Result<ExitCode> {
-    let inventory = Inventory::load(&options.flake)?;
-    let target = inventory.target(&options.host)?;
+    let host = one_host(&options)?;
+    let inventory = Inventory::load(&options.flake.dir)?;
+    let target = inventory.target(&host)?;
     let client = Client::new(crate::keys::reading_key(&inventory)?);
     let id = match options.deploy_id {
         Some(id) => id,

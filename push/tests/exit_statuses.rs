@@ -89,6 +89,37 @@ fn push_log_is_1_for_a_host_s_trouble_and_2_for_bad_usage() {
 }
 
 #[test]
+fn push_log_takes_the_host_of_flake_dir_hash_host() {
+    let fresh = FakeHost::fresh();
+    let dir = flake(fresh.address.port());
+    let log = |flake: String, extra: &[&str]| {
+        support::run(
+            support::push()
+                .arg("log")
+                .args(extra)
+                .arg("--flake")
+                .arg(flake)
+                .env_remove("DEPLOYD_KEY_FILE"),
+        )
+    };
+    let output = log(format!("{}#{HOST}", dir.path().display()), &[]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert_eq!(stderr.trim_end(), format!("push: {HOST} has no deploy yet"));
+    assert_eq!(fresh.requests().len(), 1, "{:?}", fresh.requests());
+
+    // Two hosts named: push log shows one, and asks nobody.
+    let output = log(
+        format!("{}#{HOST}", dir.path().display()),
+        &["--host", "isalo"],
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("name two hosts"), "{stderr}");
+    assert_eq!(fresh.requests().len(), 1, "{:?}", fresh.requests());
+}
+
+#[test]
 fn push_status_flags_a_host_that_answers_under_another_name() {
     let other = FakeHost::named("isalo");
     let dir = flake(other.address.port());
