@@ -219,6 +219,14 @@ pub enum RejectError {
         /// The reused nonce.
         nonce: Nonce,
     },
+    /// A desired state no newer than the last one applied from its channel.
+    #[error("desired state {sequence} is not above {last}, the last applied from this channel")]
+    OldSequence {
+        /// The state's sequence.
+        sequence: u64,
+        /// The last sequence applied from the channel.
+        last: u64,
+    },
     /// The store path is malformed.
     #[error(transparent)]
     InvalidStorePath(StorePathError),
@@ -257,7 +265,7 @@ impl RejectError {
             RejectError::WrongHost { .. } => ErrorCode::WrongHost,
             RejectError::Expired { .. } => ErrorCode::Expired,
             RejectError::NotYetValid { .. } => ErrorCode::NotYetValid,
-            RejectError::Replayed { .. } => ErrorCode::Replayed,
+            RejectError::Replayed { .. } | RejectError::OldSequence { .. } => ErrorCode::Replayed,
             RejectError::InvalidStorePath(_) => ErrorCode::InvalidStorePath,
             RejectError::Downgrade { .. } => ErrorCode::Downgrade,
             RejectError::NonceStore(_) => ErrorCode::Internal,

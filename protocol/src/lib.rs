@@ -3,7 +3,9 @@
 //! Every message a deployd host acts on is a DSSE envelope ([`Envelope`])
 //! signed with an Ed25519 key in Nix's key-file format ([`SecretKey`],
 //! [`PublicKey`]), or with an SSH key or certificate as an SSHSIG ([`ssh`]);
-//! one message may serve several hosts ([`ROLLOUT_PAYLOAD_TYPE`]). The [`Verifier`] checks the signature over the exact bytes
+//! one message may serve several hosts ([`ROLLOUT_PAYLOAD_TYPE`]); a host
+//! that pulls reads a [`DesiredState`] from a channel and reports back with
+//! a [`HostReport`] signed by its own host key. The [`Verifier`] checks the signature over the exact bytes
 //! received, then parses the payload into a [`Message`] whose fields check
 //! themselves ([`StorePath`], [`HostName`], [`Nonce`], ...), then runs the
 //! remaining checks of the wire format (docs/src/design/wire-format.md) in order. Senders build and sign messages
@@ -12,6 +14,7 @@
 //! This crate has no I/O beyond reading key files and no async runtime.
 
 pub mod api;
+mod desired;
 mod envelope;
 mod error;
 mod failure;
@@ -20,6 +23,7 @@ mod kinds;
 mod names;
 mod payload;
 mod replay;
+mod report;
 mod rollout;
 mod sign;
 pub mod ssh;
@@ -27,6 +31,9 @@ mod store_path;
 mod trust;
 mod verify;
 
+pub use desired::{
+    DesiredState, DEFAULT_MAX_DESIRED_AGE_S, DESIRED_PAYLOAD_TYPE, LONGEST_DESIRED_AGE_S,
+};
 pub use envelope::{
     pre_authentication_encoding, Envelope, EnvelopeError, EnvelopeSignature, SignatureValue,
     MAX_ENVELOPE_BYTES, MAX_SIGNATURES, PAYLOAD_TYPE,
@@ -41,11 +48,14 @@ pub use payload::{
     MAX_WINDOW_S,
 };
 pub use replay::{Clock, FixedClock, MemoryNonceStore, NonceStore, NonceStoreError, SystemClock};
+pub use report::{HostReport, ReportError, REPORT_PAYLOAD_TYPE};
 pub use rollout::{rollout_payload, RolloutError, MAX_ROLLOUT_HOSTS, ROLLOUT_PAYLOAD_TYPE};
 pub use sign::DEFAULT_LIFETIME_S;
 pub use store_path::{StorePath, StorePathError, StorePathRule, STORE_DIR};
 pub use trust::{DuplicateKeyName, TrustedKey, TrustedKeys};
-pub use verify::{Arrival, Endpoint, Verified, Verifier, CLOCK_SKEW_S};
+pub use verify::{
+    Arrival, DesiredArrival, Endpoint, Verified, VerifiedDesired, Verifier, CLOCK_SKEW_S,
+};
 
 /// Re-exported so users name the same signature types as this crate.
 pub use ed25519_dalek;

@@ -64,12 +64,16 @@ pub enum PayloadError {
         reason: &'static str,
     },
     /// The window ends before it begins, or is too long.
-    #[error("the validity window from {issued_at} to {expires_at} must be 1 to {MAX_WINDOW_S} seconds long")]
+    #[error(
+        "the validity window from {issued_at} to {expires_at} must be 1 to {longest} seconds long"
+    )]
     Window {
         /// Its start.
         issued_at: u64,
         /// Its end.
         expires_at: u64,
+        /// The longest window this kind of message may have.
+        longest: u64,
     },
 }
 
@@ -150,7 +154,7 @@ pub struct ReadRequest {
 /// fields the kind needs and which it may not have.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WirePayload {
+pub(crate) struct WirePayload {
     #[serde(
         default,
         deserialize_with = "not_null",
@@ -429,9 +433,7 @@ pub(crate) fn parse_payload(
     let wire: WirePayload = match payload_type {
         crate::PAYLOAD_TYPE => serde_json::from_str(text).map_err(PayloadError::Json)?,
         crate::ROLLOUT_PAYLOAD_TYPE => match crate::rollout::entry_for(text, host)? {
-            RolloutEntry::Mine(fields) => {
-                serde_json::from_value(Value::Object(fields)).map_err(PayloadError::Json)?
-            }
+            RolloutEntry::Mine(fields) => WirePayload::from_fields(fields)?,
             RolloutEntry::NotMine(hosts) => return Ok(Addressed::OtherHosts(hosts)),
         },
         _ => {
@@ -440,11 +442,20 @@ pub(crate) fn parse_payload(
             })
         }
     };
-    wire.into_message().map(Addressed::Message)
+    wire.into_message(MAX_WINDOW_S).map(Addressed::Message)
 }
 
 impl WirePayload {
-    fn into_message(self) -> Result<Message<String>, PayloadError> {
+    /// Parses `value` (an object of payload fields) as a payload.
+    pub(crate) fn from_fields(value: serde_json::Map<String, Value>) -> Result<Self, PayloadError> {
+        serde_json::from_value(Value::Object(value)).map_err(PayloadError::Json)
+    }
+
+    /// The message, whose window may be at most `longest_window_s` long.
+    pub(crate) fn into_message(
+        self,
+        longest_window_s: u64,
+    ) -> Result<Message<String>, PayloadError> {
         let kind = self.kind.ok_or(PayloadError::Value {
             field: "kind",
             reason: "missing",
@@ -452,10 +463,11 @@ impl WirePayload {
         let host = required(kind, "host", self.host.clone())?;
         let issued_at = required(kind, "issued_at", self.issued_at)?;
         let expires_at = required(kind, "expires_at", self.expires_at)?;
-        if expires_at <= issued_at || expires_at - issued_at > MAX_WINDOW_S {
+        if expires_at <= issued_at || expires_at - issued_at > longest_window_s {
             return Err(PayloadError::Window {
                 issued_at,
                 expires_at,
+                longest: longest_window_s,
             });
         }
         Ok(Message {

@@ -80,10 +80,10 @@ pub(crate) fn entry_for(text: &str, host: &HostName) -> Result<RolloutEntry, Pay
 /// serde_json's `Map` keeps the last of repeated keys, so a rollout could
 /// show its signer one store path and hand the host another; a single-host
 /// payload is refused the same way by its struct's parser.
-fn parse_object(text: &str) -> Result<Map<String, Value>, serde_json::Error> {
+pub(crate) fn parse_object(text: &str) -> Result<Map<String, Value>, serde_json::Error> {
     match serde_json::from_str::<UniqueKeys>(text)?.0 {
         Value::Object(object) => Ok(object),
-        _ => Err(serde::de::Error::custom("a rollout is a JSON object")),
+        _ => Err(serde::de::Error::custom("a payload is a JSON object")),
     }
 }
 

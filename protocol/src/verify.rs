@@ -15,20 +15,22 @@
 //!    this host is refused when its payload is read, step 4);
 //! 7. now is inside the window, give or take [`CLOCK_SKEW_S`] (`expired`,
 //!    `not_yet_valid`);
-//! 8. the nonce was never seen (`replayed`);
+//! 8. the nonce was never seen (`replayed`); a desired state's sequence is
+//!    above the last applied from its channel (`replayed`), checked first;
 //! 9. the store path is well formed (`invalid_store_path`);
 //! 10. a deploy is not older than the active one, unless it says
 //!     `allow_downgrade` and a signing key may downgrade (`downgrade`).
 //!
 //! Only when all hold is the nonce recorded: a rejected message changes nothing.
 
+use crate::desired::{parse_desired, DESIRED_PAYLOAD_TYPE};
 use crate::envelope::SignatureValue;
 use crate::envelope::{Envelope, MAX_ENVELOPE_BYTES};
 use crate::error::RejectError;
 use crate::kinds::Permissions;
 use crate::kinds::{Kind, Permission};
 use crate::names::{is_ssh_fingerprint, quote, DeployId, HostName, KeyName};
-use crate::payload::{parse_payload, Addressed, Message, Request};
+use crate::payload::{parse_payload, Addressed, Message, PayloadError, Request};
 use crate::replay::{Clock, NonceStore};
 use crate::ssh::{SignatureVerdict, Signer};
 use crate::trust::TrustedKeys;
@@ -86,6 +88,26 @@ pub struct Verified {
     pub message: Message,
 }
 
+/// What the host knows when it reads a desired state from a channel.
+#[derive(Debug, Clone, Copy)]
+pub struct DesiredArrival {
+    /// The sequence of the last state it applied from this channel.
+    pub last_sequence: Option<u64>,
+    /// `issued_at` of the deploy that made the active system, if known.
+    pub active_issued_at: Option<u64>,
+    /// The longest window it accepts (`max_desired_age_s`).
+    pub max_age_s: u64,
+}
+
+/// A desired state that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedDesired {
+    /// Its place in its channel.
+    pub sequence: u64,
+    /// Its deploy, as [`Verifier::verify`] gives it.
+    pub verified: Verified,
+}
+
 /// Checks signed messages for one host.
 pub struct Verifier {
     trusted: TrustedKeys,
@@ -129,9 +151,58 @@ impl Verifier {
                 })
             }
         };
-        let key = authorise(&signers, &message, &arrival.endpoint)?;
+        self.check_message(&signers, message, arrival, nonces, |_| Ok(()))
+    }
+
+    /// Runs every check on a desired state read from a channel: those of a
+    /// deploy, its window bounded by `desired.max_age_s` instead of 15
+    /// minutes, and its sequence above `desired.last_sequence` (the last
+    /// applied from that channel; `replayed` otherwise). Records the nonce
+    /// when all pass.
+    pub fn verify_desired(
+        &self,
+        bytes: &[u8],
+        desired: &DesiredArrival,
+        nonces: &mut dyn NonceStore,
+    ) -> Result<VerifiedDesired, RejectError> {
+        let envelope = parse_bounded(bytes)?;
+        let signers = self.verified_signers(&envelope)?;
+        if envelope.payload_type() != DESIRED_PAYLOAD_TYPE {
+            return Err(RejectError::MalformedPayload(PayloadError::PayloadType {
+                found: quote(envelope.payload_type()),
+            }));
+        }
+        let state = parse_desired(envelope.payload(), desired.max_age_s)
+            .map_err(RejectError::MalformedPayload)?;
+        let sequence = state.sequence;
+        let arrival = Arrival {
+            endpoint: Endpoint::Deploy,
+            active_issued_at: desired.active_issued_at,
+        };
+        let verified =
+            self.check_message(&signers, state.message, &arrival, nonces, |_| match desired
+                .last_sequence
+            {
+                Some(last) if sequence <= last => Err(RejectError::OldSequence { sequence, last }),
+                _ => Ok(()),
+            })?;
+        Ok(VerifiedDesired { sequence, verified })
+    }
+
+    /// Steps 5 to 10 on a parsed message, with `before_nonce` run after the
+    /// window's check; records the nonce when all pass.
+    fn check_message(
+        &self,
+        signers: &[Signer],
+        message: Message<String>,
+        arrival: &Arrival<'_>,
+        nonces: &mut dyn NonceStore,
+        before_nonce: impl FnOnce(&Message<String>) -> Result<(), RejectError>,
+    ) -> Result<Verified, RejectError> {
+        let key = authorise(signers, &message, &arrival.endpoint)?;
         self.check_host(&message.host)?;
         self.check_window(&message)?;
+        before_nonce(&message)?;
         if let Some(nonce) = message.request.nonce() {
             if nonces.contains(nonce).map_err(RejectError::NonceStore)? {
                 return Err(RejectError::Replayed {
@@ -142,7 +213,7 @@ impl Verifier {
         let message = message
             .check_store_path()
             .map_err(RejectError::InvalidStorePath)?;
-        check_downgrade(&signers, &message, arrival.active_issued_at)?;
+        check_downgrade(signers, &message, arrival.active_issued_at)?;
         if let Some(nonce) = message.request.nonce() {
             let keep_until = message.expires_at.saturating_add(CLOCK_SKEW_S);
             if !nonces

@@ -9,9 +9,11 @@ mod ssh_fixture;
 
 mod accepted;
 mod check_order;
+mod desired_state;
 mod downgrade;
 mod expired;
 mod forbidden_kind;
+mod host_report;
 mod malformed_store_path;
 mod multiple_signatures;
 mod not_utf8;
