@@ -83,6 +83,10 @@ pub struct Defaults {
     /// takes; a host that stays `busy` (push serve waits for it) is given
     /// up once its message's lifetime ran out.
     pub message_lifetime_s: Option<u64>,
+    /// The channel the pull hosts read (`pull = true`): `push publish`'s
+    /// default `--channel`, and where `push status` reads their reports
+    /// when it is push serve's (`https://SERVE/v1/channel`).
+    pub channel: Option<String>,
 }
 
 impl Defaults {
@@ -110,6 +114,7 @@ impl Default for Defaults {
             tls: false,
             ca_file: None,
             message_lifetime_s: None,
+            channel: None,
         }
     }
 }
@@ -139,6 +144,13 @@ pub struct HostEntry {
     /// Its tags, for `--on @TAG`: plain words (`["prod", "web"]`).
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// It pulls its desired state from a channel (`push publish`) rather
+    /// than being called: push and push serve do not open a connection to it.
+    #[serde(default)]
+    pub pull: bool,
+    /// Its host key (`NAME:BASE64`, from its `/v1/status` or its
+    /// `state_dir`): the one key its reports to push serve are signed with.
+    pub host_key: Option<deployd_protocol::PublicKey>,
 }
 
 /// A host to talk to.
