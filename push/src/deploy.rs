@@ -11,6 +11,7 @@ use anyhow::{bail, Result};
 use deployd_protocol::{Action, Revision};
 
 use crate::batches::{BatchSize, Canary, Policy};
+use crate::build::BuildMachine;
 use crate::flake::FlakeArg;
 use crate::inventory::Inventory;
 use crate::keys::{exposure_warnings, key_file_path, signing_key};
@@ -140,7 +141,13 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
     };
     // Bad input stops here, before the hosts are asked anything.
     plan.preflight()?;
-    for warning in warnings(&plan, &repository, key_file) {
+    let machine = plan.machine();
+    for warning in warnings(
+        &plan.inventory,
+        &repository,
+        &plan.rev,
+        (key_file, &machine),
+    ) {
         eprintln!("push: warning: {warning}");
     }
     let names: Vec<String> = plan
@@ -161,32 +168,35 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
 
 /// What the operator should know before anything is built: uncommitted
 /// changes (never deployed), and secret key files (the deploy key's
-/// `key_file`, the cache signing key) that git could take into the Nix
-/// store.
-fn warnings(
-    plan: &Rollout,
+/// `key_file`, the cache signing key of `machine`) that git could take into
+/// the Nix store. `push publish` says the same.
+pub fn warnings(
+    inventory: &Inventory,
     repository: &FlakeRepository,
-    key_file: Option<PathBuf>,
+    rev: &Revision,
+    key_files: (Option<PathBuf>, &BuildMachine),
 ) -> Vec<String> {
+    let (key_file, machine) = key_files;
     let mut key_files: Vec<(&str, PathBuf)> = key_file
         .map(|path| ("deploy key", path))
         .into_iter()
         .collect();
     key_files.extend(
-        plan.machine()
+        machine
             .sign_key_file
+            .clone()
             .map(|path| ("cache signing key", path)),
     );
     let uncommitted = match repository.uncommitted_changes() {
-        Ok(changes) => uncommitted_warning(&changes, &plan.rev),
+        Ok(changes) => uncommitted_warning(&changes, rev),
         Err(error) => Some(format!(
             "cannot tell whether the work tree has uncommitted changes ({error:#}); deploying the committed revision {} only",
-            &plan.rev.as_str()[..12]
+            &rev.as_str()[..12]
         )),
     };
     uncommitted
         .into_iter()
-        .chain(exposure_warnings(&plan.inventory, &key_files))
+        .chain(exposure_warnings(inventory, &key_files))
         .collect()
 }
 

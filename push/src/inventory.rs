@@ -316,6 +316,12 @@ impl Inventory {
         })
     }
 
+    /// What every server of the fleet is trusted with: the system's roots
+    /// and `[defaults] ca_file` (a channel, say).
+    pub fn defaults_trust(&self) -> Result<Trust> {
+        Ok(Trust::with(self.ca_file(self.defaults.ca_file.as_ref())?))
+    }
+
     /// The CA file read for `written`.
     fn ca_file(&self, written: Option<&PathBuf>) -> Result<Option<&Arc<CaFile>>> {
         let Some(written) = written else {

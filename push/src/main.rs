@@ -30,6 +30,7 @@ mod narinfo;
 mod nix;
 mod outcome;
 mod progress;
+mod publish;
 mod revision;
 mod rollback;
 mod rollout;
@@ -82,6 +83,12 @@ enum Command {
     /// hardware-configuration.nix into the flake instead.
     #[command(after_help = install::EXIT_HELP)]
     Install(install::InstallOptions),
+    /// Publish the desired state of hosts that pull it (`pull = true`):
+    /// build each host's system at REV as push does, sign a state one
+    /// sequence above the one the channel holds, and write it there as
+    /// hosts/HOST.json (a folder, an S3 bucket, or push serve's channel).
+    #[command(after_help = publish::EXIT_HELP)]
+    Publish(publish::PublishOptions),
     /// Run the forge service: a push to a followed branch deploys its hosts,
     /// and each host's result is reported on the commit.
     #[command(after_help = serve::EXIT_HELP)]
@@ -128,6 +135,7 @@ fn main() -> ExitCode {
             Some(Command::Log(options)) => log::run(options).await,
             Some(Command::Rollback(options)) => rollback::run(options).await,
             Some(Command::Serve(options)) => serve::run(options).await,
+            Some(Command::Publish(options)) => publish::run(options).await,
             Some(Command::Install(options)) => install::run(options).await,
             Some(Command::Keygen(_) | Command::Completions(_) | Command::Man(_)) => {
                 unreachable!("handled above")

@@ -118,19 +118,7 @@ impl Rollout {
         self.inventory.defaults.message_lifetime_s()?;
         let names: Vec<HostName> = self.targets.iter().map(|t| t.name.clone()).collect();
         let batches = settings.policy.plan(&names)?;
-        let machine = self.machine();
-        if let Some(build_host) = &machine.build_host {
-            crate::nix::check_build_host(build_host).map_err(anyhow::Error::msg)?;
-        }
-        if let Some(path) = machine.sign_key_file {
-            // Checked now, not after a build that may take hours.
-            std::fs::File::open(&path).map_err(|error| {
-                anyhow::anyhow!(
-                    "cannot read the cache signing key {}: {error}",
-                    path.display()
-                )
-            })?;
-        }
+        check_machine(&self.machine())?;
         Ok(batches)
     }
 
@@ -139,19 +127,43 @@ impl Rollout {
         match &self.settings.build {
             BuildSource::Service(machine) => machine.clone(),
             BuildSource::Inventory { build_host } => {
-                let defaults = &self.inventory.defaults;
-                BuildMachine {
-                    build_host: build_host.clone().or(defaults.build_host.clone()),
-                    copy_to: defaults.copy_to.clone(),
-                    sign_key_file: defaults
-                        .sign_key_file
-                        .as_ref()
-                        .map(|path| self.flake_dir.join(path)),
-                    build_user: None,
-                }
+                inventory_machine(&self.inventory, build_host.clone())
             }
         }
     }
+}
+
+/// The build machine of push on the command line (`push`, `push publish`):
+/// push.toml's `[defaults]`, `build_host` (`--build-host`) before its own.
+pub fn inventory_machine(inventory: &Inventory, build_host: Option<String>) -> BuildMachine {
+    let defaults = &inventory.defaults;
+    BuildMachine {
+        build_host: build_host.or(defaults.build_host.clone()),
+        copy_to: defaults.copy_to.clone(),
+        sign_key_file: defaults
+            .sign_key_file
+            .as_ref()
+            .map(|path| inventory.root().join(path)),
+        build_user: None,
+    }
+}
+
+/// What can be told of the build machine before anything is built: the
+/// build host's name, the cache signing key readable. Bad input.
+pub fn check_machine(machine: &BuildMachine) -> Result<()> {
+    if let Some(build_host) = &machine.build_host {
+        crate::nix::check_build_host(build_host).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(path) = &machine.sign_key_file {
+        // Checked now, not after a build that may take hours.
+        std::fs::File::open(path).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot read the cache signing key {}: {error}",
+                path.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Runs a rollout to its end. `Err` only when nothing could be sent to any

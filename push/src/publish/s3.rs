@@ -1,0 +1,207 @@
+//! A channel in an S3 bucket, or any S3-compatible store:
+//! `s3://BUCKET[/PREFIX][?region=R&endpoint=E&scheme=http]`, written through
+//! the `object_store` crate (request signing, retries, credentials).
+//!
+//! The URL's parameters are named as in Nix's `s3://` store URLs, so the
+//! bucket a fleet's binary cache lives in is named the same way here:
+//! `region` (default `us-east-1`, or `AWS_DEFAULT_REGION`), `endpoint` (an
+//! S3-compatible server: a host name, `HOST:PORT`, or a URL) and `scheme`
+//! (`https`, the default, or `http` for an endpoint without TLS). The
+//! credentials come from the standard AWS environment (`AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, web identity, container
+//! and instance credentials), never from the URL. Nix's `profile` is not
+//! read: set the variables instead.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use deployd_protocol::{HostName, MAX_ENVELOPE_BYTES};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{Attribute, Attributes, ClientOptions, ObjectStore, PutOptions, PutPayload};
+
+use super::channel::{check_size, state_key};
+
+/// How long one request to the store may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A bucket and a prefix in it.
+pub struct S3Channel {
+    store: AmazonS3,
+    /// The folder of the channel in the bucket (`""` at its root).
+    prefix: String,
+    /// The URL, for messages.
+    url: String,
+}
+
+/// What an `s3://` URL says.
+#[derive(Debug, PartialEq, Eq)]
+struct S3Url {
+    bucket: String,
+    prefix: String,
+    region: Option<String>,
+    /// The endpoint as a URL (`scheme://host[:port]`).
+    endpoint: Option<String>,
+}
+
+fn parse_url(url: &str) -> Result<S3Url> {
+    let rest = url.strip_prefix("s3://").context("not an s3:// URL")?;
+    let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+    if bucket.is_empty() {
+        bail!("the channel {url:?} names no bucket: s3://BUCKET/PREFIX");
+    }
+    let (mut region, mut endpoint, mut scheme) = (None, None, None);
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .with_context(|| format!("the channel {url:?}: {name} is not UTF-8"))?
+            .into_owned();
+        match name {
+            "region" => region = Some(value),
+            "endpoint" => endpoint = Some(value),
+            "scheme" if value == "http" || value == "https" => scheme = Some(value),
+            "scheme" => bail!("the channel {url:?}: scheme must be http or https"),
+            other => bail!(
+                "the channel {url:?}: unknown parameter {other:?} (push publish reads region, endpoint and scheme; credentials come from the AWS_* environment)"
+            ),
+        }
+    }
+    let endpoint = endpoint.map(|endpoint| {
+        if endpoint.contains("://") {
+            endpoint
+        } else {
+            format!("{}://{endpoint}", scheme.as_deref().unwrap_or("https"))
+        }
+    });
+    Ok(S3Url {
+        bucket: bucket.to_owned(),
+        prefix: prefix.trim_matches('/').to_owned(),
+        region,
+        endpoint,
+    })
+}
+
+impl S3Channel {
+    /// The channel at `url` (`s3://...`), with the AWS environment's
+    /// credentials. Nothing is asked of the store yet.
+    pub fn open(url: &str) -> Result<S3Channel> {
+        let parsed = parse_url(url)?;
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&parsed.bucket)
+            .with_client_options(ClientOptions::new().with_timeout(REQUEST_TIMEOUT));
+        if let Some(region) = &parsed.region {
+            builder = builder.with_region(region);
+        }
+        if let Some(endpoint) = &parsed.endpoint {
+            builder = builder
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_endpoint(endpoint);
+        }
+        let store = builder
+            .build()
+            .with_context(|| format!("the channel {url:?}"))?;
+        Ok(S3Channel {
+            store,
+            prefix: parsed.prefix,
+            url: url.to_owned(),
+        })
+    }
+
+    fn location(&self, host: &HostName) -> ObjectPath {
+        let key = state_key(host);
+        if self.prefix.is_empty() {
+            ObjectPath::from(key)
+        } else {
+            ObjectPath::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
+    /// The state held for `host`; `None` when there is none.
+    pub async fn read(&self, host: &HostName) -> Result<Option<Vec<u8>>> {
+        let location = self.location(host);
+        let what = format!("{}: {location}", self.url);
+        let got = match self.store.get(&location).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(error) => return Err(error).with_context(|| format!("reading {what}")),
+        };
+        if got.meta.size > MAX_ENVELOPE_BYTES as u64 {
+            bail!("{what} is larger than any desired state ({MAX_ENVELOPE_BYTES} bytes at most)");
+        }
+        let bytes = got
+            .bytes()
+            .await
+            .with_context(|| format!("reading {what}"))?;
+        check_size(&bytes, &what)?;
+        Ok(Some(bytes.to_vec()))
+    }
+
+    /// Writes `envelope` as `host`'s state (`application/json`, so a
+    /// website endpoint or a CDN serves it as such).
+    pub async fn write(&self, host: &HostName, envelope: Vec<u8>) -> Result<()> {
+        let location = self.location(host);
+        let options = PutOptions {
+            attributes: Attributes::from_iter([(Attribute::ContentType, "application/json")]),
+            ..PutOptions::default()
+        };
+        self.store
+            .put_opts(&location, PutPayload::from(envelope), options)
+            .await
+            .with_context(|| format!("writing {}: {location}", self.url))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_read_as_nix_reads_its_s3_urls() {
+        assert_eq!(
+            parse_url("s3://fleet").expect("bucket"),
+            S3Url {
+                bucket: "fleet".into(),
+                prefix: String::new(),
+                region: None,
+                endpoint: None
+            }
+        );
+        assert_eq!(
+            parse_url(
+                "s3://fleet/channel/prod/?region=eu-west-1&endpoint=minio.lan%3A9000&scheme=http"
+            )
+            .expect("all"),
+            S3Url {
+                bucket: "fleet".into(),
+                prefix: "channel/prod".into(),
+                region: Some("eu-west-1".into()),
+                endpoint: Some("http://minio.lan:9000".into()),
+            }
+        );
+        assert_eq!(
+            parse_url("s3://fleet/c?endpoint=https://s3.example.org")
+                .expect("endpoint URL")
+                .endpoint
+                .as_deref(),
+            Some("https://s3.example.org")
+        );
+        assert_eq!(
+            parse_url("s3://fleet?endpoint=s3.example.org")
+                .expect("https by default")
+                .endpoint
+                .as_deref(),
+            Some("https://s3.example.org")
+        );
+        for bad in [
+            "s3://",
+            "s3:///prefix",
+            "s3://b?profile=ops",
+            "s3://b?scheme=ftp",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+}
