@@ -25,6 +25,7 @@ pub mod push_serve;
 pub mod reference;
 mod registry;
 pub mod run;
+pub mod s3;
 mod ssh;
 pub mod ssh_agent;
 pub mod supervise;
