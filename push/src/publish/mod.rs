@@ -130,6 +130,16 @@ pub async fn run(options: PublishOptions) -> Result<ExitCode> {
     for warning in warnings {
         eprintln!("push: warning: {warning}");
     }
+    if matches!(channel, Channel::Serve(_)) {
+        for host in hosts.iter().filter(|host| {
+            inventory
+                .hosts
+                .get(*host)
+                .is_some_and(|entry| entry.host_key.is_none())
+        }) {
+            eprintln!("push: warning: {host} has no host_key in push.toml: push serve will refuse its reports until it is pinned");
+        }
+    }
     let names: Vec<&str> = hosts.iter().map(HostName::as_str).collect();
     let shown_url = deployd_command::redact::mask_credentials(&channel_url).into_owned();
     eprintln!(
