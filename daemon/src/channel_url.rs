@@ -38,7 +38,10 @@ impl ChannelUrl {
     /// The URL of `host`'s desired state on an HTTP(S) channel; with
     /// `long_poll`, `(after, wait_s)`, the query push serve holds.
     pub fn state_url(base: &HttpUrl, host: &HostName, long_poll: Option<(u64, u64)>) -> HttpUrl {
-        let mut text = format!("{}/hosts/{host}.json", base.to_string().trim_end_matches('/'));
+        let mut text = format!(
+            "{}/hosts/{host}.json",
+            base.to_string().trim_end_matches('/')
+        );
         if let Some((after, wait_s)) = long_poll {
             text.push_str(&format!("?after={after}&wait={wait_s}"));
         }
@@ -157,7 +160,10 @@ mod tests {
             "/srv/channel",
         ] {
             assert!(
-                matches!(bad.parse::<ChannelUrl>(), Err(ChannelUrlError::Malformed(_))),
+                matches!(
+                    bad.parse::<ChannelUrl>(),
+                    Err(ChannelUrlError::Malformed(_))
+                ),
                 "{bad}"
             );
         }

@@ -186,6 +186,7 @@ pub const MAX_PULL_INTERVAL_S: u64 = 24 * 3600;
 fn default_pull_interval_s() -> u64 {
     60
 }
+/// `2592000`: 30 days.
 fn default_max_desired_age_s() -> u64 {
     DEFAULT_MAX_DESIRED_AGE_S
 }
@@ -526,7 +527,12 @@ impl ConfigFile {
                     .iter()
                     .map(|file| ("[health] ca_file", file)),
             )
-            .chain(self.pull.ca_file.iter().map(|file| ("[pull] ca_file", file)));
+            .chain(
+                self.pull
+                    .ca_file
+                    .iter()
+                    .map(|file| ("[pull] ca_file", file)),
+            );
         for (name, path) in files {
             if !path.is_absolute() {
                 return Err(ConfigError::Invalid(format!(

@@ -50,7 +50,10 @@ impl PullingHost {
 
     /// Writes the host's config, pulling from `channel`.
     fn configure(&self, channel: &str) {
-        let keys = [trusted(&self.ops, None), trusted(&self.reader, Some(&["read"]))];
+        let keys = [
+            trusted(&self.ops, None),
+            trusted(&self.reader, Some(&["read"])),
+        ];
         let pull = format!("\n[pull]\nchannels = [\"{channel}\"]\ninterval_s = 1\n");
         self.lab
             .write_deployd_config(&self.host, &keys, &pull)
@@ -58,13 +61,18 @@ impl PullingHost {
         let file = self.host.outside(DEPLOYD_CONFIG);
         let text = std::fs::read_to_string(&file).expect("config");
         let inside_only = text.replace("listen = \"0.0.0.0:", "listen = \"127.0.0.1:");
-        assert_ne!(text, inside_only, "the lab's config changed its listen line");
+        assert_ne!(
+            text, inside_only,
+            "the lab's config changed its listen line"
+        );
         std::fs::write(&file, inside_only).expect("config");
     }
 
     fn start(&mut self) {
         let host = self.host.clone();
-        self.lab.start_unreachable_deployd(&host).expect("deployd up");
+        self.lab
+            .start_unreachable_deployd(&host)
+            .expect("deployd up");
         let outside: SocketAddr = (self.host.address, deployd_lab::DEPLOYD_PORT).into();
         assert!(
             TcpStream::connect_timeout(&outside, Duration::from_secs(2)).is_err(),
@@ -252,7 +260,10 @@ fn a_host_nobody_reaches_applies_each_new_state_once_and_nothing_else() {
         ("an older state", older.signed(&one.ops)),
         ("another host's state", other_host.signed(&one.ops)),
         ("an expired state", expired.signed(&one.ops)),
-        ("a state signed by a read-only key", by_reader.signed(&one.reader)),
+        (
+            "a state signed by a read-only key",
+            by_reader.signed(&one.reader),
+        ),
     ] {
         publish(&folder, &host, &bytes);
         std::thread::sleep(Duration::from_secs(4));
@@ -270,7 +281,10 @@ fn a_host_nobody_reaches_applies_each_new_state_once_and_nothing_else() {
     }
     // Each refused once, not at every poll.
     assert_eq!(log.matches("refused its desired state").count(), 4, "{log}");
-    let metrics = one.lab.ask_deployd_inside(&one.host, "/metrics").expect("metrics");
+    let metrics = one
+        .lab
+        .ask_deployd_inside(&one.host, "/metrics")
+        .expect("metrics");
     assert!(
         metrics.contains("deployd_pull_polls_total{result=\"refused\"} 4"),
         "{metrics}"
@@ -292,7 +306,9 @@ fn a_pulling_host_reports_to_a_push_serve_channel_signed_with_its_host_key() {
     assert_eq!(pinned.name().as_str(), format!("{host}-host-1"));
     let key_file = one.host.outside(DEPLOYD_STATE_DIR).join("host-key.secret");
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&key_file).expect("host key file").permissions(),
+        &std::fs::metadata(&key_file)
+            .expect("host key file")
+            .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
     receiver.pin(&host, pinned);
@@ -317,15 +333,24 @@ fn a_pulling_host_reports_to_a_push_serve_channel_signed_with_its_host_key() {
     });
     assert!(reported, "no final report: {}", one.log());
     let reports = receiver.reports();
-    assert!(reports.iter().all(|report| report.sequence == Some(1)
-        && report.record.deploy_id.as_str() == "served-1"));
+    assert!(
+        reports
+            .iter()
+            .all(|report| report.sequence == Some(1)
+                && report.record.deploy_id.as_str() == "served-1")
+    );
     assert_eq!(receiver.refused(), 0);
     assert_eq!(one.host.current_system(), Some(system));
     // The final report acknowledged: no report is pending any more.
     let pending = std::fs::read_dir(one.host.outside(DEPLOYD_STATE_DIR).join("pull"))
         .expect("pull state")
         .flatten()
-        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".report.json"))
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".report.json")
+        })
         .count();
     assert_eq!(pending, 0);
 }

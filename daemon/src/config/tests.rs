@@ -269,7 +269,7 @@ fn pull_channels_parse_with_defaults_and_bounds() {
     assert_eq!(config.file.pull.interval_s, 60);
     assert_eq!(
         config.file.pull.max_desired_age_s,
-        deployd_protocol::DEFAULT_MAX_DESIRED_AGE_S
+        DEFAULT_MAX_DESIRED_AGE_S
     );
     let config = parse(&format!(
         "{minimal}[pull]\nchannels = [\"https://deploy.example.org/v1/channel\", \"file:///srv/channel\"]\ninterval_s = 5\nmax_desired_age_s = 86400\n"
@@ -278,8 +278,14 @@ fn pull_channels_parse_with_defaults_and_bounds() {
     assert_eq!(config.file.pull.channels.len(), 2);
     assert_eq!(config.file.pull.interval_s, 5);
     for (pull, expected) in [
-        ("interval_s = 0", "[pull] interval_s must be 1 to 86400 seconds"),
-        ("interval_s = 86401", "[pull] interval_s must be 1 to 86400 seconds"),
+        (
+            "interval_s = 0",
+            "[pull] interval_s must be 1 to 86400 seconds",
+        ),
+        (
+            "interval_s = 86401",
+            "[pull] interval_s must be 1 to 86400 seconds",
+        ),
         (
             "max_desired_age_s = 31708801",
             "[pull] max_desired_age_s must be 1 to 31622400 seconds (366 days)",
@@ -297,11 +303,11 @@ fn pull_channels_parse_with_defaults_and_bounds() {
         ("s3://bucket/prefix", "is not a channel"),
         ("file://relative", "is not a channel"),
     ] {
-        let error = parse(&format!("{minimal}[pull]\nchannels = [\"{channel}\"]\n"))
-            .expect_err(channel);
+        let error =
+            parse(&format!("{minimal}[pull]\nchannels = [\"{channel}\"]\n")).expect_err(channel);
         let text = crate::api::chain(&error);
         // The TOML parser quotes the line: main masks the whole message.
-        let shown = deployd_command::redact::mask_credentials(&text);
+        let shown = mask_credentials(&text);
         assert!(shown.contains(expected), "{channel}: {shown}");
         assert!(!shown.contains("s3cret"), "{shown}");
     }

@@ -60,7 +60,11 @@ impl Daemon {
         let mut pending = PendingNonce::default();
         let verifying = &mut records.nonces.verifying(&mut pending);
         let desired = match self.verifier().verify_desired(bytes, &arrival, verifying) {
-            Ok(desired) if records.nonces.may_have_seen(desired.verified.message.issued_at) => {
+            Ok(desired)
+                if records
+                    .nonces
+                    .may_have_seen(desired.verified.message.issued_at) =>
+            {
                 return Err(AdmissionError::Replayed)
             }
             Ok(desired) => desired,

@@ -44,7 +44,10 @@ pub struct PendingReport {
 /// SHA-256 in hex (a URL is no file name).
 pub fn channel_file_stem(channel: &str) -> String {
     let digest = sha2::Sha256::digest(channel.as_bytes());
-    digest[..16].iter().map(|byte| format!("{byte:02x}")).collect()
+    digest[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// `state_dir/pull/`, created if missing.
@@ -142,7 +145,11 @@ mod tests {
         assert_eq!(other.last(), None, "each channel has its own");
         let stem = channel_file_stem(channel);
         assert_eq!(stem.len(), 32);
-        assert!(dir.path().join("pull").join(format!("{stem}.json")).exists());
+        assert!(dir
+            .path()
+            .join("pull")
+            .join(format!("{stem}.json"))
+            .exists());
     }
 
     #[test]

@@ -69,10 +69,7 @@ impl HttpChecker {
 
 /// The TLS client of HTTPS checks and channels: the system's roots and
 /// `ca_file`'s, which `section` (`[health]`, `[pull]`) names.
-pub(crate) fn connector(
-    ca_file: Option<&Path>,
-    section: &str,
-) -> Result<TlsConnector, String> {
+pub(crate) fn connector(ca_file: Option<&Path>, section: &str) -> Result<TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
     // The system's bundle: certificates it cannot parse are skipped, as
     // OpenSSL does; none at all leaves ca_file alone to trust.
