@@ -283,6 +283,32 @@ in {
             default = {};
             description = "Health checks after a switch; see `[health]` in deployd's book (reference/config.md). Magic rollback is asked per deploy (`push --confirm SECONDS`).";
           };
+          pull = mkOption {
+            type = types.submodule {
+              freeformType = settingsFormat.type;
+              options = {
+                channels = mkOption {
+                  type = types.listOf types.str;
+                  default = [];
+                  example = ["https://deploy.example.org/v1/channel"];
+                  description = "Channels this host pulls its signed desired state from (`http://`, `https://` or `file://`), for a host nobody can reach (NAT, a laptop, a machine often off); see deployd's book (design/channels.md). Never with a user or password in the URL.";
+                };
+                interval_s = mkOption {
+                  type = types.ints.positive;
+                  default = 60;
+                  description = "Seconds between two polls of a channel, at most 86400 (each wait drawn between 0.8 and 1.2 times it); a push serve channel is long-polled instead.";
+                };
+                ca_file = mkOption {
+                  type = types.nullOr types.str;
+                  default = null;
+                  example = "/etc/ssl/fleet-ca.pem";
+                  description = "PEM certificates of CAs that `https://` channels are trusted with besides the system's roots. Public, so it may be in the store.";
+                };
+              };
+            };
+            default = {};
+            description = "Pulling desired states from channels; see `[pull]` in deployd's book (reference/config.md). `max_desired_age_s` may be set here too.";
+          };
         };
       };
     };

@@ -11,9 +11,13 @@ use std::time::Duration;
 
 use deployd_command::redact::{mask_credentials, url_credentials};
 use deployd_protocol::ssh::SshKeyError;
-use deployd_protocol::{DuplicateKeyName, HostName, KeyError, PublicKey, TrustedKeys};
+use deployd_protocol::{
+    DuplicateKeyName, HostName, KeyError, PublicKey, TrustedKeys, DEFAULT_MAX_DESIRED_AGE_S,
+    LONGEST_DESIRED_AGE_S,
+};
 use deployd_service::tls::{CertificateFiles, TlsFilesError};
 
+use crate::channel_url::ChannelUrl;
 use crate::http_url::HttpUrl;
 
 mod trusted_keys;
@@ -72,10 +76,10 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The `[tls]` certificate and key, or `[health] ca_file`, cannot be used.
+    /// The `[tls]` certificate and key, or a `ca_file`, cannot be used.
     #[error("{section}")]
     Tls {
-        /// `[tls]` or `[health]`.
+        /// `[tls]`, `[health]` or `[pull]`.
         section: &'static str,
         /// Why.
         #[source]
@@ -134,6 +138,57 @@ pub struct ConfigFile {
     /// When present, the API is served over HTTPS only, with this
     /// certificate and key.
     pub tls: Option<TlsSection>,
+    /// Channels this host pulls its desired state from.
+    #[serde(default)]
+    pub pull: PullSection,
+}
+
+/// `[pull]`: the channels a host that cannot be reached reads its desired
+/// state from (docs/src/design/channels.md). No channel: the host only
+/// takes deploys pushed to its API.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullSection {
+    /// `http://`, `https://` or `file://` channels; the host reads
+    /// `CHANNEL/hosts/<hostname>.json` from each. Never with a user or
+    /// password in the URL.
+    #[serde(default)]
+    pub channels: Vec<ChannelUrl>,
+    /// Seconds between two polls of a channel, each wait drawn between 0.8
+    /// and 1.2 times it (1 to 86400). A push serve channel is long-polled
+    /// instead.
+    #[serde(default = "default_pull_interval_s")]
+    pub interval_s: u64,
+    /// The longest validity window a desired state may have (from its
+    /// `issued_at` to its `expires_at`), in seconds: at most 366 days.
+    #[serde(default = "default_max_desired_age_s")]
+    pub max_desired_age_s: u64,
+    /// PEM certificates of CAs trusted for `https://` channels, besides
+    /// the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for PullSection {
+    fn default() -> Self {
+        PullSection {
+            channels: Vec::new(),
+            interval_s: default_pull_interval_s(),
+            max_desired_age_s: default_max_desired_age_s(),
+            ca_file: None,
+        }
+    }
+}
+
+/// The longest pause between two polls of a channel: a day.
+pub const MAX_PULL_INTERVAL_S: u64 = 24 * 3600;
+
+/// `60`: a minute.
+fn default_pull_interval_s() -> u64 {
+    60
+}
+/// `2592000`: 30 days.
+fn default_max_desired_age_s() -> u64 {
+    DEFAULT_MAX_DESIRED_AGE_S
 }
 
 /// `[tls]`: the API's certificate chain and private key (PEM). The files
@@ -443,6 +498,14 @@ impl ConfigFile {
                 }
             })?;
         }
+        if let Some(ca_file) = &self.pull.ca_file {
+            deployd_service::tls::read_certificates(ca_file, "ca_file").map_err(|source| {
+                ConfigError::Tls {
+                    section: "[pull]",
+                    source,
+                }
+            })?;
+        }
         Ok(())
     }
 
@@ -463,6 +526,12 @@ impl ConfigFile {
                     .ca_file
                     .iter()
                     .map(|file| ("[health] ca_file", file)),
+            )
+            .chain(
+                self.pull
+                    .ca_file
+                    .iter()
+                    .map(|file| ("[pull] ca_file", file)),
             );
         for (name, path) in files {
             if !path.is_absolute() {
@@ -523,6 +592,7 @@ impl ConfigFile {
                 "quarantine_s must be 0 (off) to {MAX_QUARANTINE_S} seconds"
             )));
         }
+        self.pull.validate()?;
         for (name, seconds) in [
             ("[nix] fetch_timeout_s", self.nix.fetch_timeout_s),
             (
@@ -533,6 +603,30 @@ impl ConfigFile {
             if seconds == 0 || seconds > MAX_TIMEOUT_S {
                 return Err(ConfigError::Invalid(format!(
                     "{name} must be 1 to {MAX_TIMEOUT_S} seconds"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PullSection {
+    /// Bounds and duplicates; each URL was checked when it was parsed.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.interval_s == 0 || self.interval_s > MAX_PULL_INTERVAL_S {
+            return Err(ConfigError::Invalid(format!(
+                "[pull] interval_s must be 1 to {MAX_PULL_INTERVAL_S} seconds"
+            )));
+        }
+        if self.max_desired_age_s == 0 || self.max_desired_age_s > LONGEST_DESIRED_AGE_S {
+            return Err(ConfigError::Invalid(format!(
+                "[pull] max_desired_age_s must be 1 to {LONGEST_DESIRED_AGE_S} seconds (366 days)"
+            )));
+        }
+        for (index, channel) in self.channels.iter().enumerate() {
+            if self.channels[..index].contains(channel) {
+                return Err(ConfigError::Invalid(format!(
+                    "[pull] channels: {channel} is listed twice"
                 )));
             }
         }

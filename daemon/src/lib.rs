@@ -5,14 +5,17 @@
 //! `main.rs` only parses, loads, binds and calls [`start`] and [`api::serve`].
 
 pub mod api;
+pub mod channel_url;
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod environment;
 pub mod events;
+pub mod host_key;
 pub mod http_url;
 pub mod metrics;
 pub mod pipeline;
+pub mod pull;
 pub mod state;
 pub mod system;
 

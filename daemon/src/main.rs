@@ -114,6 +114,7 @@ async fn run(config: Config) -> Result<(), String> {
         daemon.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(deployd::pull::run(daemon.clone(), shutdown.clone()));
     if let Some(interval) = notify::watchdog_interval() {
         tokio::spawn(notify::keep_watchdog_fed(interval, shutdown.clone()));
     }

@@ -1,7 +1,8 @@
 //! `GET /metrics` in Prometheus' text format: deploys by outcome, deploy
 //! durations, the current system, the last success, whether a reboot is
 //! needed, whether a deploy runs, how many store paths are quarantined, and
-//! the requests refused by error code (a `quarantined` deploy among them).
+//! the requests refused by error code (a `quarantined` deploy among them),
+//! and the polls of `[pull]` channels by result.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -20,6 +21,8 @@ pub struct Counters {
     last_success_ms: Option<u64>,
     /// Error answers by code, since the daemon started.
     refused: BTreeMap<&'static str, u64>,
+    /// Polls of channels, by result, since the daemon started.
+    pull_polls: BTreeMap<&'static str, u64>,
 }
 
 impl Counters {
@@ -35,6 +38,13 @@ impl Counters {
     /// Counts a request answered with the error `code`.
     pub fn refuse(&mut self, code: ErrorCode) {
         *self.refused.entry(code.as_str()).or_default() += 1;
+    }
+
+    /// Counts a poll of a channel that ended in `result` (`applied`,
+    /// `unchanged`, `not_modified`, `not_found`, `busy`, `refused`,
+    /// `failed`).
+    pub fn poll(&mut self, result: &'static str) {
+        *self.pull_polls.entry(result).or_default() += 1;
     }
 
     /// Counts a finished deploy.
@@ -144,6 +154,19 @@ pub fn render(counters: &Counters, gauges: &Gauges<'_>) -> String {
         "Requests answered with an error, by its code (a code appears once answered).",
         &refused,
     );
+    if !counters.pull_polls.is_empty() {
+        let polls: Vec<(String, String)> = counters
+            .pull_polls
+            .iter()
+            .map(|(result, count)| (format!("{{result=\"{result}\"}}"), count.to_string()))
+            .collect();
+        metric(
+            "deployd_pull_polls_total",
+            "counter",
+            "Polls of the [pull] channels, by result (a result appears once it happened).",
+            &polls,
+        );
+    }
     text
 }
 
@@ -168,7 +191,11 @@ mod tests {
             duration_count: 3,
             last_success_ms: Some(1_800_000_000_500),
             refused: BTreeMap::new(),
+            pull_polls: BTreeMap::new(),
         };
+        counters.poll("applied");
+        counters.poll("unchanged");
+        counters.poll("unchanged");
         counters.refuse(ErrorCode::NotFound);
         counters.refuse(ErrorCode::NotFound);
         counters.refuse(ErrorCode::BadSignature);
@@ -197,6 +224,9 @@ mod tests {
             "deployd_refused_total{code=\"bad_signature\"} 1",
             "deployd_refused_total{code=\"not_found\"} 2",
             "deployd_refused_total{code=\"quarantined\"} 1",
+            "# TYPE deployd_pull_polls_total counter",
+            "deployd_pull_polls_total{result=\"applied\"} 1",
+            "deployd_pull_polls_total{result=\"unchanged\"} 2",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -207,6 +207,11 @@ pub struct StatusResponse {
     /// of daemons older than quarantine, and then read as none.
     #[serde(default)]
     pub quarantined: Vec<QuarantinedPath>,
+    /// The host's own key (public, `NAME:base64`), which signs the reports
+    /// it sends to a channel; the operator pins it in push.toml as
+    /// `host_key`. Absent from the answers of daemons older than channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
 }
 
 /// A store path whose last deploy here ended `failed` or `rolled_back`

@@ -83,6 +83,48 @@ impl Lab {
         )
     }
 
+    /// Starts deployd on `host` whose config listens on the host's loopback
+    /// only (`127.0.0.1`): a host nobody can reach, which pulls its orders.
+    /// Waits until it answers inside the host.
+    pub fn start_unreachable_deployd(&mut self, host: &Node) -> Result<()> {
+        if host.pid1.is_some() {
+            let output = host
+                .command("systemctl", ["restart", "deployd.service"])
+                .output()?;
+            if !output.status.success() {
+                bail!(
+                    "systemctl restart deployd.service on {}: {}",
+                    host.name,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+            }
+        } else {
+            let binary = self.deployd_binary()?;
+            let argv = host.mounted_argv(&binary, ["--config", DEPLOYD_CONFIG]);
+            self.supervise(host, "deployd", argv)?;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.ask_deployd_inside(host, "/healthz").is_err() {
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "deployd on {} did not come up; see {}",
+                    host.name,
+                    host.root.join("deployd.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    }
+
+    /// GETs `path` of deployd's API from inside `host` (`curl` on its
+    /// loopback); the answer's body, when it is a 2xx.
+    pub fn ask_deployd_inside(&self, host: &Node, path: &str) -> Result<String> {
+        let url = format!("http://127.0.0.1:{DEPLOYD_PORT}{path}");
+        let output = host.run(&["curl", "-sf", "--max-time", "10", &url])?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// Stops deployd on `host` for good (`systemctl stop`, or its
     /// supervisor and then it).
     pub fn stop_deployd(&mut self, host: &Node) -> Result<()> {

@@ -11,6 +11,7 @@
 //! The end-to-end tests use this library; the `lab` binary drives it by hand.
 
 pub mod cgroups;
+pub mod channel_receiver;
 mod deployd;
 mod flake;
 pub mod forge;

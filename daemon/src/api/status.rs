@@ -47,6 +47,7 @@ pub fn status(daemon: &Daemon) -> StatusResponse {
             .collect(),
         trusted_public_keys: nix.trusted_public_keys.clone(),
         quarantined: daemon.quarantined(),
+        host_key: Some(daemon.host_key().public_key().to_string()),
     }
 }
 

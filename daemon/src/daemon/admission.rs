@@ -8,8 +8,8 @@
 
 use deployd_protocol::api::{DeployAccepted, DeployRecord, DeployState, PhaseRecord, StateEvent};
 use deployd_protocol::{
-    Action, Arrival, DeployId, Endpoint, KeyName, RejectError, Request, Revision, StorePath,
-    Verified,
+    Action, Arrival, DeployId, DeployRequest, Endpoint, KeyName, RejectError, Request, Revision,
+    StorePath, Verified,
 };
 
 use super::{Daemon, Records};
@@ -81,25 +81,53 @@ pub enum AdmissionError {
 }
 
 /// What a new deploy is, before it is recorded.
-struct NewDeploy {
-    deploy_id: DeployId,
-    store_path: StorePath,
-    action: Action,
-    flake: Option<String>,
-    rev: Option<Revision>,
-    rollback_to_generation: Option<u64>,
-    confirm_within_s: Option<u64>,
+pub(super) struct NewDeploy {
+    /// Its id.
+    pub(super) deploy_id: DeployId,
+    /// The system.
+    pub(super) store_path: StorePath,
+    /// What to do with it.
+    pub(super) action: Action,
+    /// The flake it was built from, when the sender says.
+    pub(super) flake: Option<String>,
+    /// The revision it was built from, when the sender says.
+    pub(super) rev: Option<Revision>,
+    /// For a requested rollback: the generation to return to.
+    pub(super) rollback_to_generation: Option<u64>,
+    /// Magic rollback's window, when asked for.
+    pub(super) confirm_within_s: Option<u64>,
     /// The specialisation the request asks for.
-    specialisation: Option<String>,
+    pub(super) specialisation: Option<String>,
     /// Whether the quarantine of its store path is checked: for a `deploy`
     /// without `retry_failed`; never for a requested rollback.
-    quarantine_applies: bool,
+    pub(super) quarantine_applies: bool,
     /// The key that signed its message.
-    key: KeyName,
+    pub(super) key: KeyName,
     /// When its message was issued (Unix seconds).
-    issued_at: u64,
+    pub(super) issued_at: u64,
     /// The end of its message's validity window (Unix seconds).
-    expires_at: u64,
+    pub(super) expires_at: u64,
+}
+
+impl NewDeploy {
+    /// The deploy a verified `deploy` message (or desired state) asks for.
+    /// `(issued_at, expires_at)` is its message's window.
+    pub(super) fn requested(request: DeployRequest, key: KeyName, window: (u64, u64)) -> NewDeploy {
+        NewDeploy {
+            deploy_id: request.deploy_id,
+            store_path: request.store_path,
+            action: request.action,
+            flake: request.flake,
+            rev: request.rev,
+            rollback_to_generation: None,
+            confirm_within_s: request.confirm_within_s,
+            specialisation: request.specialisation,
+            quarantine_applies: !request.retry_failed,
+            key,
+            issued_at: window.0,
+            expires_at: window.1,
+        }
+    }
 }
 
 impl Daemon {
@@ -110,25 +138,13 @@ impl Daemon {
         let Some((verified, pending)) = self.admit(records, bytes, Endpoint::Deploy)? else {
             return retry(records, bytes);
         };
+        let window = (verified.message.issued_at, verified.message.expires_at);
         let Request::Deploy(request) = verified.message.request else {
             return Err(AdmissionError::Inconsistent(
                 "the verifier passed a non-deploy message".into(),
             ));
         };
-        let new = NewDeploy {
-            deploy_id: request.deploy_id,
-            store_path: request.store_path,
-            action: request.action,
-            flake: request.flake,
-            rev: request.rev,
-            rollback_to_generation: None,
-            confirm_within_s: request.confirm_within_s,
-            specialisation: request.specialisation,
-            quarantine_applies: !request.retry_failed,
-            key: verified.key,
-            issued_at: verified.message.issued_at,
-            expires_at: verified.message.expires_at,
-        };
+        let new = NewDeploy::requested(request, verified.key, window);
         self.record_new(records, new, pending, bytes)
     }
 
@@ -250,6 +266,22 @@ impl Daemon {
         pending: PendingNonce,
         bytes: &[u8],
     ) -> Result<Admission, AdmissionError> {
+        let deploy = self.prepare_new(records, new)?;
+        records.nonces.commit(pending, now_ms() / 1000)?;
+        records.store.insert(deploy.clone(), bytes)?;
+        self.open_new(&deploy);
+        Ok(Admission::New(accepted(&deploy.record.deploy_id)))
+    }
+
+    /// The rules every new deploy passes, whichever door it came in by
+    /// (`POST /v1/deploy`, a rollback, a channel): its id never used, its
+    /// store path not quarantined (unless `retry_failed`), no deploy
+    /// running. Returns the deploy to record; records nothing.
+    pub(super) fn prepare_new(
+        &self,
+        records: &Records,
+        new: NewDeploy,
+    ) -> Result<StoredDeploy, AdmissionError> {
         if records.store.id_used(new.deploy_id.as_str()) {
             return Err(AdmissionError::DeployIdReused(new.deploy_id));
         }
@@ -260,8 +292,7 @@ impl Daemon {
             return Err(AdmissionError::Busy(running.record.deploy_id.clone()));
         }
         let now = now_ms();
-        let id = new.deploy_id.clone();
-        let deploy = StoredDeploy {
+        Ok(StoredDeploy {
             progress: Progress {
                 sequence: records.store.next_sequence(),
                 rollback_to_generation: new.rollback_to_generation,
@@ -271,19 +302,21 @@ impl Daemon {
                 ..Progress::default()
             },
             record: received_record(new, self.config().hostname.clone(), now),
-        };
-        records.nonces.commit(pending, now / 1000)?;
-        records.store.insert(deploy.clone(), bytes)?;
-        // Live before the records lock is released: a subscriber never sees
-        // the deploy without its events.
+        })
+    }
+
+    /// Makes a deploy just recorded live: its events open (before the
+    /// records lock is released, so a subscriber never sees the deploy
+    /// without its events), and a line in the journal.
+    pub(super) fn open_new(&self, deploy: &StoredDeploy) {
+        let record = &deploy.record;
         self.fanout.open(
-            &id,
+            &record.deploy_id,
             [DeployEvent::State(StateEvent {
                 state: DeployState::Received,
-                at_ms: now,
+                at_ms: record.created_at_ms,
             })],
         );
-        let record = &deploy.record;
         log::info!(
             deploy_id = record.deploy_id.as_str(),
             store_path = record.store_path.as_str(),
@@ -294,7 +327,6 @@ impl Daemon {
             record.action,
             record.store_path
         );
-        Ok(Admission::New(accepted(&id)))
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod admission;
 mod deploy_log;
+pub mod desired;
 mod fanout;
 pub mod lifecycle;
 mod progress;
@@ -19,6 +20,7 @@ pub mod reload;
 
 pub use crate::environment::Environment;
 pub use admission::{Admission, AdmissionError};
+pub use desired::{Channel, Desired, DesiredAdmission};
 pub use lifecycle::MAX_EVENT_STREAMS;
 pub use quarantine::Quarantined;
 
@@ -26,7 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use deployd_protocol::api::{DeployRecord, DeployState, DeploySummary};
 use deployd_protocol::{
-    Arrival, DeployId, Endpoint, MemoryNonceStore, RejectError, SystemClock, Verified, Verifier,
+    Arrival, DeployId, Endpoint, MemoryNonceStore, RejectError, SecretKey, SystemClock, Verified,
+    Verifier,
 };
 use deployd_service::tls::{ReloadingCertificate, TlsFilesError};
 use tokio::sync::broadcast;
@@ -67,6 +70,8 @@ pub struct Daemon {
     /// loaded when the daemon opens; it follows its files, and a reload
     /// points it at the config's (whether TLS is on stays as it started).
     tls: Option<Arc<ReloadingCertificate>>,
+    /// The key this host signs its reports to channels with.
+    host_key: SecretKey,
 }
 
 /// Why the daemon cannot open.
@@ -78,6 +83,9 @@ pub enum OpenError {
     /// The `[tls]` certificate and key cannot be used.
     #[error("[tls]")]
     Tls(#[from] TlsFilesError),
+    /// The host key can be neither read nor made.
+    #[error("the host key")]
+    HostKey(#[from] crate::host_key::HostKeyError),
 }
 
 /// What admission and progress change together.
@@ -110,6 +118,7 @@ impl Daemon {
         if let Some(problem) = problem {
             log::warn!("unreadable nonces: {problem}");
         }
+        let host_key = crate::host_key::load_or_make(state_dir, &config.hostname)?;
         let verifier = verifier_for(&config);
         let counters = Counters::from_history(store.newest_first().map(|d| &d.record));
         Ok(Arc::new(Daemon {
@@ -123,7 +132,13 @@ impl Daemon {
             counters: Mutex::new(counters),
             lifecycle: Lifecycle::default(),
             tls,
+            host_key,
         }))
+    }
+
+    /// The key this host signs its reports with.
+    pub fn host_key(&self) -> &SecretKey {
+        &self.host_key
     }
 
     /// The API's certificate, when it is served over HTTPS.
@@ -238,6 +253,14 @@ impl Daemon {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .refuse(code);
+    }
+
+    /// Counts a poll of a channel that ended in `result` (for `/metrics`).
+    pub fn count_poll(&self, result: &'static str) {
+        self.counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .poll(result);
     }
 
     fn count(&self, record: &DeployRecord) {

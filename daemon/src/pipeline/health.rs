@@ -6,7 +6,7 @@
 //! rounds until one round passes or the deadline passes; the last round's
 //! report says why.
 
-mod http;
+pub(crate) mod http;
 
 use std::time::Duration;
 

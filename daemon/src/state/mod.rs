@@ -18,14 +18,19 @@
 //!   unreadable/                 what could not be read at start (a deploy's
 //!                               directory, nonces.json, active.json)
 //!   gc-roots/                   roots for what was fetched or `test`-activated
+//!   host-key.secret             the host key reports are signed with (0600)
+//!   pull/<digest>.json          per channel: the last sequence applied
+//!   pull/<digest>.report.json   per channel: a final report not yet acknowledged
 //! ```
 
+mod channels;
 mod files;
 mod nonces;
 mod quarantine;
 mod records;
 mod used_ids;
 
+pub use channels::{channel_file_stem, ChannelSequence, PendingReport, ReportMarker};
 pub use files::{read_json, write_atomically, write_json};
 pub use nonces::{DiskNonceStore, PendingNonce, VerifyingNonces};
 pub use quarantine::{QuarantineIndex, MAX_QUARANTINED};

@@ -36,7 +36,7 @@ impl HttpChecker {
     /// `ca_file` that cannot be read fails every `https://` check, saying why.
     pub fn for_urls(urls: &[HttpUrl], ca_file: Option<&Path>) -> HttpChecker {
         let tls = if urls.iter().any(HttpUrl::is_https) {
-            connector(ca_file)
+            connector(ca_file, "[health]")
         } else {
             Err("no https:// URL was expected".to_owned())
         };
@@ -67,8 +67,9 @@ impl HttpChecker {
     }
 }
 
-/// The TLS client of HTTPS checks: the system's roots and `ca_file`'s.
-fn connector(ca_file: Option<&Path>) -> Result<TlsConnector, String> {
+/// The TLS client of HTTPS checks and channels: the system's roots and
+/// `ca_file`'s, which `section` (`[health]`, `[pull]`) names.
+pub(crate) fn connector(ca_file: Option<&Path>, section: &str) -> Result<TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
     // The system's bundle: certificates it cannot parse are skipped, as
     // OpenSSL does; none at all leaves ca_file alone to trust.
@@ -76,11 +77,11 @@ fn connector(ca_file: Option<&Path>) -> Result<TlsConnector, String> {
     roots.add_parsable_certificates(system.certs);
     if let Some(ca_file) = ca_file {
         let certificates = deployd_service::tls::read_certificates(ca_file, "ca_file")
-            .map_err(|error| format!("[health] {}", crate::api::chain(&error)))?;
+            .map_err(|error| format!("{section} {}", crate::api::chain(&error)))?;
         for certificate in certificates {
             roots.add(certificate).map_err(|error| {
                 format!(
-                    "[health] ca_file {}: a certificate is not a usable CA: {error}",
+                    "{section} ca_file {}: a certificate is not a usable CA: {error}",
                     ca_file.display()
                 )
             })?;
@@ -97,7 +98,7 @@ fn connector(ca_file: Option<&Path>) -> Result<TlsConnector, String> {
 
 /// A failed TLS handshake with `host`, in one line; a certificate that does
 /// not verify is named as such.
-fn handshake_failure(host: &str, error: &std::io::Error) -> String {
+pub(crate) fn handshake_failure(host: &str, error: &std::io::Error) -> String {
     let tls = error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());

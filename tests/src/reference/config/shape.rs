@@ -167,6 +167,12 @@ fn leaf(sources: &Sources, kind: &syn::Type, near: &Path) -> String {
         return known.to_owned();
     }
     if let Some(found) = sources.enum_named(&outer, Some(near)) {
+        // `#[serde(try_from = "String")]`: read from a string, whatever its
+        // variants hold once parsed.
+        if serde_value(&serde_settings(&found.item.attrs), "try_from").as_deref() == Some("String")
+        {
+            return "string".to_owned();
+        }
         // `#[serde(untagged)]`, each variant holding one value: any of them.
         let untagged: Option<Vec<String>> =
             serde_flag(&serde_settings(&found.item.attrs), "untagged")
