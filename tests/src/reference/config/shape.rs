@@ -66,6 +66,9 @@ impl Shape {
         };
         let table_of = |kind: &syn::Type| {
             let name = last_segment(kind)?;
+            if known_leaf(&name).is_some() {
+                return None;
+            }
             let found = sources.struct_named(&name, Some(near))?;
             let named = matches!(found.item.fields, syn::Fields::Named(_));
             let converted = serde_value(&serde_settings(&found.item.attrs), "try_from").is_some()
@@ -143,6 +146,21 @@ pub fn last_segment(kind: &syn::Type) -> Option<String> {
     }
 }
 
+/// The TOML type of a type the config reads with its own serde code.
+fn known_leaf(type_name: &str) -> Option<&'static str> {
+    match type_name {
+        "String" | "str" => Some("string"),
+        "PathBuf" | "Path" => Some("string (path)"),
+        "bool" => Some("boolean"),
+        "u8" | "u16" | "u32" | "u64" | "usize" | "i32" | "i64" => Some("integer"),
+        "SocketAddr" => Some("string (address:port)"),
+        "HostName" => Some("string (host name)"),
+        "PublicKey" => Some("string (public key, `NAME:BASE64`)"),
+        "Permissions" => Some("array of string"),
+        _ => None,
+    }
+}
+
 /// A value's TOML type, in words.
 fn leaf(sources: &Sources, kind: &syn::Type, near: &Path) -> String {
     let (outer, inner) = split_generic(kind);
@@ -153,17 +171,7 @@ fn leaf(sources: &Sources, kind: &syn::Type, near: &Path) -> String {
         }
         _ => {}
     }
-    let known = match outer.as_str() {
-        "String" | "str" => Some("string"),
-        "PathBuf" | "Path" => Some("string (path)"),
-        "bool" => Some("boolean"),
-        "u8" | "u16" | "u32" | "u64" | "usize" | "i32" | "i64" => Some("integer"),
-        "SocketAddr" => Some("string (address:port)"),
-        "HostName" => Some("string (host name)"),
-        "Permissions" => Some("array of string"),
-        _ => None,
-    };
-    if let Some(known) = known {
+    if let Some(known) = known_leaf(&outer) {
         return known.to_owned();
     }
     if let Some(found) = sources.enum_named(&outer, Some(near)) {
