@@ -9,6 +9,8 @@
 //!   limits of `hook_body.rs` (`411`, `408`, `503` with `Retry-After`).
 //! - `GET /v1/status` (anyone): the branches followed, the rollout running,
 //!   the pushes queued and the recent rollouts with every host's result.
+//! - `/v1/channel/...`: the channel of the hosts that pull (see
+//!   `channel/routes.rs`).
 //! - `GET /metrics` (anyone): hooks and rollouts by outcome, queue length,
 //!   last rollout time. `GET /healthz`: `ok`.
 
@@ -43,6 +45,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(axum::middleware::from_fn(answer_within_timeout))
+        // Long polls last up to a minute; bodies have their own limit.
+        .merge(super::channel::routes::router())
         .with_state(service)
 }
 
@@ -62,7 +66,7 @@ async fn answer_within_timeout(
 }
 
 /// An error answer, as the daemon's.
-fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+pub(super) fn error(code: ErrorCode, message: impl Into<String>) -> Response {
     let status =
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     error_with_status(status, code, message)
@@ -70,7 +74,11 @@ fn error(code: ErrorCode, message: impl Into<String>) -> Response {
 
 /// An error answer with a status more precise than its code's (`411`,
 /// `408`, `503`: the body's refusals, which the daemon's codes do not name).
-fn error_with_status(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
+pub(super) fn error_with_status(
+    status: StatusCode,
+    code: ErrorCode,
+    message: impl Into<String>,
+) -> Response {
     let body = ErrorBody {
         error: code,
         message: message.into(),
@@ -258,6 +266,53 @@ struct StatusAnswer {
     running: Option<Running>,
     queued: Vec<QueuedPush>,
     recent: Vec<RolloutRecord>,
+    /// The hosts that pull: what the channel holds for them, their last report.
+    pulling: Vec<PullingHost>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct PullingHost {
+    host: String,
+    /// The desired state held.
+    held: Option<super::channel::HeldSummary>,
+    /// The newest report.
+    report: Option<PullReport>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct PullReport {
+    deploy_id: String,
+    state: String,
+    sequence: Option<u64>,
+    sent_at: u64,
+    error: Option<String>,
+}
+
+/// The hosts that pull, or that the channel holds something for.
+fn pulling_hosts(service: &Service) -> Vec<PullingHost> {
+    let channel = &service.channel;
+    channel
+        .hosts()
+        .into_iter()
+        .map(|host| PullingHost {
+            held: channel.held(&host).map(|held| held.summary),
+            report: channel.report(&host).map(|kept| {
+                let report = &kept.report;
+                PullReport {
+                    deploy_id: report.record.deploy_id.to_string(),
+                    state: report.record.state.to_string(),
+                    sequence: report.sequence,
+                    sent_at: report.sent_at,
+                    error: report
+                        .record
+                        .error
+                        .as_ref()
+                        .map(|error| format!("{}: {}", error.code, error.message)),
+                }
+            }),
+            host: host.to_string(),
+        })
+        .collect()
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -311,6 +366,7 @@ async fn get_status(State(service): State<Arc<Service>>) -> Json<serde_json::Val
         running,
         queued: state.pending.clone(),
         recent: state.history.iter().rev().cloned().collect(),
+        pulling: pulling_hosts(&service),
     };
     Json(serde_json::to_value(answer).unwrap_or_default())
 }
@@ -359,7 +415,7 @@ async fn get_metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
         ));
     }
     text.push_str("# HELP deployd_forge_rollouts_total Rollouts ended, by outcome.\n# TYPE deployd_forge_rollouts_total counter\n");
-    for outcome in ["succeeded", "failed", "unchanged", "error"] {
+    for outcome in ["succeeded", "published", "failed", "unchanged", "error"] {
         let count = counters.rollouts.get(outcome).copied().unwrap_or(0);
         text.push_str(&format!(
             "deployd_forge_rollouts_total{{outcome=\"{outcome}\"}} {count}\n"
