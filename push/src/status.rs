@@ -104,6 +104,8 @@ fn other_name<'a>(target: &Target, status: &'a StatusResponse) -> Option<&'a Hos
 }
 
 /// What `push status` learnt of a host.
+// One per host, for the run's length: boxing the status would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum HostAnswer {
     /// Called: its `/v1/status`, or why not.
     Called(Result<StatusResponse, crate::client::HostError>),

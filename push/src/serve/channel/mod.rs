@@ -148,9 +148,9 @@ impl Channel {
             slots.insert(host, Slot::new(held, report.map(Arc::new)));
         }
         for host in read_hosts_in(&dir.join("reports"))? {
-            if !slots.contains_key(&host) {
-                let report = read_report(&dir, &host)?;
-                slots.insert(host, Slot::new(None, report.map(Arc::new)));
+            if let std::collections::btree_map::Entry::Vacant(entry) = slots.entry(host) {
+                let report = read_report(&dir, entry.key())?;
+                entry.insert(Slot::new(None, report.map(Arc::new)));
             }
         }
         Ok(Channel {

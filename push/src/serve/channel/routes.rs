@@ -79,33 +79,27 @@ async fn no_such_thing() -> Response {
 }
 
 /// The host named in the path (`{host}.json` or `{host}`), if push.toml
-/// has it.
+/// has it; else why not (a `404`).
 fn fleet_host(
     service: &Service,
     written: &str,
     suffix: &str,
-) -> Result<(HostName, FleetHost), Response> {
-    let name = written.strip_suffix(suffix).ok_or_else(|| {
-        error(
-            ErrorCode::NotFound,
-            format!("a host's state is hosts/{{host}}{suffix}"),
-        )
-    })?;
+) -> Result<(HostName, FleetHost), String> {
+    let name = written
+        .strip_suffix(suffix)
+        .ok_or_else(|| format!("a host's state is hosts/{{host}}{suffix}"))?;
     let unknown = || {
-        error(
-            ErrorCode::NotFound,
-            format!(
-                "{:?} is not a host of push.toml",
-                name.chars().take(64).collect::<String>()
-            ),
+        format!(
+            "{:?} is not a host of push.toml",
+            name.chars().take(64).collect::<String>()
         )
     };
     let host: HostName = name.parse().map_err(|_| unknown())?;
     let Some(fleet) = service.channel.fleet() else {
-        return Err(error(
-            ErrorCode::NotFound,
-            "push serve has not read push.toml yet (it does at its first rollout): it knows no host",
-        ));
+        return Err(
+            "push serve has not read push.toml yet (it does at its first rollout): it knows no host"
+                .to_owned(),
+        );
     };
     let entry = fleet.get(&host).cloned().ok_or_else(unknown)?;
     Ok((host, entry))
@@ -167,7 +161,7 @@ async fn get_state(
 ) -> Response {
     let (host, _) = match fleet_host(&service, &file, ".json") {
         Ok(found) => found,
-        Err(answer) => return answer,
+        Err(why) => return error(ErrorCode::NotFound, why),
     };
     let poll = match query
         .map_err(|rejection| rejection.body_text())
@@ -310,7 +304,7 @@ async fn put_state(
 ) -> Response {
     let (host, _) = match fleet_host(&service, &file, ".json") {
         Ok(found) => found,
-        Err(answer) => return answer,
+        Err(why) => return error(ErrorCode::NotFound, why),
     };
     let bytes = match read_body(&service, &headers, body).await {
         Ok(bytes) => bytes,
@@ -371,7 +365,7 @@ async fn post_report(
 ) -> Response {
     let (host, entry) = match fleet_host(&service, &name, "") {
         Ok(found) => found,
-        Err(answer) => return answer,
+        Err(why) => return error(ErrorCode::NotFound, why),
     };
     let Some(host_key) = entry.host_key else {
         return error(
@@ -427,7 +421,7 @@ async fn post_report(
 async fn get_report(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
     let (host, _) = match fleet_host(&service, &name, "") {
         Ok(found) => found,
-        Err(answer) => return answer,
+        Err(why) => return error(ErrorCode::NotFound, why),
     };
     match service.channel.report(&host) {
         Some(kept) => Json(&kept.report).into_response(),
