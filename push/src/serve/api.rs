@@ -21,11 +21,14 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use deployd_protocol::{ErrorBody, ErrorCode};
 
+use super::channel;
+use super::channel::routes::mark_as_push_serve;
 use super::config::{Follow, ForgeKind};
 use super::hook_body::BodyError;
 use super::hooks::{self, Hook, HookError};
@@ -39,14 +42,29 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The routes.
 pub fn router(service: Arc<Service>) -> Router {
-    Router::new()
+    let hooks_and_status = Router::new()
         .route("/v1/hooks/{forge}", post(post_hook))
         .route("/v1/status", get(get_status))
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .layer(axum::middleware::from_fn(answer_within_timeout))
-        // Long polls last up to a minute; bodies have their own limit.
-        .merge(super::channel::routes::router())
+        .layer(axum::middleware::from_fn(answer_within_timeout));
+    // Outside the request timeout: a long poll lasts up to a minute, and a
+    // body's read has its own limit.
+    let channel = Router::new()
+        .route(
+            "/v1/channel/hosts/{file}",
+            get(channel::routes::get_state).put(channel::routes::put_state),
+        )
+        .route(
+            "/v1/channel/reports/{host}",
+            get(channel::routes::get_report).post(channel::routes::post_report),
+        )
+        .route("/v1/channel", any(channel::routes::no_such_thing))
+        .route("/v1/channel/{*rest}", any(channel::routes::no_such_thing))
+        .layer(map_response(mark_as_push_serve));
+    Router::new()
+        .merge(hooks_and_status)
+        .merge(channel)
         .with_state(service)
 }
 
@@ -274,7 +292,7 @@ struct StatusAnswer {
 struct PullingHost {
     host: String,
     /// The desired state held.
-    held: Option<super::channel::HeldSummary>,
+    held: Option<channel::HeldSummary>,
     /// The newest report.
     report: Option<PullReport>,
 }

@@ -85,10 +85,12 @@ impl Default for ChannelSection {
     }
 }
 
+/// `2592000`: 30 days.
 fn default_desired_lifetime_s() -> u64 {
     deployd_protocol::DEFAULT_MAX_DESIRED_AGE_S
 }
 
+/// `600`: 10 minutes.
 fn default_report_wait_s() -> u64 {
     600
 }

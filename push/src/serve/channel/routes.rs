@@ -1,12 +1,14 @@
 //! The channel's HTTP API (docs/src/design/channels.md), every answer with
-//! `Deployd-Channel: push-serve` and errors as the daemon's JSON:
-//! - `GET /v1/channel/hosts/{host}.json` (anyone: the state is signed): the
+//! `Deployd-Channel: push-serve` and errors as the daemon's JSON. A path
+//! parameter is a whole segment, so the router matches `{file}` and the
+//! handlers take it as `{host}.json`.
+//! - `GET /v1/channel/hosts/{file}` (anyone: the state is signed): the
 //!   state held, byte for byte (`404` none). With `?after=N` it answers
 //!   `304` unless the state's sequence is above N; with `&wait=S` (at most
 //!   60) it holds the request until one is, or `304` at the end. Long polls
 //!   are bounded ([`super::polls`]): `429` over a client's share, `503`
 //!   over all.
-//! - `PUT /v1/channel/hosts/{host}.json` (a key that may publish): a state
+//! - `PUT /v1/channel/hosts/{file}` (a key that may publish): a state
 //!   verified as a host verifies it (signature by push serve's key or a
 //!   `[channel] publishers` key over the exact bytes, kind deploy, this
 //!   host, its window) with a sequence above the one held (`409 replayed`);
@@ -15,12 +17,14 @@
 //!   `host_key`): kept when it is the newest; `204`.
 //! - `GET /v1/channel/reports/{host}` (anyone): the newest report push
 //!   serve verified, as JSON (`404` none).
+//! - `ANY /v1/channel` and `ANY /v1/channel/{*rest}`: any other path of
+//!   the channel, `404 not_found`.
 //!
 //! The host must be one of push.toml (as last fetched): `404` otherwise.
 //! Bodies announce their length and are at most an envelope's size,
 //! checked before a byte is read. These routes are outside the 30-second
-//! request limit of the others: a long poll lasts up to a minute, and a
-//! body's read has its own limit.
+//! request limit of the others (see the router in `api.rs`): a long poll
+//! lasts up to a minute, and a body's read has its own limit.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,8 +34,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use deployd_protocol::{
     DesiredArrival, ErrorCode, HostName, HostReport, MemoryNonceStore, SystemClock, Verifier,
     LONGEST_DESIRED_AGE_S, MAX_ENVELOPE_BYTES,
@@ -50,20 +53,8 @@ pub const CHANNEL_HEADER_VALUE: &str = "push-serve";
 /// The longest long poll, in seconds.
 pub const LONGEST_WAIT_S: u64 = 60;
 
-/// The channel's routes.
-pub fn router() -> Router<Arc<Service>> {
-    Router::new()
-        .route("/v1/channel/hosts/{file}", get(get_state).put(put_state))
-        .route(
-            "/v1/channel/reports/{host}",
-            get(get_report).post(post_report),
-        )
-        .route("/v1/channel", any(no_such_thing))
-        .route("/v1/channel/{*rest}", any(no_such_thing))
-        .layer(axum::middleware::map_response(mark_as_push_serve))
-}
-
-async fn mark_as_push_serve(mut response: Response) -> Response {
+/// Marks every channel answer as push serve's (`Deployd-Channel: push-serve`).
+pub async fn mark_as_push_serve(mut response: Response) -> Response {
     response.headers_mut().insert(
         HeaderName::from_static(CHANNEL_HEADER),
         HeaderValue::from_static(CHANNEL_HEADER_VALUE),
@@ -71,7 +62,8 @@ async fn mark_as_push_serve(mut response: Response) -> Response {
     response
 }
 
-async fn no_such_thing() -> Response {
+/// Any other path of the channel: `404 not_found`.
+pub async fn no_such_thing() -> Response {
     error(
         ErrorCode::NotFound,
         "the channel has hosts/{host}.json and reports/{host}",
@@ -105,10 +97,13 @@ fn fleet_host(
     Ok((host, entry))
 }
 
-/// `?after=N&wait=S`, as written.
+/// `?after=N&wait=S`, as written (read into numbers by the handler, so
+/// that a bad value is its `400` with the daemon's JSON).
 #[derive(Debug, serde::Deserialize)]
-struct LongPollQuery {
+pub struct LongPollQuery {
+    /// The sequence the host has.
     after: Option<String>,
+    /// How long to hold the request, in seconds.
     wait: Option<String>,
 }
 
@@ -152,8 +147,8 @@ fn state_answer(held: &Held) -> Response {
         .into_response()
 }
 
-/// `GET /v1/channel/hosts/{host}.json`.
-async fn get_state(
+/// The state held for a host, byte for byte: at once, or once newer than `after` (a long poll of up to `wait` seconds), else `304`.
+pub async fn get_state(
     State(service): State<Arc<Service>>,
     Path(file): Path<String>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -295,8 +290,8 @@ fn refuse_body(refusal: BodyError) -> Response {
     answer
 }
 
-/// `PUT /v1/channel/hosts/{host}.json`.
-async fn put_state(
+/// Publishes a host's next desired state, verified as the host verifies it; wakes its long polls.
+pub async fn put_state(
     State(service): State<Arc<Service>>,
     Path(file): Path<String>,
     headers: HeaderMap,
@@ -356,8 +351,8 @@ async fn put_state(
         .into_response()
 }
 
-/// `POST /v1/channel/reports/{host}`.
-async fn post_report(
+/// Takes a host's report, signed by its pinned host key; keeps the newest.
+pub async fn post_report(
     State(service): State<Arc<Service>>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -417,8 +412,8 @@ async fn post_report(
     }
 }
 
-/// `GET /v1/channel/reports/{host}`.
-async fn get_report(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
+/// The newest report of a host, as push serve verified it.
+pub async fn get_report(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
     let (host, _) = match fleet_host(&service, &name, "") {
         Ok(found) => found,
         Err(why) => return error(ErrorCode::NotFound, why),
