@@ -8,6 +8,9 @@
 //! posts a report signed with its host key, and finds the report's result
 //! on the commit (`pending` building, `pending` published, then `success`
 //! or `failure`) and in `push status`. The other host is called as usual.
+//! A pulling canary's failure stops the other hosts (the rollout waits for
+//! its report); a report that comes after the rollout's wait still lands
+//! on the commit.
 //!
 //! The daemon's own `[pull]` poller lands separately; once merged, the real
 //! daemon side (polling, applying once, reporting) is covered by the
@@ -136,13 +139,14 @@ fn mark_as_pulling(fleet: &ForgeFleet, pulling: &Node, host_key: &SecretKey) {
     std::fs::write(path, text).expect("push.toml");
 }
 
-#[test]
-fn push_serve_publishes_for_a_pulling_host_and_its_report_lands_on_the_commit() {
-    let mut fleet = ForgeFleet::up(2, ForgeKind::Forgejo);
+/// Two hosts and push serve following `main` with both: the first is
+/// called, the second pulls (the test plays it).
+fn pulling_fleet() -> (ForgeFleet, Node, Node, PullingHost) {
+    let fleet = ForgeFleet::up(2, ForgeKind::Forgejo);
     let hosts = fleet.lab.hosts().to_vec();
-    let (called, pulling) = (&hosts[0], &hosts[1]);
+    let (called, pulling) = (hosts[0].clone(), hosts[1].clone());
     let host_key = key(&format!("{}-host-1", pulling.name));
-    mark_as_pulling(&fleet, pulling, &host_key);
+    mark_as_pulling(&fleet, &pulling, &host_key);
     let ci = SecretKey::load(&fleet.service_file("ci-1.secret")).expect("ci-1");
     let trusted = TrustedKeys::new([TrustedKey {
         key: ci.public_key(),
@@ -159,6 +163,13 @@ fn push_serve_publishes_for_a_pulling_host_and_its_report_lands_on_the_commit() 
         host_key,
         channel: format!("{}/v1/channel", fleet.url()),
     };
+    (fleet, called, pulling, host)
+}
+
+#[test]
+fn push_serve_publishes_for_a_pulling_host_and_its_report_lands_on_the_commit() {
+    let (mut fleet, called, pulling, host) = pulling_fleet();
+    let (called, pulling) = (&called, &pulling);
 
     // The first push: published as state 1; the host reports success.
     let (first, answer) = fleet.push_change();
@@ -315,4 +326,85 @@ fn push_serve_publishes_for_a_pulling_host_and_its_report_lands_on_the_commit() 
     assert_eq!(reached[1], second[..12], "{stdout}");
     assert_eq!(reached[3], "succeeded", "{stdout}");
     eprintln!("{stdout}");
+}
+
+#[test]
+fn a_pulling_canary_that_reports_a_failure_stops_the_other_hosts() {
+    let (mut fleet, called, pulling, host) = pulling_fleet();
+    fleet.follow_with(&format!("canary = \"{}\"", pulling.name));
+    let (rev, answer) = fleet.push_change();
+    assert_eq!(answer, 202, "{}", fleet.service_log());
+    let (bytes, _) = host.long_poll(0, Duration::from_secs(180));
+    let state = host.verify(&bytes, None);
+    // The called host waits for the canary's report: nothing was sent to it.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(status(&fleet.lab, &called).current_deploy, None);
+    let failure = serde_json::json!({"code": "activation_failed", "message": "switch-to-configuration exited 2"});
+    assert_eq!(host.report(&state, "rolled_back", failure), 204);
+    let statuses = fleet.wait_for_final_statuses(&rev, Duration::from_secs(120));
+    let last = |name: &str| {
+        statuses
+            .iter()
+            .rev()
+            .find(|status| status.context == format!("deployd/{name}"))
+            .expect("a status")
+            .clone()
+    };
+    assert_eq!(last(&pulling.name).state, "failure");
+    let stopped = last(&called.name);
+    assert_eq!(stopped.state, "error", "{stopped:?}");
+    let why = stopped.description.unwrap_or_default();
+    assert!(
+        why.contains("not started") && why.contains(&pulling.name),
+        "{why}"
+    );
+    assert_eq!(status(&fleet.lab, &called).current_deploy, None);
+    let service = fleet.service_status();
+    assert_eq!(service["recent"][0]["outcome"], "failed", "{service}");
+}
+
+#[test]
+fn a_report_after_the_rollouts_wait_still_lands_on_the_commit() {
+    let (mut fleet, _called, pulling, host) = pulling_fleet();
+    fleet.follow_with("[channel]\nreport_wait_s = 1");
+    let (rev, answer) = fleet.push_change();
+    assert_eq!(answer, 202, "{}", fleet.service_log());
+    let (bytes, _) = host.long_poll(0, Duration::from_secs(180));
+    let state = host.verify(&bytes, None);
+    // The rollout ends without the host's word: `published`.
+    let ended = support::wait_until(Duration::from_secs(60), || {
+        !fleet.service_status()["recent"][0].is_null()
+    });
+    assert!(ended, "{}", fleet.service_log());
+    let service = fleet.service_status();
+    assert_eq!(service["recent"][0]["outcome"], "published", "{service}");
+    let context = format!("deployd/{}", pulling.name);
+    let mine = |fleet: &ForgeFleet| -> Vec<(String, String)> {
+        fleet
+            .forge
+            .statuses()
+            .into_iter()
+            .filter(|status| status.sha == rev && status.context == context)
+            .map(|status| (status.state, status.description.unwrap_or_default()))
+            .collect()
+    };
+    let posted = support::wait_until(Duration::from_secs(10), || mine(&fleet).len() == 3);
+    assert!(posted, "{:?}", mine(&fleet));
+    assert_eq!(
+        mine(&fleet)[2],
+        (
+            "pending".to_owned(),
+            "published; waiting for its report".to_owned()
+        )
+    );
+    // The report comes later: it is put on the commit as it arrives.
+    assert_eq!(
+        host.report(&state, "succeeded", serde_json::Value::Null),
+        204
+    );
+    let statuses = fleet.wait_for_final_statuses(&rev, Duration::from_secs(30));
+    assert_eq!(
+        states_of(&statuses, &pulling.name),
+        ["pending", "pending", "pending", "success"]
+    );
 }
