@@ -138,6 +138,8 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
         },
         inventory,
         key,
+        // A host that pulls is deployed through a channel, not by push.
+        channel: None,
     };
     // Bad input stops here, before the hosts are asked anything.
     plan.preflight()?;

@@ -24,6 +24,9 @@ pub enum Result {
     Unreachable(String),
     /// Its system failed to evaluate or build; nothing was sent.
     BuildFailed(String),
+    /// Published to its channel (it pulls); its report of the deploy did
+    /// not come within the wait (why, with the sequence).
+    Published(String),
     /// Not started: hosts of an earlier batch failed (why, "after canary
     /// ankarana failed").
     NotStarted(String),
@@ -34,6 +37,7 @@ pub fn phase(result: &Result) -> &'static str {
     match result {
         Result::Ended(record) => record.state.as_str(),
         Result::Sent(_) => "sent",
+        Result::Published(_) => "published",
         Result::Refused(_) => "refused",
         Result::Unreachable(_) => "unreachable",
         Result::BuildFailed(_) => "build_failed",
@@ -62,7 +66,10 @@ impl HostResult {
         match &self.result {
             Result::Ended(record) => record.state == DeployState::Succeeded,
             Result::Sent(_) => true,
-            Result::Refused(_)
+            // Not known to have deployed: in a rollout in batches it counts
+            // against the budget, as a host that did not answer would.
+            Result::Published(_)
+            | Result::Refused(_)
             | Result::Unreachable(_)
             | Result::BuildFailed(_)
             | Result::NotStarted(_) => false,
@@ -97,7 +104,8 @@ impl HostResult {
                 .as_ref()
                 .map(|error| format!("{}: {}", error.code, error.message)),
             Result::Sent(id) => Some(format!("deploy {id} sent; follow it with push log")),
-            Result::Refused(why)
+            Result::Published(why)
+            | Result::Refused(why)
             | Result::Unreachable(why)
             | Result::BuildFailed(why)
             | Result::NotStarted(why) => Some(why.clone()),

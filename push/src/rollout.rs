@@ -18,7 +18,10 @@ use anyhow::{bail, Result};
 use deployd_protocol::api::StatusResponse;
 use deployd_protocol::{Action, HostName, Revision, StorePath};
 
+mod pull;
 mod send;
+
+pub use pull::PullChannel;
 
 use crate::batches::{Batch, BatchName, Policy};
 use crate::build::{build, BuildMachine, BuildPlan};
@@ -35,6 +38,9 @@ use crate::tls::Clients;
 pub trait RolloutObserver: Send + Sync {
     /// The host accepted its deploy request, which started `deploy_id`.
     fn deploying(&self, _host: &str, _deploy_id: &str) {}
+    /// The host pulls: its deploy `deploy_id` was published to its channel
+    /// as desired state `sequence`.
+    fn published(&self, _host: &str, _deploy_id: &str, _sequence: u64) {}
     /// The host is done: deployed, failed, refused, unreachable or not built.
     fn ended(&self, _result: &HostResult) {}
 }
@@ -101,6 +107,9 @@ pub struct Rollout {
     pub settings: RolloutSettings,
     /// Signs the deploys, the confirms and (a file key) the reads.
     pub key: DeployKey,
+    /// Where the hosts that pull (`pull = true`) get their deploys: push
+    /// serve's channel; none on the command line (they are refused).
+    pub channel: Option<Arc<dyn PullChannel>>,
 }
 
 impl Rollout {
@@ -178,16 +187,34 @@ pub async fn rollout(
     let flake = FlakeRepository::open(&plan.flake_dir)?.flake_reference(&plan.rev);
     let client = Client::new(plan.key.reader());
     let results = Results::new(observer.clone(), progress.clone(), &plan.rev);
-    let statuses = statuses(&client, &plan.targets).await;
+    let (pulling, called): (Vec<Target>, Vec<Target>) = plan
+        .targets
+        .iter()
+        .cloned()
+        .partition(|target| plan.pulls(&target.name));
+    let statuses = statuses(&client, &called).await;
     // git2 walks history here: off the runtime's threads.
-    let mut reachable = tokio::task::block_in_place(|| admit_hosts(&plan, statuses, &results))?;
-    let systems = build_systems(&plan, &flake, &reachable, &results).await;
+    let (mut reachable, mut pulling) = tokio::task::block_in_place(|| {
+        let reachable = admit_hosts(&plan, statuses, &results)?;
+        Ok::<_, anyhow::Error>((reachable, admit_pulling(&plan, pulling, &results)))
+    })?;
+    let to_build: Vec<HostName> = reachable
+        .iter()
+        .map(|(target, _)| &target.name)
+        .chain(pulling.iter().map(|target| &target.name))
+        .cloned()
+        .collect();
+    let systems = build_systems(&plan, &flake, &to_build, &results).await;
     reachable.retain(|(target, _)| systems.contains_key(&target.name));
+    pulling.retain(|target| systems.contains_key(&target.name));
+    // A pulling host's caches are not known here (it is never asked).
     check_caches(&reachable, &systems, plan.machine().copy_to.as_deref()).await?;
 
     let ready: BTreeMap<HostName, (Target, StorePath)> = reachable
         .into_iter()
-        .filter_map(|(target, _)| {
+        .map(|(target, _)| target)
+        .chain(pulling)
+        .filter_map(|target| {
             let system = systems.get(&target.name)?.clone();
             Some((target.name.clone(), (target, system)))
         })
@@ -348,18 +375,44 @@ fn admit_hosts(
     Ok(reachable)
 }
 
-/// Builds the systems of the reachable hosts; a host whose system did not
-/// build (or all, when the build itself failed) is reported.
+/// The pulling hosts that may take this revision: with a channel, those
+/// whose channel does not hold a revision this one does not descend from;
+/// without one, none (each is refused, saying how it is deployed).
+fn admit_pulling(plan: &Rollout, pulling: Vec<Target>, results: &Results) -> Vec<Target> {
+    let Some(channel) = plan.channel.as_deref() else {
+        for target in pulling {
+            let result = outcome::Result::Refused(pull::without_channel());
+            results.add_unsent(&target.name, result);
+        }
+        return Vec::new();
+    };
+    pulling
+        .into_iter()
+        .filter(
+            |target| match pull::downgrade(plan, channel, &target.name) {
+                Some(why) => {
+                    results.add_unsent(&target.name, outcome::Result::Refused(why));
+                    false
+                }
+                None => true,
+            },
+        )
+        .collect()
+}
+
+/// Builds the systems of `hosts` (those that answered, and those that
+/// pull); a host whose system did not build (or all, when the build itself
+/// failed) is reported.
 async fn build_systems(
     plan: &Rollout,
     flake: &str,
-    reachable: &[(Target, StatusResponse)],
+    hosts: &[HostName],
     results: &Results,
 ) -> BTreeMap<HostName, StorePath> {
-    if reachable.is_empty() {
+    if hosts.is_empty() {
         return BTreeMap::new();
     }
-    let hosts: Vec<HostName> = reachable.iter().map(|(t, _)| t.name.clone()).collect();
+    let hosts = hosts.to_vec();
     let machine = plan.machine();
     let build_plan = BuildPlan {
         flake,
@@ -458,6 +511,7 @@ mod tests {
             },
             inventory,
             key: DeployKey::File(Arc::new(key)),
+            channel: None,
         }
     }
 

@@ -9,7 +9,11 @@
 //! object instead: each host's name to `{"url": <its deployd>, "status":
 //! <its GET /v1/status answer>}` (with `"wrong_host": "<the name it
 //! gave>"` when it answers under another) or `{"url": ..., "unreachable":
-//! "<why>"}`.
+//! "<why>"}`. A host that pulls (`pull = true`) is not called: its line
+//! is its newest report to push serve's channel ([`pull`]), marked `pull`
+//! (JSON: `{"pull": true, "report": ...}`).
+
+mod pull;
 
 use std::process::ExitCode;
 
@@ -52,14 +56,31 @@ pub async fn run(options: StatusOptions) -> Result<ExitCode> {
     let targets = inventory.select(&selection)?;
     let client = Client::new(crate::keys::reading_key(&inventory)?);
     let asks = targets.iter().map(|target| {
-        let client = client.clone();
-        async move { (target.clone(), client.status(target).await) }
+        let (client, inventory) = (client.clone(), &inventory);
+        async move {
+            let pulls = inventory
+                .hosts
+                .get(&target.name)
+                .is_some_and(|entry| entry.pull);
+            let answer = if pulls {
+                HostAnswer::Pull(pull::read(inventory, target).await)
+            } else {
+                HostAnswer::Called(client.status(target).await)
+            };
+            (target.clone(), answer)
+        }
     });
     let answers = futures_util::future::join_all(asks).await;
-    let unreachable = answers.iter().any(|(_, answer)| answer.is_err());
+    let unreachable = answers.iter().any(|(_, answer)| match answer {
+        HostAnswer::Called(answer) => answer.is_err(),
+        HostAnswer::Pull(status) => status.failed(),
+    });
     let misnamed: Vec<(&Target, &HostName)> = answers
         .iter()
-        .filter_map(|(target, answer)| Some((target, other_name(target, answer.as_ref().ok()?)?)))
+        .filter_map(|(target, answer)| match answer {
+            HostAnswer::Called(Ok(status)) => Some((target, other_name(target, status)?)),
+            _ => None,
+        })
         .collect();
     for (target, name) in &misnamed {
         eprintln!(
@@ -82,20 +103,31 @@ fn other_name<'a>(target: &Target, status: &'a StatusResponse) -> Option<&'a Hos
     (status.hostname != target.name).then_some(&status.hostname)
 }
 
-type Answer = (Target, Result<StatusResponse, crate::client::HostError>);
+/// What `push status` learnt of a host.
+// One per host, for the run's length: boxing the status would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum HostAnswer {
+    /// Called: its `/v1/status`, or why not.
+    Called(Result<StatusResponse, crate::client::HostError>),
+    /// It pulls: its newest report on the channel, or why none.
+    Pull(pull::PullStatus),
+}
+
+type Answer = (Target, HostAnswer);
 
 fn json(answers: Vec<Answer>) -> serde_json::Value {
     let hosts: serde_json::Map<String, serde_json::Value> = answers
         .into_iter()
         .map(|(target, answer)| {
             let value = match answer {
-                Ok(status) => match other_name(&target, &status) {
+                HostAnswer::Pull(status) => status.json(),
+                HostAnswer::Called(Ok(status)) => match other_name(&target, &status) {
                     Some(name) => serde_json::json!({
                         "url": target.url, "status": status, "wrong_host": name,
                     }),
                     None => serde_json::json!({ "url": target.url, "status": status }),
                 },
-                Err(error) => {
+                HostAnswer::Called(Err(error)) => {
                     serde_json::json!({ "url": target.url, "unreachable": error.to_string() })
                 }
             };
@@ -110,6 +142,10 @@ fn table(answers: Vec<Answer>) -> String {
         .into_iter()
         .map(|(target, answer)| {
             let tls = if target.https() { "yes" } else { "no" };
+            let answer = match answer {
+                HostAnswer::Pull(status) => return status.row(target.name.to_string()),
+                HostAnswer::Called(answer) => answer,
+            };
             let mut row = match answer {
                 Ok(status) => {
                     let mut row = row(target.name.to_string(), &status);

@@ -98,9 +98,30 @@ pub(super) async fn send_batches(
     }
 }
 
+/// Sends the deploys of `group` and follows them to their end: the hosts
+/// that pull through the rollout's channel ([`super::pull`]), the others
+/// called, all at once.
+async fn send_group(sender: &Sender<'_>, group: &[(Target, StorePath)]) {
+    let (pulling, called): (Vec<_>, Vec<_>) = group
+        .iter()
+        .cloned()
+        .partition(|(target, _)| sender.plan.pulls(&target.name));
+    let pulled = async {
+        if !pulling.is_empty() {
+            super::pull::deliver_group(sender, &pulling).await;
+        }
+    };
+    let sent = async {
+        if !called.is_empty() {
+            call_group(sender, &called).await;
+        }
+    };
+    tokio::join!(pulled, sent);
+}
+
 /// Signs the deploys of `group` now, sends them all and follows them to
 /// their end.
-async fn send_group(sender: &Sender<'_>, group: &[(Target, StorePath)]) {
+async fn call_group(sender: &Sender<'_>, group: &[(Target, StorePath)]) {
     let plan = sender.plan;
     let results = sender.results;
     let signed = match sign_deploys(plan, sender.flake, group).await {

@@ -9,6 +9,8 @@
 //!   limits of `hook_body.rs` (`411`, `408`, `503` with `Retry-After`).
 //! - `GET /v1/status` (anyone): the branches followed, the rollout running,
 //!   the pushes queued and the recent rollouts with every host's result.
+//! - `/v1/channel/...`: the channel of the hosts that pull (see
+//!   `channel/routes.rs`).
 //! - `GET /metrics` (anyone): hooks and rollouts by outcome, queue length,
 //!   last rollout time. `GET /healthz`: `ok`.
 
@@ -19,11 +21,14 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use deployd_protocol::{ErrorBody, ErrorCode};
 
+use super::channel;
+use super::channel::routes::mark_as_push_serve;
 use super::config::{Follow, ForgeKind};
 use super::hook_body::BodyError;
 use super::hooks::{self, Hook, HookError};
@@ -37,12 +42,29 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The routes.
 pub fn router(service: Arc<Service>) -> Router {
-    Router::new()
+    let hooks_and_status = Router::new()
         .route("/v1/hooks/{forge}", post(post_hook))
         .route("/v1/status", get(get_status))
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .layer(axum::middleware::from_fn(answer_within_timeout))
+        .layer(axum::middleware::from_fn(answer_within_timeout));
+    // Outside the request timeout: a long poll lasts up to a minute, and a
+    // body's read has its own limit.
+    let channel = Router::new()
+        .route(
+            "/v1/channel/hosts/{file}",
+            get(channel::routes::get_state).put(channel::routes::put_state),
+        )
+        .route(
+            "/v1/channel/reports/{host}",
+            get(channel::routes::get_report).post(channel::routes::post_report),
+        )
+        .route("/v1/channel", any(channel::routes::no_such_thing))
+        .route("/v1/channel/{*rest}", any(channel::routes::no_such_thing))
+        .layer(map_response(mark_as_push_serve));
+    Router::new()
+        .merge(hooks_and_status)
+        .merge(channel)
         .with_state(service)
 }
 
@@ -62,7 +84,7 @@ async fn answer_within_timeout(
 }
 
 /// An error answer, as the daemon's.
-fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+pub(super) fn error(code: ErrorCode, message: impl Into<String>) -> Response {
     let status =
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     error_with_status(status, code, message)
@@ -70,7 +92,11 @@ fn error(code: ErrorCode, message: impl Into<String>) -> Response {
 
 /// An error answer with a status more precise than its code's (`411`,
 /// `408`, `503`: the body's refusals, which the daemon's codes do not name).
-fn error_with_status(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
+pub(super) fn error_with_status(
+    status: StatusCode,
+    code: ErrorCode,
+    message: impl Into<String>,
+) -> Response {
     let body = ErrorBody {
         error: code,
         message: message.into(),
@@ -258,6 +284,53 @@ struct StatusAnswer {
     running: Option<Running>,
     queued: Vec<QueuedPush>,
     recent: Vec<RolloutRecord>,
+    /// The hosts that pull: what the channel holds for them, their last report.
+    pulling: Vec<PullingHost>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct PullingHost {
+    host: String,
+    /// The desired state held.
+    held: Option<channel::HeldSummary>,
+    /// The newest report.
+    report: Option<PullReport>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct PullReport {
+    deploy_id: String,
+    state: String,
+    sequence: Option<u64>,
+    sent_at: u64,
+    error: Option<String>,
+}
+
+/// The hosts that pull, or that the channel holds something for.
+fn pulling_hosts(service: &Service) -> Vec<PullingHost> {
+    let channel = &service.channel;
+    channel
+        .hosts()
+        .into_iter()
+        .map(|host| PullingHost {
+            held: channel.held(&host).map(|held| held.summary),
+            report: channel.report(&host).map(|kept| {
+                let report = &kept.report;
+                PullReport {
+                    deploy_id: report.record.deploy_id.to_string(),
+                    state: report.record.state.to_string(),
+                    sequence: report.sequence,
+                    sent_at: report.sent_at,
+                    error: report
+                        .record
+                        .error
+                        .as_ref()
+                        .map(|error| format!("{}: {}", error.code, error.message)),
+                }
+            }),
+            host: host.to_string(),
+        })
+        .collect()
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -311,6 +384,7 @@ async fn get_status(State(service): State<Arc<Service>>) -> Json<serde_json::Val
         running,
         queued: state.pending.clone(),
         recent: state.history.iter().rev().cloned().collect(),
+        pulling: pulling_hosts(&service),
     };
     Json(serde_json::to_value(answer).unwrap_or_default())
 }
@@ -359,7 +433,7 @@ async fn get_metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
         ));
     }
     text.push_str("# HELP deployd_forge_rollouts_total Rollouts ended, by outcome.\n# TYPE deployd_forge_rollouts_total counter\n");
-    for outcome in ["succeeded", "failed", "unchanged", "error"] {
+    for outcome in ["succeeded", "published", "failed", "unchanged", "error"] {
         let count = counters.rollouts.get(outcome).copied().unwrap_or(0);
         text.push_str(&format!(
             "deployd_forge_rollouts_total{{outcome=\"{outcome}\"}} {count}\n"

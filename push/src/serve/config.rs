@@ -48,6 +48,51 @@ pub struct ServeConfig {
     pub build: BuildSection,
     /// Which branches deploy which hosts (`[[follow]]`).
     pub follow: Vec<Follow>,
+    /// Its channel for the hosts that pull (`pull = true` in push.toml).
+    #[serde(default)]
+    pub channel: ChannelSection,
+}
+
+/// `[channel]`: push serve's channel (`/v1/channel`), where the hosts that
+/// pull read their desired state and post their reports.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSection {
+    /// Public keys (`NAME:BASE64`) that may publish to it besides push
+    /// serve's own deploy key (`push publish --channel
+    /// https://SERVE/v1/channel` with an operator's key).
+    #[serde(default)]
+    pub publishers: Vec<deployd_protocol::PublicKey>,
+    /// How long a desired state push serve publishes for a followed
+    /// branch's pull host is valid, in seconds: 1 to 366 days (default 30
+    /// days; a host accepts at most its own `max_desired_age_s`).
+    #[serde(default = "default_desired_lifetime_s")]
+    pub desired_lifetime_s: u64,
+    /// How long a rollout waits for a pull host's final report before it
+    /// counts the host `published` and goes on (its status on the commit
+    /// is set when the report comes), in seconds: 0 to 3600 (default 600).
+    #[serde(default = "default_report_wait_s")]
+    pub report_wait_s: u64,
+}
+
+impl Default for ChannelSection {
+    fn default() -> Self {
+        ChannelSection {
+            publishers: Vec::new(),
+            desired_lifetime_s: default_desired_lifetime_s(),
+            report_wait_s: default_report_wait_s(),
+        }
+    }
+}
+
+/// `2592000`: 30 days.
+fn default_desired_lifetime_s() -> u64 {
+    deployd_protocol::DEFAULT_MAX_DESIRED_AGE_S
+}
+
+/// `600`: 10 minutes.
+fn default_report_wait_s() -> u64 {
+    600
 }
 
 /// `[git]`: how to authenticate the fetch.
@@ -165,6 +210,16 @@ impl ServeConfig {
             bail!("[git] password_file: a password is only sent over https://, not http://");
         }
         self.build.validate()?;
+        let lifetime = self.channel.desired_lifetime_s;
+        if lifetime == 0 || lifetime > deployd_protocol::LONGEST_DESIRED_AGE_S {
+            bail!(
+                "[channel] desired_lifetime_s must be 1 to {} (366 days)",
+                deployd_protocol::LONGEST_DESIRED_AGE_S
+            );
+        }
+        if self.channel.report_wait_s > 3600 {
+            bail!("[channel] report_wait_s must be 0 to 3600");
+        }
         if !self.state_dir.is_absolute() {
             bail!("state_dir must be an absolute path");
         }
@@ -396,6 +451,18 @@ pub(crate) mod tests {
             (
                 ("[forge]", "[build]\ncopy_to = \"file://relative\"\n[forge]"),
                 "[build] copy_to",
+            ),
+            (
+                ("[forge]", "[channel]\ndesired_lifetime_s = 0\n[forge]"),
+                "desired_lifetime_s must be 1 to",
+            ),
+            (
+                ("[forge]", "[channel]\nreport_wait_s = 3601\n[forge]"),
+                "report_wait_s must be 0 to 3600",
+            ),
+            (
+                ("[forge]", "[channel]\npublishers = [\"ops-1\"]\n[forge]"),
+                "publishers",
             ),
         ] {
             let text = VALID.replace(change.0, change.1);

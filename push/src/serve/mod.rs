@@ -11,6 +11,7 @@
 
 mod api;
 mod build_settings;
+mod channel;
 mod config;
 mod credentials;
 mod following;
@@ -84,6 +85,9 @@ pub struct Service {
     /// Refused hooks logged at most once a minute (anyone can send them),
     /// with how many were not logged.
     refusal_log: Arc<ThrottledLog>,
+    /// The channel of the hosts that pull: their desired states, their
+    /// reports, the long polls waiting.
+    channel: channel::Channel,
     /// Cancelled on SIGTERM.
     shutdown: CancellationToken,
 }
@@ -173,8 +177,30 @@ pub async fn run(options: ServeOptions) -> Result<ExitCode> {
         let state_dir = config.state_dir.clone();
         tokio::task::spawn_blocking(move || Queue::open(&state_dir)).await??
     };
+    let channel = {
+        let own_key = deployd_protocol::SecretKey::load(&config.key_file)
+            .with_context(|| format!("cannot use the deploy key {}", config.key_file.display()))?
+            .public_key();
+        let (state_dir, publishers) = (config.state_dir.clone(), config.channel.publishers.clone());
+        let clone_dir = config.clone_dir();
+        tokio::task::spawn_blocking(move || -> Result<channel::Channel> {
+            let channel = channel::Channel::open(&state_dir, own_key, &publishers)?;
+            // The hosts of the push.toml last fetched, until the next rollout reads it again.
+            if clone_dir.join(crate::inventory::INVENTORY_FILE).exists() {
+                match crate::inventory::Inventory::load_from_repository(&clone_dir) {
+                    Ok(inventory) => channel.set_fleet(&inventory),
+                    Err(error) => {
+                        log::warn!("the channel knows no host until the next rollout: {error:#}")
+                    }
+                }
+            }
+            Ok(channel)
+        })
+        .await??
+    };
     let shutdown = CancellationToken::new();
     let service = Arc::new(Service {
+        channel,
         statuses: StatusPoster::start(&config.forge, secrets.forge_token, ca_file.as_ref())?,
         webhook_secret: secrets.webhook,
         bodies: BodyReader::new(BodyLimits::default()),

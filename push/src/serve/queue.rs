@@ -220,7 +220,7 @@ impl Queue {
 }
 
 /// Writes `bytes` to `path` whole or not at all, and durably.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = path.with_extension("tmp");
     let written = std::fs::File::create(&temporary).and_then(|mut file| {
         file.write_all(bytes)?;

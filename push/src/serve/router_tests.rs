@@ -17,6 +17,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use deployd_protocol::SecretKey;
+
+use super::channel::Channel;
 use super::config::{ForgeKind, ServeConfig};
 use super::hook_body::{BodyLimits, BodyReader, MAX_HOOK_BYTES};
 use super::queue::Queue;
@@ -28,14 +31,30 @@ const SECRET: &[u8] = b"the webhook secret";
 /// The service for `kind` hooks, its state in `dir`, reading bodies within
 /// `limits`.
 fn service(kind: ForgeKind, dir: &Path, limits: BodyLimits) -> Arc<Service> {
+    let key = SecretKey::generate("ci-1".parse().expect("name")).expect("key");
+    service_with(kind, dir, limits, &key, "")
+}
+
+/// The service for `kind` hooks, its state in `dir`, reading bodies within
+/// `limits`, its deploy key `key`, with `extra` TOML at the end of its
+/// config (`[channel]`).
+pub(super) fn service_with(
+    kind: ForgeKind,
+    dir: &Path,
+    limits: BodyLimits,
+    key: &SecretKey,
+    extra: &str,
+) -> Arc<Service> {
     let config: ServeConfig = toml::from_str(&format!(
         "repository = \"file:///srv/fleet.git\"\nkey_file = \"/k\"\nstate_dir = \"{}\"\n\
          [forge]\nkind = \"{}\"\napi_url = \"https://forge.example.org\"\nrepository = \"ops/fleet\"\n\
-         secret_file = \"/s\"\n[[follow]]\nbranch = \"main\"\nhosts = [\"*\"]\n",
+         secret_file = \"/s\"\n[[follow]]\nbranch = \"main\"\nhosts = [\"*\"]\n{extra}",
         dir.display(),
         kind.as_str()
     ))
     .expect("config");
+    let channel =
+        Channel::open(dir, key.public_key(), &config.channel.publishers).expect("channel");
     Arc::new(Service {
         statuses: StatusPoster::start(&config.forge, None, None).expect("no statuses"),
         webhook_secret: SECRET.to_vec(),
@@ -49,6 +68,7 @@ fn service(kind: ForgeKind, dir: &Path, limits: BodyLimits) -> Arc<Service> {
             "refused hooks",
             deployd_service::throttle::REFUSAL_LOG_INTERVAL,
         ),
+        channel,
         shutdown: CancellationToken::new(),
         config,
     })

@@ -38,6 +38,9 @@ pub enum StatusState {
     Building,
     /// Its deploy was sent and runs.
     Deploying,
+    /// It pulls: its deploy was published to its channel, its report is
+    /// awaited.
+    Published,
     /// It deployed.
     Success,
     /// Its deploy failed or rolled back.
@@ -52,7 +55,7 @@ impl StatusState {
     /// The state GitHub, Gitea and Forgejo know.
     fn common(self) -> &'static str {
         match self {
-            StatusState::Building | StatusState::Deploying => "pending",
+            StatusState::Building | StatusState::Deploying | StatusState::Published => "pending",
             StatusState::Success => "success",
             StatusState::Failure => "failure",
             StatusState::Error | StatusState::Superseded => "error",
@@ -62,7 +65,7 @@ impl StatusState {
     /// GitLab's.
     fn gitlab(self) -> &'static str {
         match self {
-            StatusState::Building => "pending",
+            StatusState::Building | StatusState::Published => "pending",
             StatusState::Deploying => "running",
             StatusState::Success => "success",
             StatusState::Failure | StatusState::Error => "failed",

@@ -15,6 +15,7 @@ use deployd_protocol::{Revision, SecretKey};
 use crate::keys::DeployKey;
 
 use super::build_settings::BuildSection;
+use super::channel::publish::ServiceChannel;
 use super::config::Follow;
 use super::queue::{HostOutcome, QueuedPush, RolloutRecord};
 use super::repository::Clone;
@@ -110,13 +111,18 @@ async fn deploy_push(service: &Arc<Service>, push: &QueuedPush) -> RolloutRecord
         }
         Ok(Prepared::Ready(plan)) => {
             record.rev = Some(plan.rev.to_string());
-            let hosts = deploy(service, plan).await;
+            let (hosts, any_sent) = deploy(service, plan).await;
             let all_succeeded = hosts.iter().all(|host| host.result == "succeeded");
+            // A host that pulls and has not reported yet is neither.
+            let only_waiting = hosts
+                .iter()
+                .all(|host| matches!(host.result.as_str(), "succeeded" | "published"));
             // Deployed (and not deployed again for a repeated hook) once at
-            // least one host took it; otherwise a redelivery tries again.
-            let any_sent = hosts.iter().any(|host| host.target_url.is_some());
+            // least one host took it (or it was published for one that
+            // pulls); otherwise a redelivery tries again.
             record.outcome = match (all_succeeded, any_sent) {
                 (true, _) => "succeeded",
+                (false, true) if only_waiting => "published",
                 (false, true) => "failed",
                 (false, false) => {
                     record.message = Some("no host took the deploy".into());
@@ -164,6 +170,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             };
             clone.check_out(tip)?;
             let inventory = Inventory::load_from_repository(clone.work_tree())?;
+            service.channel.set_fleet(&inventory);
             warn_ignored(&inventory, tip);
             let targets = select(&inventory, &follow)?
                 .into_iter()
@@ -205,6 +212,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
         });
     };
     let rev: Revision = tip.to_string().parse()?;
+    let key = Arc::new(key);
     for sha in &superseded {
         for target in &targets {
             service.statuses.post(CommitStatus {
@@ -242,7 +250,11 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             build: BuildSource::Service(config.build_machine()),
             busy_wait: BUSY_WAIT,
         },
-        key: DeployKey::File(Arc::new(key)),
+        key: DeployKey::File(key.clone()),
+        channel: Some(Arc::new(ServiceChannel {
+            service: service.clone(),
+            key,
+        })),
     })))
 }
 
@@ -289,8 +301,9 @@ fn select(inventory: &Inventory, follow: &Follow) -> Result<Vec<Target>> {
     })
 }
 
-/// Runs the rollout, reporting every host on the commit.
-async fn deploy(service: &Arc<Service>, plan: Box<Rollout>) -> Vec<HostOutcome> {
+/// Runs the rollout, reporting every host on the commit; whether any host
+/// took its deploy (or had it published).
+async fn deploy(service: &Arc<Service>, plan: Box<Rollout>) -> (Vec<HostOutcome>, bool) {
     let sha = plan.rev.to_string();
     let urls: BTreeMap<String, String> = plan
         .targets
@@ -313,6 +326,7 @@ async fn deploy(service: &Arc<Service>, plan: Box<Rollout>) -> Vec<HostOutcome> 
         sha: sha.clone(),
         urls,
         deploy_urls: Mutex::default(),
+        taken: Mutex::default(),
         ended: Mutex::default(),
     });
     let results = rollout(*plan, Progress::new(&names), observer.clone()).await;
@@ -338,7 +352,7 @@ async fn deploy(service: &Arc<Service>, plan: Box<Rollout>) -> Vec<HostOutcome> 
                 .collect()
         }
     };
-    results
+    let outcomes = results
         .iter()
         .map(|result| {
             let (state, description) = describe(result);
@@ -349,7 +363,13 @@ async fn deploy(service: &Arc<Service>, plan: Box<Rollout>) -> Vec<HostOutcome> 
                 target_url: observer.deploy_url(&result.host),
             }
         })
-        .collect()
+        .collect();
+    let any_taken = !observer
+        .taken
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .is_empty();
+    (outcomes, any_taken)
 }
 
 /// Reports each host's progress on the commit.
@@ -360,6 +380,8 @@ struct ForgeObserver {
     urls: BTreeMap<String, String>,
     /// Each host's deploy record, once it accepted its deploy.
     deploy_urls: Mutex<BTreeMap<String, String>>,
+    /// The hosts that accepted their deploy, or had it published.
+    taken: Mutex<std::collections::BTreeSet<String>>,
     /// The hosts whose final status was posted.
     ended: Mutex<std::collections::BTreeSet<String>>,
 }
@@ -374,8 +396,29 @@ impl ForgeObserver {
     }
 }
 
+impl ForgeObserver {
+    fn took(&self, host: &str) {
+        self.taken
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(host.to_owned());
+    }
+}
+
 impl RolloutObserver for ForgeObserver {
+    fn published(&self, host: &str, _deploy_id: &str, sequence: u64) {
+        self.took(host);
+        self.service.statuses.post(CommitStatus {
+            sha: self.sha.clone(),
+            host: host.to_owned(),
+            state: StatusState::Published,
+            description: format!("published (desired state {sequence})"),
+            target_url: None,
+        });
+    }
+
     fn deploying(&self, host: &str, deploy_id: &str) {
+        self.took(host);
         let url = self
             .urls
             .get(host)
@@ -418,7 +461,7 @@ impl RolloutObserver for ForgeObserver {
 /// A host's result as a commit status (and push serve's status) says it,
 /// without credentials (a host running an earlier deployd may still send
 /// them).
-fn describe(result: &HostResult) -> (StatusState, String) {
+pub(super) fn describe(result: &HostResult) -> (StatusState, String) {
     let (state, description) = describe_unmasked(result);
     (state, mask_credentials(&description).into_owned())
 }
@@ -439,6 +482,11 @@ fn describe_unmasked(result: &HostResult) -> (StatusState, String) {
             (state, None) => (StatusState::Failure, state.to_string()),
         },
         outcome::Result::Sent(_) => (StatusState::Success, "sent".into()),
+        // Still pending: the host's report sets it when it comes.
+        outcome::Result::Published(_) => (
+            StatusState::Published,
+            "published; waiting for its report".into(),
+        ),
         outcome::Result::Refused(why) => (StatusState::Error, format!("refused: {why}")),
         outcome::Result::Unreachable(why) => (StatusState::Error, format!("unreachable: {why}")),
         outcome::Result::BuildFailed(why) => (StatusState::Error, format!("build failed: {why}")),

@@ -54,8 +54,13 @@ pub async fn serve(connection: Accepted, router: Router, transport: Transport, b
         slot,
     } = connection;
     let activity = registration.activity();
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         let serving = Serving::begin(&activity);
+        // Who asks, for handlers that bound what one client may hold (push
+        // serve's long polls).
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         let answer = router.clone().oneshot(request);
         async move {
             let response = answer.await?;

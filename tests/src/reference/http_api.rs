@@ -191,10 +191,14 @@ fn without_rejection(kind: &syn::Type) -> &syn::Type {
 }
 
 /// The file and function of a handler path (`deploys::get_deploy` is in
-/// `deploys.rs` beside the router; `get_status`, in the router's file).
+/// `deploys.rs` beside the router, `channel::routes::get_state` in
+/// `channel/routes.rs`; `get_status`, in the router's file).
 fn handler_source(api: &Api, handler: &str) -> (String, String) {
     match handler.rsplit_once("::") {
-        Some((module, name)) => (format!("{}/{module}.rs", api.dir), name.to_owned()),
+        Some((module, name)) => (
+            format!("{}/{}.rs", api.dir, module.replace("::", "/")),
+            name.to_owned(),
+        ),
         None => (api.router_file.to_owned(), handler.to_owned()),
     }
 }
