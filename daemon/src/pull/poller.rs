@@ -130,8 +130,20 @@ pub async fn poll(daemon: Arc<Daemon>, channel: ChannelUrl, stop: CancellationTo
 }
 
 impl Poller {
-    /// One poll: fetch, then skip, admit or log.
+    /// One poll. The first answer that shows the channel is push serve
+    /// (after a start, or when a channel becomes push serve) is followed at
+    /// once by a long poll, rather than after the interval: a host that
+    /// restarted hears of the next rollout at once.
     async fn poll_once(&mut self, stop: &CancellationToken) -> Next {
+        let was_push_serve = self.push_serve;
+        match self.fetch_and_admit(stop).await {
+            Next::Later if self.push_serve && !was_push_serve => Next::Now,
+            next => next,
+        }
+    }
+
+    /// Fetches, then skips, admits or logs.
+    async fn fetch_and_admit(&mut self, stop: &CancellationToken) -> Next {
         let fetched = match self.fetch().await {
             Ok(fetched) => fetched,
             Err(problem) => {
