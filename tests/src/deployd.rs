@@ -3,6 +3,7 @@
 //! runs systemd or else under `lab supervise` (which restarts it as
 //! `Restart=always` would), and its address.
 
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -83,9 +84,29 @@ impl Lab {
         )
     }
 
+    /// Makes `host`'s deployd config (written by
+    /// [`Lab::write_deployd_config`]) listen on the host's loopback only
+    /// (`127.0.0.1`): a host nobody can reach, started with
+    /// [`Lab::start_unreachable_deployd`].
+    pub fn listen_inside_only(&self, host: &Node) -> Result<()> {
+        let file = host.outside(DEPLOYD_CONFIG);
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let everywhere = format!("listen = \"0.0.0.0:{DEPLOYD_PORT}\"");
+        if !text.contains(&everywhere) {
+            bail!("{} has no line {everywhere}", file.display());
+        }
+        let inside = text.replace(
+            &everywhere,
+            &format!("listen = \"127.0.0.1:{DEPLOYD_PORT}\""),
+        );
+        std::fs::write(&file, inside).with_context(|| format!("writing {}", file.display()))
+    }
+
     /// Starts deployd on `host` whose config listens on the host's loopback
     /// only (`127.0.0.1`): a host nobody can reach, which pulls its orders.
-    /// Waits until it answers inside the host.
+    /// Waits until it answers inside the host, and fails if it answers
+    /// outside it.
     pub fn start_unreachable_deployd(&mut self, host: &Node) -> Result<()> {
         if host.pid1.is_some() {
             let output = host
@@ -113,6 +134,13 @@ impl Lab {
                 );
             }
             std::thread::sleep(Duration::from_millis(200));
+        }
+        let outside = SocketAddr::from((host.address, DEPLOYD_PORT));
+        if TcpStream::connect_timeout(&outside, Duration::from_secs(2)).is_ok() {
+            bail!(
+                "deployd on {} is reachable from outside the host",
+                host.name
+            );
         }
         Ok(())
     }

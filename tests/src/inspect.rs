@@ -5,6 +5,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use deployd_protocol::api::DeployRecord;
+
+use crate::deployd::DEPLOYD_STATE_DIR;
 use crate::node::Node;
 
 /// The system profile, as NixOS names it.
@@ -55,6 +58,33 @@ impl Node {
                 system: system.to_owned(),
             })
             .collect())
+    }
+
+    /// Every deploy record deployd keeps on this node, read from its state
+    /// directory (`deploys/*/record.json`), oldest first; none while it has
+    /// none. Read from outside, as for a host nobody can reach.
+    pub fn deploy_records(&self) -> Result<Vec<DeployRecord>> {
+        let dir = self.outside(DEPLOYD_STATE_DIR).join("deploys");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(error).with_context(|| format!("reading {}", dir.display())),
+        };
+        let mut records = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path().join("record.json");
+            // A deploy being created has no record yet.
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let stored: serde_json::Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let record: DeployRecord = serde_json::from_value(stored["record"].clone())
+                .with_context(|| format!("a deploy record in {}", path.display()))?;
+            records.push(record);
+        }
+        records.sort_by_key(|record| record.created_at_ms);
+        Ok(records)
     }
 
     /// What `/run/current-system` points to, if anything.

@@ -1,9 +1,10 @@
 //! A real S3-compatible server for the lab's tests of `push publish
 //! --channel s3://...`: moto's `moto_server` (PyPI's moto[server], pinned
 //! and installed by `scripts/moto --install`, which scripts/install-deps
-//! runs), listening on loopback only. It accepts any credentials and
-//! serves objects to anonymous GETs, as a bucket behind a website endpoint
-//! does for the hosts. Stopped by its pid when dropped.
+//! runs), listening on loopback, or on the lab's bridge where the lab's
+//! hosts reach it (`Slot::gateway`). It accepts any credentials and serves
+//! objects to anonymous GETs, as a bucket behind a website endpoint does
+//! for the hosts. Stopped by its pid when dropped.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -25,11 +26,17 @@ pub struct S3Server {
 impl S3Server {
     /// Starts moto on a free loopback port and waits until it answers.
     pub fn start() -> Result<S3Server> {
+        S3Server::start_on(Ipv4Addr::LOCALHOST)
+    }
+
+    /// Starts moto on a free port of `ip` (an address of this namespace)
+    /// and waits until it answers.
+    pub fn start_on(ip: Ipv4Addr) -> Result<S3Server> {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/moto");
         // A free port: taken, then given back for moto to bind.
-        let address = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?;
+        let address = TcpListener::bind((ip, 0))?.local_addr()?;
         let child = Command::new(&script)
-            .args(["-H", "127.0.0.1", "-p", &address.port().to_string()])
+            .args(["-H", &ip.to_string(), "-p", &address.port().to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -51,7 +58,7 @@ impl S3Server {
         }
     }
 
-    /// Its endpoint: `http://127.0.0.1:PORT`.
+    /// Its endpoint: `http://IP:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.address)
     }

@@ -12,9 +12,9 @@
 //! its report); a report that comes after the rollout's wait still lands
 //! on the commit.
 //!
-//! The daemon's own `[pull]` poller lands separately; once merged, the real
-//! daemon side (polling, applying once, reporting) is covered by the
-//! `pull_*` tests, and this one stays the proof of push serve's side.
+//! This test is the proof of push serve's side, the host played exactly;
+//! the real daemon pulling from the real push serve (long polls, its
+//! signed reports on the commit) is `pull_end_to_end.rs`.
 
 mod support;
 
@@ -118,27 +118,6 @@ impl PullingHost {
     }
 }
 
-/// push.toml: `pulling` pulls (host key pinned), the channel is push serve's.
-fn mark_as_pulling(fleet: &ForgeFleet, pulling: &Node, host_key: &SecretKey) {
-    let path = fleet.lab.flake().dir().join("push.toml");
-    let text = std::fs::read_to_string(&path).expect("push.toml");
-    let entry = format!("[hosts.{}]\n", pulling.name);
-    assert!(text.contains(&entry), "{text}");
-    let text = text
-        .replace(
-            "[defaults]\n",
-            &format!("[defaults]\nchannel = \"{}/v1/channel\"\n", fleet.url()),
-        )
-        .replace(
-            &entry,
-            &format!(
-                "{entry}pull = true\nhost_key = \"{}\"\n",
-                host_key.public_key()
-            ),
-        );
-    std::fs::write(path, text).expect("push.toml");
-}
-
 /// Two hosts and push serve following `main` with both: the first is
 /// called, the second pulls (the test plays it).
 fn pulling_fleet() -> (ForgeFleet, Node, Node, PullingHost) {
@@ -146,7 +125,7 @@ fn pulling_fleet() -> (ForgeFleet, Node, Node, PullingHost) {
     let hosts = fleet.lab.hosts().to_vec();
     let (called, pulling) = (hosts[0].clone(), hosts[1].clone());
     let host_key = key(&format!("{}-host-1", pulling.name));
-    mark_as_pulling(&fleet, &pulling, &host_key);
+    fleet.mark_as_pulling(&pulling, &host_key.public_key().to_string());
     let ci = SecretKey::load(&fleet.service_file("ci-1.secret")).expect("ci-1");
     let trusted = TrustedKeys::new([TrustedKey {
         key: ci.public_key(),

@@ -10,14 +10,12 @@
 
 mod support;
 
-use std::path::Path;
-
 use deployd_lab::s3::S3Server;
 use deployd_protocol::{
     DesiredArrival, MemoryNonceStore, Permissions, PublicKey, Request, SystemClock, TrustedKey,
     TrustedKeys, Verifier, DEFAULT_MAX_DESIRED_AGE_S,
 };
-use support::push::{system_at, text, PushLab};
+use support::push::{mark_pulling, system_at, text, PushLab, AWS_ENV};
 
 /// Where a test's channel is, and how to read a host's state from it.
 trait Channel {
@@ -55,12 +53,6 @@ impl Channel for Folder {
         std::fs::read(self.0.path().join(format!("channel/hosts/{host}.json"))).ok()
     }
 }
-
-/// Credentials for moto (it accepts any), from the standard AWS variables.
-const AWS_ENV: [(&str, &str); 2] = [
-    ("AWS_ACCESS_KEY_ID", "deployd-lab"),
-    ("AWS_SECRET_ACCESS_KEY", "deployd-lab-secret"),
-];
 
 #[test]
 fn publish_to_an_s3_bucket() {
@@ -126,18 +118,6 @@ fn publish_and_check(channel: &dyn Channel) {
     let state = channel.state(&host).expect("a state for the host");
     let deploy = check_state(&fleet, &host, &state, (3, &first));
     assert!(deploy.allow_downgrade, "the state lets the host go back");
-}
-
-/// Sets `pull = true` for `host` in the flake's push.toml.
-fn mark_pulling(flake_dir: &Path, host: &str) {
-    let inventory = flake_dir.join("push.toml");
-    let written = std::fs::read_to_string(&inventory).expect("push.toml");
-    let pulling = written.replace(
-        &format!("[hosts.{host}]\n"),
-        &format!("[hosts.{host}]\npull = true\n"),
-    );
-    assert_ne!(pulling, written, "the host's entry was found");
-    std::fs::write(&inventory, pulling).expect("push.toml");
 }
 
 /// Verifies `bytes` as `host` would, with the operator's key: its sequence

@@ -7,9 +7,10 @@
 //! statuses to it. As on NixOS, push serve evaluates and builds as a build
 //! user of its own, who can read none of its secret files, through a Nix
 //! daemon (`deployd_lab::push_serve`), and copies and signs by its own
-//! `[build]`: push.toml only names the hosts.
+//! `[build]`: push.toml only names the hosts. push serve listens on the
+//! lab's bridge, where hosts that pull reach its channel.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use deployd_lab::forge::{ForgeKind, ForgeOptions, ForgeStandIn, PushEvent, RecordedStatus};
 use deployd_lab::push_serve::{make_secret, own, BuildUserSetup, BUILD_ID};
 use deployd_lab::tls::TestCa;
-use deployd_lab::Lab;
+use deployd_lab::{Lab, Node};
 
 use super::deployd::{key, trusted};
 
@@ -105,9 +106,9 @@ impl Default for FleetSetup {
 /// The user and token git over HTTPS wants.
 pub const GIT_LOGIN: (&str, &str) = ("deployd", "an access token for the lab");
 
-/// A port free on loopback now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+/// A port free on `ip` now.
+fn free_port(ip: Ipv4Addr) -> u16 {
+    TcpListener::bind((ip, 0))
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port()
@@ -157,7 +158,9 @@ impl ForgeFleet {
         }
         let state = files.path().join("state");
         let build_user = BuildUserSetup::start(&state).expect("the build user's setup");
-        let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        // On the lab's bridge: the hosts that pull reach its channel there.
+        let gateway = lab.state().slot.gateway();
+        let address = SocketAddr::from((gateway, free_port(gateway)));
         let ca = TestCa::new("forge test CA").expect("a test CA");
         let loopback = "127.0.0.1".parse().expect("address");
         let forge = ForgeStandIn::start(ForgeOptions {
@@ -341,6 +344,26 @@ impl ForgeFleet {
         reqwest::blocking::get(format!("{}/v1/status", self.url()))
             .and_then(|answer| answer.json())
             .expect("status")
+    }
+
+    /// Marks `host` in push.toml (not committed: the next commit takes it)
+    /// as a host that pulls, its host key `host_key` (`NAME:base64`)
+    /// pinned, and makes push serve's own channel the fleet's.
+    pub fn mark_as_pulling(&self, host: &Node, host_key: &str) {
+        let path = self.lab.flake().dir().join("push.toml");
+        let text = std::fs::read_to_string(&path).expect("push.toml");
+        let entry = format!("[hosts.{}]\n", host.name);
+        assert!(text.contains(&entry), "{text}");
+        let text = text
+            .replace(
+                "[defaults]\n",
+                &format!("[defaults]\nchannel = \"{}/v1/channel\"\n", self.url()),
+            )
+            .replace(
+                &entry,
+                &format!("{entry}pull = true\nhost_key = \"{host_key}\"\n"),
+            );
+        std::fs::write(path, text).expect("push.toml");
     }
 
     /// Commits a change to every system and sends the forge's push hook

@@ -135,3 +135,21 @@ pub fn text(output: &Output) -> (String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Credentials for moto (it accepts any), from the standard AWS variables.
+pub const AWS_ENV: [(&str, &str); 2] = [
+    ("AWS_ACCESS_KEY_ID", "deployd-lab"),
+    ("AWS_SECRET_ACCESS_KEY", "deployd-lab-secret"),
+];
+
+/// Sets `pull = true` for `host` in the flake's push.toml.
+pub fn mark_pulling(flake_dir: &Path, host: &str) {
+    let inventory = flake_dir.join("push.toml");
+    let written = std::fs::read_to_string(&inventory).expect("push.toml");
+    let pulling = written.replace(
+        &format!("[hosts.{host}]\n"),
+        &format!("[hosts.{host}]\npull = true\n"),
+    );
+    assert_ne!(pulling, written, "the host's entry was found");
+    std::fs::write(&inventory, pulling).expect("push.toml");
+}
