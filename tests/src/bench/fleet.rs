@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use deployd_lab::http::Pace;
-use deployd_lab::run::{run, run_within, stderr_tail};
+use deployd_lab::run::{run, stderr_tail};
 use deployd_lab::{Lab, LabOptions, SshAccess, TrustedDeployKey};
 use deployd_protocol::api::{DeployState, StatusResponse};
 use deployd_protocol::SecretKey;
@@ -166,14 +166,16 @@ impl BenchFleet {
     /// no-op; every host's first switch (which starts its units) is done.
     fn warm_up(&self) -> Result<()> {
         eprintln!("bench: a first, untimed push --all (push builds in its own store)");
-        let output = run_within(
+        // Not `run_within`: push's summary of every host is on its stdout.
+        let output = deployd_lab::run::output_within(
             self.push_command()?.args(["--all", &self.rev]),
             WARM_UP_TIMEOUT,
         )?;
         ensure!(
             output.status.success(),
-            "the untimed push failed: {}",
-            String::from_utf8_lossy(&output.stdout)
+            "the untimed push failed: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr_tail(&output)
         );
         self.check_switched()
     }
