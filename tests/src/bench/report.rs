@@ -230,7 +230,14 @@ fn pull_table(figure: &Figure) -> Option<String> {
     let _ = writeln!(
         text,
         "{:>8} {:>17} {:>10} {:>10} {:>9} {:>8} {:>8} {:>10}",
-        "wall s", "(min-max)", "interval s", "x interval", "publish s", "limit s", "wait s", "x interval"
+        "wall s",
+        "(min-max)",
+        "interval s",
+        "x interval",
+        "publish s",
+        "limit s",
+        "wait s",
+        "x interval"
     );
     let optional = |value: Option<f64>| value.map_or("-".to_owned(), |value| format!("{value:.2}"));
     let wait = limit.map(|limit| time.median - publish - limit);
@@ -441,7 +448,16 @@ mod tests {
         // wall, (min-max), interval, x interval, publish, limit, wait, x interval.
         assert_eq!(
             columns,
-            ["14.00", "(12.00-16.00)", "10", "1.40", "1.00", "2.00", "11.00", "1.10"]
+            [
+                "14.00",
+                "(12.00-16.00)",
+                "10",
+                "1.40",
+                "1.00",
+                "2.00",
+                "11.00",
+                "1.10"
+            ]
         );
         assert!(pull_table(&self::figure()).is_none());
     }
