@@ -1,6 +1,7 @@
 //! `lab bench-fanout` on a tiny fleet: it prints a line with numbers for
-//! every way, CPU time by part, and leaves no lab behind (no namespace, no
-//! bridge, no registry entry, no directory, no process).
+//! every way (the pull way polling every second), CPU time by part, the
+//! pull way's time against its interval, and leaves no lab behind (no
+//! namespace, no bridge, no registry entry, no directory, no process).
 
 mod support;
 
@@ -11,7 +12,7 @@ use deployd_lab::net::{list_links, list_netns};
 use deployd_lab::REGISTRY_DIR;
 use support::{lab_options, processes_using};
 
-const WAYS: [&str; 4] = ["limit", "deployd", "ssh-parallel", "ssh-sequential"];
+const WAYS: [&str; 5] = ["limit", "deployd", "ssh-parallel", "ssh-sequential", "pull"];
 
 /// The lab's bridge, from the progress line `bench: lab dlN is up in DIR`.
 fn bridge(stderr: &str) -> String {
@@ -33,6 +34,7 @@ fn a_tiny_benchmark_measures_every_way_and_leaves_nothing() {
         .arg(&dir)
         .args(["bench-fanout", "--hosts", "2", "--paths", "3"])
         .args(["--megabytes", "1", "--rounds", "1"])
+        .args(["--ways", &WAYS.join(","), "--pull-interval-s", "1"])
         .output()
         .expect("running lab bench-fanout");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -57,6 +59,19 @@ fn a_tiny_benchmark_measures_every_way_and_leaves_nothing() {
         }
     }
     assert!(stdout.contains("CPU s by part"), "{stdout}");
+    // The pull table: wall, (min-max), interval, x interval, publish,
+    // limit, wait, x interval; the wall time holds the publish and the limit.
+    let pull = stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("pull: until every host switched"))
+        .nth(2)
+        .unwrap_or_else(|| panic!("no pull table in\n{stdout}"));
+    let columns: Vec<&str> = pull.split_whitespace().collect();
+    assert_eq!(columns.len(), 8, "{pull}");
+    assert_eq!(columns[2], "1", "{pull}");
+    let number = |column: &str| -> f64 { column.parse().unwrap_or_else(|_| panic!("{pull}")) };
+    let (wall, publish, limit) = (number(columns[0]), number(columns[4]), number(columns[5]));
+    assert!(publish > 0.0 && limit > 0.0 && wall > publish, "{pull}");
 
     let bridge = bridge(&stderr);
     let prefix = format!("{bridge}-");

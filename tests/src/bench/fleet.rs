@@ -9,21 +9,37 @@
 //! and Nix's memory of the cache's answers; then checked empty. After every
 //! deploy each host must run its system, hold it in its profile, and hold
 //! every path of its closure.
+//!
+//! For the pull way, every host's deployd also polls a channel: a folder
+//! under the cache's served directory, `push publish` writing into it.
+//! push.toml marks the hosts `pull = true` for that way alone (push
+//! refuses to call a host so marked). A host keeps its deployd state
+//! (records, its channel's sequence) from deploy to deploy; every publish
+//! raises the sequence, so a host made fresh applies the next one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::time::{Duration, Instant};
+
 use anyhow::{bail, ensure, Context, Result};
 use deployd_lab::http::Pace;
-use deployd_lab::run::{run, run_within, stderr_tail};
+use deployd_lab::run::{run, stderr_tail};
 use deployd_lab::{Lab, LabOptions, SshAccess, TrustedDeployKey};
+use deployd_protocol::api::{DeployState, StatusResponse};
 use deployd_protocol::SecretKey;
 
 use super::ways::Way;
 
 /// How long the untimed first push may take.
-const WARM_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+const WARM_UP_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How often the pull way looks whether every host has switched.
+const SWITCH_CHECK_PERIOD: Duration = Duration::from_millis(100);
+/// How long a host's deployd may take to end a deploy once it switched.
+const DEPLOY_END_TIMEOUT: Duration = Duration::from_secs(120);
+/// The channel's folder, under the cache's served directory.
+const CHANNEL_FOLDER: &str = "channel";
 
 /// What a figure deploys, and to how many hosts.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +50,9 @@ pub struct FleetSpec {
     pub paths: u32,
     /// Random bytes in each of them.
     pub bytes_per_path: u64,
+    /// How often the hosts poll their channel, in seconds (the pull way's
+    /// `[pull] interval_s`).
+    pub pull_interval_s: u64,
 }
 
 /// The closure of one host's system, as deployed.
@@ -57,6 +76,8 @@ pub struct BenchFleet {
     ssh: BTreeMap<String, SshAccess>,
     key_file: PathBuf,
     operator_state: PathBuf,
+    /// The hosts' `[pull] interval_s`.
+    pull_interval_s: u64,
 }
 
 impl BenchFleet {
@@ -89,9 +110,19 @@ impl BenchFleet {
             public_key: key.public_key().to_string(),
             may: None,
         }];
+        let pull = if ways.contains(&Way::Pull) {
+            std::fs::create_dir_all(lab.cache_dir().join(CHANNEL_FOLDER))?;
+            format!(
+                "\n[pull]\nchannels = [\"{}/{CHANNEL_FOLDER}\"]\ninterval_s = {}\n",
+                lab.cache_url(),
+                spec.pull_interval_s
+            )
+        } else {
+            String::new()
+        };
         let mut ssh = BTreeMap::new();
         for host in lab.hosts().to_vec() {
-            lab.write_deployd_config(&host, &trusted, "")?;
+            lab.write_deployd_config(&host, &trusted, &pull)?;
             lab.start_deployd(&host)?;
             if ways.iter().any(|way| way.needs_ssh()) {
                 ssh.insert(host.name.clone(), lab.start_host_ssh(&host)?);
@@ -124,6 +155,7 @@ impl BenchFleet {
             ssh,
             key_file,
             operator_state,
+            pull_interval_s: spec.pull_interval_s,
         };
         fleet.warm_up()?;
         Ok(fleet)
@@ -134,16 +166,101 @@ impl BenchFleet {
     /// no-op; every host's first switch (which starts its units) is done.
     fn warm_up(&self) -> Result<()> {
         eprintln!("bench: a first, untimed push --all (push builds in its own store)");
-        let output = run_within(
+        // Not `run_within`: push's summary of every host is on its stdout.
+        let output = deployd_lab::run::output_within(
             self.push_command()?.args(["--all", &self.rev]),
             WARM_UP_TIMEOUT,
         )?;
         ensure!(
             output.status.success(),
-            "the untimed push failed: {}",
-            String::from_utf8_lossy(&output.stdout)
+            "the untimed push failed: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr_tail(&output)
         );
         self.check_switched()
+    }
+
+    /// Writes push.toml as `way` needs it: every host `pull = true` for
+    /// the pull way (push publish --all selects them), none for the others
+    /// (push would refuse to call them).
+    pub fn ready_inventory_for(&self, way: Way) -> Result<()> {
+        self.lab.write_push_inventory("")?;
+        if way == Way::Pull {
+            let file = self.lab.flake().dir().join("push.toml");
+            let mut text = std::fs::read_to_string(&file)?;
+            for host in self.lab.hosts() {
+                let entry = format!("[hosts.{}]\n", host.name);
+                ensure!(text.contains(&entry), "push.toml lacks {entry}");
+                text = text.replace(&entry, &format!("{entry}pull = true\n"));
+            }
+            std::fs::write(&file, text)?;
+        }
+        Ok(())
+    }
+
+    /// `push publish`'s `--channel`: the folder the hosts poll over HTTP.
+    pub fn channel_url(&self) -> String {
+        format!(
+            "file://{}",
+            self.lab.cache_dir().join(CHANNEL_FOLDER).display()
+        )
+    }
+
+    /// Waits until every host has switched ([`BenchFleet::check_switched`]),
+    /// looking every [`SWITCH_CHECK_PERIOD`]; past `timeout`, the last
+    /// reason one had not.
+    pub fn wait_until_switched(&self, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            match self.check_switched() {
+                Ok(()) => return Ok(()),
+                Err(error) if started.elapsed() > timeout => {
+                    return Err(error.context(format!("not every host switched in {timeout:?}")))
+                }
+                Err(_) => std::thread::sleep(SWITCH_CHECK_PERIOD),
+            }
+        }
+    }
+
+    /// After `way`: every host switched ([`BenchFleet::check_switched`]);
+    /// after the pull way, whose clock stops at the switch, also every
+    /// host's deploy ended, and succeeded, before the next deploy empties
+    /// the stores.
+    pub fn check_deployed(&self, way: Way) -> Result<()> {
+        self.check_switched()?;
+        if way == Way::Pull {
+            self.wait_for_deploys_to_end()?;
+        }
+        Ok(())
+    }
+
+    /// Waits until no host's deployd runs a deploy any more, and checks
+    /// that each one's last deploy succeeded.
+    fn wait_for_deploys_to_end(&self) -> Result<()> {
+        for host in self.lab.hosts() {
+            let started = Instant::now();
+            loop {
+                let answer = self.lab.ask_deployd_inside(host, "/v1/status")?;
+                let status: StatusResponse = serde_json::from_str(&answer)
+                    .with_context(|| format!("{}'s status: {answer}", host.name))?;
+                if status.active_deploy.is_none() {
+                    let last = status.last_deploy.map(|deploy| deploy.state);
+                    ensure!(
+                        last == Some(DeployState::Succeeded),
+                        "{}'s last deploy ended {last:?}",
+                        host.name
+                    );
+                    break;
+                }
+                ensure!(
+                    started.elapsed() < DEPLOY_END_TIMEOUT,
+                    "{}'s deploy did not end in {DEPLOY_END_TIMEOUT:?}",
+                    host.name
+                );
+                std::thread::sleep(SWITCH_CHECK_PERIOD);
+            }
+        }
+        Ok(())
     }
 
     /// Restarts the cache server with `pace`.
@@ -254,6 +371,11 @@ impl BenchFleet {
     /// The lab.
     pub fn lab(&self) -> &Lab {
         &self.lab
+    }
+
+    /// How often the hosts poll their channel, in seconds.
+    pub fn pull_interval_s(&self) -> u64 {
+        self.pull_interval_s
     }
 
     /// The revision deployed.

@@ -1,5 +1,5 @@
 //! `lab bench-fanout`: how long, and how much CPU, getting one already-built
-//! system onto every host of a lab takes, four ways (see [`ways`]), measured
+//! system onto every host of a lab takes, five ways (see [`ways`]), measured
 //! in one run so that the machine's noise falls on every way alike: the ways
 //! interleaved in every round (their order rotated from round to round),
 //! every host's store emptied before each, the medians and spreads of the
@@ -7,8 +7,9 @@
 //!
 //! A first figure deploys a closure of `--paths` paths and `--megabytes` to
 //! `--hosts` hosts; a second one (`--scale 10,50,100`) deploys a one-path
-//! closure to labs of those sizes, per host. Each lab is taken down
-//! afterwards, also on failure, Ctrl-C or SIGTERM.
+//! closure to labs of those sizes, per host. The pull way (opt-in) adds a
+//! table of its time against the hosts' poll interval. Each lab is taken
+//! down afterwards, also on failure, Ctrl-C or SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -26,7 +27,7 @@ mod ways;
 
 use cpu::CpuMeter;
 use fleet::{BenchFleet, FleetSpec};
-use report::{Figure, WayRuns};
+use report::{Figure, PullFigure, WayRuns};
 pub use ways::Way;
 
 /// Bytes in the scale figure's one extra path.
@@ -70,6 +71,11 @@ pub struct BenchOptions {
     /// Only the scale figure.
     #[arg(long, requires = "scale")]
     pub scale_only: bool,
+    /// How often the hosts poll their channel, in seconds, for the pull
+    /// way (`[pull] interval_s`; each wait is drawn between 0.8 and 1.2
+    /// times it).
+    #[arg(long, default_value_t = 10)]
+    pub pull_interval_s: u64,
 }
 
 impl BenchOptions {
@@ -99,6 +105,9 @@ pub fn run(dir: &Path, lab_binary: PathBuf, options: &BenchOptions) -> Result<()
     if options.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
+    if options.pull_interval_s == 0 {
+        bail!("--pull-interval-s must be at least 1");
+    }
     let ways = ways::distinct(&options.ways);
     if ways.is_empty() {
         bail!("--ways names no way");
@@ -113,6 +122,7 @@ pub fn run(dir: &Path, lab_binary: PathBuf, options: &BenchOptions) -> Result<()
             hosts: options.hosts,
             paths: options.paths,
             bytes_per_path: options.megabytes * 1_000_000 / u64::from(options.paths.max(1)),
+            pull_interval_s: options.pull_interval_s,
         };
         let figure = measure(dir, lab_binary.clone(), spec, &ways, options)?;
         println!("{}", report::fleet_table(&figure, &options.conditions()));
@@ -124,6 +134,7 @@ pub fn run(dir: &Path, lab_binary: PathBuf, options: &BenchOptions) -> Result<()
                 hosts,
                 paths: 1,
                 bytes_per_path: SCALE_BYTES_PER_PATH,
+                pull_interval_s: options.pull_interval_s,
             };
             figures.push(measure(dir, lab_binary.clone(), spec, &ways, options)?);
         }
@@ -173,7 +184,14 @@ fn measure(
 
 /// Every round: every way once, in the round's order, on fresh hosts.
 fn measure_rounds(fleet: &BenchFleet, ways: &[Way], rounds: usize) -> Result<Figure> {
+    if ways.contains(&Way::Pull) {
+        // So that every timed round is a host with a sequence already
+        // applied, and an emptied store, taking the next one.
+        eprintln!("bench: a first, untimed push publish (every host applies its first state)");
+        deploy_untimed(fleet, Way::Pull)?;
+    }
     let meter = CpuMeter::new();
+    let mut published_in = Vec::new();
     let mut results: Vec<WayRuns> = ways
         .iter()
         .map(|&way| WayRuns {
@@ -184,12 +202,14 @@ fn measure_rounds(fleet: &BenchFleet, ways: &[Way], rounds: usize) -> Result<Fig
     let mut timelines = Vec::new();
     for round in 0..rounds {
         for way in ways::order(ways, round) {
+            fleet.ready_inventory_for(way)?;
             fleet.make_hosts_fresh()?;
             let (before, started) = (meter.read(fleet.lab())?, SystemTime::now());
             let deployed = ways::deploy(way, fleet);
             let (after, ended) = (meter.read(fleet.lab())?, SystemTime::now());
-            deployed.map_err(|error| error.context(format!("{way} failed")))?;
-            fleet.check_switched()?;
+            let deployed = deployed.map_err(|error| error.context(format!("{way} failed")))?;
+            fleet.check_deployed(way)?;
+            published_in.extend(deployed.published_in);
             if way == Way::Deployd {
                 timelines.extend(timeline::read(fleet.lab(), started, ended)?);
             }
@@ -210,5 +230,17 @@ fn measure_rounds(fleet: &BenchFleet, ways: &[Way], rounds: usize) -> Result<Fig
         closure: fleet.closure_size()?,
         ways: results,
         deployd_timelines: timelines,
+        pull: ways.contains(&Way::Pull).then(|| PullFigure {
+            interval_s: fleet.pull_interval_s(),
+            published_in,
+        }),
     })
+}
+
+/// `way` once, unmeasured, on fresh hosts, checked as a timed one is.
+fn deploy_untimed(fleet: &BenchFleet, way: Way) -> Result<()> {
+    fleet.ready_inventory_for(way)?;
+    fleet.make_hosts_fresh()?;
+    ways::deploy(way, fleet).map_err(|error| error.context(format!("the untimed {way} failed")))?;
+    fleet.check_deployed(way)
 }

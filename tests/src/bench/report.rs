@@ -1,6 +1,7 @@
 //! The benchmark's tables: per way, the median of its rounds, their spread
-//! (min-max), and the median's ratio to the limit's; CPU time by part; and,
-//! for the scale figure, wall and CPU time per host.
+//! (min-max), and the median's ratio to the limit's; CPU time by part; the
+//! pull way's time against the poll interval; and, for the scale figure,
+//! wall and CPU time per host.
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -30,6 +31,17 @@ pub struct Figure {
     pub ways: Vec<WayRuns>,
     /// Where deployd's wall time went, per host and round.
     pub deployd_timelines: Vec<Timeline>,
+    /// The pull way's interval and publishes, when it was measured.
+    pub pull: Option<PullFigure>,
+}
+
+/// What the pull way's time is made of, besides its wall time.
+#[derive(Debug, Clone)]
+pub struct PullFigure {
+    /// The hosts' poll interval, in seconds.
+    pub interval_s: u64,
+    /// How long `push publish` took, per round.
+    pub published_in: Vec<Duration>,
 }
 
 /// Median and spread of some measurements, in seconds.
@@ -143,6 +155,10 @@ pub fn fleet_table(figure: &Figure, conditions: &str) -> String {
     }
     text.push('\n');
     text.push_str(&parts_table(figure));
+    if let Some(pull) = pull_table(figure) {
+        text.push('\n');
+        text.push_str(&pull);
+    }
     if !figure.deployd_timelines.is_empty() {
         text.push('\n');
         text.push_str(&timeline::table(&figure.deployd_timelines));
@@ -189,6 +205,60 @@ fn parts_table(figure: &Figure) -> String {
          rest: the machine's CPU time beyond the sum (other programs, the kernel's own work).\n",
     );
     text
+}
+
+/// The pull way against the poll interval: its wall time (median and
+/// spread), the interval, their ratio, and what the wall time is made of
+/// (medians): the publish, the limit's fetch and switch, and the rest,
+/// the wait for every host's next poll (at most 1.2 times the interval).
+fn pull_table(figure: &Figure) -> Option<String> {
+    let pull = figure.pull.as_ref()?;
+    let time = figure
+        .ways
+        .iter()
+        .find(|runs| runs.way == Way::Pull)?
+        .spread(wall)?;
+    let interval = pull.interval_s as f64;
+    let publish = Spread::of(pull.published_in.iter().copied()).map_or(0.0, |s| s.median);
+    let limit = figure.limit(wall).map(|limit| limit.median);
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "pull: until every host switched, hosts polling every {} s (each wait 0.8-1.2 times it)",
+        pull.interval_s
+    );
+    let _ = writeln!(
+        text,
+        "{:>8} {:>17} {:>10} {:>10} {:>9} {:>8} {:>8} {:>10}",
+        "wall s",
+        "(min-max)",
+        "interval s",
+        "x interval",
+        "publish s",
+        "limit s",
+        "wait s",
+        "x interval"
+    );
+    let optional = |value: Option<f64>| value.map_or("-".to_owned(), |value| format!("{value:.2}"));
+    let wait = limit.map(|limit| time.median - publish - limit);
+    let _ = writeln!(
+        text,
+        "{:>8.2} {:>17} {:>10} {:>10.2} {:>9.2} {:>8} {:>8} {:>10}",
+        time.median,
+        range(time),
+        pull.interval_s,
+        time.median / interval,
+        publish,
+        optional(limit),
+        optional(wait),
+        optional(wait.map(|wait| wait / interval)),
+    );
+    text.push_str(
+        "publish: push publish --all (its no-op build, signing, writing the states); limit: \
+         the limit way's wall time, the fetch and switch alone; wait: wall - publish - limit, \
+         the wait for every host's next poll (medians).\n",
+    );
+    Some(text)
 }
 
 /// The scale figure: one line per number of hosts and way, with wall and
@@ -289,6 +359,7 @@ mod tests {
                 },
             ],
             deployd_timelines: Vec::new(),
+            pull: None,
         }
     }
 
@@ -354,6 +425,41 @@ mod tests {
                 "1.75"
             ]
         );
+    }
+
+    #[test]
+    fn the_pull_table_sets_the_wall_time_against_the_interval() {
+        let mut figure = figure();
+        figure.ways.push(WayRuns {
+            way: Way::Pull,
+            runs: vec![usage(12.0, 9.0), usage(14.0, 9.0), usage(16.0, 9.0)],
+        });
+        figure.pull = Some(PullFigure {
+            interval_s: 10,
+            published_in: seconds(&[1.0, 1.0, 3.0]),
+        });
+        let table = fleet_table(&figure, "cache unpaced");
+        let line = table
+            .lines()
+            .skip_while(|line| !line.starts_with("pull: "))
+            .nth(2)
+            .expect("a line of numbers");
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        // wall, (min-max), interval, x interval, publish, limit, wait, x interval.
+        assert_eq!(
+            columns,
+            [
+                "14.00",
+                "(12.00-16.00)",
+                "10",
+                "1.40",
+                "1.00",
+                "2.00",
+                "11.00",
+                "1.10"
+            ]
+        );
+        assert!(pull_table(&self::figure()).is_none());
     }
 
     #[test]

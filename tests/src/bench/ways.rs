@@ -1,4 +1,4 @@
-//! The four ways to get one already-built system onto every host, each from
+//! The five ways to get one already-built system onto every host, each from
 //! its start to every host switched:
 //!
 //! - **limit**: every host at once fetches its closure from the cache with
@@ -12,12 +12,18 @@
 //!   --to root@HOST` then the profile and the switch over SSH, ten hosts at a
 //!   time (colmena's default);
 //! - **ssh-sequential**, `nixos-rebuild --target-host`'s way: the same, one
-//!   host after another.
+//!   host after another;
+//! - **pull**, hosts nobody calls (docs/src/design/channels.md): `push
+//!   publish --channel file:///… --all REV` writes every host's desired
+//!   state into a folder the cache server serves, and every host's deployd,
+//!   polling it every `--pull-interval-s`, finds it, fetches and switches.
+//!   Its time is the publish, the wait for each host's next poll (up to 1.2
+//!   times the interval) and the fetch and switch (the limit's).
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use deployd_lab::run::{run_labelled, run_within, stderr_tail};
@@ -41,6 +47,8 @@ pub enum Way {
     SshParallel,
     /// `nix-copy-closure` and switch over SSH, host after host.
     SshSequential,
+    /// `push publish` to a static channel, every host's deployd polling it.
+    Pull,
 }
 
 impl Way {
@@ -58,19 +66,53 @@ impl fmt::Display for Way {
             Way::Deployd => "deployd",
             Way::SshParallel => "ssh-parallel",
             Way::SshSequential => "ssh-sequential",
+            Way::Pull => "pull",
         })
     }
 }
 
+/// What a timed deploy tells besides its time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Deployed {
+    /// How long `push publish` took (the pull way's first step).
+    pub published_in: Option<Duration>,
+}
+
 /// Deploys the fleet's systems to every host the way `way` does; returns
 /// once every host has switched.
-pub fn deploy(way: Way, fleet: &BenchFleet) -> Result<()> {
+pub fn deploy(way: Way, fleet: &BenchFleet) -> Result<Deployed> {
     match way {
         Way::Limit => limit(fleet),
         Way::Deployd => push_all(fleet),
         Way::SshParallel => over_ssh(fleet, COLMENA_PARALLEL),
         Way::SshSequential => over_ssh(fleet, 1),
+        Way::Pull => return publish_and_wait(fleet),
     }
+    .map(|()| Deployed::default())
+}
+
+/// `push publish --all REV` to the fleet's channel (push.toml marks every
+/// host `pull = true` for this way), then waits until every host has
+/// switched ([`BenchFleet::wait_until_switched`]).
+fn publish_and_wait(fleet: &BenchFleet) -> Result<Deployed> {
+    let started = Instant::now();
+    let mut publish = fleet.push_command()?;
+    publish.args(["publish", "--channel", &fleet.channel_url(), "--all"]);
+    publish.arg(fleet.rev());
+    let output = deployd_lab::run::output_within(&mut publish, WAY_TIMEOUT)?;
+    if !output.status.success() {
+        bail!(
+            "push publish --all exited with {}: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout).trim(),
+            stderr_tail(&output)
+        );
+    }
+    let published_in = started.elapsed();
+    fleet.wait_until_switched(WAY_TIMEOUT)?;
+    Ok(Deployed {
+        published_in: Some(published_in),
+    })
 }
 
 /// The profile and the switch, as a shell script run on the host.
