@@ -135,7 +135,7 @@ impl Reporter {
     }
 
     fn clear_marker(&self) {
-        if let Err(error) = self.marker.clear() {
+        if let Err(error) = self.marker.clear(&self.pending.deploy_id) {
             log::warn!(
                 "channel {}: cannot clear the pending report: {}",
                 self.channel,
