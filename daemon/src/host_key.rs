@@ -54,7 +54,11 @@ pub fn load_or_make(state_dir: &Path, hostname: &HostName) -> Result<SecretKey, 
     if path.exists() {
         return SecretKey::load(&path).map_err(|source| HostKeyError::Unreadable { path, source });
     }
-    let host_part: String = hostname.as_str().chars().take(KEY_NAME_HOST_CHARS).collect();
+    let host_part: String = hostname
+        .as_str()
+        .chars()
+        .take(KEY_NAME_HOST_CHARS)
+        .collect();
     let name: KeyName = format!("{host_part}-host-1")
         .parse()
         .map_err(|_| HostKeyError::Name(hostname.clone()))?;
@@ -115,7 +119,9 @@ mod tests {
         let label = "a".repeat(49);
         let long = [label.as_str(); 4].join(".");
         assert_eq!(long.len(), 199);
-        let host: HostName = format!("{long}b").parse().expect("a 200-character host name");
+        let host: HostName = format!("{long}b")
+            .parse()
+            .expect("a 200-character host name");
         let made = load_or_make(dir.path(), &host).expect("made");
         let name = made.name().as_str();
         assert!(name.len() <= 128, "{name}");

@@ -35,7 +35,12 @@ fn desired(ops: &SecretKey, sequence: u64) -> Vec<u8> {
     desired_issued(ops, sequence, support::now(), false)
 }
 
-fn desired_issued(ops: &SecretKey, sequence: u64, issued_at: u64, allow_downgrade: bool) -> Vec<u8> {
+fn desired_issued(
+    ops: &SecretKey,
+    sequence: u64,
+    issued_at: u64,
+    allow_downgrade: bool,
+) -> Vec<u8> {
     let mut deploy = DeployRequest::new(
         format!("pulled-{sequence}").parse().expect("id"),
         SYSTEM.parse().expect("path"),
@@ -187,4 +192,44 @@ async fn a_state_superseded_on_one_channel_is_refused_from_another() {
     )
     .expect("json");
     assert_eq!(applied["issued_at"], now);
+}
+
+#[tokio::test]
+async fn other_bytes_with_the_applied_sequence_are_told_apart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ops = support::key("ops-1");
+    let state_dir = dir.path().join("state");
+    let daemon = open(dir.path(), &ops);
+    let applied = desired(&ops, 3);
+    assert!(matches!(
+        accept(&daemon, &state_dir, &applied),
+        DesiredAdmission::New(_)
+    ));
+    // A second publisher wrote another state with the same sequence.
+    let raced = desired(&ops, 3);
+    let mut sequence = ChannelSequence::load(&state_dir, CHANNEL).expect("sequence file");
+    let refused = daemon.accept_desired(
+        &raced,
+        Channel {
+            url: CHANNEL,
+            sequence: &mut sequence,
+        },
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(AdmissionError::Rejected(
+                deployd_protocol::RejectError::OldSequence {
+                    sequence: 3,
+                    last: 3
+                }
+            ))
+        ),
+        "{refused:?}"
+    );
+    assert!(daemon.has_recorded_envelope(&applied));
+    assert!(
+        !daemon.has_recorded_envelope(&raced),
+        "the poller warns about these bytes"
+    );
 }

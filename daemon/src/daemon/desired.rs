@@ -43,6 +43,11 @@ pub struct Channel<'a> {
 }
 
 impl Daemon {
+    /// Whether `bytes` are the envelope of a deploy this host recorded.
+    pub fn has_recorded_envelope(&self, bytes: &[u8]) -> bool {
+        self.records().store.find_by_envelope(bytes).is_some()
+    }
+
     /// Verifies a desired state read from `channel` and records its deploy,
     /// through the rules of every deploy (id, quarantine, busy). A refusal
     /// records nothing, and commits neither nonce nor sequence.

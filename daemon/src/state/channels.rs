@@ -221,7 +221,9 @@ mod tests {
             "the reporter of another deploy leaves the marker alone"
         );
         marker.clear(&report.deploy_id).expect("clear");
-        marker.clear(&report.deploy_id).expect("clearing twice is fine");
+        marker
+            .clear(&report.deploy_id)
+            .expect("clearing twice is fine");
         assert_eq!(marker.pending().expect("read"), None);
     }
 
