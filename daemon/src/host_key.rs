@@ -1,7 +1,9 @@
 //! The host key: an Ed25519 key in Nix's format that a pulling host signs
 //! its reports with (docs/src/design/channels.md). It is made at the first
 //! start as `state_dir/host-key.secret` (mode 0600, named
-//! `<hostname>-host-1`), and read at every later start; its public half is
+//! `<hostname>-host-1`, the host name cut to its first
+//! [`KEY_NAME_HOST_CHARS`] characters so that every host name makes a key
+//! name), and read at every later start; its public half is
 //! in `/v1/status` as `host_key`, for the operator to pin in push.toml.
 
 use std::io::Write;
@@ -12,6 +14,9 @@ use deployd_protocol::{HostName, KeyError, KeyName, SecretKey};
 
 /// The host key's file under `state_dir`.
 pub const HOST_KEY_FILE: &str = "host-key.secret";
+/// The most of the host name a host key's name holds (a key name is at
+/// most 128 characters; a host name may have 253).
+pub const KEY_NAME_HOST_CHARS: usize = 100;
 
 /// Why the host key can be neither read nor made.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +54,12 @@ pub fn load_or_make(state_dir: &Path, hostname: &HostName) -> Result<SecretKey, 
     if path.exists() {
         return SecretKey::load(&path).map_err(|source| HostKeyError::Unreadable { path, source });
     }
-    let name: KeyName = format!("{hostname}-host-1")
+    let host_part: String = hostname
+        .as_str()
+        .chars()
+        .take(KEY_NAME_HOST_CHARS)
+        .collect();
+    let name: KeyName = format!("{host_part}-host-1")
         .parse()
         .map_err(|_| HostKeyError::Name(hostname.clone()))?;
     let key = SecretKey::generate(name).map_err(HostKeyError::Generate)?;
@@ -101,5 +111,20 @@ mod tests {
             load_or_make(dir.path(), &host),
             Err(HostKeyError::Unreadable { .. })
         ));
+    }
+
+    #[test]
+    fn a_long_host_name_still_makes_a_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let label = "a".repeat(49);
+        let long = [label.as_str(); 4].join(".");
+        assert_eq!(long.len(), 199);
+        let host: HostName = format!("{long}b")
+            .parse()
+            .expect("a 200-character host name");
+        let made = load_or_make(dir.path(), &host).expect("made");
+        let name = made.name().as_str();
+        assert!(name.len() <= 128, "{name}");
+        assert_eq!(name, format!("{}-host-1", &long[..KEY_NAME_HOST_CHARS]));
     }
 }

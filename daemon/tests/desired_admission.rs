@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use deployd::daemon::{Channel, DesiredAdmission};
+use deployd::daemon::{AdmissionError, Channel, DesiredAdmission};
 use deployd::state::ChannelSequence;
 use deployd::{Config, Daemon, Environment};
 use deployd_protocol::{Action, DeployRequest, DesiredState, SecretKey};
@@ -32,14 +32,24 @@ fn open(dir: &Path, ops: &SecretKey) -> Arc<Daemon> {
 }
 
 fn desired(ops: &SecretKey, sequence: u64) -> Vec<u8> {
-    let deploy = DeployRequest::new(
+    desired_issued(ops, sequence, support::now(), false)
+}
+
+fn desired_issued(
+    ops: &SecretKey,
+    sequence: u64,
+    issued_at: u64,
+    allow_downgrade: bool,
+) -> Vec<u8> {
+    let mut deploy = DeployRequest::new(
         format!("pulled-{sequence}").parse().expect("id"),
         SYSTEM.parse().expect("path"),
         Action::Switch,
     )
     .expect("random");
+    deploy.allow_downgrade = allow_downgrade;
     let host = "sambirano".parse().expect("host");
-    DesiredState::new(host, deploy, sequence, support::now(), 3600)
+    DesiredState::new(host, deploy, sequence, issued_at, 3600)
         .sign(&[ops])
         .to_json()
 }
@@ -137,4 +147,89 @@ async fn a_state_recorded_before_a_crash_is_not_applied_twice() {
     );
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(deploy_count(&daemon).await, 1);
+}
+
+#[tokio::test]
+async fn a_state_superseded_on_one_channel_is_refused_from_another() {
+    const OTHER: &str = "https://mirror.example.org/fleet";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ops = support::key("ops-1");
+    let state_dir = dir.path().join("state");
+    let daemon = open(dir.path(), &ops);
+    let now = support::now();
+
+    let newer = desired_issued(&ops, 5, now, false);
+    assert!(matches!(
+        accept(&daemon, &state_dir, &newer),
+        DesiredAdmission::New(_)
+    ));
+
+    // An older state, allowed to downgrade, never fetched from the first
+    // channel, served by another one with a low sequence of its own.
+    let older = desired_issued(&ops, 1, now - 100, true);
+    let mut other = ChannelSequence::load(&state_dir, OTHER).expect("sequence file");
+    let refused = daemon.accept_desired(
+        &older,
+        Channel {
+            url: OTHER,
+            sequence: &mut other,
+        },
+    );
+    assert!(
+        matches!(refused, Err(AdmissionError::IssuedBeforeLastApplied)),
+        "{refused:?}"
+    );
+    assert_eq!(deploy_count(&daemon).await, 1, "nothing recorded");
+    assert_eq!(
+        ChannelSequence::load(&state_dir, OTHER)
+            .expect("sequence file")
+            .last(),
+        None,
+        "no sequence committed for the other channel"
+    );
+    let applied: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(state_dir.join("pull").join("applied.json")).expect("applied.json"),
+    )
+    .expect("json");
+    assert_eq!(applied["issued_at"], now);
+}
+
+#[tokio::test]
+async fn other_bytes_with_the_applied_sequence_are_told_apart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ops = support::key("ops-1");
+    let state_dir = dir.path().join("state");
+    let daemon = open(dir.path(), &ops);
+    let applied = desired(&ops, 3);
+    assert!(matches!(
+        accept(&daemon, &state_dir, &applied),
+        DesiredAdmission::New(_)
+    ));
+    // A second publisher wrote another state with the same sequence.
+    let raced = desired(&ops, 3);
+    let mut sequence = ChannelSequence::load(&state_dir, CHANNEL).expect("sequence file");
+    let refused = daemon.accept_desired(
+        &raced,
+        Channel {
+            url: CHANNEL,
+            sequence: &mut sequence,
+        },
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(AdmissionError::Rejected(
+                deployd_protocol::RejectError::OldSequence {
+                    sequence: 3,
+                    last: 3
+                }
+            ))
+        ),
+        "{refused:?}"
+    );
+    assert!(daemon.has_recorded_envelope(&applied));
+    assert!(
+        !daemon.has_recorded_envelope(&raced),
+        "the poller warns about these bytes"
+    );
 }

@@ -5,7 +5,8 @@
 //! however long its interval is (docs/src/design/channels.md). The channel
 //! here is a loopback server that answers as push serve's channel API does
 //! (`Deployd-Channel: push-serve` on every answer; 404 when it holds no
-//! state; 304 when a long poll ends with nothing newer).
+//! state; 304 when a long poll ends with nothing newer). A channel that
+//! answers 304 at once does not make the host spin.
 
 mod support;
 
@@ -82,4 +83,54 @@ async fn the_first_answer_from_push_serve_is_followed_by_a_long_poll_at_once() {
             "{requests:?}"
         );
     }
+}
+
+async fn not_modified_at_once(State(seen): State<Seen>, uri: Uri) -> impl IntoResponse {
+    seen.lock().expect("lock").push(uri.to_string());
+    (
+        StatusCode::NOT_MODIFIED,
+        [("Deployd-Channel", "push-serve")],
+        "",
+    )
+}
+
+#[tokio::test]
+async fn a_channel_that_answers_304_at_once_is_not_polled_in_a_loop() {
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/channel/hosts/{file}",
+            axum::routing::get(not_modified_at_once),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ops = support::key("ops-1");
+    let mut text = support::config_text(dir.path(), &ops, "", None);
+    text.push_str(&format!(
+        "[pull]\nchannels = [\"http://127.0.0.1:{port}/channel\"]\ninterval_s = 3600\n"
+    ));
+    let config = Config::from_toml(&text, Path::new("test.toml")).expect("config");
+    let daemon = Daemon::open(config, Environment::default()).expect("daemon");
+    let stop = CancellationToken::new();
+    let pulling = tokio::spawn(deployd::pull::run(daemon, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    pulling.await.expect("the pullers end");
+    server.abort();
+
+    let requests = seen.lock().expect("lock").clone();
+    assert!(
+        requests.len() >= 2 && requests.len() <= 5,
+        "in 3 s: {requests:?}"
+    );
+    assert!(
+        requests[1].contains("wait="),
+        "push serve is long-polled: {requests:?}"
+    );
 }

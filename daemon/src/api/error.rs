@@ -18,6 +18,9 @@ pub enum ApiError {
     /// A message's nonce was used before (and it is not a retry of the same envelope).
     #[error("this message's nonce was already used")]
     Replayed,
+    /// A desired state issued before the last one the host applied.
+    #[error("this desired state was issued before the last desired state this host applied")]
+    IssuedBeforeLastApplied,
     /// A new message reuses the id of an earlier deploy.
     #[error("deploy id {0} was already used")]
     DeployIdReused(DeployId),
@@ -54,7 +57,9 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ApiError::Rejected(error) => error.code(),
-            ApiError::Replayed | ApiError::DeployIdReused(_) => ErrorCode::Replayed,
+            ApiError::Replayed
+            | ApiError::IssuedBeforeLastApplied
+            | ApiError::DeployIdReused(_) => ErrorCode::Replayed,
             ApiError::Busy(_) | ApiError::TooManyStreams => ErrorCode::Busy,
             ApiError::Quarantined(_) => ErrorCode::Quarantined,
             ApiError::NotFound(_) => ErrorCode::NotFound,
@@ -83,6 +88,7 @@ impl From<AdmissionError> for ApiError {
         match error {
             AdmissionError::Rejected(error) => ApiError::Rejected(error),
             AdmissionError::Replayed => ApiError::Replayed,
+            AdmissionError::IssuedBeforeLastApplied => ApiError::IssuedBeforeLastApplied,
             AdmissionError::DeployIdReused(id) => ApiError::DeployIdReused(id),
             AdmissionError::Busy(id) => ApiError::Busy(id),
             AdmissionError::Quarantined(quarantined) => ApiError::Quarantined(quarantined),

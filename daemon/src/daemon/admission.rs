@@ -45,6 +45,10 @@ pub enum AdmissionError {
     /// Its nonce was used before, and it is not a retry of the same envelope.
     #[error("this message's nonce was already used")]
     Replayed,
+    /// A desired state issued before the last one this host applied, from
+    /// any channel.
+    #[error("this desired state was issued before the last desired state this host applied")]
+    IssuedBeforeLastApplied,
     /// A new message reuses the id of an earlier deploy.
     #[error("deploy id {0} was already used")]
     DeployIdReused(DeployId),

@@ -1,17 +1,18 @@
 //! Admission of a desired state read from a channel
 //! (docs/src/design/channels.md): the same checks and rules as
 //! `POST /v1/deploy` ([`super::admission`]), in another order of writes.
-//! The deploy's record is written first, then the channel's sequence, then
-//! the nonce: a crash in between leaves a record whose envelope is found
-//! at the next poll, which then commits the sequence and applies nothing
-//! again.
+//! The deploy's record is written first, then the channel's sequence and
+//! the host's high-water mark ([`AppliedMark`]), then the nonce: a crash in
+//! between leaves a record whose envelope is found at the next poll, which
+//! then commits them and applies nothing again. A state issued before the
+//! mark is refused, whichever channel serves it.
 
 use deployd_protocol::{DesiredArrival, RejectError, Request};
 
 use super::admission::{AdmissionError, NewDeploy};
 use super::Daemon;
 use crate::clock::now_ms;
-use crate::state::{ChannelSequence, PendingNonce};
+use crate::state::{AppliedMark, ChannelSequence, PendingNonce, StateError};
 
 /// What an accepted desired state leads to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,11 @@ pub struct Channel<'a> {
 }
 
 impl Daemon {
+    /// Whether `bytes` are the envelope of a deploy this host recorded.
+    pub fn has_recorded_envelope(&self, bytes: &[u8]) -> bool {
+        self.records().store.find_by_envelope(bytes).is_some()
+    }
+
     /// Verifies a desired state read from `channel` and records its deploy,
     /// through the rules of every deploy (id, quarantine, busy). A refusal
     /// records nothing, and commits neither nonce nor sequence.
@@ -52,6 +58,7 @@ impl Daemon {
     ) -> Result<DesiredAdmission, AdmissionError> {
         let mut records = self.records();
         let records = &mut *records;
+        let mut channel = channel;
         let arrival = DesiredArrival {
             last_sequence: channel.sequence.last(),
             active_issued_at: records.store.active().map(|active| active.issued_at),
@@ -72,9 +79,19 @@ impl Daemon {
             Err(error) => return Err(error.into()),
         };
         let sequence = desired.sequence;
-        if let Some(recorded) = records.store.find_by_envelope(bytes) {
+        let issued_at = desired.verified.message.issued_at;
+        let mut mark = AppliedMark::load(&self.config().file.state_dir)?;
+        let recorded = records.store.find_by_envelope(bytes);
+        let after_mark = match mark.issued_at() {
+            None => true,
+            Some(mark) => issued_at > mark || (issued_at == mark && recorded.is_some()),
+        };
+        if !after_mark {
+            return Err(AdmissionError::IssuedBeforeLastApplied);
+        }
+        if let Some(recorded) = recorded {
             let deploy_id = recorded.record.deploy_id.clone();
-            channel.sequence.commit(channel.url, sequence)?;
+            commit_applied(&mut channel, &mut mark, sequence, issued_at)?;
             records.nonces.commit(pending, now_ms() / 1000)?;
             return Ok(DesiredAdmission::AlreadyRecorded(Desired {
                 deploy_id,
@@ -94,9 +111,9 @@ impl Daemon {
         // Recorded: the deploy goes ahead whatever follows. A sequence or
         // nonce that cannot be written now is written at the next poll,
         // which finds the envelope recorded.
-        if let Err(error) = channel.sequence.commit(channel.url, sequence) {
+        if let Err(error) = commit_applied(&mut channel, &mut mark, sequence, issued_at) {
             log::error!(
-                "channel {}: cannot write the sequence {sequence}: {}",
+                "channel {}: cannot write the sequence {sequence} or the applied mark: {}",
                 channel.url,
                 crate::api::chain(&error)
             );
@@ -109,4 +126,16 @@ impl Daemon {
             sequence,
         }))
     }
+}
+
+/// Commits `sequence` as the channel's last, then raises the host's
+/// high-water mark to `issued_at`.
+fn commit_applied(
+    channel: &mut Channel<'_>,
+    mark: &mut AppliedMark,
+    sequence: u64,
+    issued_at: u64,
+) -> Result<(), StateError> {
+    channel.sequence.commit(channel.url, sequence)?;
+    mark.commit(issued_at)
 }

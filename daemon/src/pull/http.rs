@@ -11,7 +11,7 @@ use std::time::Duration;
 use deployd_protocol::MAX_ENVELOPE_BYTES;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -35,6 +35,8 @@ pub struct Answer {
     pub status: u16,
     /// Whether it carried `Deployd-Channel: push-serve`.
     pub push_serve: bool,
+    /// Its `Retry-After`, when given in seconds.
+    pub retry_after: Option<Duration>,
     /// The body, at most [`MAX_ENVELOPE_BYTES`].
     pub body: Vec<u8>,
 }
@@ -135,6 +137,12 @@ where
             .headers()
             .get(CHANNEL_HEADER)
             .is_some_and(|value| value.as_bytes() == PUSH_SERVE.as_bytes());
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let body = Limited::new(response.into_body(), MAX_ENVELOPE_BYTES)
             .collect()
             .await
@@ -146,6 +154,7 @@ where
         Ok(Answer {
             status,
             push_serve,
+            retry_after,
             body,
         })
     };

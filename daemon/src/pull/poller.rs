@@ -2,15 +2,19 @@
 //! 0.8 and 1.2 times it), or at once after a push serve long poll ends, it
 //! reads the host's desired state. Bytes already seen are skipped without
 //! being verified again; new ones go through [`Daemon::accept_desired`].
-//! A state that is refused is logged once (its bytes are then known), and
-//! counted as a refused request is; a host busy with another deploy tries
-//! again at the next poll.
+//! A state refused for good is logged once (its bytes are then known and
+//! not verified again); one refused for now (not valid yet, quarantined,
+//! the host's state unwritable) is tried again at each poll and logged once
+//! while the refusal stays the same. Each refusal is counted as a refused
+//! request is; a host busy with another deploy tries again at the next
+//! poll. A 304 is followed at once by the next long poll only after a
+//! long poll that lasted [`SHORTEST_LONG_POLL`]; else the poller waits.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deployd_protocol::{HostName, RejectError, MAX_ENVELOPE_BYTES};
+use deployd_protocol::{ErrorCode, HostName, RejectError, MAX_ENVELOPE_BYTES};
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +28,10 @@ use crate::state::{ChannelSequence, PendingReport, ReportMarker};
 
 /// How long push serve may hold a long poll (it answers `304` then).
 pub const LONG_POLL_WAIT_S: u64 = 55;
+/// A long poll answered `304` sooner than this is not followed by another
+/// at once: the next waits this long (a channel that answers at once must
+/// not make the host spin).
+pub const SHORTEST_LONG_POLL: Duration = Duration::from_secs(1);
 /// How long one exchange may take, besides a long poll's wait.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -51,8 +59,9 @@ enum Fetched {
     State(Vec<u8>),
     /// Nothing was published for this host.
     NotFound,
-    /// A long poll ended with nothing newer.
-    NotModified,
+    /// Nothing newer: how long the request was held when it was a long
+    /// poll.
+    NotModified(Option<Duration>),
 }
 
 /// When to poll again.
@@ -62,6 +71,8 @@ enum Next {
     Now,
     /// After the jittered interval.
     Later,
+    /// After this long.
+    After(Duration),
 }
 
 /// The poller's memory of its channel.
@@ -117,6 +128,7 @@ pub async fn poll(daemon: Arc<Daemon>, channel: ChannelUrl, stop: CancellationTo
         };
         let wait = match next {
             Next::Now => Duration::ZERO,
+            Next::After(wait) => wait,
             Next::Later => {
                 let interval = Duration::from_secs(poller.daemon.config().file.pull.interval_s);
                 jittered(interval, random_u32())
@@ -153,9 +165,9 @@ impl Poller {
             }
         };
         let bytes = match fetched {
-            Fetched::NotModified => {
+            Fetched::NotModified(long_poll_held) => {
                 self.daemon.count_poll("not_modified");
-                return Next::Now;
+                return after_not_modified(long_poll_held);
             }
             Fetched::NotFound => {
                 self.daemon.count_poll("not_found");
@@ -189,11 +201,13 @@ impl Poller {
                     .then(|| (self.sequence.last().unwrap_or(0), LONG_POLL_WAIT_S));
                 let url = ChannelUrl::state_url(base, &host, long_poll);
                 let timeout = REQUEST_TIMEOUT + Duration::from_secs(long_poll.map_or(0, |p| p.1));
+                let asked = tokio::time::Instant::now();
                 let answer = self.client().get(&url, timeout).await?;
+                let held = long_poll.map(|_| asked.elapsed());
                 self.push_serve = answer.push_serve;
                 match answer.status {
                     200 => Ok(Fetched::State(answer.body)),
-                    304 => Ok(Fetched::NotModified),
+                    304 => Ok(Fetched::NotModified(held)),
                     404 => Ok(Fetched::NotFound),
                     status => Err(format!("{url} answered {status}")),
                 }
@@ -225,6 +239,11 @@ impl Poller {
                 sequence: &mut sequence,
             };
             let admission = daemon.accept_desired(&bytes, channel);
+            let same_sequence_other_bytes = matches!(
+                &admission,
+                Err(AdmissionError::Rejected(RejectError::OldSequence { sequence, last }))
+                    if sequence == last
+            ) && !daemon.has_recorded_envelope(&bytes);
             if let Ok(DesiredAdmission::New(desired)) = &admission {
                 let line = format!(
                     "from channel {name}: desired state {} (sequence {})",
@@ -233,10 +252,10 @@ impl Poller {
                 daemon.log(&desired.deploy_id, &line);
                 pipeline::spawn(daemon.clone(), desired.deploy_id.clone());
             }
-            (admission, sequence)
+            (admission, sequence, same_sequence_other_bytes)
         })
         .await;
-        let (admission, sequence) = match admitted {
+        let (admission, sequence, same_sequence_other_bytes) = match admitted {
             Ok(admitted) => admitted,
             Err(error) => {
                 log::error!("channel {}: admission failed: {error}", self.name);
@@ -275,6 +294,15 @@ impl Poller {
                 );
                 self.daemon.count_poll("applied");
                 self.seen = Some(digest);
+                if self.push_serve {
+                    // The final report may not have been sent: the daemon
+                    // stopped before it marked it pending.
+                    let pending = PendingReport {
+                        deploy_id: desired.deploy_id,
+                        sequence: desired.sequence,
+                    };
+                    self.start_report(pending, stop);
+                }
                 Next::Later
             }
             Err(AdmissionError::Busy(running)) => {
@@ -286,12 +314,19 @@ impl Poller {
                 Next::Later
             }
             // The state this host applied last, served again (after a
-            // restart, its bytes are not known yet): nothing to say.
+            // restart, its bytes are not known yet): nothing to say. Other
+            // bytes with its sequence: two publishers raced.
             Err(AdmissionError::Rejected(RejectError::OldSequence { sequence, last }))
                 if sequence == last =>
             {
                 self.daemon.count_poll("unchanged");
                 self.seen = Some(digest);
+                if same_sequence_other_bytes {
+                    log::warn!(
+                        "channel {}: another state with sequence {sequence} than the one applied; publish again to replace it",
+                        self.name
+                    );
+                }
                 Next::Later
             }
             Err(error @ (AdmissionError::State(_) | AdmissionError::Inconsistent(_))) => {
@@ -307,13 +342,18 @@ impl Poller {
                 self.daemon.count_poll("refused");
                 let refusal = ApiError::from(refused);
                 self.daemon.count_refusal(refusal.code());
-                log::warn!(
+                let problem = format!(
                     "channel {}: refused its desired state ({}): {}",
                     self.name,
                     refusal.code().as_str(),
                     refusal.message()
                 );
-                self.seen = Some(digest);
+                if refused_for_good(refusal.code()) {
+                    log::warn!("{problem}");
+                    self.seen = Some(digest);
+                } else {
+                    self.tell_once(problem);
+                }
                 Next::Later
             }
         }
@@ -381,6 +421,40 @@ impl Poller {
     }
 }
 
+/// When to poll after a `304`: at once after a long poll held at least
+/// [`SHORTEST_LONG_POLL`]; after that long after a shorter one; after the
+/// interval when the request was no long poll.
+fn after_not_modified(long_poll_held: Option<Duration>) -> Next {
+    match long_poll_held {
+        Some(held) if held >= SHORTEST_LONG_POLL => Next::Now,
+        Some(_) => Next::After(SHORTEST_LONG_POLL),
+        None => Next::Later,
+    }
+}
+
+/// Whether a state refused with `code` would be refused again whenever it
+/// is verified (its bytes are then not verified again); `not_yet_valid`,
+/// `quarantined` and `internal` may pass later, and are tried at each poll.
+fn refused_for_good(code: ErrorCode) -> bool {
+    match code {
+        ErrorCode::BadRequest
+        | ErrorCode::UnknownKey
+        | ErrorCode::BadSignature
+        | ErrorCode::Forbidden
+        | ErrorCode::WrongHost
+        | ErrorCode::Expired
+        | ErrorCode::Replayed
+        | ErrorCode::Downgrade
+        | ErrorCode::InvalidStorePath
+        | ErrorCode::PayloadTooLarge => true,
+        ErrorCode::NotYetValid
+        | ErrorCode::Quarantined
+        | ErrorCode::Internal
+        | ErrorCode::Busy
+        | ErrorCode::NotFound => false,
+    }
+}
+
 /// Reads a folder channel's state file, at most [`MAX_ENVELOPE_BYTES`].
 fn read_bounded(file: &Path) -> Result<Fetched, String> {
     use std::io::Read;
@@ -418,6 +492,26 @@ mod tests {
             let wait = jittered(interval, random_u32());
             assert!(wait >= Duration::from_secs(48) && wait <= Duration::from_secs(72));
         }
+    }
+
+    #[test]
+    fn only_refusals_that_cannot_change_mark_a_state_seen() {
+        assert!(refused_for_good(ErrorCode::BadSignature));
+        assert!(refused_for_good(ErrorCode::Replayed));
+        assert!(refused_for_good(ErrorCode::Expired));
+        assert!(!refused_for_good(ErrorCode::NotYetValid));
+        assert!(!refused_for_good(ErrorCode::Quarantined));
+        assert!(!refused_for_good(ErrorCode::Internal));
+    }
+
+    #[test]
+    fn only_a_long_poll_held_a_second_is_followed_at_once() {
+        assert_eq!(after_not_modified(Some(Duration::from_secs(55))), Next::Now);
+        assert_eq!(
+            after_not_modified(Some(Duration::from_millis(10))),
+            Next::After(SHORTEST_LONG_POLL)
+        );
+        assert_eq!(after_not_modified(None), Next::Later);
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //!   written only once the state's deploy is recorded.
 //! - `<digest>.report.json`: the deploy whose final report the channel has
 //!   not acknowledged yet, so a restarted daemon sends it again.
+//!
+//! and one file for all channels, `applied.json` ([`AppliedMark`]): the
+//! `issued_at` of the newest desired state applied from any channel.
 
 use std::path::{Path, PathBuf};
 
@@ -90,6 +93,47 @@ impl ChannelSequence {
     }
 }
 
+/// The high-water mark of a pulling host: the `issued_at` of the newest
+/// desired state it applied, from any channel. A state issued before it is
+/// refused whichever channel serves it, so a channel cannot serve a state
+/// that another channel superseded (nor one whose nonce was forgotten).
+#[derive(Debug, Clone)]
+pub struct AppliedMark {
+    path: PathBuf,
+    issued_at: Option<u64>,
+}
+
+/// What `applied.json` holds.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct AppliedFile {
+    /// When the newest desired state applied was issued (Unix seconds).
+    issued_at: u64,
+}
+
+impl AppliedMark {
+    /// Loads the mark under `state_dir` (none yet: no mark).
+    pub fn load(state_dir: &Path) -> Result<AppliedMark, StateError> {
+        let path = pull_dir(state_dir)?.join("applied.json");
+        let issued_at = read_json::<AppliedFile>(&path)?.map(|file| file.issued_at);
+        Ok(AppliedMark { path, issued_at })
+    }
+
+    /// When the newest desired state applied was issued.
+    pub fn issued_at(&self) -> Option<u64> {
+        self.issued_at
+    }
+
+    /// Raises the mark to `issued_at` (never lowers it), durably.
+    pub fn commit(&mut self, issued_at: u64) -> Result<(), StateError> {
+        if self.issued_at.is_some_and(|mark| mark >= issued_at) {
+            return Ok(());
+        }
+        write_json(&self.path, &AppliedFile { issued_at })?;
+        self.issued_at = Some(issued_at);
+        Ok(())
+    }
+}
+
 /// The "report pending" marker of one channel.
 #[derive(Debug, Clone)]
 pub struct ReportMarker {
@@ -113,8 +157,14 @@ impl ReportMarker {
         write_json(&self.path, report)
     }
 
-    /// Clears the marker once the channel acknowledged the final report.
-    pub fn clear(&self) -> Result<(), StateError> {
+    /// Clears the marker once the channel acknowledged `deploy_id`'s final
+    /// report (or refused it for good), if it still names that deploy: a
+    /// newer deploy's marker is left to its own reporter.
+    pub fn clear(&self, deploy_id: &DeployId) -> Result<(), StateError> {
+        match self.pending()? {
+            Some(pending) if pending.deploy_id == *deploy_id => {}
+            _ => return Ok(()),
+        }
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -162,9 +212,30 @@ mod tests {
             sequence: 2,
         };
         marker.set(&report).expect("set");
-        assert_eq!(marker.pending().expect("read"), Some(report));
-        marker.clear().expect("clear");
-        marker.clear().expect("clearing twice is fine");
+        assert_eq!(marker.pending().expect("read"), Some(report.clone()));
+        let older: DeployId = "d0".parse().expect("id");
+        marker.clear(&older).expect("another deploy's clear");
+        assert_eq!(
+            marker.pending().expect("read"),
+            Some(report.clone()),
+            "the reporter of another deploy leaves the marker alone"
+        );
+        marker.clear(&report.deploy_id).expect("clear");
+        marker
+            .clear(&report.deploy_id)
+            .expect("clearing twice is fine");
         assert_eq!(marker.pending().expect("read"), None);
+    }
+
+    #[test]
+    fn the_applied_mark_survives_a_restart_and_never_goes_down() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut mark = AppliedMark::load(dir.path()).expect("load");
+        assert_eq!(mark.issued_at(), None);
+        mark.commit(1_800_000_000).expect("commit");
+        mark.commit(1_700_000_000).expect("an older one is ignored");
+        let reloaded = AppliedMark::load(dir.path()).expect("reload");
+        assert_eq!(reloaded.issued_at(), Some(1_800_000_000));
+        assert!(dir.path().join("pull").join("applied.json").exists());
     }
 }

@@ -30,7 +30,7 @@ mod quarantine;
 mod records;
 mod used_ids;
 
-pub use channels::{channel_file_stem, ChannelSequence, PendingReport, ReportMarker};
+pub use channels::{channel_file_stem, AppliedMark, ChannelSequence, PendingReport, ReportMarker};
 pub use files::{read_json, write_atomically, write_json};
 pub use nonces::{DiskNonceStore, PendingNonce, VerifyingNonces};
 pub use quarantine::{QuarantineIndex, MAX_QUARANTINED};
