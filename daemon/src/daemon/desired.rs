@@ -82,10 +82,9 @@ impl Daemon {
         let issued_at = desired.verified.message.issued_at;
         let mut mark = AppliedMark::load(&self.config().file.state_dir)?;
         let recorded = records.store.find_by_envelope(bytes);
-        let after_mark = match mark.issued_at() {
-            None => true,
-            Some(mark) => issued_at > mark || (issued_at == mark && recorded.is_some()),
-        };
+        // Two states published within one second share their `issued_at`:
+        // only an earlier one is stale.
+        let after_mark = mark.issued_at().is_none_or(|mark| issued_at >= mark);
         if !after_mark {
             return Err(AdmissionError::IssuedBeforeLastApplied);
         }
