@@ -97,7 +97,7 @@ async fn publish(
     );
     let bytes = state.sign(&[key]).to_json();
     let summary = summarize(&bytes).context("the state just signed")?;
-    channel.hold(host, bytes, summary).await?;
+    channel.hold(host, bytes, summary, true).await?;
     log::info!(host = host.as_str(); "published desired state {sequence} for {host}");
     Ok(sequence)
 }

@@ -587,3 +587,29 @@ async fn what_the_channel_holds_survives_a_restart() {
     assert!(pulling.iter().any(|entry| entry["host"] == "laptop"));
     assert!(!pulling.iter().any(|entry| entry["host"] == "web"));
 }
+
+#[tokio::test]
+async fn a_key_id_alone_does_not_make_a_state_push_serves() {
+    let fixture = fixture();
+    let service = &fixture.service;
+    // A publisher's state with an extra signature under push serve's key id,
+    // made by another key of that name: it verifies by the publisher alone.
+    let impostor = key("ci-1");
+    let bytes = state("pi", 3, now(), 3600)
+        .sign(&[&fixture.publisher, &impostor])
+        .to_json();
+    assert_eq!(publish(service, "pi", bytes).await.status, StatusCode::OK);
+    let held = service.channel.held(&host("pi")).expect("held");
+    assert!(!held.signed_by_service, "a key id is not a signer");
+    // Nor after a restart, when it is read back from disk.
+    let reopened =
+        Channel::open(fixture.dir.path(), fixture.own.public_key(), &[]).expect("reopened");
+    assert!(!reopened.held(&host("pi")).expect("held").signed_by_service);
+    // push serve's own signature does make it push serve's, read back too.
+    let own = signed(&state("pi", 4, now(), 3600), &fixture.own);
+    assert_eq!(publish(service, "pi", own).await.status, StatusCode::OK);
+    assert!(service.channel.held(&host("pi")).expect("held").signed_by_service);
+    let reopened =
+        Channel::open(fixture.dir.path(), fixture.own.public_key(), &[]).expect("reopened");
+    assert!(reopened.held(&host("pi")).expect("held").signed_by_service);
+}

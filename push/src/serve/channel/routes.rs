@@ -333,7 +333,11 @@ pub async fn put_state(
         Err(cause) => return error(ErrorCode::BadRequest, format!("{cause:#}")),
     };
     let deploy_id = summary.deploy_id.clone().unwrap_or_default();
-    if let Err(cause) = channel.hold(&host, bytes, summary).await {
+    let signed_by_service = channel.is_own_key(&verified.verified.key);
+    if let Err(cause) = channel
+        .hold(&host, bytes, summary, signed_by_service)
+        .await
+    {
         log::error!("cannot hold the desired state of {host}: {cause:#}");
         return error(
             ErrorCode::Internal,
