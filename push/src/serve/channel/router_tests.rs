@@ -608,8 +608,79 @@ async fn a_key_id_alone_does_not_make_a_state_push_serves() {
     // push serve's own signature does make it push serve's, read back too.
     let own = signed(&state("pi", 4, now(), 3600), &fixture.own);
     assert_eq!(publish(service, "pi", own).await.status, StatusCode::OK);
-    assert!(service.channel.held(&host("pi")).expect("held").signed_by_service);
+    assert!(
+        service
+            .channel
+            .held(&host("pi"))
+            .expect("held")
+            .signed_by_service
+    );
     let reopened =
         Channel::open(fixture.dir.path(), fixture.own.public_key(), &[]).expect("reopened");
     assert!(reopened.held(&host("pi")).expect("held").signed_by_service);
+}
+
+fn deploy(id: &str) -> DeployRequest {
+    DeployRequest::new(
+        id.parse().expect("id"),
+        SYSTEM.parse().expect("path"),
+        Action::Switch,
+    )
+    .expect("deploy")
+}
+
+#[tokio::test]
+async fn a_rollout_does_not_replace_a_state_published_after_its_check() {
+    let fixture = fixture();
+    let service = &fixture.service;
+    let pi = host("pi");
+    // The rollout checked an empty channel; `push publish` put 7 meanwhile.
+    let meanwhile = signed(&state("pi", 7, now(), 3600), &fixture.publisher);
+    assert_eq!(
+        publish(service, "pi", meanwhile.clone()).await.status,
+        StatusCode::OK
+    );
+    let refused = super::publish::publish(service, &fixture.own, &pi, deploy("r-1"), None)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        refused.to_string(),
+        "the channel changed meanwhile: 7 held now"
+    );
+    assert_eq!(
+        &*service.channel.held(&pi).expect("held").bytes,
+        meanwhile.as_slice()
+    );
+    // A rollout that checked 7 publishes 8.
+    let sequence = super::publish::publish(service, &fixture.own, &pi, deploy("r-2"), Some(7))
+        .await
+        .expect("published");
+    assert_eq!(sequence, 8);
+    let held = service.channel.held(&pi).expect("held");
+    assert_eq!(held.summary.sequence, 8);
+    assert!(held.signed_by_service);
+}
+
+#[tokio::test]
+async fn no_state_follows_the_last_sequence() {
+    let fixture = fixture();
+    let service = &fixture.service;
+    let pi = host("pi");
+    let last = signed(&state("pi", u64::MAX, now(), 3600), &fixture.publisher);
+    assert_eq!(
+        publish(service, "pi", last.clone()).await.status,
+        StatusCode::OK
+    );
+    let refused =
+        super::publish::publish(service, &fixture.own, &pi, deploy("r-1"), Some(u64::MAX))
+            .await
+            .expect_err("refused");
+    assert!(
+        refused.to_string().contains("the last there is"),
+        "{refused:#}"
+    );
+    assert_eq!(
+        &*service.channel.held(&pi).expect("held").bytes,
+        last.as_slice()
+    );
 }

@@ -334,10 +334,7 @@ pub async fn put_state(
     };
     let deploy_id = summary.deploy_id.clone().unwrap_or_default();
     let signed_by_service = channel.is_own_key(&verified.verified.key);
-    if let Err(cause) = channel
-        .hold(&host, bytes, summary, signed_by_service)
-        .await
-    {
+    if let Err(cause) = channel.hold(&host, bytes, summary, signed_by_service).await {
         log::error!("cannot hold the desired state of {host}: {cause:#}");
         return error(
             ErrorCode::Internal,
