@@ -684,3 +684,40 @@ async fn no_state_follows_the_last_sequence() {
         last.as_slice()
     );
 }
+
+#[tokio::test]
+async fn a_reports_log_is_kept_but_never_answered() {
+    let fixture = fixture();
+    let service = &fixture.service;
+    let mut failed = report("pi", now(), DeployState::Failed);
+    failed.record.log_tail = vec!["activating: token=hunter2".into()];
+    failed.record.error = Some(deployd_protocol::api::DeployFailure {
+        code: "switch_failed".into(),
+        message: "the switch failed".into(),
+    });
+    failed.record.finished_at_ms = Some(now() * 1000);
+    let bytes = failed.sign(&fixture.pi_key).to_json();
+    let answer = post_report(service, "pi", bytes.clone()).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    // The public answer: the report as `push status` reads it, its log gone.
+    let read = get(service, "/v1/channel/reports/pi").await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert!(!String::from_utf8_lossy(&read.body).contains("hunter2"));
+    let read: HostReport = serde_json::from_slice(&read.body).expect("a report");
+    let mut expected = failed.clone();
+    expected.record.log_tail = Vec::new();
+    assert_eq!(read, expected);
+    let status = get(service, "/v1/status").await;
+    assert!(!String::from_utf8_lossy(&status.body).contains("hunter2"));
+    let status = status.json();
+    let pi = status["pulling"]
+        .as_array()
+        .expect("pulling")
+        .iter()
+        .find(|entry| entry["host"] == "pi")
+        .expect("pi");
+    assert_eq!(pi["report"]["error"], "switch_failed: the switch failed");
+    // The full report stays on disk.
+    let kept = fixture.dir.path().join("channel/reports/pi.json");
+    assert_eq!(std::fs::read(kept).expect("kept"), bytes);
+}
