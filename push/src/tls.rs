@@ -294,6 +294,27 @@ pub fn causes<'a>(
     })
 }
 
+/// The body of `response`, refused once it is longer than `limit` bytes
+/// (an answer is read whole into memory: its sender does not choose how
+/// much).
+pub async fn read_bounded(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| anyhow::anyhow!("{}", problem(&error)))?
+    {
+        if body.len() + chunk.len() > limit {
+            anyhow::bail!("the answer is longer than {limit} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,25 +418,4 @@ mod tests {
             .starts_with("certificate not valid yet (NotValidYet): "));
         assert!(certificate_problem(&Problem::Revoked).starts_with("certificate refused ("));
     }
-}
-
-/// The body of `response`, refused once it is longer than `limit` bytes
-/// (an answer is read whole into memory: its sender does not choose how
-/// much).
-pub async fn read_bounded(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> anyhow::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|error| anyhow::anyhow!("{}", problem(&error)))?
-    {
-        if body.len() + chunk.len() > limit {
-            anyhow::bail!("the answer is longer than {limit} bytes");
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
