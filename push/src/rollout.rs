@@ -21,7 +21,7 @@ use deployd_protocol::{Action, HostName, Revision, StorePath};
 mod pull;
 mod send;
 
-pub use pull::PullChannel;
+pub use pull::{HeldRevision, PullChannel};
 
 use crate::batches::{Batch, BatchName, Policy};
 use crate::build::{build, BuildMachine, BuildPlan};
@@ -201,19 +201,23 @@ pub async fn rollout(
     let to_build: Vec<HostName> = reachable
         .iter()
         .map(|(target, _)| &target.name)
-        .chain(pulling.iter().map(|target| &target.name))
+        .chain(pulling.keys())
         .cloned()
         .collect();
     let systems = build_systems(&plan, &flake, &to_build, &results).await;
     reachable.retain(|(target, _)| systems.contains_key(&target.name));
-    pulling.retain(|target| systems.contains_key(&target.name));
+    pulling.retain(|host, _| systems.contains_key(host));
     // A pulling host's caches are not known here (it is never asked).
     check_caches(&reachable, &systems, plan.machine().copy_to.as_deref()).await?;
 
+    let pull_checked = pulling
+        .iter()
+        .map(|(host, (_, checked))| (host.clone(), *checked))
+        .collect();
     let ready: BTreeMap<HostName, (Target, StorePath)> = reachable
         .into_iter()
         .map(|(target, _)| target)
-        .chain(pulling)
+        .chain(pulling.into_values().map(|(target, _)| target))
         .filter_map(|target| {
             let system = systems.get(&target.name)?.clone();
             Some((target.name.clone(), (target, system)))
@@ -226,6 +230,7 @@ pub async fn rollout(
         progress,
         observer,
         results: &results,
+        pull_checked,
     };
     send::send_batches(&sender, &batches, &ready).await;
     Ok(results.into_sorted())
@@ -375,26 +380,31 @@ fn admit_hosts(
     Ok(reachable)
 }
 
-/// The pulling hosts that may take this revision: with a channel, those
-/// whose channel does not hold a revision this one does not descend from;
-/// without one, none (each is refused, saying how it is deployed).
-fn admit_pulling(plan: &Rollout, pulling: Vec<Target>, results: &Results) -> Vec<Target> {
+/// The pulling hosts that may take this revision, each with the sequence
+/// its channel held when checked: with a channel, those whose channel does
+/// not hold a revision this one does not descend from; without one, none
+/// (each is refused, saying how it is deployed).
+fn admit_pulling(
+    plan: &Rollout,
+    pulling: Vec<Target>,
+    results: &Results,
+) -> BTreeMap<HostName, (Target, Option<u64>)> {
     let Some(channel) = plan.channel.as_deref() else {
         for target in pulling {
             let result = outcome::Result::Refused(pull::without_channel());
             results.add_unsent(&target.name, result);
         }
-        return Vec::new();
+        return BTreeMap::new();
     };
     pulling
         .into_iter()
-        .filter(
+        .filter_map(
             |target| match pull::downgrade(plan, channel, &target.name) {
-                Some(why) => {
+                Err(why) => {
                     results.add_unsent(&target.name, outcome::Result::Refused(why));
-                    false
+                    None
                 }
-                None => true,
+                Ok(checked) => Some((target.name.clone(), (target, checked))),
             },
         )
         .collect()

@@ -294,6 +294,27 @@ pub fn causes<'a>(
     })
 }
 
+/// The body of `response`, refused once it is longer than `limit` bytes
+/// (an answer is read whole into memory: its sender does not choose how
+/// much).
+pub async fn read_bounded(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| anyhow::anyhow!("{}", problem(&error)))?
+    {
+        if body.len() + chunk.len() > limit {
+            anyhow::bail!("the answer is longer than {limit} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

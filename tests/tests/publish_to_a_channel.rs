@@ -6,7 +6,8 @@
 //! names the host, the revision and the system built at it, and its
 //! sequence is one above the one the channel held (1, then 2). A revision
 //! that does not descend from the held one is refused (exit 1, the channel
-//! unchanged) unless `--allow-downgrade`.
+//! unchanged) unless `--allow-downgrade`. Two publishes at once write 4
+//! and 5, never 4 twice.
 
 mod support;
 
@@ -118,6 +119,27 @@ fn publish_and_check(channel: &dyn Channel) {
     let state = channel.state(&host).expect("a state for the host");
     let deploy = check_state(&fleet, &host, &state, (3, &first));
     assert!(deploy.allow_downgrade, "the state lets the host go back");
+
+    // Two publishes at once: each write replaces only the state it read
+    // (the folder's lock, the bucket's conditional put), so they never both
+    // write 4: one writes 4, the other finds the channel changed, reads it
+    // again and writes 5.
+    let args = [
+        "publish",
+        "--all",
+        "--channel",
+        &url,
+        "--allow-downgrade",
+        &first,
+    ];
+    let racers = [0, 1].map(|_| fleet.spawn_push_with(&args, &AWS_ENV));
+    for racer in racers {
+        let output = racer.wait_with_output().expect("push publish");
+        let (stdout, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    }
+    let state = channel.state(&host).expect("a state for the host");
+    check_state(&fleet, &host, &state, (5, &first));
 }
 
 /// Verifies `bytes` as `host` would, with the operator's key: its sequence

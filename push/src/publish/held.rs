@@ -9,6 +9,7 @@
 use anyhow::{bail, Context, Result};
 use deployd_protocol::{Envelope, Revision, DESIRED_PAYLOAD_TYPE};
 
+use super::channel::Stored;
 use crate::revision::FlakeRepository;
 
 /// The state a channel holds for a host, as far as push publish reads it.
@@ -18,6 +19,9 @@ pub struct Held {
     pub sequence: u64,
     /// The revision it deploys, when it says.
     pub rev: Option<Revision>,
+    /// As read: the state after it is written only where the channel
+    /// still holds this one.
+    pub stored: Stored,
 }
 
 /// The unverified fields read from a held state's payload.
@@ -30,8 +34,8 @@ struct Fields {
 
 impl Held {
     /// Reads the held state's envelope (its signatures are not checked).
-    pub fn parse(bytes: &[u8]) -> Result<Held> {
-        let envelope = Envelope::parse(bytes).context("it is not a signed envelope")?;
+    pub fn parse(stored: Stored) -> Result<Held> {
+        let envelope = Envelope::parse(&stored.bytes).context("it is not a signed envelope")?;
         if envelope.payload_type() != DESIRED_PAYLOAD_TYPE {
             bail!(
                 "it is not a desired state (payload type {:?})",
@@ -43,6 +47,7 @@ impl Held {
         Ok(Held {
             sequence: fields.sequence,
             rev: fields.rev,
+            stored,
         })
     }
 }
@@ -90,7 +95,11 @@ mod tests {
     use crate::test_git::git;
     use deployd_protocol::{Action, DeployRequest, DesiredState, SecretKey};
 
-    fn state(sequence: u64, rev: Option<&str>) -> Vec<u8> {
+    fn state(sequence: u64, rev: Option<&str>) -> Stored {
+        Stored::from(signed_state(sequence, rev))
+    }
+
+    fn signed_state(sequence: u64, rev: Option<&str>) -> Vec<u8> {
         let key = SecretKey::generate("ops-1".parse().expect("name")).expect("key");
         let mut deploy = DeployRequest::new(
             "pi-1".parse().expect("id"),
@@ -109,7 +118,7 @@ mod tests {
     #[test]
     fn the_held_sequence_and_rev_choose_the_next() {
         let rev = "0123456789abcdef0123456789abcdef01234567";
-        let held = Held::parse(&state(7, Some(rev))).expect("held");
+        let held = Held::parse(state(7, Some(rev))).expect("held");
         assert_eq!(held.sequence, 7);
         assert_eq!(held.rev.as_ref().map(Revision::as_str), Some(rev));
         assert_eq!(next_sequence(Some(&held)).expect("next"), 8);
@@ -117,19 +126,20 @@ mod tests {
         let last = Held {
             sequence: u64::MAX,
             rev: None,
+            stored: state(u64::MAX, None),
         };
         assert!(next_sequence(Some(&last)).is_err());
-        assert_eq!(Held::parse(&state(1, None)).expect("no rev").rev, None);
+        assert_eq!(Held::parse(state(1, None)).expect("no rev").rev, None);
 
         for junk in [&b"{}"[..], b"not json", b""] {
-            assert!(Held::parse(junk).is_err());
+            assert!(Held::parse(Stored::from(junk.to_vec())).is_err());
         }
         let deploy = Envelope::sign(
             deployd_protocol::PAYLOAD_TYPE,
             b"{\"sequence\":3}".to_vec(),
             &[&SecretKey::generate("ops-1".parse().expect("name")).expect("key")],
         );
-        let error = Held::parse(&deploy.to_json()).expect_err("another payload type");
+        let error = Held::parse(Stored::from(deploy.to_json())).expect_err("another payload type");
         assert!(error.to_string().contains("not a desired state"), "{error}");
     }
 
@@ -146,6 +156,7 @@ mod tests {
         let held = |text: &str| Held {
             sequence: 1,
             rev: Some(rev(text)),
+            stored: state(1, Some(text)),
         };
 
         assert_eq!(

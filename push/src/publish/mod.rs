@@ -258,14 +258,14 @@ async fn publish(
 
 /// The state the channel holds for `host`, read but not verified.
 async fn read_held(channel: &Channel, host: &HostName) -> Result<Option<Held>> {
-    let Some(bytes) = channel
+    let Some(stored) = channel
         .read(host)
         .await
         .with_context(|| format!("reading {host}'s state from the channel"))?
     else {
         return Ok(None);
     };
-    Held::parse(&bytes)
+    Held::parse(stored)
         .map(Some)
         .with_context(|| format!("the channel's state for {host}"))
 }
@@ -355,9 +355,9 @@ impl From<anyhow::Error> for HostFailure {
     }
 }
 
-/// Signs and writes `host`'s state after `held`. When push serve answers
-/// that someone published meanwhile, reads the channel again, checks the
-/// descent again, and tries once more.
+/// Signs and writes `host`'s state after `held`, in its place. When the
+/// channel no longer holds it (someone published meanwhile), reads the
+/// channel again, checks the descent again, and tries once more.
 async fn publish_host(
     publisher: &Publisher,
     host: &HostName,
@@ -369,7 +369,8 @@ async fn publish_host(
         attempts_left -= 1;
         let sequence = next_sequence(held.as_ref())?;
         let envelope = sign_state(publisher, host, system, sequence).await?;
-        match publisher.channel.write(host, envelope).await? {
+        let replaces = held.as_ref().map(|held| &held.stored);
+        match publisher.channel.write(host, envelope, replaces).await? {
             Written::Done => {
                 return Ok(Published {
                     sequence,
@@ -380,7 +381,7 @@ async fn publish_host(
             }
             Written::Replayed(why) if attempts_left == 0 => {
                 return Err(HostFailure::Failed(anyhow::anyhow!(
-                    "push serve refused the state twice as replayed (others keep publishing for {host}): {why}"
+                    "the channel changed twice while the state was written (others keep publishing for {host}): {why}"
                 )))
             }
             Written::Replayed(why) => {

@@ -11,23 +11,32 @@
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, web identity, container
 //! and instance credentials), never from the URL. Nix's `profile` is not
 //! read: set the variables instead.
+//!
+//! A state is written on a condition (S3's conditional writes): that the
+//! object's e-tag is still the one read (`If-Match`), or, when none was
+//! read, that there is still none (`If-None-Match: *`); otherwise the write
+//! is [`Written::Replayed`] and push publish reads again. A store that
+//! does not honour the conditions writes anyway (the last writer wins).
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use deployd_protocol::{HostName, MAX_ENVELOPE_BYTES};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path as ObjectPath;
-use object_store::{Attribute, Attributes, ClientOptions, ObjectStore, PutOptions, PutPayload};
+use object_store::{
+    Attribute, Attributes, ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload,
+    UpdateVersion,
+};
 
-use super::channel::{check_size, state_key};
+use super::channel::{check_size, state_key, Stored, Written};
 
 /// How long one request to the store may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A bucket and a prefix in it.
 pub struct S3Channel {
-    store: AmazonS3,
+    store: Box<dyn ObjectStore>,
     /// The folder of the channel in the bucket (`""` at its root).
     prefix: String,
     /// The URL, for messages.
@@ -90,6 +99,7 @@ impl S3Channel {
         let parsed = parse_url(url)?;
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&parsed.bucket)
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
             .with_client_options(ClientOptions::new().with_timeout(REQUEST_TIMEOUT));
         if let Some(region) = &parsed.region {
             builder = builder.with_region(region);
@@ -103,7 +113,7 @@ impl S3Channel {
             .build()
             .with_context(|| format!("the channel {url:?}"))?;
         Ok(S3Channel {
-            store,
+            store: Box::new(store),
             prefix: parsed.prefix,
             url: url.to_owned(),
         })
@@ -118,8 +128,9 @@ impl S3Channel {
         }
     }
 
-    /// The state held for `host`; `None` when there is none.
-    pub async fn read(&self, host: &HostName) -> Result<Option<Vec<u8>>> {
+    /// The state held for `host`, with its object's e-tag; `None` when
+    /// there is none.
+    pub async fn read(&self, host: &HostName) -> Result<Option<Stored>> {
         let location = self.location(host);
         let what = format!("{}: {location}", self.url);
         let got = match self.store.get(&location).await {
@@ -130,33 +141,96 @@ impl S3Channel {
         if got.meta.size > MAX_ENVELOPE_BYTES as u64 {
             bail!("{what} is larger than any desired state ({MAX_ENVELOPE_BYTES} bytes at most)");
         }
+        let version = UpdateVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        };
         let bytes = got
             .bytes()
             .await
             .with_context(|| format!("reading {what}"))?;
         check_size(&bytes, &what)?;
-        Ok(Some(bytes.to_vec()))
+        Ok(Some(Stored {
+            bytes: bytes.to_vec(),
+            version: Some(version),
+        }))
     }
 
     /// Writes `envelope` as `host`'s state (`application/json`, so a
-    /// website endpoint or a CDN serves it as such).
-    pub async fn write(&self, host: &HostName, envelope: Vec<u8>) -> Result<()> {
+    /// website endpoint or a CDN serves it as such), on the condition that
+    /// the object is still `replaces` (`None`: that there is none).
+    pub async fn write(
+        &self,
+        host: &HostName,
+        envelope: Vec<u8>,
+        replaces: Option<&Stored>,
+    ) -> Result<Written> {
         let location = self.location(host);
+        let what = format!("{}: {location}", self.url);
+        let mode = match replaces {
+            None => PutMode::Create,
+            Some(Stored {
+                version: Some(version),
+                ..
+            }) if version.e_tag.is_some() => PutMode::Update(version.clone()),
+            Some(_) => bail!("{what} was read without an e-tag: it cannot be replaced on the condition that it is unchanged"),
+        };
         let options = PutOptions {
+            mode,
             attributes: Attributes::from_iter([(Attribute::ContentType, "application/json")]),
             ..PutOptions::default()
         };
-        self.store
+        match self
+            .store
             .put_opts(&location, PutPayload::from(envelope), options)
             .await
-            .with_context(|| format!("writing {}: {location}", self.url))?;
-        Ok(())
+        {
+            Ok(_) => Ok(Written::Done),
+            Err(object_store::Error::Precondition { .. }) => Ok(Written::Replayed(format!(
+                "{what} changed since it was read"
+            ))),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Written::Replayed(format!(
+                "{what} was written since it was read"
+            ))),
+            Err(error) => Err(error).with_context(|| format!("writing {what}")),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A channel in a store in memory (`object_store`'s own, which keeps
+    /// the same conditions as S3).
+    fn in_memory() -> S3Channel {
+        S3Channel {
+            store: Box::new(object_store::memory::InMemory::new()),
+            prefix: "channel".into(),
+            url: "s3://fleet/channel".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_state_replaces_only_the_object_read() {
+        let channel = in_memory();
+        let host: HostName = "pi".parse().expect("host");
+        assert_eq!(channel.read(&host).await.expect("read"), None);
+        // Two publishes read nothing: the first writes, the second is told.
+        let first = channel.write(&host, b"one".to_vec(), None).await;
+        assert_eq!(first.expect("write"), Written::Done);
+        let second = channel.write(&host, b"two".to_vec(), None).await;
+        assert!(matches!(second, Ok(Written::Replayed(_))), "{second:?}");
+        // Two publishes read "one": the first replaces it, the second is told.
+        let read = channel.read(&host).await.expect("read").expect("held");
+        assert_eq!(read.bytes, b"one");
+        let first = channel.write(&host, b"three".to_vec(), Some(&read)).await;
+        assert_eq!(first.expect("write"), Written::Done);
+        let second = channel.write(&host, b"four".to_vec(), Some(&read)).await;
+        assert!(matches!(second, Ok(Written::Replayed(_))), "{second:?}");
+        let held = channel.read(&host).await.expect("read").expect("held");
+        assert_eq!(held.bytes, b"three");
+    }
 
     #[test]
     fn urls_are_read_as_nix_reads_its_s3_urls() {

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use deployd_protocol::{ErrorBody, ErrorCode, HostName, MAX_ENVELOPE_BYTES};
 
 use super::channel::{state_key, Written};
-use crate::tls::{Clients, Trust};
+use crate::tls::{read_bounded, Clients, Trust};
 
 /// How long one request to push serve may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,19 +110,4 @@ fn refusal(status: reqwest::StatusCode, body: &[u8]) -> String {
 fn one_line(text: &str) -> String {
     let line = crate::inventory::one_line(text);
     line.chars().take(400).collect()
-}
-
-async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|error| anyhow::anyhow!("{}", crate::tls::problem(&error)))?
-    {
-        if body.len() + chunk.len() > limit {
-            bail!("the answer is longer than {limit} bytes");
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }

@@ -6,6 +6,7 @@
 //! pulls still gates the next. Without a channel (`push` on the command
 //! line) such a host is refused with a word on how it is deployed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,19 +19,33 @@ use crate::inventory::Target;
 use crate::outcome::{self, HostResult};
 use crate::sign::{self, DeployDetails};
 
+/// What a channel holds for a host, as the downgrade check saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRevision {
+    /// The held state's sequence.
+    pub sequence: u64,
+    /// The revision it was built from, if it says.
+    pub rev: Option<Revision>,
+}
+
 /// Where a rollout delivers its pull hosts' deploys.
 pub trait PullChannel: Send + Sync {
-    /// The revision the channel holds for `host`, for the downgrade check.
-    fn held_rev(&self, host: &HostName) -> Option<Revision>;
+    /// What the channel holds for `host`, for the downgrade check.
+    fn held(&self, host: &HostName) -> Option<HeldRevision>;
 
     /// Publishes `deploy` as `host`'s next desired state (telling
     /// `observer` once it is published) and waits, bounded, for the host's
     /// report of it: the deploy's record once the host reports it ended,
-    /// else [`outcome::Result::Published`].
+    /// else [`outcome::Result::Published`]. `checked` is the sequence held
+    /// when the downgrade check passed (`None`: nothing was held); if the
+    /// channel holds another one by the time it publishes (a `push publish`
+    /// meanwhile), the host is refused rather than that state replaced
+    /// unchecked.
     fn deliver(
         &self,
         host: HostName,
         deploy: DeployRequest,
+        checked: Option<u64>,
         observer: Arc<dyn RolloutObserver>,
     ) -> BoxFuture<'static, outcome::Result>;
 }
@@ -50,29 +65,54 @@ pub fn without_channel() -> String {
     "it pulls its desired state (pull = true in push.toml): nobody calls it; publish to its channel (push publish), or let push serve follow it".to_owned()
 }
 
-/// Whether `rev` may replace what the channel holds for `host`: `Some(why)`
-/// when it does not descend from it (and no downgrade is allowed).
-pub fn downgrade(plan: &Rollout, channel: &dyn PullChannel, host: &HostName) -> Option<String> {
-    let held = channel.held_rev(host)?;
-    if plan.settings.allow_downgrade || held == plan.rev {
-        return None;
+/// Whether `rev` may replace what the channel holds for `host`: the
+/// sequence held when it may (`None`: nothing is held), `Err(why)` when it
+/// does not descend from the held revision (and no downgrade is allowed),
+/// or when that cannot be checked.
+pub fn downgrade(
+    plan: &Rollout,
+    channel: &dyn PullChannel,
+    host: &HostName,
+) -> Result<Option<u64>, String> {
+    let Some(held) = channel.held(host) else {
+        return Ok(None);
+    };
+    let checked = Ok(Some(held.sequence));
+    let Some(held_rev) = held.rev else {
+        return checked;
+    };
+    if plan.settings.allow_downgrade || held_rev == plan.rev {
+        return checked;
     }
-    let repository = crate::revision::FlakeRepository::open(&plan.flake_dir).ok()?;
-    match repository.descends_from(&plan.rev, &held) {
-        Some(true) => None,
-        Some(false) => Some(format!(
-            "its channel holds {held}, and {} does not descend from it",
+    let repository = match crate::revision::FlakeRepository::open(&plan.flake_dir) {
+        Ok(repository) => repository,
+        Err(error) => {
+            return Err(format!(
+                "its channel holds {held_rev}, and the repository to check that {} descends from it cannot be opened: {error:#}",
+                plan.rev
+            ))
+        }
+    };
+    match repository.descends_from(&plan.rev, &held_rev) {
+        Some(true) => checked,
+        Some(false) => Err(format!(
+            "its channel holds {held_rev}, and {} does not descend from it",
             plan.rev
         )),
-        None => Some(format!(
-            "its channel holds {held}, which this repository does not have, so a downgrade cannot be ruled out"
+        None => Err(format!(
+            "its channel holds {held_rev}, which this repository does not have, so a downgrade cannot be ruled out"
         )),
     }
 }
 
 /// Publishes the deploys of the pull hosts of a group and waits for their
-/// reports; each host's result goes to the rollout's results.
-pub(super) async fn deliver_group(sender: &Sender<'_>, group: &[(Target, StorePath)]) {
+/// reports; each host's result goes to the rollout's results. `checked`
+/// is the sequence each host's channel held when its downgrade check passed.
+pub(super) async fn deliver_group(
+    sender: &Sender<'_>,
+    group: &[(Target, StorePath)],
+    checked: &BTreeMap<HostName, Option<u64>>,
+) {
     let plan = sender.plan;
     let Some(channel) = plan.channel.clone() else {
         for (target, _) in group {
@@ -111,7 +151,8 @@ pub(super) async fn deliver_group(sender: &Sender<'_>, group: &[(Target, StorePa
         };
         sender.progress.phase(target.name.as_str(), "publishing");
         let started = Instant::now();
-        let delivery = channel.deliver(target.name.clone(), deploy, sender.observer.clone());
+        let seen = checked.get(&target.name).copied().flatten();
+        let delivery = channel.deliver(target.name.clone(), deploy, seen, sender.observer.clone());
         tasks.push((target.name.clone(), started, tokio::spawn(delivery)));
     }
     for (host, started, task) in tasks {

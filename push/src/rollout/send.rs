@@ -46,6 +46,9 @@ pub(super) struct Sender<'a> {
     pub observer: Arc<dyn RolloutObserver>,
     /// Every host's result.
     pub results: &'a Results,
+    /// The sequence each pulling host's channel held when its downgrade
+    /// check passed (`None`: nothing was held).
+    pub pull_checked: BTreeMap<HostName, Option<u64>>,
 }
 
 /// Sends `batches` in turn; `ready` holds the hosts that may be sent a
@@ -108,7 +111,7 @@ async fn send_group(sender: &Sender<'_>, group: &[(Target, StorePath)]) {
         .partition(|(target, _)| sender.plan.pulls(&target.name));
     let pulled = async {
         if !pulling.is_empty() {
-            super::pull::deliver_group(sender, &pulling).await;
+            super::pull::deliver_group(sender, &pulling, &sender.pull_checked).await;
         }
     };
     let sent = async {

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use deployd_command::redact::mask_credentials;
-use deployd_protocol::HostReport;
+use deployd_protocol::{HostReport, MAX_ENVELOPE_BYTES};
 
 use crate::inventory::{Inventory, Target};
 use crate::sign::now;
@@ -69,13 +69,13 @@ pub async fn read(inventory: &Inventory, target: &Target) -> PullStatus {
         ));
     }
     match answer.status().as_u16() {
-        200 => match answer.json::<HostReport>().await {
+        200 => match read_report(answer).await {
             Ok(report) => PullStatus::Reported {
                 channel: shown,
                 report: Box::new(report),
             },
             Err(error) => {
-                PullStatus::Unreachable(format!("{shown}: an unreadable report: {error}"))
+                PullStatus::Unreachable(format!("{shown}: an unreadable report: {error:#}"))
             }
         },
         404 => PullStatus::NoReport(format!(
@@ -89,6 +89,13 @@ pub async fn read(inventory: &Inventory, target: &Target) -> PullStatus {
             ))
         }
     }
+}
+
+/// The report in a `200` answer, read to at most an envelope's size (a
+/// report is smaller: its record is a host's, bounded like its answers).
+async fn read_report(answer: reqwest::Response) -> anyhow::Result<HostReport> {
+    let body = crate::tls::read_bounded(answer, MAX_ENVELOPE_BYTES).await?;
+    Ok(serde_json::from_slice(&body)?)
 }
 
 impl PullStatus {
@@ -192,6 +199,33 @@ mod tests {
             assert_eq!(row[7], "pull");
             assert_eq!(row[8], *why);
         }
+    }
+
+    #[tokio::test]
+    async fn a_report_longer_than_an_envelope_is_not_read() {
+        let endless = || async {
+            let body = vec![b' '; MAX_ENVELOPE_BYTES + 1];
+            ([("deployd-channel", "push-serve")], body)
+        };
+        let router =
+            axum::Router::new().route("/v1/channel/reports/pi", axum::routing::get(endless));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let (inventory, target) = inventory(Some(&format!("http://{address}/v1/channel")));
+        let status = read(&inventory, &target).await;
+        let PullStatus::Unreachable(why) = &status else {
+            panic!("{status:?}");
+        };
+        assert!(
+            why.contains(&format!(
+                "the answer is longer than {MAX_ENVELOPE_BYTES} bytes"
+            )),
+            "{why}"
+        );
+        assert!(status.failed());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use anyhow::{Context, Result};
 use deployd_protocol::{
     DeployId, Envelope, HostName, HostReport, KeyName, Permission, Permissions, PublicKey,
-    TrustedKey, TrustedKeys, MAX_ENVELOPE_BYTES,
+    SignatureValue, TrustedKey, TrustedKeys, MAX_ENVELOPE_BYTES,
 };
 use tokio::sync::watch;
 
@@ -112,8 +112,8 @@ pub struct Channel {
     /// Who may publish: push serve's key and `[channel] publishers`, each
     /// with `deploy`.
     publishers: TrustedKeys,
-    /// push serve's own key's name.
-    own_key: KeyName,
+    /// push serve's own key.
+    own_key: PublicKey,
     /// One publish at a time: the sequence checked is the one replaced.
     publishing: tokio::sync::Mutex<()>,
     /// Bounds the long polls held.
@@ -133,9 +133,8 @@ impl Channel {
             std::fs::create_dir_all(dir.join(sub))
                 .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
         }
-        let own_name = own_key.name().clone();
         let deploy = Permissions::NONE.with(Permission::Deploy);
-        let keys = std::iter::once(own_key)
+        let keys = std::iter::once(own_key.clone())
             .chain(publishers.iter().cloned())
             .map(|key| TrustedKey { key, may: deploy });
         let publishers = TrustedKeys::new(keys).context(
@@ -143,7 +142,7 @@ impl Channel {
         )?;
         let mut slots = BTreeMap::new();
         for host in read_hosts_in(&dir.join("hosts"))? {
-            let held = read_held(&dir, &host, &own_name)?;
+            let held = read_held(&dir, &host, &own_key)?;
             let report = read_report(&dir, &host)?;
             slots.insert(host, Slot::new(held, report.map(Arc::new)));
         }
@@ -158,7 +157,7 @@ impl Channel {
             slots: Mutex::new(slots),
             fleet: RwLock::new(None),
             publishers,
-            own_key: own_name,
+            own_key,
             publishing: tokio::sync::Mutex::new(()),
             polls: PollGate::default(),
             bodies: BodyReader::new(BodyLimits {
@@ -206,6 +205,12 @@ impl Channel {
         &self.publishers
     }
 
+    /// Whether `key` (the key a verification reports as the signer) is
+    /// push serve's own.
+    pub fn is_own_key(&self, key: &KeyName) -> bool {
+        key == self.own_key.name()
+    }
+
     /// The state held for `host`.
     pub fn held(&self, host: &HostName) -> Option<Held> {
         self.slots()
@@ -239,11 +244,18 @@ impl Channel {
     }
 
     /// Writes `bytes` (verified, with `summary`) as the state held for
-    /// `host`, durably, then wakes its long polls. The caller holds
+    /// `host`, durably, then wakes its long polls. `signed_by_service` is
+    /// whether the verified signer is push serve's own key (never a
+    /// signature's key id: anyone can write one). The caller holds
     /// [`Channel::lock_publishing`] from reading the sequence it replaces.
-    pub async fn hold(&self, host: &HostName, bytes: Vec<u8>, summary: HeldSummary) -> Result<()> {
+    pub async fn hold(
+        &self,
+        host: &HostName,
+        bytes: Vec<u8>,
+        summary: HeldSummary,
+        signed_by_service: bool,
+    ) -> Result<()> {
         let path = self.dir.join("hosts").join(format!("{host}.json"));
-        let signed_by_service = signed_by(&bytes, &self.own_key);
         let bytes: Arc<[u8]> = bytes.into();
         let written = bytes.clone();
         tokio::task::spawn_blocking(move || write_atomically(&path, &written))
@@ -365,14 +377,18 @@ pub fn summarize(bytes: &[u8]) -> Result<HeldSummary> {
     serde_json::from_slice(envelope.payload()).context("not a desired state")
 }
 
-/// Whether `key` signed the envelope `bytes` (by its key id: the envelope
-/// was verified before it was held).
-fn signed_by(bytes: &[u8], key: &KeyName) -> bool {
-    Envelope::parse(bytes).is_ok_and(|envelope| {
-        envelope
-            .signatures()
-            .iter()
-            .any(|signature| signature.keyid == key.as_str())
+/// Whether `key` signed the envelope `bytes`: its signature under `key`'s
+/// id verifies (a key id alone proves nothing; a publisher may add an entry
+/// with any id).
+fn signed_by(bytes: &[u8], key: &PublicKey) -> bool {
+    let Ok(envelope) = Envelope::parse(bytes) else {
+        return false;
+    };
+    let pae = envelope.pre_authentication_encoding();
+    envelope.signatures().iter().any(|signature| {
+        signature.keyid == key.name().as_str()
+            && matches!(&signature.sig, SignatureValue::Ed25519(sig)
+                if key.verifying_key().verify_strict(&pae, sig).is_ok())
     })
 }
 
@@ -393,7 +409,7 @@ fn read_hosts_in(dir: &Path) -> Result<Vec<HostName>> {
     Ok(hosts)
 }
 
-fn read_held(dir: &Path, host: &HostName, own_key: &KeyName) -> Result<Option<Held>> {
+fn read_held(dir: &Path, host: &HostName, own_key: &PublicKey) -> Result<Option<Held>> {
     let path = dir.join("hosts").join(format!("{host}.json"));
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let summary = summarize(&bytes).with_context(|| format!("{}", path.display()))?;

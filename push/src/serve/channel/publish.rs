@@ -10,10 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use deployd_protocol::{
-    DeployId, DeployRequest, DesiredState, HostName, HostReport, Revision, SecretKey,
-};
+use anyhow::{bail, Context, Result};
+use deployd_protocol::{DeployId, DeployRequest, DesiredState, HostName, HostReport, SecretKey};
 use futures_util::future::BoxFuture;
 
 use super::super::statuses::CommitStatus;
@@ -21,7 +19,7 @@ use super::super::worker::describe;
 use super::super::Service;
 use super::summarize;
 use crate::outcome::{self, HostResult};
-use crate::rollout::{PullChannel, RolloutObserver};
+use crate::rollout::{HeldRevision, PullChannel, RolloutObserver};
 
 /// push serve's channel as a rollout delivers to it.
 pub struct ServiceChannel {
@@ -32,15 +30,19 @@ pub struct ServiceChannel {
 }
 
 impl PullChannel for ServiceChannel {
-    fn held_rev(&self, host: &HostName) -> Option<Revision> {
+    fn held(&self, host: &HostName) -> Option<HeldRevision> {
         let held = self.service.channel.held(host)?;
-        held.summary.rev?.parse().ok()
+        Some(HeldRevision {
+            sequence: held.summary.sequence,
+            rev: held.summary.rev.and_then(|rev| rev.parse().ok()),
+        })
     }
 
     fn deliver(
         &self,
         host: HostName,
         deploy: DeployRequest,
+        checked: Option<u64>,
         observer: Arc<dyn RolloutObserver>,
     ) -> BoxFuture<'static, outcome::Result> {
         let (service, key) = (self.service.clone(), self.key.clone());
@@ -49,7 +51,7 @@ impl PullChannel for ServiceChannel {
             let channel = &service.channel;
             // Before publishing: a report that comes at once is awaited.
             channel.await_report(&host, &deploy_id);
-            let sequence = match publish(&service, &key, &host, deploy).await {
+            let sequence = match publish(&service, &key, &host, deploy, checked).await {
                 Ok(sequence) => sequence,
                 Err(error) => {
                     channel.stop_awaiting(&host, &deploy_id);
@@ -76,18 +78,32 @@ fn ends(report: &HostReport, deploy_id: &DeployId) -> bool {
     report.record.deploy_id == *deploy_id && report.record.state.is_final()
 }
 
-/// Publishes `deploy` for `host` as the state after the one held; its sequence.
-async fn publish(
+/// Publishes `deploy` for `host` as the state after the one held; its
+/// sequence. The state held must still be the one whose revision the
+/// rollout checked (`checked`, its sequence; `None`: nothing was held):
+/// one `push publish` put meanwhile is not replaced unchecked.
+pub(super) async fn publish(
     service: &Service,
     key: &SecretKey,
     host: &HostName,
     deploy: DeployRequest,
+    checked: Option<u64>,
 ) -> Result<u64> {
     let channel = &service.channel;
     let _one_at_a_time = channel.lock_publishing().await;
-    let sequence = channel
-        .held(host)
-        .map_or(1, |held| held.summary.sequence + 1);
+    let held = channel.held(host).map(|held| held.summary.sequence);
+    if held != checked {
+        match held {
+            Some(now) => bail!("the channel changed meanwhile: {now} held now"),
+            None => bail!("the channel changed meanwhile: nothing held now"),
+        }
+    }
+    let sequence = match held {
+        None => 1,
+        Some(held) => held.checked_add(1).with_context(|| {
+            format!("the channel holds sequence {held}, the last there is: no state can follow it")
+        })?,
+    };
     let state = DesiredState::new(
         host.clone(),
         deploy,
@@ -97,7 +113,7 @@ async fn publish(
     );
     let bytes = state.sign(&[key]).to_json();
     let summary = summarize(&bytes).context("the state just signed")?;
-    channel.hold(host, bytes, summary).await?;
+    channel.hold(host, bytes, summary, true).await?;
     log::info!(host = host.as_str(); "published desired state {sequence} for {host}");
     Ok(sequence)
 }

@@ -587,3 +587,137 @@ async fn what_the_channel_holds_survives_a_restart() {
     assert!(pulling.iter().any(|entry| entry["host"] == "laptop"));
     assert!(!pulling.iter().any(|entry| entry["host"] == "web"));
 }
+
+#[tokio::test]
+async fn a_key_id_alone_does_not_make_a_state_push_serves() {
+    let fixture = fixture();
+    let service = &fixture.service;
+    // A publisher's state with an extra signature under push serve's key id,
+    // made by another key of that name: it verifies by the publisher alone.
+    let impostor = key("ci-1");
+    let bytes = state("pi", 3, now(), 3600)
+        .sign(&[&fixture.publisher, &impostor])
+        .to_json();
+    assert_eq!(publish(service, "pi", bytes).await.status, StatusCode::OK);
+    let held = service.channel.held(&host("pi")).expect("held");
+    assert!(!held.signed_by_service, "a key id is not a signer");
+    // Nor after a restart, when it is read back from disk.
+    let reopened =
+        Channel::open(fixture.dir.path(), fixture.own.public_key(), &[]).expect("reopened");
+    assert!(!reopened.held(&host("pi")).expect("held").signed_by_service);
+    // push serve's own signature does make it push serve's, read back too.
+    let own = signed(&state("pi", 4, now(), 3600), &fixture.own);
+    assert_eq!(publish(service, "pi", own).await.status, StatusCode::OK);
+    assert!(
+        service
+            .channel
+            .held(&host("pi"))
+            .expect("held")
+            .signed_by_service
+    );
+    let reopened =
+        Channel::open(fixture.dir.path(), fixture.own.public_key(), &[]).expect("reopened");
+    assert!(reopened.held(&host("pi")).expect("held").signed_by_service);
+}
+
+fn deploy(id: &str) -> DeployRequest {
+    DeployRequest::new(
+        id.parse().expect("id"),
+        SYSTEM.parse().expect("path"),
+        Action::Switch,
+    )
+    .expect("deploy")
+}
+
+#[tokio::test]
+async fn a_rollout_does_not_replace_a_state_published_after_its_check() {
+    let fixture = fixture();
+    let service = &fixture.service;
+    let pi = host("pi");
+    // The rollout checked an empty channel; `push publish` put 7 meanwhile.
+    let meanwhile = signed(&state("pi", 7, now(), 3600), &fixture.publisher);
+    assert_eq!(
+        publish(service, "pi", meanwhile.clone()).await.status,
+        StatusCode::OK
+    );
+    let refused = super::publish::publish(service, &fixture.own, &pi, deploy("r-1"), None)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        refused.to_string(),
+        "the channel changed meanwhile: 7 held now"
+    );
+    assert_eq!(
+        &*service.channel.held(&pi).expect("held").bytes,
+        meanwhile.as_slice()
+    );
+    // A rollout that checked 7 publishes 8.
+    let sequence = super::publish::publish(service, &fixture.own, &pi, deploy("r-2"), Some(7))
+        .await
+        .expect("published");
+    assert_eq!(sequence, 8);
+    let held = service.channel.held(&pi).expect("held");
+    assert_eq!(held.summary.sequence, 8);
+    assert!(held.signed_by_service);
+}
+
+#[tokio::test]
+async fn no_state_follows_the_last_sequence() {
+    let fixture = fixture();
+    let service = &fixture.service;
+    let pi = host("pi");
+    let last = signed(&state("pi", u64::MAX, now(), 3600), &fixture.publisher);
+    assert_eq!(
+        publish(service, "pi", last.clone()).await.status,
+        StatusCode::OK
+    );
+    let refused =
+        super::publish::publish(service, &fixture.own, &pi, deploy("r-1"), Some(u64::MAX))
+            .await
+            .expect_err("refused");
+    assert!(
+        refused.to_string().contains("the last there is"),
+        "{refused:#}"
+    );
+    assert_eq!(
+        &*service.channel.held(&pi).expect("held").bytes,
+        last.as_slice()
+    );
+}
+
+#[tokio::test]
+async fn a_reports_log_is_kept_but_never_answered() {
+    let fixture = fixture();
+    let service = &fixture.service;
+    let mut failed = report("pi", now(), DeployState::Failed);
+    failed.record.log_tail = vec!["activating: token=hunter2".into()];
+    failed.record.error = Some(deployd_protocol::api::DeployFailure {
+        code: "switch_failed".into(),
+        message: "the switch failed".into(),
+    });
+    failed.record.finished_at_ms = Some(now() * 1000);
+    let bytes = failed.sign(&fixture.pi_key).to_json();
+    let answer = post_report(service, "pi", bytes.clone()).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    // The public answer: the report as `push status` reads it, its log gone.
+    let read = get(service, "/v1/channel/reports/pi").await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert!(!String::from_utf8_lossy(&read.body).contains("hunter2"));
+    let read: HostReport = serde_json::from_slice(&read.body).expect("a report");
+    let mut expected = failed.clone();
+    expected.record.log_tail = Vec::new();
+    assert_eq!(read, expected);
+    let status = get(service, "/v1/status").await;
+    assert!(!String::from_utf8_lossy(&status.body).contains("hunter2"));
+    let status = status.json();
+    let pi = status["pulling"]
+        .as_array()
+        .expect("pulling")
+        .iter()
+        .find(|entry| entry["host"] == "pi")
+        .expect("pi");
+    assert_eq!(pi["report"]["error"], "switch_failed: the switch failed");
+    // The full report stays on disk.
+    let kept = fixture.dir.path().join("channel/reports/pi.json");
+    assert_eq!(std::fs::read(kept).expect("kept"), bytes);
+}

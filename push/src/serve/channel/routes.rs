@@ -333,7 +333,8 @@ pub async fn put_state(
         Err(cause) => return error(ErrorCode::BadRequest, format!("{cause:#}")),
     };
     let deploy_id = summary.deploy_id.clone().unwrap_or_default();
-    if let Err(cause) = channel.hold(&host, bytes, summary).await {
+    let signed_by_service = channel.is_own_key(&verified.verified.key);
+    if let Err(cause) = channel.hold(&host, bytes, summary, signed_by_service).await {
         log::error!("cannot hold the desired state of {host}: {cause:#}");
         return error(
             ErrorCode::Internal,
@@ -412,14 +413,20 @@ pub async fn post_report(
     }
 }
 
-/// The newest report of a host, as push serve verified it.
+/// The newest report of a host, as push serve verified it, without its
+/// log's last lines: anyone may ask, and a log may say more than a state
+/// (the full report stays on disk).
 pub async fn get_report(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
     let (host, _) = match fleet_host(&service, &name, "") {
         Ok(found) => found,
         Err(why) => return error(ErrorCode::NotFound, why),
     };
     match service.channel.report(&host) {
-        Some(kept) => Json(&kept.report).into_response(),
+        Some(kept) => {
+            let mut report = kept.report.clone();
+            report.record.log_tail = Vec::new();
+            Json(report).into_response()
+        }
         None => error(
             ErrorCode::NotFound,
             format!("push serve has no report of {host} yet"),
