@@ -13,13 +13,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT};
 use hyper::Request;
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::http_url::HttpUrl;
-use crate::pipeline::health::http::{connector, handshake_failure};
+use crate::pipeline::health::http::{connect, connector};
 
 /// The header by which push serve's channel names itself.
 pub const CHANNEL_HEADER: &str = "deployd-channel";
@@ -77,22 +74,7 @@ impl ChannelClient {
         timeout: Duration,
     ) -> Result<Answer, String> {
         let request = request(url, body)?;
-        let exchange = async {
-            let stream = TcpStream::connect((url.host(), url.port()))
-                .await
-                .map_err(|error| format!("cannot connect to {}: {error}", url.authority()))?;
-            if !url.is_https() {
-                return send(TokioIo::new(stream), request).await;
-            }
-            let connector = self.tls.as_ref().map_err(Clone::clone)?;
-            let name = ServerName::try_from(url.host().to_owned())
-                .map_err(|_| format!("{} is not a name TLS can check", url.host()))?;
-            let stream = connector
-                .connect(name, stream)
-                .await
-                .map_err(|error| handshake_failure(url.host(), &error))?;
-            send(TokioIo::new(stream), request).await
-        };
+        let exchange = async { send(connect(url, &self.tls).await?, request).await };
         tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| format!("no answer within {timeout:?}"))?

@@ -16,7 +16,9 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+use tokio_util::either::Either;
 
 use crate::http_url::HttpUrl;
 
@@ -45,22 +47,7 @@ impl HttpChecker {
 
     /// A GET of `url` that must answer 2xx within `timeout`.
     pub async fn get(&self, url: &HttpUrl, timeout: Duration) -> Result<(), String> {
-        let exchange = async {
-            let stream = TcpStream::connect((url.host(), url.port()))
-                .await
-                .map_err(|error| format!("cannot connect to {}: {error}", url.authority()))?;
-            if !url.is_https() {
-                return answer(TokioIo::new(stream), url).await;
-            }
-            let connector = self.tls.as_ref().map_err(Clone::clone)?;
-            let name = ServerName::try_from(url.host().to_owned())
-                .map_err(|_| format!("{} is not a name TLS can check", url.host()))?;
-            let stream = connector
-                .connect(name, stream)
-                .await
-                .map_err(|error| handshake_failure(url.host(), &error))?;
-            answer(TokioIo::new(stream), url).await
-        };
+        let exchange = async { answer(connect(url, &self.tls).await?, url).await };
         tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| format!("no answer within {timeout:?}"))?
@@ -94,6 +81,28 @@ pub(crate) fn connector(ca_file: Option<&Path>, section: &str) -> Result<TlsConn
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// A connection to `url`'s host and port: plain for `http://`, through
+/// `tls` for `https://` (or `tls`'s reason why there is none).
+pub(crate) async fn connect(
+    url: &HttpUrl,
+    tls: &Result<TlsConnector, String>,
+) -> Result<TokioIo<Either<TcpStream, TlsStream<TcpStream>>>, String> {
+    let stream = TcpStream::connect((url.host(), url.port()))
+        .await
+        .map_err(|error| format!("cannot connect to {}: {error}", url.authority()))?;
+    if !url.is_https() {
+        return Ok(TokioIo::new(Either::Left(stream)));
+    }
+    let connector = tls.as_ref().map_err(Clone::clone)?;
+    let name = ServerName::try_from(url.host().to_owned())
+        .map_err(|_| format!("{} is not a name TLS can check", url.host()))?;
+    let stream = connector
+        .connect(name, stream)
+        .await
+        .map_err(|error| handshake_failure(url.host(), &error))?;
+    Ok(TokioIo::new(Either::Right(stream)))
 }
 
 /// A failed TLS handshake with `host`, in one line; a certificate that does
