@@ -237,6 +237,9 @@ async fn build_derivations(
             // Kept by push itself (push serve: the service, not its build user).
             for (host, _, system) in derivations {
                 let root = local_root(host)?;
+                if keeps_already(&root, system) {
+                    continue;
+                }
                 command::run(&nix::add_root(system.as_str(), &root), |_| {})
                     .await
                     .context("keeping a GC root")?;
@@ -268,6 +271,15 @@ async fn build_derivations(
 
 /// The local GC root of `host`'s last built system:
 /// `$XDG_STATE_HOME/deployd/gc-roots/<host>` (or `~/.local/state/...`).
+/// Whether the GC root at `root` already keeps `system`: a push of the
+/// same revision again (or of hosts whose system did not change) then runs
+/// no `nix-store` for them, one process per host less. The link is one Nix
+/// made with `--add-root`, which registered it as an indirect root when it
+/// made it; a link pointing elsewhere, or none, is made anew.
+fn keeps_already(root: &Path, system: &StorePath) -> bool {
+    std::fs::read_link(root).is_ok_and(|target| target == Path::new(system.as_str()))
+}
+
 fn local_root(host: &HostName) -> Result<PathBuf> {
     let base = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
@@ -276,4 +288,27 @@ fn local_root(host: &HostName) -> Result<PathBuf> {
     let dir = base.join("deployd/gc-roots");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir.join(host.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_root_is_kept_already_only_when_it_points_at_the_system() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let system: StorePath = "/nix/store/00000000000000000000000000000000-nixos-system-a"
+            .parse()
+            .expect("store path");
+        let other: StorePath = "/nix/store/11111111111111111111111111111111-nixos-system-a"
+            .parse()
+            .expect("store path");
+        let root = dir.path().join("sambirano");
+        assert!(!keeps_already(&root, &system), "no root yet");
+        std::os::unix::fs::symlink(other.as_str(), &root).expect("symlink");
+        assert!(!keeps_already(&root, &system), "a root of another system");
+        std::fs::remove_file(&root).expect("remove");
+        std::os::unix::fs::symlink(system.as_str(), &root).expect("symlink");
+        assert!(keeps_already(&root, &system));
+    }
 }

@@ -1,8 +1,12 @@
 //! Each host's own control groups. A host's systemd runs in a cgroup
 //! namespace rooted at a cgroup of its own (`deployd-lab-<netns>`) in each
-//! hierarchy systemd uses (the unified cgroup2 one and the named `systemd`
-//! one, where mounted), so that two hosts' `deployd.service` are two cgroups,
-//! not one that both systemds would fill, watch and kill.
+//! hierarchy systemd uses (the unified cgroup2 one, the named `systemd` one
+//! and the cgroup1 `pids` one, where mounted), so that two hosts'
+//! `deployd.service` are two cgroups, not one that both systemds would fill,
+//! watch, kill and limit: in a shared `pids` cgroup the `TasksMax` of one
+//! host's `deployd.service` (1024) held every host's threads, and at 100
+//! hosts fetching at once their `nix-store` could not start threads
+//! (`Resource temporarily unavailable`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,6 +27,9 @@ pub fn host_cgroups(netns: &str) -> Result<Vec<PathBuf>> {
         let hierarchy = match kind {
             Some("cgroup2") => "",
             Some("cgroup") if options.split(',').any(|o| o == "name=systemd") => "name=systemd",
+            // A host's systemd puts its units' `TasksMax` there: shared, the
+            // hosts' `deployd.service` would all count against one limit.
+            Some("cgroup") if options.split(',').any(|o| o == "pids") => "pids",
             _ => continue,
         };
         let Some(mount_point) = mount.split_whitespace().nth(4) else {
@@ -66,6 +73,23 @@ pub fn host_cpu_time(netns: &str, unit: Option<&str>) -> Result<Option<Duration>
         return Ok(Some(Duration::from_micros(microseconds)));
     }
     Ok(None)
+}
+
+/// The processes in `unit` (a path inside `netns`'s host's cgroup tree,
+/// `system.slice/deployd.service`), as this machine numbers them; none where
+/// there is no such cgroup.
+pub fn unit_pids(netns: &str, unit: &str) -> Result<Vec<u32>> {
+    for dir in host_cgroups(netns)? {
+        if !dir.join("cpu.stat").exists() {
+            continue;
+        }
+        let procs = dir.join(unit).join("cgroup.procs");
+        let Ok(text) = std::fs::read_to_string(&procs) else {
+            return Ok(Vec::new());
+        };
+        return Ok(text.lines().filter_map(|pid| pid.trim().parse().ok()).collect());
+    }
+    Ok(Vec::new())
 }
 
 /// `usage_usec` of a `cpu.stat`.

@@ -8,18 +8,28 @@
 //!   into the hosts' namespaces but children of this process all the same);
 //! - **hosts**: everything each host's systemd runs (its cgroup2 `cpu.stat`),
 //!   deployd with its fetch, its switch's transient unit, sshd's sessions,
-//!   journald; of which **deployd**, `deployd.service` alone;
+//!   journald; of which **deployd**, `deployd.service` alone (with the
+//!   commands it runs: its fetch, `nix-env`, `systemctl`, `systemd-run`;
+//!   **daemon**, the deployd process's own time, is read apart from them),
+//!   **pid1**, the hosts' systemd itself (`init.scope`: it starts the
+//!   switch's transient unit and answers every `systemctl`), **journald**
+//!   (`systemd-journald.service`), and the other units, what is left
+//!   (deployd's switch in its transient unit, D-Bus, sshd's sessions);
 //! - **cache**: the builder's cache server (`/proc/PID/stat` of its process).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use deployd_lab::cgroups::host_cpu_time;
+use deployd_lab::cgroups::{host_cpu_time, unit_pids};
 use deployd_lab::Lab;
 
 /// deployd's unit inside a host's cgroup tree.
 const DEPLOYD_CGROUP: &str = "system.slice/deployd.service";
+/// The host's systemd itself (PID 1) inside its cgroup tree.
+const PID1_CGROUP: &str = "init.scope";
+/// The host's journald inside its cgroup tree.
+const JOURNALD_CGROUP: &str = "system.slice/systemd-journald.service";
 
 /// The counters at one moment.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +39,9 @@ pub struct Counters {
     operator: Duration,
     hosts: Duration,
     deployd: Duration,
+    daemon: Duration,
+    pid1: Duration,
+    journald: Duration,
     cache: Duration,
 }
 
@@ -45,6 +58,13 @@ pub struct Usage {
     pub hosts: Duration,
     /// `deployd.service` on every host (part of `hosts`).
     pub deployd: Duration,
+    /// The deployd processes' own time, without the commands they ran
+    /// (part of `deployd`).
+    pub daemon: Duration,
+    /// The hosts' systemd itself, PID 1 (part of `hosts`).
+    pub pid1: Duration,
+    /// The hosts' journald (part of `hosts`).
+    pub journald: Duration,
     /// The cache server.
     pub cache: Duration,
 }
@@ -60,6 +80,13 @@ impl Usage {
     /// this machine, the kernel's work for no process, this benchmark itself.
     pub fn rest(&self) -> Duration {
         self.machine.saturating_sub(self.parts())
+    }
+
+    /// The hosts' units beyond deployd.service, PID 1 and journald: the
+    /// switch's transient unit, D-Bus, sshd's sessions.
+    pub fn other_units(&self) -> Duration {
+        self.hosts
+            .saturating_sub(self.deployd + self.pid1 + self.journald)
     }
 }
 
@@ -90,9 +117,22 @@ impl CpuMeter {
         let own = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
         let operator = ticks(children_ticks(&own).context("unreadable /proc/self/stat")?);
         let (mut hosts, mut deployd) = (Duration::ZERO, Duration::ZERO);
+        let (mut pid1, mut journald) = (Duration::ZERO, Duration::ZERO);
+        let mut daemon = 0;
         for host in lab.hosts() {
+            let unit = |cgroup| host_cpu_time(&host.netns, Some(cgroup));
             hosts += host_cpu_time(&host.netns, None)?.unwrap_or_default();
-            deployd += host_cpu_time(&host.netns, Some(DEPLOYD_CGROUP))?.unwrap_or_default();
+            deployd += unit(DEPLOYD_CGROUP)?.unwrap_or_default();
+            pid1 += unit(PID1_CGROUP)?.unwrap_or_default();
+            journald += unit(JOURNALD_CGROUP)?.unwrap_or_default();
+            // A command deployd runs ends within the deploy: what is still
+            // in the unit when the deploy ended is deployd itself.
+            for pid in unit_pids(&host.netns, DEPLOYD_CGROUP)? {
+                daemon += std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|stat| own_ticks(&stat))
+                    .unwrap_or(0);
+            }
         }
         let cache = lab
             .supervised_pid(lab.builder(), "cache-server")
@@ -106,6 +146,9 @@ impl CpuMeter {
             operator,
             hosts,
             deployd,
+            daemon: ticks(daemon),
+            pid1,
+            journald,
             cache,
         })
     }
@@ -120,6 +163,9 @@ impl Counters {
             operator: later.operator.saturating_sub(self.operator),
             hosts: later.hosts.saturating_sub(self.hosts),
             deployd: later.deployd.saturating_sub(self.deployd),
+            daemon: later.daemon.saturating_sub(self.daemon),
+            pid1: later.pid1.saturating_sub(self.pid1),
+            journald: later.journald.saturating_sub(self.journald),
             cache: later.cache.saturating_sub(self.cache),
         }
     }

@@ -172,13 +172,28 @@ fn parts_table(figure: &Figure) -> String {
     let _ = writeln!(text, "CPU s by part (medians)");
     let _ = writeln!(
         text,
-        "{:<15} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>9}",
-        "way", "operator", "hosts", "deployd", "cache", "sum", "x limit", "rest"
+        "{:<15} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>9}",
+        "way",
+        "operator",
+        "hosts",
+        "deployd",
+        "daemon",
+        "pid1",
+        "journald",
+        "units",
+        "cache",
+        "sum",
+        "x limit",
+        "rest"
     );
-    let parts: [fn(&Usage) -> Duration; 4] = [
+    let parts: [fn(&Usage) -> Duration; 8] = [
         |usage| usage.operator,
         |usage| usage.hosts,
         |usage| usage.deployd,
+        |usage| usage.daemon,
+        |usage| usage.pid1,
+        |usage| usage.journald,
+        Usage::other_units,
         |usage| usage.cache,
     ];
     let limit_sum = figure.limit(Usage::parts);
@@ -200,8 +215,11 @@ fn parts_table(figure: &Figure) -> String {
     text.push_str(
         "operator: what ran on this side (push with the nix it runs; nix-copy-closure and ssh; \
          the limit's nix copy and switch); hosts: everything the hosts' systemds ran (deployd, \
-         its fetch and switch, sshd sessions, journald); deployd: deployd.service alone, with \
-         its fetch (part of hosts); cache: the cache server; sum: operator + hosts + cache; \
+         its fetch and switch, sshd sessions, journald); of which deployd: deployd.service \
+         alone, with the commands it runs (its fetch, nix-env, systemctl, systemd-run); daemon: \
+         the deployd process alone (part of deployd); pid1: \
+         the hosts' systemd itself; journald; units: the other units (the switch's transient \
+         unit, D-Bus, sshd sessions); cache: the cache server; sum: operator + hosts + cache; \
          rest: the machine's CPU time beyond the sum (other programs, the kernel's own work).\n",
     );
     text
@@ -395,10 +413,14 @@ mod tests {
             .find(|line| line.starts_with("deployd "))
             .expect("a deployd line of parts");
         let columns: Vec<&str> = parts.split_whitespace().collect();
-        // operator (half the machine's), hosts, deployd, cache, sum, x limit, rest.
+        // operator (half the machine's), hosts, deployd, daemon, pid1,
+        // journald, units, cache, sum, x limit, rest.
         assert_eq!(
             columns,
-            ["deployd", "3.50", "0.00", "0.00", "0.00", "3.50", "1.75", "3.50"]
+            [
+                "deployd", "3.50", "0.00", "0.00", "0.00", "0.00", "0.00", "0.00", "0.00",
+                "3.50", "1.75", "3.50"
+            ]
         );
     }
 
