@@ -87,7 +87,10 @@ pub fn unit_pids(netns: &str, unit: &str) -> Result<Vec<u32>> {
         let Ok(text) = std::fs::read_to_string(&procs) else {
             return Ok(Vec::new());
         };
-        return Ok(text.lines().filter_map(|pid| pid.trim().parse().ok()).collect());
+        return Ok(text
+            .lines()
+            .filter_map(|pid| pid.trim().parse().ok())
+            .collect());
     }
     Ok(Vec::new())
 }
