@@ -121,7 +121,8 @@ fn answer(
         if !pace.latency_per_request.is_zero() {
             thread::sleep(pace.latency_per_request);
         }
-        let keep_alive = request.keep_alive && (request.method == "GET" || request.method == "HEAD");
+        let keep_alive =
+            request.keep_alive && (request.method == "GET" || request.method == "HEAD");
         respond_with_file(root, reader.get_mut(), &request, (pace, keep_alive))?;
         if !keep_alive {
             break;
@@ -306,7 +307,10 @@ mod tests {
         let mut length = 0;
         loop {
             let mut line = String::new();
-            assert!(reader.read_line(&mut line).expect("read") > 0, "closed: {head}");
+            assert!(
+                reader.read_line(&mut line).expect("read") > 0,
+                "closed: {head}"
+            );
             if let Some(value) = line.strip_prefix("Content-Length: ") {
                 length = value.trim().parse().expect("a length");
             }
@@ -377,7 +381,10 @@ mod tests {
         reader.read_to_string(&mut rest).expect("read to the close");
         assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
         assert!(rest.contains("Connection: close"), "{rest}");
-        assert!(started.elapsed() >= latency * 2, "pipelined requests overlapped");
+        assert!(
+            started.elapsed() >= latency * 2,
+            "pipelined requests overlapped"
+        );
     }
 
     #[test]
@@ -386,7 +393,9 @@ mod tests {
         let mut stream = TcpStream::connect(address).expect("connect");
         write!(stream, "GET /nix-cache-info HTTP/1.0\r\n\r\n").expect("send");
         let mut answer = String::new();
-        stream.read_to_string(&mut answer).expect("read to the close");
+        stream
+            .read_to_string(&mut answer)
+            .expect("read to the close");
         assert!(answer.contains("Connection: close"), "{answer}");
     }
 
@@ -421,6 +430,9 @@ mod tests {
         }
         let elapsed = started.elapsed();
         assert!(elapsed >= latency, "answered before the latency");
-        assert!(elapsed < latency * 20, "served one after another: {elapsed:?}");
+        assert!(
+            elapsed < latency * 20,
+            "served one after another: {elapsed:?}"
+        );
     }
 }

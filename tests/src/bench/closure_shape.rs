@@ -158,7 +158,7 @@ mod tests {
     use super::*;
 
     fn hash(letter: char) -> String {
-        std::iter::repeat(letter).take(32).collect()
+        std::iter::repeat_n(letter, 32).collect()
     }
 
     fn narinfo(own: char, references: &[char], size: u64) -> String {

@@ -133,13 +133,11 @@ impl BenchFleet {
             }
         }
         lab.write_push_inventory("")?;
-        let rev = lab
-            .flake_mut()
-            .commit_large_closure(BulkPaths {
-                paths: spec.paths,
-                bytes_per_path: spec.bytes_per_path,
-                levels: spec.levels,
-            })?;
+        let rev = lab.flake_mut().commit_large_closure(BulkPaths {
+            paths: spec.paths,
+            bytes_per_path: spec.bytes_per_path,
+            levels: spec.levels,
+        })?;
         lab.save()?;
         eprintln!("bench: building the systems on the builder and publishing them to the cache");
         let systems = lab.build_and_publish(&rev)?;

@@ -164,8 +164,16 @@ fn probe(fleet: &BenchFleet) -> Result<f64> {
 /// curl's `%{size_download} %{time_total}`.
 fn parse_probe(text: &str) -> Result<(u64, Duration)> {
     let mut words = text.split_whitespace();
-    let size = words.next().context("no size")?.parse().context("the size")?;
-    let seconds: f64 = words.next().context("no time")?.parse().context("the time")?;
+    let size = words
+        .next()
+        .context("no size")?
+        .parse()
+        .context("the size")?;
+    let seconds: f64 = words
+        .next()
+        .context("no time")?
+        .parse()
+        .context("the time")?;
     ensure!(seconds.is_finite() && seconds >= 0.0, "a time of {seconds}");
     Ok((size, Duration::from_secs_f64(seconds)))
 }
