@@ -16,7 +16,8 @@
 //!   (pipelined) are answered in order;
 //! - the latency on every request, a reused connection's too: the server
 //!   waits that long after reading a request's head, as a request and its
-//!   answer crossing a network wait one round trip;
+//!   answer crossing a network wait one round trip, and then sends the
+//!   answer at once (`TCP_NODELAY`, as nginx's `tcp_nodelay`);
 //! - a thread per connection, so that many requests in flight (a client
 //!   with 64 connections open) are all waiting their latency at once, not
 //!   one after another; an accept that fails (too many open files) is
