@@ -37,7 +37,8 @@ pub use deployd::{
     sibling_binary, TrustedDeployKey, DEPLOYD_CONFIG, DEPLOYD_PORT, DEPLOYD_STATE_DIR,
 };
 pub use flake::{
-    foreign_platform, nix_system, FleetSettings, SystemDeployd, TargetUnit, ToyFlake, UnitRuns,
+    foreign_platform, nix_system, BulkPaths, FleetSettings, SystemDeployd, TargetUnit, ToyFlake,
+    UnitRuns,
 };
 pub use https_cache::CACHE_HTTPS_PORT;
 pub use inspect::{

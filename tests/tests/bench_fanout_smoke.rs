@@ -1,7 +1,9 @@
 //! `lab bench-fanout` on a tiny fleet: it prints a line with numbers for
 //! every way (the pull way polling every second), CPU time by part, the
-//! pull way's time against its interval, and leaves no lab behind (no
-//! namespace, no bridge, no registry entry, no directory, no process).
+//! pull way's time against its interval, the latency figure (deployd
+//! against `nix copy` and the floor, on a closure of three levels), and
+//! leaves no lab behind (no namespace, no bridge, no registry entry, no
+//! directory, no process).
 
 mod support;
 
@@ -35,6 +37,8 @@ fn a_tiny_benchmark_measures_every_way_and_leaves_nothing() {
         .args(["bench-fanout", "--hosts", "2", "--paths", "3"])
         .args(["--megabytes", "1", "--rounds", "1"])
         .args(["--ways", &WAYS.join(","), "--pull-interval-s", "1"])
+        .args(["--latency-figure", "5:3:1", "--latency-hosts", "2"])
+        .args(["--latency-rounds", "1"])
         .output()
         .expect("running lab bench-fanout");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -73,6 +77,8 @@ fn a_tiny_benchmark_measures_every_way_and_leaves_nothing() {
     let (wall, publish, limit) = (number(columns[0]), number(columns[4]), number(columns[5]));
     assert!(publish > 0.0 && limit > 0.0 && wall > publish, "{pull}");
 
+    check_latency_table(&stdout);
+
     let bridge = bridge(&stderr);
     let prefix = format!("{bridge}-");
     let namespaces: Vec<String> = list_netns()
@@ -92,4 +98,33 @@ fn a_tiny_benchmark_measures_every_way_and_leaves_nothing() {
         .exists());
     assert!(!dir.exists(), "the benchmark left its directory");
     assert_eq!(processes_using(&dir), Vec::<String>::new());
+}
+
+/// The latency figure's line: ms, paths, MB, depth, deployd s, (min-max),
+/// nix-copy s, (min-max), floor s, x nix-copy, x floor.
+fn check_latency_table(stdout: &str) {
+    let line = stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("latency: 2 hosts"))
+        .nth(2)
+        .unwrap_or_else(|| panic!("no latency table in\n{stdout}"));
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(columns.len(), 11, "{line}");
+    let number = |index: usize| -> f64 {
+        columns[index]
+            .parse()
+            .unwrap_or_else(|_| panic!("column {index} of {line}"))
+    };
+    assert_eq!(columns[0], "5", "{line}");
+    // The toy system's own paths and the three extra ones.
+    assert!(number(1) > 3.0, "{line}");
+    // Three levels of extra paths under the system: a chain of four at least.
+    assert!(number(3) >= 4.0, "{line}");
+    let (deployd, copy, floor) = (number(4), number(6), number(8));
+    assert!(deployd > 0.0 && copy > 0.0 && floor > 0.0, "{line}");
+    // The floor is at least depth x 5 ms, and no way beats it.
+    assert!(floor >= number(3) * 0.005, "{line}");
+    assert!(floor < copy && floor < deployd, "{line}");
+    let ratio = (deployd / copy * 100.0).round() / 100.0;
+    assert!((number(9) - ratio).abs() <= 0.011, "{line}");
 }

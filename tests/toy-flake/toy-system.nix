@@ -213,11 +213,50 @@
       printf '%s' "$fstab" > $out/fstab
     fi
   '';
-  bulkPath = index:
-    build "bulk-${toString index}" ''
-      /usr/bin/head -c ${toString settings.bulk.bytesPerPath} /dev/urandom > $out
-    '';
-  bulk = builtins.genList bulkPath settings.bulk.paths;
+  # The bulk paths, for benchmarks: files of random bytes in `levels`
+  # levels of about equal size (one level: a flat closure, as before levels
+  # came). A path of level k > 0 starts with the names of two paths of
+  # level k - 1, so it references them, as a library references those it
+  # links to: the longest chain of references is `levels` paths, as a
+  # NixOS system's, glibc at the bottom, is some ten to fifteen.
+  bulkCount = settings.bulk.paths;
+  bulkLevels = let
+    levels = settings.bulk.levels or 1;
+  in
+    if levels < 1
+    then 1
+    else if levels > bulkCount
+    then bulkCount
+    else levels;
+  # The first index of level `level` (bulkCount for the level past the last).
+  levelStart = level: (level * bulkCount + bulkLevels - 1) / bulkLevels;
+  levelOf = index: index * bulkLevels / bulkCount;
+  below = index: let
+    level = levelOf index;
+    start = levelStart (level - 1);
+    size = levelStart level - start;
+    offset = index - levelStart level;
+    pick = step: builtins.elemAt bulk (start + (offset + step) - size * ((offset + step) / size));
+  in
+    if level == 0
+    then []
+    else if size == 1
+    then [(pick 0)]
+    else [(pick 0) (pick 1)];
+  bulkPath = index: let
+    references = below index;
+  in
+    build "bulk-${toString index}" (
+      if references == []
+      then ''
+        /usr/bin/head -c ${toString settings.bulk.bytesPerPath} /dev/urandom > $out
+      ''
+      else ''
+        echo "${builtins.concatStringsSep " " references}" > $out
+        /usr/bin/head -c ${toString settings.bulk.bytesPerPath} /dev/urandom >> $out
+      ''
+    );
+  bulk = builtins.genList bulkPath bulkCount;
   # An executable `$out/bin/NAME` holding `text`.
   script = name: text:
     buildWith {inherit text;} name ''

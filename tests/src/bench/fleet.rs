@@ -26,10 +26,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use deployd_lab::http::Pace;
 use deployd_lab::run::{run, stderr_tail};
-use deployd_lab::{Lab, LabOptions, SshAccess, TrustedDeployKey};
+use deployd_lab::{BulkPaths, Lab, LabOptions, SshAccess, TrustedDeployKey};
 use deployd_protocol::api::{DeployState, StatusResponse};
 use deployd_protocol::SecretKey;
 
+use super::closure_shape::{self, ClosureShape};
 use super::ways::Way;
 
 /// How long the untimed first push may take.
@@ -50,6 +51,9 @@ pub struct FleetSpec {
     pub paths: u32,
     /// Random bytes in each of them.
     pub bytes_per_path: u64,
+    /// The levels they are arranged in, each path referencing two of the
+    /// level below (1: a flat closure).
+    pub levels: u32,
     /// How often the hosts poll their channel, in seconds (the pull way's
     /// `[pull] interval_s`).
     pub pull_interval_s: u64,
@@ -129,9 +133,11 @@ impl BenchFleet {
             }
         }
         lab.write_push_inventory("")?;
-        let rev = lab
-            .flake_mut()
-            .commit_large_closure(spec.paths, spec.bytes_per_path)?;
+        let rev = lab.flake_mut().commit_large_closure(BulkPaths {
+            paths: spec.paths,
+            bytes_per_path: spec.bytes_per_path,
+            levels: spec.levels,
+        })?;
         lab.save()?;
         eprintln!("bench: building the systems on the builder and publishing them to the cache");
         let systems = lab.build_and_publish(&rev)?;
@@ -360,6 +366,13 @@ impl BenchFleet {
             paths: self.closures.get(host).map_or(0, Vec::len),
             bytes,
         })
+    }
+
+    /// The shape of the first host's closure (paths, bytes, depth), as the
+    /// cache's narinfos tell it.
+    pub fn closure_shape(&self) -> Result<ClosureShape> {
+        let system = self.systems.values().next().context("no host")?;
+        closure_shape::read(&self.lab.cache_dir(), system)
     }
 
     /// A `push` command from the operator's side, signing with the fleet's

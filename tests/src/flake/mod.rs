@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use crate::run::{run, stdout_text};
 
 pub use settings::{
-    foreign_platform, nix_system, FleetSettings, SystemDeployd, TargetUnit, UnitRuns,
+    foreign_platform, nix_system, BulkPaths, FleetSettings, SystemDeployd, TargetUnit, UnitRuns,
 };
 
 const FLAKE_NIX: &str = include_str!("../../toy-flake/flake.nix");
@@ -140,11 +140,13 @@ impl ToyFlake {
         self.commit("A new kernel", move |settings| settings.kernel = version)
     }
 
-    /// A revision whose closures hold `paths` more paths of `bytes_per_path`.
-    pub fn commit_large_closure(&mut self, paths: u32, bytes_per_path: u64) -> Result<String> {
+    /// A revision whose closures hold `bulk.paths` more paths of
+    /// `bulk.bytes_per_path`, in `bulk.levels` levels.
+    pub fn commit_large_closure(&mut self, bulk: BulkPaths) -> Result<String> {
         self.commit("A large closure", move |settings| {
-            settings.bulk_paths = paths;
-            settings.bulk_bytes_per_path = bytes_per_path;
+            settings.bulk_paths = bulk.paths;
+            settings.bulk_bytes_per_path = bulk.bytes_per_path;
+            settings.bulk_levels = bulk.levels;
         })
     }
 

@@ -35,6 +35,11 @@ pub struct FleetSettings {
     pub bulk_paths: u32,
     /// Random bytes in each extra path.
     pub bulk_bytes_per_path: u64,
+    /// Levels the extra paths are arranged in, each path referencing two
+    /// of the level below: the longest chain of references among them (1:
+    /// a flat closure).
+    #[serde(default = "one_level")]
+    pub bulk_levels: u32,
     /// The deployd program the system's `deployd.service` runs ("": no unit).
     #[serde(default)]
     pub deployd_exec: String,
@@ -66,6 +71,17 @@ pub struct FleetSettings {
     /// Services that hosts' systems add, each wanted by `lab.target`.
     #[serde(default)]
     pub target_units: Vec<TargetUnit>,
+}
+
+/// The extra paths a benchmark adds to every closure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkPaths {
+    /// How many.
+    pub paths: u32,
+    /// Random bytes in each.
+    pub bytes_per_path: u64,
+    /// The levels they are arranged in (see [`FleetSettings::bulk_levels`]).
+    pub levels: u32,
 }
 
 /// A service of a host's system that `lab.target` wants, as a NixOS
@@ -123,6 +139,7 @@ impl FleetSettings {
             break_network: Vec::new(),
             bulk_paths: 0,
             bulk_bytes_per_path: 0,
+            bulk_levels: 1,
             deployd_exec: String::new(),
             fail_unit: Vec::new(),
             system_deployd: SystemDeployd::default(),
@@ -163,8 +180,8 @@ impl FleetSettings {
             (
                 "bulk",
                 format!(
-                    "{{\n    paths = {};\n    bytesPerPath = {};\n  }}",
-                    self.bulk_paths, self.bulk_bytes_per_path
+                    "{{\n    paths = {};\n    bytesPerPath = {};\n    levels = {};\n  }}",
+                    self.bulk_paths, self.bulk_bytes_per_path, self.bulk_levels
                 ),
             ),
             ("deploydUnit", format!("{deployd_unit:?}")),
@@ -200,6 +217,11 @@ impl FleetSettings {
         nix.push_str("}\n");
         Ok(nix)
     }
+}
+
+/// A flat closure's levels: one (settings saved before levels came).
+fn one_level() -> u32 {
+    1
 }
 
 /// A Nix list of strings: `[ "a" "b" ]`.

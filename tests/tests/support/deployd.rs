@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use deployd_lab::http::Pace;
-use deployd_lab::{Lab, LabOptions, Node, ToyFlake, TrustedDeployKey};
+use deployd_lab::{BulkPaths, Lab, LabOptions, Node, ToyFlake, TrustedDeployKey};
 use deployd_protocol::api::{DeployRecord, DeployState, StatusResponse};
 use deployd_protocol::{Action, DeployId, DeployRequest, Message, Request, SecretKey};
 
@@ -293,7 +293,11 @@ impl OneHost {
 pub fn slow_to_fetch(lab: &mut Lab, host: &Node) -> String {
     let rev = lab
         .flake_mut()
-        .commit_large_closure(10, 200_000)
+        .commit_large_closure(BulkPaths {
+            paths: 10,
+            bytes_per_path: 200_000,
+            levels: 1,
+        })
         .expect("commit");
     let system = lab.build_and_publish(&rev).expect("build")[&host.name].clone();
     lab.stop_cache().expect("stop cache");
