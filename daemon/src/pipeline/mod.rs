@@ -7,7 +7,7 @@
 
 mod activate;
 pub mod health;
-mod nix;
+pub(crate) mod nix;
 mod preflight;
 mod resume;
 mod rollback;
