@@ -132,7 +132,11 @@ impl BootLinks {
 pub fn parse_name(name: &str) -> (&str, &str) {
     let bytes = name.as_bytes();
     for (index, &byte) in bytes.iter().enumerate() {
-        if byte == b'-' && bytes.get(index + 1).is_some_and(|next| !next.is_ascii_alphabetic()) {
+        if byte == b'-'
+            && bytes
+                .get(index + 1)
+                .is_some_and(|next| !next.is_ascii_alphabetic())
+        {
             return (&name[..index], &name[index + 1..]);
         }
     }
@@ -146,11 +150,23 @@ mod tests {
     #[test]
     fn names_split_as_parse_drv_name_does() {
         assert_eq!(parse_name("hello-2.12.1"), ("hello", "2.12.1"));
-        assert_eq!(parse_name("nixos-system-x-23.11"), ("nixos-system-x", "23.11"));
+        assert_eq!(
+            parse_name("nixos-system-x-23.11"),
+            ("nixos-system-x", "23.11")
+        );
         assert_eq!(parse_name("etc"), ("etc", ""));
-        assert_eq!(parse_name("linux-6.1.55-modules"), ("linux", "6.1.55-modules"));
-        assert_eq!(parse_name("unit-script-foo-start"), ("unit-script-foo-start", ""));
-        assert_eq!(parse_name("python3.11-requests-2.31.0"), ("python3.11-requests", "2.31.0"));
+        assert_eq!(
+            parse_name("linux-6.1.55-modules"),
+            ("linux", "6.1.55-modules")
+        );
+        assert_eq!(
+            parse_name("unit-script-foo-start"),
+            ("unit-script-foo-start", "")
+        );
+        assert_eq!(
+            parse_name("python3.11-requests-2.31.0"),
+            ("python3.11-requests", "2.31.0")
+        );
         // A dash at the very end splits nothing.
         assert_eq!(parse_name("odd-"), ("odd-", ""));
         assert_eq!(parse_name("x-_y"), ("x", "_y"));

@@ -240,7 +240,10 @@ mod tests {
             Freshness::Fresh,
         ));
         let dry = argv(&realise_dry_run(&config, &system));
-        assert_eq!(dry[..4], ["nix-store", "--realise", "--dry-run", system.as_str()]);
+        assert_eq!(
+            dry[..4],
+            ["nix-store", "--realise", "--dry-run", system.as_str()]
+        );
         // The same options, in the same order, every answer asked afresh.
         assert_eq!(dry[4..], fetch[5..]);
     }

@@ -163,8 +163,9 @@ mod tests {
 
     #[test]
     fn a_count_that_disagrees_is_an_error() {
-        let printed =
-            format!("these 3 paths will be fetched (1.00 MiB download, 1.00 MiB unpacked):\n  {A}\n");
+        let printed = format!(
+            "these 3 paths will be fetched (1.00 MiB download, 1.00 MiB unpacked):\n  {A}\n"
+        );
         assert!(parse_missing(&lines(&printed)).is_err());
         let bad = "these 1 paths will be fetched (1.00 MiB download, 1.00 MiB unpacked):\n  /etc/passwd\n";
         assert!(parse_missing(&lines(bad)).is_err());

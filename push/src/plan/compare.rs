@@ -200,8 +200,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(index, (name, size))| ClosurePath {
-                path: format!("/nix/store/{index:0>32}-{name}")
-                    .replace('0', "a")
+                path: format!("/nix/store/{index:a>32}-{name}")
                     .parse()
                     .expect("path"),
                 nar_size: *size,
@@ -218,8 +217,18 @@ mod tests {
 
     #[test]
     fn a_host_on_an_older_system() {
-        let old = closure(&[("linux-6.1", 100), ("hello-2.10", 10), ("gone-1", 5), ("etc", 1)]);
-        let new = closure(&[("linux-6.7", 120), ("hello-2.10", 10), ("fresh-0.1", 7), ("etc", 1)]);
+        let old = closure(&[
+            ("linux-6.1", 100),
+            ("hello-2.10", 10),
+            ("gone-1", 5),
+            ("etc", 1),
+        ]);
+        let new = closure(&[
+            ("linux-6.7", 120),
+            ("hello-2.10", 10),
+            ("fresh-0.1", 7),
+            ("etc", 1),
+        ]);
         let answer = PlanResponse {
             hostname: "sambirano".parse().expect("host"),
             store_path: new[0].path.clone(),
@@ -247,7 +256,10 @@ mod tests {
         );
         assert_eq!(planned.added[0].name, "fresh");
         assert_eq!(planned.removed[0].name, "gone");
-        assert_eq!((planned.closure_bytes_before, planned.closure_bytes_after), (116, 138));
+        assert_eq!(
+            (planned.closure_bytes_before, planned.closure_bytes_after),
+            (116, 138)
+        );
         assert_eq!(planned.reboot_for, ["kernel"]);
         assert!(planned.switch_refused());
         assert_eq!(planned.inhibitors_changed[0].new, "broker");

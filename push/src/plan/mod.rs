@@ -79,7 +79,10 @@ pub async fn run(options: PlanOptions) -> Result<std::process::ExitCode> {
         match status {
             Ok(status) => reachable.push((target, status)),
             Err(error) => {
-                plans.insert(target.name.clone(), HostPlan::ended(&target.name, unreached(error)));
+                plans.insert(
+                    target.name.clone(),
+                    HostPlan::ended(&target.name, unreached(error)),
+                );
             }
         }
     }
@@ -98,7 +101,10 @@ pub async fn run(options: PlanOptions) -> Result<std::process::ExitCode> {
     } else {
         let built = build(&build_plan, |line| eprintln!("build: {line}")).await?;
         for (host, why) in built.failed {
-            plans.insert(host.clone(), HostPlan::ended(&host, Outcome::BuildFailed { reason: why }));
+            plans.insert(
+                host.clone(),
+                HostPlan::ended(&host, Outcome::BuildFailed { reason: why }),
+            );
         }
         built.systems
     };
@@ -138,7 +144,11 @@ async fn plan_host(
 ) -> Outcome {
     let http = match Clients::new(|builder| builder).get(&target.trust, false) {
         Ok(http) => http,
-        Err(error) => return Outcome::Refused { reason: format!("{error:#}") },
+        Err(error) => {
+            return Outcome::Refused {
+                reason: format!("{error:#}"),
+            }
+        }
     };
     match check(&http, caches, system).await {
         Verdict::Present => {}
@@ -147,7 +157,11 @@ async fn plan_host(
     }
     let built = match built::read(system, build_host).await {
         Ok(built) => built,
-        Err(error) => return Outcome::BuildFailed { reason: one_line(&format!("{error:#}")) },
+        Err(error) => {
+            return Outcome::BuildFailed {
+                reason: one_line(&format!("{error:#}")),
+            }
+        }
     };
     match client.plan(target, system).await {
         Ok(answer) if answer.hostname != target.name => Outcome::Refused {
@@ -164,7 +178,11 @@ async fn plan_host(
 /// A host that did not answer with a plan.
 fn unreached(error: HostError) -> Outcome {
     match error {
-        HostError::Unreachable(why) => Outcome::Unreachable { reason: why.to_string() },
-        other => Outcome::Refused { reason: other.to_string() },
+        HostError::Unreachable(why) => Outcome::Unreachable {
+            reason: why.to_string(),
+        },
+        other => Outcome::Refused {
+            reason: other.to_string(),
+        },
     }
 }
