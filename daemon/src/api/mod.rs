@@ -35,7 +35,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/deploys", get(deploys::list_deploys))
         .route("/v1/deploys/{id}", get(deploys::get_deploy))
         .route("/v1/status", get(status::get_status))
-        .route(deployd_protocol::plan::PLAN_PATH, get(plan::get_plan))
+        .route("/v1/plan", get(plan::get_plan))
         .route("/metrics", get(status::get_metrics));
     let streams = Router::new().route("/v1/deploys/{id}/events", get(events::deploy_events));
     let signed_reads = reads.merge(streams).layer(from_fn_with_state(
