@@ -104,6 +104,15 @@ pub fn realise_dry_run(config: &Config, system: &StorePath) -> Invocation {
     Invocation::new(&config.file.nix.nix_store, args, config.fetch_timeout())
 }
 
+/// Whether `system` is valid in the store (exit status 0), asking no cache.
+pub fn check_validity(config: &Config, system: &StorePath) -> Invocation {
+    Invocation::new(
+        &config.file.nix.nix_store,
+        ["--check-validity", system.as_str()],
+        config.fetch_timeout(),
+    )
+}
+
 /// Points the system profile at `system` (a new generation).
 pub fn set_profile(config: &Config, system: &StorePath) -> Invocation {
     let activation = &config.file.activation;
@@ -225,6 +234,19 @@ mod tests {
             .position(|arg| arg == "narinfo-cache-positive-ttl")
             .expect("positive ttl");
         assert_eq!(fresh[ttl + 1], "0");
+    }
+
+    #[test]
+    fn validity_is_checked_without_asking_a_cache() {
+        let config = config();
+        let system: StorePath = "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-x"
+            .parse()
+            .expect("path");
+        let expected: Vec<OsString> = ["nix-store", "--check-validity", system.as_str()]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(argv(&check_validity(&config, &system)), expected);
     }
 
     #[test]
