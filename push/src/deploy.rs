@@ -279,7 +279,7 @@ mod tests {
             &["--specialisation", "gpu"],
         ] {
             let args: Vec<&str> = ["--prepare"].iter().chain(other).copied().collect();
-            let error = parse(&args).err().expect("refused");
+            let error = parse(&args).expect_err("refused");
             assert_eq!(
                 error.kind(),
                 clap::error::ErrorKind::ArgumentConflict,
