@@ -124,6 +124,10 @@ pub struct ConfigFile {
     /// `retry_failed`; 0 turns quarantine off.
     #[serde(default = "default_quarantine_s")]
     pub quarantine_s: u64,
+    /// For how many seconds a system fetched by a `prepare` deploy is kept
+    /// (its GC root) unless a deploy of another system releases it first.
+    #[serde(default = "default_prepare_keep_s")]
+    pub prepare_keep_s: u64,
     /// Who may sign what.
     #[serde(default)]
     pub trusted_keys: Vec<TrustedKeyEntry>,
@@ -365,6 +369,10 @@ fn default_state_dir() -> PathBuf {
 fn default_quarantine_s() -> u64 {
     24 * 3600
 }
+/// `86400`: a day.
+fn default_prepare_keep_s() -> u64 {
+    24 * 3600
+}
 fn default_history_limit() -> usize {
     100
 }
@@ -590,6 +598,11 @@ impl ConfigFile {
         if self.quarantine_s > MAX_QUARANTINE_S {
             return Err(ConfigError::Invalid(format!(
                 "quarantine_s must be 0 (off) to {MAX_QUARANTINE_S} seconds"
+            )));
+        }
+        if !(1..=MAX_QUARANTINE_S).contains(&self.prepare_keep_s) {
+            return Err(ConfigError::Invalid(format!(
+                "prepare_keep_s must be 1 to {MAX_QUARANTINE_S} seconds"
             )));
         }
         self.pull.validate()?;

@@ -15,6 +15,7 @@ pub mod host_key;
 pub mod http_url;
 pub mod metrics;
 pub mod pipeline;
+pub mod plan;
 pub mod pull;
 pub mod state;
 pub mod system;

@@ -115,6 +115,10 @@ async fn run(config: Config) -> Result<(), String> {
         shutdown.clone(),
     ));
     tokio::spawn(deployd::pull::run(daemon.clone(), shutdown.clone()));
+    tokio::spawn(deployd::pipeline::prepared::release_on_a_timer(
+        daemon.clone(),
+        shutdown.clone(),
+    ));
     if let Some(interval) = notify::watchdog_interval() {
         tokio::spawn(notify::keep_watchdog_fed(interval, shutdown.clone()));
     }

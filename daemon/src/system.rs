@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use deployd_protocol::api::Generation;
+use deployd_protocol::plan::BootLinks;
 
 /// A link's target as text, if the link exists.
 pub fn read_link(path: &Path) -> Option<String> {
@@ -165,9 +166,12 @@ pub fn reboot_required(system: &Path, booted: &Path) -> bool {
     if !booted.exists() {
         return false;
     }
-    ["kernel", "initrd", "kernel-modules"]
-        .iter()
-        .any(|part| read_link(&system.join(part)) != read_link(&booted.join(part)))
+    boot_links(system).need_reboot_from(&boot_links(booted))
+}
+
+/// Where `system`'s `kernel`, `initrd` and `kernel-modules` links point.
+pub fn boot_links(system: &Path) -> BootLinks {
+    BootLinks::read(|name| read_link(&system.join(name)))
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`), new at every boot.

@@ -45,7 +45,9 @@ impl fmt::Display for Kind {
     }
 }
 
-/// The argument given to `switch-to-configuration`.
+/// What a deploy does with its system: the argument given to
+/// `switch-to-configuration`, or `prepare` (fetch and keep it, switch
+/// nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
@@ -57,6 +59,9 @@ pub enum Action {
     Test,
     /// Print what activation would do, change nothing.
     DryActivate,
+    /// Fetch the closure and keep it (a GC root), switch nothing: a later
+    /// deploy of the same system switches without fetching.
+    Prepare,
 }
 
 impl Action {
@@ -67,12 +72,20 @@ impl Action {
             Action::Boot => "boot",
             Action::Test => "test",
             Action::DryActivate => "dry-activate",
+            Action::Prepare => "prepare",
         }
     }
 
     /// Whether this action sets the system profile (a new generation).
     pub fn sets_profile(self) -> bool {
         matches!(self, Action::Switch | Action::Boot)
+    }
+
+    /// Whether a success makes the system the host's active one (now or at
+    /// the next boot): not `dry-activate` nor `prepare`, which change
+    /// neither the running system nor the profile.
+    pub fn activates(self) -> bool {
+        matches!(self, Action::Switch | Action::Boot | Action::Test)
     }
 }
 
@@ -90,10 +103,11 @@ impl std::str::FromStr for Action {
             "boot" => Ok(Action::Boot),
             "test" => Ok(Action::Test),
             "dry-activate" => Ok(Action::DryActivate),
+            "prepare" => Ok(Action::Prepare),
             _ => Err(crate::NameError::new(
                 "action",
                 value,
-                "expected switch, boot, test or dry-activate",
+                "expected switch, boot, test, dry-activate or prepare",
             )),
         }
     }
@@ -215,11 +229,28 @@ mod tests {
             Action::Boot,
             Action::Test,
             Action::DryActivate,
+            Action::Prepare,
         ] {
             assert_eq!(action.as_str().parse::<Action>().expect("parse"), action);
             let json = serde_json::to_string(&action).expect("json");
             assert_eq!(json, format!("\"{}\"", action.as_str()));
         }
         assert!("reboot".parse::<Action>().is_err());
+    }
+
+    #[test]
+    fn only_switch_boot_and_test_make_a_system_active() {
+        assert!(Action::Switch.activates() && Action::Boot.activates() && Action::Test.activates());
+        assert!(!Action::DryActivate.activates() && !Action::Prepare.activates());
+        assert!(!Action::Prepare.sets_profile());
+    }
+
+    #[test]
+    fn preparing_takes_the_deploy_permission() {
+        // A prepare is a `deploy` message: a read-only key cannot sign one.
+        let read_only: Permissions = [Permission::Read].into_iter().collect();
+        assert!(!read_only.allows(Kind::Deploy.permission()));
+        let deployer: Permissions = [Permission::Deploy].into_iter().collect();
+        assert!(deployer.allows(Kind::Deploy.permission()));
     }
 }

@@ -22,6 +22,7 @@ mod keys;
 mod kinds;
 mod names;
 mod payload;
+pub mod plan;
 mod replay;
 mod report;
 mod rollout;

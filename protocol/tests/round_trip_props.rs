@@ -50,6 +50,7 @@ fn action() -> impl Strategy<Value = Action> {
         Just(Action::Boot),
         Just(Action::Test),
         Just(Action::DryActivate),
+        Just(Action::Prepare),
     ]
 }
 

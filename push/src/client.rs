@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use deployd_protocol::{Message, ReadRequest, Request, SecretKey};
+use deployd_protocol::plan::{PlanResponse, PLAN_PATH};
+use deployd_protocol::{Message, ReadRequest, Request, SecretKey, StorePath};
 use futures_util::stream::{self, Stream, StreamExt};
 
 pub use crate::host_error::HostError;
@@ -22,6 +23,8 @@ use crate::tls::Clients;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a signed read stays valid.
 const READ_LIFETIME_S: u64 = 60;
+/// How long a plan may take (the host asks its caches about a closure).
+const PLAN_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a plain request may take (event streams have no limit).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an event stream may stay silent (the daemon's keep-alive comes
@@ -135,6 +138,20 @@ impl Client {
         self.send(request, false).await.map(|_| ())
     }
 
+    /// What deploying `system` would change on the host (`GET /v1/plan`),
+    /// changing nothing there. The store path goes in the query, so a
+    /// signed `read` names it.
+    pub async fn plan(
+        &self,
+        target: &Target,
+        system: &StorePath,
+    ) -> Result<PlanResponse, HostError> {
+        let path = format!("{PLAN_PATH}?store_path={}", query_value(system.as_str()));
+        // Nix asks the caches about the whole closure: longer than a read.
+        let request = self.signed_get(target, &path)?.timeout(PLAN_TIMEOUT);
+        self.answer(request).await
+    }
+
     /// A deploy's record.
     pub async fn record(&self, target: &Target, id: &str) -> Result<DeployRecord, HostError> {
         self.get(target, &format!("/v1/deploys/{id}")).await
@@ -227,6 +244,20 @@ impl Client {
             .map(move |chunk| chunk.map_err(|error| HostError::unreachable(error, &timeouts)));
         Ok(parse_sse(chunks))
     }
+}
+
+/// `value` percent-encoded for a query string: every byte but letters,
+/// digits and `/._-~` (a store path's `+` would read as a space).
+fn query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'_' | b'-' | b'~' => {
+                char::from(byte).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// Turns a byte stream into Server-Sent Events.
@@ -325,6 +356,14 @@ mod tests {
         assert_eq!(
             pairs,
             [("state", "{\"a\":1}"), ("log", "one\ntwo"), ("done", "{}")]
+        );
+    }
+
+    #[test]
+    fn store_paths_are_encoded_for_a_query() {
+        assert_eq!(
+            query_value("/nix/store/abc-gtk+3-3.24?x=1 y"),
+            "/nix/store/abc-gtk%2B3-3.24%3Fx%3D1%20y"
         );
     }
 

@@ -31,9 +31,15 @@ pub struct DeployOptions {
     /// named, and they go in push.toml's order (by name).
     #[command(flatten)]
     pub selection: Selection,
-    /// How to activate: switch, boot, test or dry-activate.
+    /// How to activate: switch, boot, test or dry-activate (or prepare,
+    /// as --prepare).
     #[arg(long, default_value = "switch")]
     pub action: Action,
+    /// Only prepare: each host fetches the system and keeps it (a GC root)
+    /// without switching; a later push of the same revision then switches
+    /// every host without fetching. Signed as a deploy (action `prepare`).
+    #[arg(long, conflicts_with_all = ["action", "confirm", "specialisation"])]
+    pub prepare: bool,
     /// The flake's directory, or DIR#HOST to deploy to HOST as well (as
     /// nixos-rebuild takes it: `.#sambirano`). push.toml is looked for in
     /// DIR and its parents, up to the git repository's root; where it is
@@ -95,8 +101,22 @@ pub struct DeployOptions {
     pub rev: String,
 }
 
+impl DeployOptions {
+    /// What the hosts are asked to do: `--prepare`, else `--action`.
+    pub fn action(&self) -> Action {
+        if self.prepare {
+            Action::Prepare
+        } else {
+            self.action
+        }
+    }
+}
+
 /// Runs `push`.
 pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
+    if options.action() == Action::Prepare && options.confirm.is_some() {
+        bail!("--confirm cannot go with a prepare: it switches nothing to confirm");
+    }
     if let Some(0) | Some(3601..) = options.confirm {
         bail!("--confirm must be 1 to 3600 seconds");
     }
@@ -117,7 +137,7 @@ pub async fn run(options: DeployOptions) -> Result<std::process::ExitCode> {
         targets,
         rev: repository.resolve(&options.rev)?,
         settings: RolloutSettings {
-            action: options.action,
+            action: options.action(),
             confirm_s: options.confirm,
             allow_downgrade: options.allow_downgrade,
             retry_failed: options.retry_failed,
@@ -220,6 +240,53 @@ fn uncommitted_warning(changes: &[String], rev: &Revision) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// `push`'s deploy options alone, as the command line parses them.
+    #[derive(clap::Parser)]
+    struct Push {
+        #[command(flatten)]
+        deploy: DeployOptions,
+    }
+
+    fn parse(args: &[&str]) -> Result<DeployOptions, clap::Error> {
+        Push::try_parse_from(std::iter::once("push").chain(args.iter().copied()))
+            .map(|push| push.deploy)
+    }
+
+    #[test]
+    fn prepare_asks_for_the_prepare_action() {
+        assert_eq!(parse(&[]).expect("parse").action(), Action::Switch);
+        assert_eq!(
+            parse(&["--prepare", "--all"]).expect("parse").action(),
+            Action::Prepare
+        );
+        assert_eq!(
+            parse(&["--action", "prepare"]).expect("parse").action(),
+            Action::Prepare
+        );
+        assert_eq!(
+            parse(&["--action", "boot"]).expect("parse").action(),
+            Action::Boot
+        );
+    }
+
+    #[test]
+    fn prepare_goes_with_no_other_action_nor_confirm_nor_specialisation() {
+        for other in [
+            &["--action", "boot"][..],
+            &["--confirm", "30"],
+            &["--specialisation", "gpu"],
+        ] {
+            let args: Vec<&str> = ["--prepare"].iter().chain(other).copied().collect();
+            let error = parse(&args).expect_err("refused");
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{args:?}"
+            );
+        }
+    }
 
     #[test]
     fn uncommitted_changes_are_counted_and_one_is_named() {

@@ -29,6 +29,7 @@ mod man;
 mod narinfo;
 mod nix;
 mod outcome;
+mod plan;
 mod progress;
 mod publish;
 mod revision;
@@ -65,6 +66,12 @@ enum Command {
     /// and last deploy.
     #[command(after_help = status::EXIT_HELP)]
     Status(status::StatusOptions),
+    /// Show what deploying REV would change on each host, changing
+    /// nothing: the paths it lacks and their size, the packages that change
+    /// (as nvd shows them), whether a reboot is needed and whether a switch
+    /// would be refused. Builds as push does.
+    #[command(after_help = plan::EXIT_HELP)]
+    Plan(plan::PlanOptions),
     /// Show a deploy's log, live while it runs.
     #[command(after_help = exit::HELP)]
     Log(log::LogOptions),
@@ -132,6 +139,7 @@ fn main() -> ExitCode {
         match cli.command {
             None => deploy::run(cli.deploy).await,
             Some(Command::Status(options)) => status::run(options).await,
+            Some(Command::Plan(options)) => plan::run(options).await,
             Some(Command::Log(options)) => log::run(options).await,
             Some(Command::Rollback(options)) => rollback::run(options).await,
             Some(Command::Serve(options)) => serve::run(options).await,

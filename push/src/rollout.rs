@@ -481,7 +481,8 @@ async fn check_caches(
     Ok(())
 }
 
-async fn statuses(
+/// Every target's status, asked all at once.
+pub async fn statuses(
     client: &Client,
     targets: &[Target],
 ) -> Vec<(Target, Result<StatusResponse, HostError>)> {

@@ -65,6 +65,7 @@ fn one_manual_page_per_subcommand_in_valid_roff() {
             "push-keygen.1",
             "push-log.1",
             "push-man.1",
+            "push-plan.1",
             "push-publish.1",
             "push-rollback.1",
             "push-serve.1",

@@ -30,6 +30,9 @@ pub enum ApiError {
     /// The store path is quarantined (its message names the deploy).
     #[error(transparent)]
     Quarantined(crate::daemon::Quarantined),
+    /// A plan is running (one at a time).
+    #[error("another plan is being made on this host; try again in a moment")]
+    Planning,
     /// Too many event streams are open.
     #[error("too many event streams are open; try again later")]
     TooManyStreams,
@@ -60,7 +63,7 @@ impl ApiError {
             ApiError::Replayed
             | ApiError::IssuedBeforeLastApplied
             | ApiError::DeployIdReused(_) => ErrorCode::Replayed,
-            ApiError::Busy(_) | ApiError::TooManyStreams => ErrorCode::Busy,
+            ApiError::Busy(_) | ApiError::Planning | ApiError::TooManyStreams => ErrorCode::Busy,
             ApiError::Quarantined(_) => ErrorCode::Quarantined,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,

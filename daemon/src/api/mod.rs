@@ -7,6 +7,7 @@ mod deploys;
 mod error;
 mod events;
 mod limits;
+mod plan;
 mod read_auth;
 mod status;
 
@@ -34,6 +35,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/deploys", get(deploys::list_deploys))
         .route("/v1/deploys/{id}", get(deploys::get_deploy))
         .route("/v1/status", get(status::get_status))
+        .route("/v1/plan", get(plan::get_plan))
         .route("/metrics", get(status::get_metrics));
     let streams = Router::new().route("/v1/deploys/{id}/events", get(events::deploy_events));
     let signed_reads = reads.merge(streams).layer(from_fn_with_state(

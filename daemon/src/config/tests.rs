@@ -35,6 +35,18 @@ fn the_product_example_parses_with_defaults() {
     assert_eq!(key.may, Permissions::ALL);
     assert!(!config.file.read_requires_signature);
     assert_eq!(config.file.quarantine_s, 86400);
+    assert_eq!(config.file.prepare_keep_s, 86400);
+}
+
+#[test]
+fn prepare_keep_is_set_or_refused_out_of_bounds() {
+    let minimal = minimal().0;
+    let set = parse(&format!("prepare_keep_s = 600\n{minimal}")).expect("valid");
+    assert_eq!(set.file.prepare_keep_s, 600);
+    for wrong in ["0", "99999999999"] {
+        let error = parse(&format!("prepare_keep_s = {wrong}\n{minimal}")).expect_err("bounds");
+        assert!(error.to_string().contains("prepare_keep_s"), "{error}");
+    }
 }
 
 #[test]

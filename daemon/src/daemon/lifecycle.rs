@@ -23,6 +23,9 @@ pub struct Lifecycle {
     restart_after_deploy: AtomicBool,
     /// Woken when a confirm is taken, so the confirmation wait needs no polling.
     confirmations: Notify,
+    /// Held while a plan runs (`GET /v1/plan`): one at a time, since each
+    /// asks the caches about a whole closure.
+    pub planning: tokio::sync::Mutex<()>,
 }
 
 impl Default for Lifecycle {
@@ -32,6 +35,7 @@ impl Default for Lifecycle {
             streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
             restart_after_deploy: AtomicBool::new(false),
             confirmations: Notify::new(),
+            planning: tokio::sync::Mutex::new(()),
         }
     }
 }

@@ -7,8 +7,9 @@
 
 mod activate;
 pub mod health;
-mod nix;
+pub(crate) mod nix;
 mod preflight;
+pub mod prepared;
 mod resume;
 mod rollback;
 mod switch;
@@ -181,7 +182,8 @@ fn already_active(daemon: &Daemon, deploy: &StoredDeploy) -> bool {
     let in_profile = Profile::new(&activation.system_profile).current_system() == wanted;
     match deploy.record.action {
         Action::Switch => running && in_profile,
-        Action::Boot => in_profile,
+        // The profile's generation keeps it: nothing to prepare.
+        Action::Boot | Action::Prepare => in_profile,
         Action::Test | Action::DryActivate => running,
     }
 }
@@ -203,17 +205,28 @@ async fn start(
             "the request expired before deployd could start it; nothing was changed (send it again)",
         ));
     }
+    prepared::release_for(daemon, id, deploy);
     if already_active(daemon, deploy) {
         daemon.log(id, "deployd: this system is already active; nothing to do");
-        if deploy.record.action != Action::DryActivate {
+        if deploy.record.action.activates() {
             // The same system, now from this (newer) request and revision.
             daemon.set_active(&deploy.record)?;
         }
         return Ok(Ending::succeeded());
     }
-    daemon.enter(id, DeployState::Fetching)?;
     let system = &deploy.record.store_path;
-    let gc_root = gc_root(daemon, "fetched")?;
+    let gc_root = gc_root(daemon, &prepared::fetch_root_name(deploy))?;
+    if prepared::in_store(daemon, id, system, &gc_root).await {
+        daemon.log(
+            id,
+            &format!(
+                "deployd: {system} is already in the store (kept at {}); not fetching",
+                gc_root.display()
+            ),
+        );
+        return after_fetch(daemon, id, deploy).await;
+    }
+    daemon.enter(id, DeployState::Fetching)?;
     let fetch = nix::realise(&daemon.config(), system, &gc_root, Freshness::ReuseFound);
     daemon.log(id, &format!("deployd: fetching with {}", fetch.display()));
     let mut fetched = command::run(&fetch, |line| daemon.log(id, line)).await;
@@ -234,11 +247,29 @@ async fn start(
             format!("fetching {system} failed: {error}"),
         ));
     }
+    after_fetch(daemon, id, deploy).await
+}
+
+/// The system is in the store: check it is a NixOS system for this
+/// platform, then activate it, or, for a `prepare`, stop there.
+async fn after_fetch(
+    daemon: &Daemon,
+    id: &DeployId,
+    deploy: &StoredDeploy,
+) -> Result<Ending, StateError> {
+    let system = &deploy.record.store_path;
     let fetched = Path::new(system.as_str());
     if let Err(message) =
         check_nixos_system(fetched).and_then(|()| preflight::check_platform(fetched))
     {
         return Ok(Ending::failed(FailureCode::NotASystem, message));
+    }
+    if deploy.record.action == Action::Prepare {
+        daemon.log(
+            id,
+            &format!("deployd: prepared {system}: it stays in the store, nothing switched"),
+        );
+        return Ok(Ending::succeeded());
     }
     daemon.enter(id, DeployState::Activating)?;
     activate(daemon, id, deploy).await
@@ -387,7 +418,7 @@ async fn record_success(
             );
         }
     }
-    if action == Action::DryActivate {
+    if !action.activates() {
         return;
     }
     let activation = &config.file.activation;
@@ -418,7 +449,7 @@ async fn record_success(
     }
 }
 
-/// The path of a GC root deployd keeps (`fetched`, `test`).
+/// The path of a GC root deployd keeps (`fetched`, `test`, `prepared-...`).
 fn gc_root(daemon: &Daemon, name: &str) -> Result<PathBuf, StateError> {
     let dir = daemon.config().file.state_dir.join("gc-roots");
     std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {

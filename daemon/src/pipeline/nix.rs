@@ -2,6 +2,7 @@
 //! can be checked exactly. Only classic commands and `--option`, which Nix
 //! 2.8, current Nix and Lix all know.
 
+use std::ffi::OsString;
 use std::path::Path;
 
 use deployd_protocol::StorePath;
@@ -47,32 +48,67 @@ pub fn realise(
         Freshness::ReuseFound => NARINFO_REUSE_S,
         Freshness::Fresh => 0,
     };
+    let mut args: Vec<OsString> = vec![
+        "--realise".into(),
+        system.as_str().into(),
+        "--add-root".into(),
+        gc_root.as_os_str().to_owned(),
+    ];
+    args.extend(fetch_options(config, positive_ttl));
+    Invocation::new(&nix.nix_store, args, config.fetch_timeout())
+}
+
+/// The options of every fetch from the caches: the configured
+/// substituters and trusted keys only, signatures required, Nix's
+/// remembered narinfo answers as `positive_ttl` allows, [`FETCH_JOBS`]
+/// paths at once. [`realise`] and [`realise_dry_run`] share them, so that
+/// a plan asks exactly the caches a fetch would.
+fn fetch_options(config: &Config, positive_ttl: u32) -> Vec<OsString> {
+    let nix = &config.file.nix;
+    [
+        "--option".into(),
+        "substituters".into(),
+        nix.substituters.join(" "),
+        "--option".into(),
+        "trusted-public-keys".into(),
+        nix.trusted_public_keys.join(" "),
+        "--option".into(),
+        "require-sigs".into(),
+        "true".into(),
+        "--option".into(),
+        "narinfo-cache-negative-ttl".into(),
+        "0".into(),
+        "--option".into(),
+        "narinfo-cache-positive-ttl".into(),
+        positive_ttl.to_string(),
+        "--option".into(),
+        "max-jobs".into(),
+        FETCH_JOBS.to_string(),
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect()
+}
+
+/// What a fetch of `system` would do, without doing it (`push plan`):
+/// `nix-store --realise --dry-run` with the very options of [`realise`],
+/// which prints what it would fetch and its size (Nix's `printMissing`).
+/// Nothing is added to the store; every cache answer is asked afresh.
+pub fn realise_dry_run(config: &Config, system: &StorePath) -> Invocation {
+    let mut args: Vec<OsString> = vec![
+        "--realise".into(),
+        "--dry-run".into(),
+        system.as_str().into(),
+    ];
+    args.extend(fetch_options(config, 0));
+    Invocation::new(&config.file.nix.nix_store, args, config.fetch_timeout())
+}
+
+/// Whether `system` is valid in the store (exit status 0), asking no cache.
+pub fn check_validity(config: &Config, system: &StorePath) -> Invocation {
     Invocation::new(
-        &nix.nix_store,
-        [
-            "--realise".into(),
-            system.as_str().into(),
-            "--add-root".into(),
-            gc_root.as_os_str().to_owned(),
-            "--option".into(),
-            "substituters".into(),
-            nix.substituters.join(" ").into(),
-            "--option".into(),
-            "trusted-public-keys".into(),
-            nix.trusted_public_keys.join(" ").into(),
-            "--option".into(),
-            "require-sigs".into(),
-            "true".into(),
-            "--option".into(),
-            "narinfo-cache-negative-ttl".into(),
-            "0".into(),
-            "--option".into(),
-            "narinfo-cache-positive-ttl".into(),
-            positive_ttl.to_string().into(),
-            "--option".into(),
-            "max-jobs".into(),
-            FETCH_JOBS.to_string().into(),
-        ],
+        &config.file.nix.nix_store,
+        ["--check-validity", system.as_str()],
         config.fetch_timeout(),
     )
 }
@@ -124,7 +160,6 @@ pub fn add_gc_root(config: &Config, system: &str, gc_root: &Path) -> Invocation 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
 
     fn config() -> Config {
         let key = deployd_protocol::SecretKey::generate("ops-1".parse().expect("name"))
@@ -199,6 +234,40 @@ mod tests {
             .position(|arg| arg == "narinfo-cache-positive-ttl")
             .expect("positive ttl");
         assert_eq!(fresh[ttl + 1], "0");
+    }
+
+    #[test]
+    fn validity_is_checked_without_asking_a_cache() {
+        let config = config();
+        let system: StorePath = "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-x"
+            .parse()
+            .expect("path");
+        let expected: Vec<OsString> = ["nix-store", "--check-validity", system.as_str()]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(argv(&check_validity(&config, &system)), expected);
+    }
+
+    #[test]
+    fn a_dry_run_asks_exactly_what_a_fetch_asks() {
+        let config = config();
+        let system: StorePath = "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-x"
+            .parse()
+            .expect("path");
+        let fetch = argv(&realise(
+            &config,
+            &system,
+            Path::new("/var/lib/deployd/gc-roots/fetched"),
+            Freshness::Fresh,
+        ));
+        let dry = argv(&realise_dry_run(&config, &system));
+        assert_eq!(
+            dry[..4],
+            ["nix-store", "--realise", "--dry-run", system.as_str()]
+        );
+        // The same options, in the same order, every answer asked afresh.
+        assert_eq!(dry[4..], fetch[5..]);
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! specialisation asked: a system that failed as `boot` fails the same as
 //! `switch`. The newest ending of a path decides: a later success of it
 //! (any action but `dry-activate`, which changes nothing) ends its
-//! quarantine.
+//! quarantine. A `prepare` counts for nothing either way: it fetches and
+//! activates nothing, so its ending says nothing of the system (a fetch that
+//! failed is the cache's trouble, to be tried again at once).
 
 use std::collections::HashMap;
 
@@ -41,6 +43,9 @@ impl QuarantineIndex {
         let Some(ended_at_ms) = record.finished_at_ms.filter(|_| record.state.is_final()) else {
             return;
         };
+        if record.action == Action::Prepare {
+            return;
+        }
         let newer = self
             .by_path
             .get(&record.store_path)

@@ -192,7 +192,7 @@ impl DeployStore {
                     .rev()
                     .find(|deploy| {
                         deploy.record.state == deployd_protocol::api::DeployState::Succeeded
-                            && deploy.record.action != Action::DryActivate
+                            && deploy.record.action.activates()
                     })
                     .map(|deploy| ActiveDeploy {
                         deploy_id: deploy.record.deploy_id.clone(),

@@ -123,6 +123,20 @@ fn the_newest_ending_of_a_path_decides() {
 }
 
 #[test]
+fn a_prepare_neither_quarantines_nor_ends_a_quarantine() {
+    let mut index = QuarantineIndex::default();
+    let mut failed_prepare = ended("p1", 1, DeployState::Failed, HOUR_MS);
+    failed_prepare.action = Action::Prepare;
+    index.observe(&failed_prepare);
+    assert!(index.find(&path(1), HOUR_MS, DAY_S).is_none());
+    index.observe(&ended("d1", 1, DeployState::RolledBack, 2 * HOUR_MS));
+    let mut prepared = ended("p2", 1, DeployState::Succeeded, 3 * HOUR_MS);
+    prepared.action = Action::Prepare;
+    index.observe(&prepared);
+    assert!(index.find(&path(1), 3 * HOUR_MS, DAY_S).is_some());
+}
+
+#[test]
 fn the_index_is_bounded_and_forgets_the_oldest_first() {
     let mut index = QuarantineIndex::default();
     for n in 0..MAX_QUARANTINED + 10 {
