@@ -33,16 +33,23 @@ pub enum Freshness {
     Fresh,
 }
 
-/// Realises `system` from the configured caches only, checked against the
-/// configured keys only (`require-sigs`), with a GC root at `gc_root` so it
-/// survives until the profile holds it, [`FETCH_JOBS`] paths at once.
+/// Realises `system` from the configured caches only (after the fast
+/// fetch's `stage`, a local cache, when there is one), checked against the
+/// configured keys only (`require-sigs`: the stage is not trusted more than
+/// the caches), with a GC root at `gc_root` so it survives until the
+/// profile holds it, [`FETCH_JOBS`] paths at once.
 pub fn realise(
     config: &Config,
     system: &StorePath,
     gc_root: &Path,
     freshness: Freshness,
+    stage: Option<&str>,
 ) -> Invocation {
     let nix = &config.file.nix;
+    let substituters: Vec<&str> = stage
+        .into_iter()
+        .chain(nix.substituters.iter().map(String::as_str))
+        .collect();
     let positive_ttl = match freshness {
         Freshness::ReuseFound => NARINFO_REUSE_S,
         Freshness::Fresh => 0,
@@ -56,7 +63,7 @@ pub fn realise(
             gc_root.as_os_str().to_owned(),
             "--option".into(),
             "substituters".into(),
-            nix.substituters.join(" ").into(),
+            substituters.join(" ").into(),
             "--option".into(),
             "trusted-public-keys".into(),
             nix.trusted_public_keys.join(" ").into(),
@@ -156,6 +163,7 @@ mod tests {
             &system,
             Path::new("/var/lib/deployd/gc-roots/fetched"),
             Freshness::ReuseFound,
+            None,
         );
         let keys = config.file.nix.trusted_public_keys.join(" ");
         let expected: Vec<OsString> = [
@@ -192,8 +200,17 @@ mod tests {
             &system,
             Path::new("/var/lib/deployd/gc-roots/fetched"),
             Freshness::Fresh,
+            Some("file:///var/lib/deployd/fetch/d-1"),
         );
         let fresh = argv(&fresh);
+        let substituters = fresh
+            .iter()
+            .position(|arg| arg == "substituters")
+            .expect("substituters");
+        assert_eq!(
+            fresh[substituters + 1],
+            "file:///var/lib/deployd/fetch/d-1 http://kelyus:5000 https://cache.example"
+        );
         let ttl = fresh
             .iter()
             .position(|arg| arg == "narinfo-cache-positive-ttl")
