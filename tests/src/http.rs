@@ -5,11 +5,14 @@
 //! of a download), and every answer delayed by a latency per request (this
 //! kernel has no `netem`, so a network's round trips are played here).
 //! With a certificate it serves HTTPS instead (rustls), as a cache behind
-//! a TLS front does.
+//! a TLS front does. And it can fail: the first K answers for NAR files
+//! (`/nar/...`) cut after half their body, the connection closed, as a
+//! flaky link or proxy does.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -31,6 +34,9 @@ pub struct Pace {
     /// How long each request waits before it is answered (zero: not at
     /// all), as a request crossing a slow network would.
     pub latency_per_request: Duration,
+    /// How many of the first answers for NAR files are cut after half
+    /// their body (the connection closed).
+    pub cut_first_nars: u32,
 }
 
 /// Serves files under `root` on `listener` until the process ends, over
@@ -41,12 +47,14 @@ pub fn serve(
     pace: Pace,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<()> {
+    let nars_to_cut = Arc::new(AtomicU32::new(pace.cut_first_nars));
     for stream in listener.incoming() {
         let stream = stream.context("accepting a connection")?;
         let root = root.to_owned();
         let tls = tls.clone();
+        let nars_to_cut = nars_to_cut.clone();
         thread::spawn(move || {
-            let _ = answer(&root, stream, pace, tls.as_ref());
+            let _ = answer(&root, stream, pace, tls.as_ref(), &nars_to_cut);
         });
     }
     Ok(())
@@ -57,6 +65,7 @@ fn answer(
     stream: TcpStream,
     pace: Pace,
     tls: Option<&Arc<rustls::ServerConfig>>,
+    nars_to_cut: &AtomicU32,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     let mut connection = match tls {
@@ -81,7 +90,14 @@ fn answer(
     if !pace.latency_per_request.is_zero() {
         thread::sleep(pace.latency_per_request);
     }
-    respond_with_file(root, &mut connection, (&method, &target), pace)?;
+    // One of the first NAR answers is cut: taken from the count, once.
+    let cut = target.starts_with("/nar/")
+        && nars_to_cut
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+    respond_with_file(root, &mut connection, (&method, &target), pace, cut)?;
     connection.finish();
     Ok(())
 }
@@ -91,6 +107,7 @@ fn respond_with_file(
     stream: &mut impl Write,
     (method, target): (&str, &str),
     pace: Pace,
+    cut: bool,
 ) -> std::io::Result<()> {
     if method != "GET" && method != "HEAD" {
         return respond(stream, "405 Method Not Allowed", None);
@@ -105,6 +122,12 @@ fn respond_with_file(
                 body.len()
             );
             stream.write_all(head.as_bytes())?;
+            if method == "GET" && cut {
+                // Half the body, then the connection is closed.
+                send_body(stream, &body[..body.len() / 2], pace)?;
+                stream.flush()?;
+                return Err(std::io::Error::other("cut on purpose"));
+            }
             if method == "GET" {
                 send_body(stream, &body, pace)?;
             }
@@ -216,5 +239,23 @@ mod tests {
             assert!(started.elapsed() >= latency, "{path} answered at once");
             assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
         }
+    }
+
+    #[test]
+    fn cuts_the_first_nars_after_half_their_body() {
+        let (dir, get) = server(Pace {
+            cut_first_nars: 2,
+            ..Pace::default()
+        });
+        std::fs::create_dir(dir.path().join("nar")).expect("nar dir");
+        std::fs::write(dir.path().join("nar/a.nar"), "0123456789").expect("write");
+        for _ in 0..2 {
+            let cut = get("/nar/a.nar");
+            assert!(cut.starts_with("HTTP/1.1 200 OK"), "{cut}");
+            assert!(cut.ends_with("\r\n\r\n01234"), "{cut}");
+        }
+        assert!(get("/nar/a.nar").ends_with("\r\n\r\n0123456789"));
+        // Other files are never cut.
+        assert!(get("/nix-cache-info").ends_with("StoreDir: /nix/store\n"));
     }
 }

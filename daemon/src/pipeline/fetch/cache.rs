@@ -132,8 +132,10 @@ impl Cache {
             in_flight: Semaphore::new(REQUESTS_IN_FLIGHT),
         };
         let what = "nix-cache-info";
+        // Asked once: a cache that does not answer at once is left to Nix,
+        // rather than waited for through every try.
         let info = cache
-            .get_small(what, MAX_CACHE_INFO_BYTES)
+            .get_small(what, MAX_CACHE_INFO_BYTES, 1)
             .await?
             .ok_or_else(|| cache.unexpected(what, "not there".into()))?;
         let info = String::from_utf8_lossy(&info);
@@ -162,7 +164,7 @@ impl Cache {
     /// (404, 410, or 403 as an S3 website answers).
     pub async fn narinfo(&self, path: &StorePath) -> Result<Option<NarInfo>, CacheError> {
         let what = format!("{}.narinfo", path.hash_part());
-        let Some(bytes) = self.get_small(&what, MAX_NARINFO_BYTES).await? else {
+        let Some(bytes) = self.get_small(&what, MAX_NARINFO_BYTES, TRIES).await? else {
             return Ok(None);
         };
         NarInfo::parse(path, &bytes)
@@ -218,7 +220,7 @@ impl Cache {
                 Err(Attempt::Again(cause)) => {
                     progress.bytes_undone(written);
                     if tries >= TRIES {
-                        return Err(self.failed(&what, cause));
+                        return Err(self.failed(&what, cause, tries));
                     }
                     progress.note(format!(
                         "deployd: {}: {what}: {cause}; trying again ({tries} of {TRIES} tries made)",
@@ -282,8 +284,13 @@ impl Cache {
     }
 
     /// GETs `name` (relative to the root), at most `limit` bytes; `None`
-    /// for an answer that says it is not there.
-    async fn get_small(&self, name: &str, limit: usize) -> Result<Option<Vec<u8>>, CacheError> {
+    /// for an answer that says it is not there. At most `most_tries` tries.
+    async fn get_small(
+        &self,
+        name: &str,
+        limit: usize,
+        most_tries: u32,
+    ) -> Result<Option<Vec<u8>>, CacheError> {
         let url = format!("{}/{name}", self.root);
         let _slot = self.in_flight.acquire().await.expect("never closed");
         let mut tries = 0;
@@ -292,8 +299,8 @@ impl Cache {
             match self.get_small_once(&url, name, limit).await {
                 Ok(answer) => return Ok(answer),
                 Err(Attempt::Final(error)) => return Err(error),
-                Err(Attempt::Again(cause)) if tries >= TRIES => {
-                    return Err(self.failed(name, cause))
+                Err(Attempt::Again(cause)) if tries >= most_tries => {
+                    return Err(self.failed(name, cause, tries))
                 }
                 Err(Attempt::Again(_)) => tokio::time::sleep(backoff(tries)).await,
             }
@@ -357,11 +364,16 @@ impl Cache {
         }
     }
 
-    fn failed(&self, what: &str, cause: String) -> CacheError {
+    fn failed(&self, what: &str, cause: String, tries: u32) -> CacheError {
+        let cause = if tries > 1 {
+            format!("{cause} (after {tries} tries)")
+        } else {
+            cause
+        };
         CacheError::Request {
             cache: self.url.clone(),
             what: what.to_owned(),
-            cause: format!("{cause} (after {TRIES} tries)"),
+            cause,
         }
     }
 }
