@@ -70,8 +70,8 @@ fn assert_fetched_through_the_stage(log: &str) {
         .trim_start_matches("deployd: fetched ")
         .split([' ', ','])
         .collect();
-    assert_eq!(counts[0], counts[2], "not every path was staged: {last}");
-    assert_ne!(counts[0], "0", "{last}");
+    assert_eq!(counts[0], counts[2], "not every path was staged: {log}");
+    assert_ne!(counts[0], "0", "{log}");
     assert!(
         log.contains("from 'file:///var/lib/deployd/fetch/"),
         "Nix did not copy from the stage: {log}"

@@ -7,9 +7,11 @@
 
 use deployd_protocol::{StorePath, STORE_DIR};
 
-/// The largest narinfo read: real ones are under a few KiB; a larger one
+/// The largest narinfo read: most are under a KiB, but a path's references
+/// are all in it (about 60 bytes each), and a path may refer to thousands
+/// (a buildEnv of a large closure): 1 MiB holds some 16,000. A larger one
 /// stops the fast fetch, and Nix reads it itself.
-pub const MAX_NARINFO_BYTES: usize = 64 * 1024;
+pub const MAX_NARINFO_BYTES: usize = 1024 * 1024;
 
 /// A parsed narinfo, with the text it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
