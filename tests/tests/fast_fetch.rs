@@ -63,8 +63,8 @@ fn deploy_and_wait(fleet: &OneHost, id: &str, system: &str, timeout: Duration) -
 fn assert_fetched_through_the_stage(log: &str) {
     let last = log
         .lines()
-        .filter(|line| line.starts_with("deployd: fetched "))
-        .last()
+        .rev()
+        .find(|line| line.starts_with("deployd: fetched "))
         .unwrap_or_else(|| panic!("no progress line: {log}"));
     let counts: Vec<&str> = last
         .trim_start_matches("deployd: fetched ")
