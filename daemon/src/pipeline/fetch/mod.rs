@@ -92,9 +92,13 @@ pub async fn fetch(daemon: &Daemon, id: &DeployId, system: &StorePath) -> Option
     if let Err(reason) = walked {
         stopped(&reason);
     }
-    // Every download has ended (the walk waits for them, or dropped them):
-    // no other holder is left.
-    Arc::into_inner(stage)
+    // Every download has ended (the walk waits for them, also when it
+    // stops): no other holder is left.
+    let stage = Arc::into_inner(stage);
+    if stage.is_none() {
+        log::warn!("deploy {id}: the fetch stage was still held; Nix fetches without it");
+    }
+    stage
 }
 
 /// Logs the notes (retries) and the progress line.

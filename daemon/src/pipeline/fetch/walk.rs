@@ -78,10 +78,29 @@ where
     V: Fn(Vec<StorePath>) -> F,
     F: Future<Output = Result<Vec<StorePath>, String>>,
 {
+    let mut downloads: JoinSet<Result<(), WalkError>> = JoinSet::new();
+    let walked = walk_into(system, caches, stage, progress, invalid_of, &mut downloads).await;
+    // Downloads still running when the walk stopped are ended, and waited
+    // for: none holds the stage once the walk returns.
+    downloads.shutdown().await;
+    walked
+}
+
+async fn walk_into<V, F>(
+    system: &StorePath,
+    caches: Arc<Vec<Cache>>,
+    stage: Arc<Stage>,
+    progress: Arc<Progress>,
+    invalid_of: V,
+    downloads: &mut JoinSet<Result<(), WalkError>>,
+) -> Result<(), WalkError>
+where
+    V: Fn(Vec<StorePath>) -> F,
+    F: Future<Output = Result<Vec<StorePath>, String>>,
+{
     let free = stage.free_bytes().map_err(WalkError::Stage)?;
     let needed = AtomicU64::new(0);
     let nar_slots = Arc::new(Semaphore::new(NARS_IN_FLIGHT));
-    let mut downloads: JoinSet<Result<(), WalkError>> = JoinSet::new();
     let mut seen: HashSet<StorePath> = HashSet::from([system.clone()]);
     let mut level = vec![system.clone()];
     while !level.is_empty() {
