@@ -251,6 +251,11 @@ in {
               defaultText = literalExpression "config.nix.settings.trusted-public-keys ++ config.nix.settings.extra-trusted-public-keys";
               description = "The only cache keys whose signatures are accepted: by default those the host's Nix trusts (its builders' keys and cache.nixos.org's).";
             };
+            fast_fetch = mkOption {
+              type = types.bool;
+              default = true;
+              description = "deployd walks the closure from the `http(s)://` caches with many requests in flight and downloads the NARs in parallel into a local stage, which Nix substitutes from first (Nix still checks every signature and hash). `false`: Nix fetches alone.";
+            };
           };
           health = mkOption {
             type = types.submodule {

@@ -306,6 +306,12 @@ pub struct NixSection {
     /// Longest fetch, in seconds.
     #[serde(default = "default_fetch_timeout_s")]
     pub fetch_timeout_s: u64,
+    /// The fast fetch: deployd walks the closure from the `http(s)://`
+    /// caches with many requests in flight and downloads the NARs in
+    /// parallel into a local stage, which Nix substitutes from first (Nix
+    /// still checks every signature and hash). `false`: Nix fetches alone.
+    #[serde(default = "default_true")]
+    pub fast_fetch: bool,
 }
 
 /// `[activation]`.

@@ -29,10 +29,15 @@
 //! had a link of its own), speak HTTP/2 (no multiplexing), send chunked or
 //! compressed bodies, answer ranges or conditional requests, or read any
 //! request header but `Connection`.
+//!
+//! It can also fail on purpose: the first K answers for NAR files
+//! (`/nar/...`) cut after half their body and the connection closed, as a
+//! flaky link or proxy does.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -57,6 +62,9 @@ pub struct Pace {
     /// How long each request waits before it is answered (zero: not at
     /// all), as a request crossing a slow network would.
     pub latency_per_request: Duration,
+    /// How many of the first answers for NAR files are cut after half
+    /// their body (the connection closed).
+    pub cut_first_nars: u32,
 }
 
 /// Serves files under `root` on `listener` until the process ends, over
@@ -67,6 +75,7 @@ pub fn serve(
     pace: Pace,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<()> {
+    let nars_to_cut = Arc::new(AtomicU32::new(pace.cut_first_nars));
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(stream) => stream,
@@ -80,10 +89,11 @@ pub fn serve(
         };
         let root = root.to_owned();
         let tls = tls.clone();
+        let nars_to_cut = nars_to_cut.clone();
         // A thread that cannot be made drops its connection (the client
         // sees it closed and may retry), and the server goes on.
         let spawned = thread::Builder::new().spawn(move || {
-            let _ = answer(&root, stream, pace, tls.as_ref());
+            let _ = answer(&root, stream, pace, tls.as_ref(), &nars_to_cut);
         });
         if let Err(error) = spawned {
             eprintln!("serve-cache: a thread for a connection: {error}");
@@ -107,6 +117,7 @@ fn answer(
     stream: TcpStream,
     pace: Pace,
     tls: Option<&Arc<rustls::ServerConfig>>,
+    nars_to_cut: &AtomicU32,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     // An answer's head and body leave at once, as nginx's `tcp_nodelay`
@@ -129,7 +140,14 @@ fn answer(
         }
         let keep_alive =
             request.keep_alive && (request.method == "GET" || request.method == "HEAD");
-        respond_with_file(root, reader.get_mut(), &request, (pace, keep_alive))?;
+        // One of the first NAR answers is cut: taken from the count, once.
+        let cut = request.target.starts_with("/nar/")
+            && nars_to_cut
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok();
+        respond_with_file(root, reader.get_mut(), &request, (pace, keep_alive, cut))?;
         if !keep_alive {
             break;
         }
@@ -184,7 +202,7 @@ fn respond_with_file(
     root: &Path,
     stream: &mut impl Write,
     request: &Request,
-    (pace, keep_alive): (Pace, bool),
+    (pace, keep_alive, cut): (Pace, bool, bool),
 ) -> std::io::Result<()> {
     if request.method != "GET" && request.method != "HEAD" {
         return respond(stream, "405 Method Not Allowed", keep_alive);
@@ -200,6 +218,12 @@ fn respond_with_file(
                 connection_header(keep_alive)
             );
             stream.write_all(head.as_bytes())?;
+            if request.method == "GET" && cut {
+                // Half the body, then the connection is closed.
+                send_body(stream, &body[..body.len() / 2], pace)?;
+                stream.flush()?;
+                return Err(std::io::Error::other("cut on purpose"));
+            }
             if request.method == "GET" {
                 send_body(stream, &body, pace)?;
             }
@@ -440,5 +464,23 @@ mod tests {
             elapsed < latency * 20,
             "served one after another: {elapsed:?}"
         );
+    }
+
+    #[test]
+    fn cuts_the_first_nars_after_half_their_body() {
+        let (dir, get) = server(Pace {
+            cut_first_nars: 2,
+            ..Pace::default()
+        });
+        std::fs::create_dir(dir.path().join("nar")).expect("nar dir");
+        std::fs::write(dir.path().join("nar/a.nar"), "0123456789").expect("write");
+        for _ in 0..2 {
+            let cut = get("/nar/a.nar");
+            assert!(cut.starts_with("HTTP/1.1 200 OK"), "{cut}");
+            assert!(cut.ends_with("\r\n\r\n01234"), "{cut}");
+        }
+        assert!(get("/nar/a.nar").ends_with("\r\n\r\n0123456789"));
+        // Other files are never cut.
+        assert!(get("/nix-cache-info").ends_with("StoreDir: /nix/store\n"));
     }
 }

@@ -212,6 +212,10 @@ impl Lab {
             let milliseconds = pace.latency_per_request.as_millis();
             serve.extend(["--latency-ms".into(), milliseconds.to_string().into()]);
         }
+        if pace.cut_first_nars > 0 {
+            let count = pace.cut_first_nars.to_string();
+            serve.extend(["--cut-first-nars".into(), count.into()]);
+        }
         let builder = self.state.builder.clone();
         self.supervise(&builder, "cache-server", serve)?;
         wait_for_port(listen, Duration::from_secs(10))

@@ -97,6 +97,10 @@ enum Command {
         /// Answer every request this many milliseconds late.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        /// Cut the first this many answers for NAR files after half their
+        /// body (the connection closed).
+        #[arg(long, default_value_t = 0)]
+        cut_first_nars: u32,
         /// Serve HTTPS with this certificate (PEM; with --tls-key).
         #[arg(long, requires = "tls_key")]
         tls_certificate: Option<PathBuf>,
@@ -172,6 +176,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             bytes_per_second,
             latency_ms,
+            cut_first_nars,
             tls_certificate,
             tls_key,
         } => {
@@ -186,6 +191,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let pace = Pace {
                 bytes_per_second,
                 latency_per_request: Duration::from_millis(latency_ms),
+                cut_first_nars,
             };
             serve(&root, listener, pace, tls)?;
         }

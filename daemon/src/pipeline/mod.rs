@@ -6,6 +6,7 @@
 //! every deploy in a truthful state.
 
 mod activate;
+mod fetch;
 pub mod health;
 pub(crate) mod nix;
 mod preflight;
@@ -227,7 +228,17 @@ async fn start(
         return after_fetch(daemon, id, deploy).await;
     }
     daemon.enter(id, DeployState::Fetching)?;
-    let fetch = nix::realise(&daemon.config(), system, &gc_root, Freshness::ReuseFound);
+    // Kept until Nix has realised the system from it; removed when dropped.
+    let stage = fetch::fetch(daemon, id, system).await;
+    let stage_url = stage.as_ref().map(fetch::Stage::url);
+    let stage_url = stage_url.as_deref();
+    let fetch = nix::realise(
+        &daemon.config(),
+        system,
+        &gc_root,
+        Freshness::ReuseFound,
+        stage_url,
+    );
     daemon.log(id, &format!("deployd: fetching with {}", fetch.display()));
     let mut fetched = command::run(&fetch, |line| daemon.log(id, line)).await;
     if let Err(CommandError::Failed { .. }) = fetched {
@@ -238,9 +249,16 @@ async fn start(
             id,
             "deployd: the fetch failed; once more, asking the caches everything afresh",
         );
-        let fetch = nix::realise(&daemon.config(), system, &gc_root, Freshness::Fresh);
+        let fetch = nix::realise(
+            &daemon.config(),
+            system,
+            &gc_root,
+            Freshness::Fresh,
+            stage_url,
+        );
         fetched = command::run(&fetch, |line| daemon.log(id, line)).await;
     }
+    drop(stage);
     if let Err(error) = fetched {
         return Ok(Ending::failed(
             FailureCode::FetchFailed,

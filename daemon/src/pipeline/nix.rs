@@ -34,16 +34,23 @@ pub enum Freshness {
     Fresh,
 }
 
-/// Realises `system` from the configured caches only, checked against the
-/// configured keys only (`require-sigs`), with a GC root at `gc_root` so it
-/// survives until the profile holds it, [`FETCH_JOBS`] paths at once.
+/// Realises `system` from the configured caches only (after the fast
+/// fetch's `stage`, a local cache, when there is one), checked against the
+/// configured keys only (`require-sigs`: the stage is not trusted more than
+/// the caches), with a GC root at `gc_root` so it survives until the
+/// profile holds it, [`FETCH_JOBS`] paths at once.
 pub fn realise(
     config: &Config,
     system: &StorePath,
     gc_root: &Path,
     freshness: Freshness,
+    stage: Option<&str>,
 ) -> Invocation {
     let nix = &config.file.nix;
+    let substituters: Vec<&str> = stage
+        .into_iter()
+        .chain(nix.substituters.iter().map(String::as_str))
+        .collect();
     let positive_ttl = match freshness {
         Freshness::ReuseFound => NARINFO_REUSE_S,
         Freshness::Fresh => 0,
@@ -54,21 +61,21 @@ pub fn realise(
         "--add-root".into(),
         gc_root.as_os_str().to_owned(),
     ];
-    args.extend(fetch_options(config, positive_ttl));
+    args.extend(fetch_options(config, &substituters, positive_ttl));
     Invocation::new(&nix.nix_store, args, config.fetch_timeout())
 }
 
-/// The options of every fetch from the caches: the configured
-/// substituters and trusted keys only, signatures required, Nix's
+/// The options of every fetch from the caches: `substituters` (the
+/// configured ones, after the stage for a fetch) and the trusted keys only, signatures required, Nix's
 /// remembered narinfo answers as `positive_ttl` allows, [`FETCH_JOBS`]
 /// paths at once. [`realise`] and [`realise_dry_run`] share them, so that
 /// a plan asks exactly the caches a fetch would.
-fn fetch_options(config: &Config, positive_ttl: u32) -> Vec<OsString> {
+fn fetch_options(config: &Config, substituters: &[&str], positive_ttl: u32) -> Vec<OsString> {
     let nix = &config.file.nix;
     [
         "--option".into(),
         "substituters".into(),
-        nix.substituters.join(" "),
+        substituters.join(" "),
         "--option".into(),
         "trusted-public-keys".into(),
         nix.trusted_public_keys.join(" "),
@@ -100,7 +107,14 @@ pub fn realise_dry_run(config: &Config, system: &StorePath) -> Invocation {
         "--dry-run".into(),
         system.as_str().into(),
     ];
-    args.extend(fetch_options(config, 0));
+    let substituters: Vec<&str> = config
+        .file
+        .nix
+        .substituters
+        .iter()
+        .map(String::as_str)
+        .collect();
+    args.extend(fetch_options(config, &substituters, 0));
     Invocation::new(&config.file.nix.nix_store, args, config.fetch_timeout())
 }
 
@@ -191,6 +205,7 @@ mod tests {
             &system,
             Path::new("/var/lib/deployd/gc-roots/fetched"),
             Freshness::ReuseFound,
+            None,
         );
         let keys = config.file.nix.trusted_public_keys.join(" ");
         let expected: Vec<OsString> = [
@@ -227,8 +242,17 @@ mod tests {
             &system,
             Path::new("/var/lib/deployd/gc-roots/fetched"),
             Freshness::Fresh,
+            Some("file:///var/lib/deployd/fetch/d-1"),
         );
         let fresh = argv(&fresh);
+        let substituters = fresh
+            .iter()
+            .position(|arg| arg == "substituters")
+            .expect("substituters");
+        assert_eq!(
+            fresh[substituters + 1],
+            "file:///var/lib/deployd/fetch/d-1 http://kelyus:5000 https://cache.example"
+        );
         let ttl = fresh
             .iter()
             .position(|arg| arg == "narinfo-cache-positive-ttl")
@@ -260,6 +284,7 @@ mod tests {
             &system,
             Path::new("/var/lib/deployd/gc-roots/fetched"),
             Freshness::Fresh,
+            None,
         ));
         let dry = argv(&realise_dry_run(&config, &system));
         assert_eq!(

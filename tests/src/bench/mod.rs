@@ -115,6 +115,7 @@ impl BenchOptions {
         Pace {
             bytes_per_second: self.bandwidth_mbps.map(|mbps| mbps * 1_000_000 / 8),
             latency_per_request: Duration::from_millis(latency_ms),
+            cut_first_nars: 0,
         }
     }
 

@@ -57,6 +57,18 @@ impl HttpChecker {
 /// The TLS client of HTTPS checks and channels: the system's roots and
 /// `ca_file`'s, which `section` (`[health]`, `[pull]`) names.
 pub(crate) fn connector(ca_file: Option<&Path>, section: &str) -> Result<TlsConnector, String> {
+    let mut config = tls_config(ca_file, section)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// The TLS client setup of every HTTPS client of the daemon: the system's
+/// roots and `ca_file`'s, which `section` (`[health]`, `[pull]`) names; no
+/// ALPN protocol chosen yet.
+pub(crate) fn tls_config(
+    ca_file: Option<&Path>,
+    section: &str,
+) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     // The system's bundle: certificates it cannot parse are skipped, as
     // OpenSSL does; none at all leaves ca_file alone to trust.
@@ -74,13 +86,13 @@ pub(crate) fn connector(ca_file: Option<&Path>, section: &str) -> Result<TlsConn
             })?;
         }
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(deployd_service::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|error| format!("cannot set up TLS: {error}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
+    Ok(
+        rustls::ClientConfig::builder_with_provider(deployd_service::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| format!("cannot set up TLS: {error}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
 
 /// A connection to `url`'s host and port: plain for `http://`, through
