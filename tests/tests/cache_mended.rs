@@ -64,6 +64,30 @@ fn a_path_published_after_a_failed_fetch_is_fetched() {
 #[test]
 fn a_path_re_signed_with_a_trusted_key_after_a_failed_fetch_is_fetched() {
     let fleet = OneHost::up();
+    let log = fetch_after_re_signing(&fleet);
+    // The fast fetch reads every narinfo afresh from the cache into the
+    // deploy's own stage: Nix took the re-signed one from there at once.
+    assert!(
+        log.contains("file:///var/lib/deployd/fetch/re-signed"),
+        "{log}"
+    );
+    assert!(!log.contains("fast fetch stopped"), "{log}");
+}
+
+#[test]
+fn a_path_re_signed_after_a_failed_fetch_is_fetched_by_nix_alone() {
+    // Appended to the lab's `[nix]` table: Nix's own substitution only.
+    let fleet = OneHost::with_config("fast_fetch = false\n");
+    let log = fetch_after_re_signing(&fleet);
+    // Nix remembered the old signature; the fetch asked afresh got the new.
+    assert!(!log.contains("/var/lib/deployd/fetch/"), "{log}");
+    assert!(log.contains("asking the caches everything afresh"), "{log}");
+}
+
+/// Publishes the host's system signed by an untrusted key (the deploy
+/// fails), re-signs it with the trusted one (the next succeeds), and
+/// returns the second deploy's log.
+fn fetch_after_re_signing(fleet: &OneHost) -> String {
     let system = build(&fleet.lab, &fleet.host.name);
     let rogue = rogue_key(&fleet.lab);
     fleet
@@ -75,15 +99,13 @@ fn a_path_re_signed_with_a_trusted_key_after_a_failed_fetch_is_fetched() {
 
     fleet.lab.sign_in_cache(&[&system]).expect("re-sign");
     let record = fleet.deploy_to_end("re-signed", &system, Action::Switch);
-    assert_deployed(&fleet, &record, &system);
-    // Nix remembered the old signature; the fetch asked afresh got the new.
-    let log = std::fs::read_to_string(
+    assert_deployed(fleet, &record, &system);
+    std::fs::read_to_string(
         fleet
             .host
             .outside(&format!("{DEPLOYD_STATE_DIR}/deploys/re-signed/log")),
     )
-    .expect("deploy log");
-    assert!(log.contains("asking the caches everything afresh"), "{log}");
+    .expect("deploy log")
 }
 
 #[test]
