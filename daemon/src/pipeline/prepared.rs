@@ -177,6 +177,10 @@ pub(super) async fn in_store(
     system: &StorePath,
     gc_root: &Path,
 ) -> bool {
+    // Nothing there: not valid, and no command needed to say so.
+    if !super::fetch::is_present(system) {
+        return false;
+    }
     let config = daemon.config();
     if command::run(&nix::check_validity(&config, system), |_| {})
         .await

@@ -14,7 +14,7 @@ mod progress;
 mod stage;
 mod walk;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deployd_command as command;
@@ -119,9 +119,7 @@ async fn open_caches(config: &Config) -> Result<Vec<Cache>, String> {
     {
         return Err(format!("{other} is not an http(s) cache"));
     }
-    let mut tls = crate::pipeline::health::http::tls_config(None, "[nix]")?;
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let client = cache::client(tls)?;
+    let client = shared_client()?;
     let opened = futures_util::future::join_all(
         substituters
             .iter()
@@ -137,11 +135,30 @@ async fn open_caches(config: &Config) -> Result<Vec<Cache>, String> {
     Ok(caches)
 }
 
-/// Which of `paths` are not valid in the host's store, asked of
-/// `nix-store --check-validity --print-invalid` in batches.
+/// The HTTP client of every fast fetch, made at the first: reading and
+/// parsing the system's CA bundle costs more CPU than a small fetch, and
+/// its pool keeps connections to the caches open between deploys. The
+/// bundle is read once per daemon run, as a restart of it reads it again.
+fn shared_client() -> Result<reqwest::Client, String> {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client.clone());
+    }
+    let mut tls = crate::pipeline::health::http::tls_config(None, "[nix]")?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let client = cache::client(tls)?;
+    Ok(CLIENT.get_or_init(|| client).clone())
+}
+
+/// Which of `paths` are not valid in the host's store: a path with
+/// nothing at its place in `/nix/store` is not (a valid path is always
+/// there), so on a host that lacks the closure no command runs at all;
+/// the others are asked of `nix-store --check-validity --print-invalid`,
+/// in batches.
 async fn invalid_paths(config: &Config, paths: Vec<StorePath>) -> Result<Vec<StorePath>, String> {
-    let mut invalid = Vec::new();
-    for batch in paths.chunks(VALIDITY_BATCH) {
+    let (present, mut invalid): (Vec<StorePath>, Vec<StorePath>) =
+        paths.into_iter().partition(is_present);
+    for batch in present.chunks(VALIDITY_BATCH) {
         let asked = check_validity(config, batch);
         let answer = command::run(&asked, |_| {})
             .await
@@ -155,6 +172,12 @@ async fn invalid_paths(config: &Config, paths: Vec<StorePath>) -> Result<Vec<Sto
         );
     }
     Ok(invalid)
+}
+
+/// Whether anything is at `path`'s place in the store (valid or not:
+/// Nix's database says which).
+pub(super) fn is_present(path: &StorePath) -> bool {
+    std::fs::symlink_metadata(path.as_str()).is_ok()
 }
 
 /// `nix-store --check-validity --print-invalid PATHS`: prints the paths
