@@ -188,9 +188,20 @@ fn memory_stays_bounded_on_a_closure_of_2000_paths() {
     assert_fetched_through_the_stage(&log);
     let paths = closure(&fleet.lab, &system).len();
     assert!(paths > 2000, "{paths} paths");
-    // The daemon's peak: its process's high-water mark of resident memory.
+    // The daemon's peak: its process's high-water mark of resident memory,
+    // read inside the host (the pid is the host's PID namespace's).
     let pid = fleet.lab.deployd_pid(&fleet.host).expect("deployd pid");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let read = fleet
+        .host
+        .command("cat", [format!("/proc/{pid}/status")])
+        .output()
+        .expect("cat on the host");
+    assert!(read.status.success(), "{read:?}");
+    let status = String::from_utf8(read.stdout).expect("utf-8");
+    assert!(
+        status.lines().any(|line| line == "Name:\tdeployd"),
+        "pid {pid} is not deployd: {status}"
+    );
     let peak_kb: u64 = status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
