@@ -71,7 +71,6 @@ impl Client {
     }
 
     /// This client with a plain request's timeout of `timeout` instead.
-    #[cfg(test)]
     pub fn with_request_timeout(self, timeout: Duration) -> Self {
         Client {
             request_timeout: timeout,

@@ -7,6 +7,8 @@ use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::rollout::RolloutObserver;
+
 /// One host's line.
 #[derive(Debug, Clone)]
 struct HostLine {
@@ -19,6 +21,8 @@ struct HostLine {
 #[derive(Clone)]
 pub struct Progress {
     inner: Arc<Mutex<Inner>>,
+    /// Told every phase, log line and note as well (push serve's pages).
+    observer: Option<Arc<dyn RolloutObserver>>,
 }
 
 struct Inner {
@@ -48,6 +52,15 @@ impl Progress {
                 hosts,
                 drawn: 0,
             })),
+            observer: None,
+        }
+    }
+
+    /// This display, telling `observer` every phase, log line and note too.
+    pub fn telling(self, observer: Arc<dyn RolloutObserver>) -> Self {
+        Progress {
+            observer: Some(observer),
+            ..self
         }
     }
 
@@ -61,6 +74,9 @@ impl Progress {
 
     /// `host` entered `phase`.
     pub fn phase(&self, host: &str, phase: &str) {
+        if let Some(observer) = &self.observer {
+            observer.phase(host, phase);
+        }
         self.with(|inner| {
             if let Some(line) = inner.hosts.get_mut(host) {
                 if line.phase == phase {
@@ -78,6 +94,9 @@ impl Progress {
 
     /// A log line of `host`'s deploy: counted (fetched paths), shown in plain mode.
     pub fn log(&self, host: &str, line: &str) {
+        if let Some(observer) = &self.observer {
+            observer.line(host, line);
+        }
         self.with(|inner| {
             if line.starts_with("copying path") {
                 if let Some(host_line) = inner.hosts.get_mut(host) {
@@ -94,6 +113,9 @@ impl Progress {
 
     /// A message about `host` that is not part of its deploy.
     pub fn note(&self, host: &str, text: &str) {
+        if let Some(observer) = &self.observer {
+            observer.line(host, &format!("push: {text}"));
+        }
         self.with(|inner| {
             if inner.live {
                 inner.clear();

@@ -43,6 +43,14 @@ pub trait RolloutObserver: Send + Sync {
     fn published(&self, _host: &str, _deploy_id: &str, _sequence: u64) {}
     /// The host is done: deployed, failed, refused, unreachable or not built.
     fn ended(&self, _result: &HostResult) {}
+    /// The rollout goes in these batches (told before anything is built).
+    fn planned(&self, _batches: &[Batch]) {}
+    /// The host entered `phase`: its deploy's state, or push's word for
+    /// where it is (told through [`Progress::telling`]).
+    fn phase(&self, _host: &str, _phase: &str) {}
+    /// A log line of the host's deploy, or a note of push's about the host
+    /// (told through [`Progress::telling`]).
+    fn line(&self, _host: &str, _line: &str) {}
 }
 
 /// An observer that is told nothing (the command line's own display is
@@ -184,6 +192,7 @@ pub async fn rollout(
     observer: Arc<dyn RolloutObserver>,
 ) -> Result<Vec<HostResult>> {
     let batches = plan.preflight()?;
+    observer.planned(&batches);
     let flake = FlakeRepository::open(&plan.flake_dir)?.flake_reference(&plan.rev);
     let client = Client::new(plan.key.reader());
     let results = Results::new(observer.clone(), progress.clone(), &plan.rev);

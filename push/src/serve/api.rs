@@ -11,6 +11,8 @@
 //!   the pushes queued and the recent rollouts with every host's result.
 //! - `/v1/channel/...`: the channel of the hosts that pull (see
 //!   `channel/routes.rs`).
+//! - `GET /`, `/rollouts/ID`, `/hosts/H` (anyone): the pages for people
+//!   (see `pages`).
 //! - `GET /metrics` (anyone): hooks and rollouts by outcome, queue length,
 //!   last rollout time. `GET /healthz`: `ok`.
 
@@ -47,6 +49,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/status", get(get_status))
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(super::pages::routes())
         .layer(axum::middleware::from_fn(answer_within_timeout));
     // Outside the request timeout: a long poll lasts up to a minute, and a
     // body's read has its own limit.
@@ -349,7 +352,7 @@ struct Running {
 }
 
 /// The queue's state, read off the runtime (its lock is held across fsync).
-async fn queue_state(service: &Arc<Service>) -> QueueState {
+pub(super) async fn queue_state(service: &Arc<Service>) -> QueueState {
     let service = service.clone();
     tokio::task::spawn_blocking(move || service.queue().state().clone())
         .await

@@ -24,6 +24,11 @@ pub struct ServeConfig {
     /// Where the hooks, status and metrics are served.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Where people reach its pages (`https://deploy.example.org`, or with
+    /// a path when a proxy serves them under one): every commit status
+    /// links to its rollout's page there. Without it, statuses carry no
+    /// link (the pages are still served).
+    pub public_url: Option<String>,
     /// Its clone of the repository, its queue and its history.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
@@ -157,6 +162,26 @@ pub struct Secrets {
     pub forge_token: Option<String>,
 }
 
+/// `public_url` must be an http(s) URL without credentials, query or
+/// fragment (the links are made by appending a page's path to it).
+fn check_public_url(public_url: &str) -> Result<()> {
+    let url = reqwest::Url::parse(public_url)
+        .map_err(|error| anyhow::anyhow!("public_url {public_url:?} is not a URL: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        bail!("public_url {public_url:?} must be an http(s):// URL with a host");
+    }
+    if url_credentials(public_url).is_some() || !url.username().is_empty() {
+        bail!(
+            "public_url {:?} has a user or password in it: every commit status would show it",
+            mask_credentials(public_url)
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("public_url {public_url:?} must not have a query or fragment: page paths are appended to it");
+    }
+    Ok(())
+}
+
 /// `"[::]:9798"`: port 9798 on every address, IPv6 and IPv4.
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0u16; 8], 9798))
@@ -245,6 +270,9 @@ impl ServeConfig {
         {
             bail!("[forge] repository {repository:?} must be owner/name (GitLab: a path or a numeric id)");
         }
+        if let Some(public_url) = &self.public_url {
+            check_public_url(public_url)?;
+        }
         if self.follow.is_empty() {
             bail!("no [[follow]]: no push would ever deploy anything");
         }
@@ -269,6 +297,13 @@ impl ServeConfig {
             }
         }
         Ok(())
+    }
+
+    /// `path` (from `/`) on the pages as people reach them, if
+    /// `public_url` is set.
+    pub fn page_url(&self, path: &str) -> Option<String> {
+        let base = self.public_url.as_deref()?;
+        Some(format!("{}{path}", base.trim_end_matches('/')))
     }
 
     /// The `[[follow]]` of `branch`.
@@ -464,6 +499,28 @@ pub(crate) mod tests {
                 ("[forge]", "[channel]\npublishers = [\"ops-1\"]\n[forge]"),
                 "publishers",
             ),
+            (
+                ("key_file", "public_url = \"deploy.example.org\"\nkey_file"),
+                "is not a URL",
+            ),
+            (
+                ("key_file", "public_url = \"ftp://deploy.example.org\"\nkey_file"),
+                "must be an http(s):// URL",
+            ),
+            (
+                (
+                    "key_file",
+                    "public_url = \"https://ops:s3cret@deploy.example.org\"\nkey_file",
+                ),
+                "has a user or password",
+            ),
+            (
+                (
+                    "key_file",
+                    "public_url = \"https://deploy.example.org/?a=b\"\nkey_file",
+                ),
+                "query or fragment",
+            ),
         ] {
             let text = VALID.replace(change.0, change.1);
             let error = parse(&text).expect_err(&text).to_string();
@@ -476,6 +533,29 @@ pub(crate) mod tests {
         assert!(parse(no_follow).is_err());
         let confirm = format!("{VALID}confirm_s = 0\n");
         assert!(parse(&confirm).is_err());
+    }
+
+    #[test]
+    fn page_links_are_made_on_the_public_url() {
+        let config = parse(VALID).expect("valid");
+        assert_eq!(config.page_url("/rollouts/3"), None);
+        for base in ["https://deploy.example.org", "https://deploy.example.org/"] {
+            let text = VALID.replace("key_file", &format!("public_url = \"{base}\"\nkey_file"));
+            let config = parse(&text).expect("valid");
+            assert_eq!(
+                config.page_url("/rollouts/3").as_deref(),
+                Some("https://deploy.example.org/rollouts/3")
+            );
+        }
+        let text = VALID.replace(
+            "key_file",
+            "public_url = \"https://ops.example.org/deploy/\"\nkey_file",
+        );
+        let config = parse(&text).expect("valid under a path");
+        assert_eq!(
+            config.page_url("/hosts/sambirano").as_deref(),
+            Some("https://ops.example.org/deploy/hosts/sambirano")
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod credentials;
 mod following;
 mod hook_body;
 mod hooks;
+mod pages;
 mod queue;
 mod repository;
 #[cfg(test)]
@@ -88,6 +89,8 @@ pub struct Service {
     /// The channel of the hosts that pull: their desired states, their
     /// reports, the long polls waiting.
     channel: channel::Channel,
+    /// The pages' memory: the rollouts' phases and lines, the hosts' answers.
+    pages: pages::Pages,
     /// Cancelled on SIGTERM.
     shutdown: CancellationToken,
 }
@@ -177,30 +180,38 @@ pub async fn run(options: ServeOptions) -> Result<ExitCode> {
         let state_dir = config.state_dir.clone();
         tokio::task::spawn_blocking(move || Queue::open(&state_dir)).await??
     };
-    let channel = {
-        let own_key = deployd_protocol::SecretKey::load(&config.key_file)
-            .with_context(|| format!("cannot use the deploy key {}", config.key_file.display()))?
-            .public_key();
+    let own_key = Arc::new(
+        deployd_protocol::SecretKey::load(&config.key_file)
+            .with_context(|| format!("cannot use the deploy key {}", config.key_file.display()))?,
+    );
+    let pages = pages::Pages::new(&config.state_dir, own_key.clone());
+    let (channel, pages) = {
+        let own_key = own_key.public_key();
         let (state_dir, publishers) = (config.state_dir.clone(), config.channel.publishers.clone());
         let clone_dir = config.clone_dir();
-        tokio::task::spawn_blocking(move || -> Result<channel::Channel> {
+        let ca_file = ca_file.clone();
+        tokio::task::spawn_blocking(move || -> Result<(channel::Channel, pages::Pages)> {
             let channel = channel::Channel::open(&state_dir, own_key, &publishers)?;
             // The hosts of the push.toml last fetched, until the next rollout reads it again.
             if clone_dir.join(crate::inventory::INVENTORY_FILE).exists() {
                 match crate::inventory::Inventory::load_from_repository(&clone_dir) {
-                    Ok(inventory) => channel.set_fleet(&inventory),
+                    Ok(inventory) => {
+                        channel.set_fleet(&inventory);
+                        pages.set_fleet(&inventory, ca_file.as_ref());
+                    }
                     Err(error) => {
-                        log::warn!("the channel knows no host until the next rollout: {error:#}")
+                        log::warn!("the channel and the pages know no host until the next rollout: {error:#}")
                     }
                 }
             }
-            Ok(channel)
+            Ok((channel, pages))
         })
         .await??
     };
     let shutdown = CancellationToken::new();
     let service = Arc::new(Service {
         channel,
+        pages,
         statuses: StatusPoster::start(&config.forge, secrets.forge_token, ca_file.as_ref())?,
         webhook_secret: secrets.webhook,
         bodies: BodyReader::new(BodyLimits::default()),
@@ -219,6 +230,12 @@ pub async fn run(options: ServeOptions) -> Result<ExitCode> {
         env!("CARGO_PKG_VERSION"),
         service.config.forge.kind.as_str()
     );
+    match service.config.page_url("/") {
+        Some(url) => log::info!("the fleet's pages: {url}"),
+        None => {
+            log::warn!("public_url is not set: commit statuses carry no link to the rollout's page")
+        }
+    }
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     if let Some(interval) = notify::watchdog_interval() {
         tokio::spawn(notify::keep_watchdog_fed(interval, shutdown.clone()));

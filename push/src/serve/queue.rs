@@ -50,6 +50,11 @@ pub struct HostOutcome {
 /// A rollout that ran (or was found needless).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RolloutRecord {
+    /// Its number, from 1, in the order rollouts started (its page is
+    /// `/rollouts/ID`). Records written before rollouts had numbers read
+    /// as 0 and are numbered when the queue is opened.
+    #[serde(default)]
+    pub id: u64,
     /// The branch.
     pub branch: String,
     /// The commit deployed (the fetched tip).
@@ -76,10 +81,23 @@ pub struct QueueState {
     pub pending: Vec<QueuedPush>,
     /// The push being deployed.
     pub running: Option<QueuedPush>,
+    /// The running rollout's number.
+    #[serde(default)]
+    pub running_id: Option<u64>,
+    /// The number the last rollout started was given.
+    #[serde(default)]
+    pub last_id: u64,
     /// The tip last deployed, per branch.
     pub deployed: BTreeMap<String, String>,
     /// Recent rollouts, newest last.
     pub history: Vec<RolloutRecord>,
+}
+
+impl QueueState {
+    /// The rollout numbered `id`, if it is kept.
+    pub fn rollout(&self, id: u64) -> Option<&RolloutRecord> {
+        self.history.iter().find(|record| record.id == id)
+    }
 }
 
 /// The state and its file.
@@ -116,7 +134,9 @@ impl Queue {
                 return Err(error).with_context(|| format!("cannot read {}", path.display()))
             }
         };
+        number_old_records(&mut state);
         if let Some(interrupted) = state.running.take() {
+            state.running_id = None;
             let branch = interrupted.branch.clone();
             match state.pending.iter_mut().find(|push| push.branch == branch) {
                 // A newer push of the branch waits: it wins, as it would have.
@@ -177,22 +197,28 @@ impl Queue {
             && !busy.into_iter().any(|queued| queued.branch == push.branch)
     }
 
-    /// Takes the oldest waiting push as the running one.
-    pub fn start_next(&mut self) -> Result<Option<QueuedPush>> {
+    /// Takes the oldest waiting push as the running one, with the number
+    /// its rollout has (a rollout a restart cut short runs again under a
+    /// new number).
+    pub fn start_next(&mut self) -> Result<Option<(QueuedPush, u64)>> {
         if self.state.pending.is_empty() {
             return Ok(None);
         }
         let mut next = self.state.clone();
         let push = next.pending.remove(0);
+        next.last_id += 1;
+        let id = next.last_id;
         next.running = Some(push.clone());
+        next.running_id = Some(id);
         self.replace(next)?;
-        Ok(Some(push))
+        Ok(Some((push, id)))
     }
 
     /// Ends the running push with `record`.
     pub fn finish(&mut self, record: RolloutRecord) -> Result<()> {
         let mut next = self.state.clone();
         next.running = None;
+        next.running_id = None;
         if let (Some(rev), "succeeded" | "failed") = (&record.rev, record.outcome.as_str()) {
             next.deployed.insert(record.branch.clone(), rev.clone());
         }
@@ -216,6 +242,18 @@ impl Queue {
         let bytes = serde_json::to_vec_pretty(&self.state)?;
         write_atomically(&self.path, &bytes)
             .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+/// Numbers the records kept before rollouts had numbers (read as 0), in
+/// their order, after the highest number given; the next rollout's number
+/// is above all.
+fn number_old_records(state: &mut QueueState) {
+    let highest = state.history.iter().map(|record| record.id).max();
+    state.last_id = state.last_id.max(highest.unwrap_or(0));
+    for record in state.history.iter_mut().filter(|record| record.id == 0) {
+        state.last_id += 1;
+        record.id = state.last_id;
     }
 }
 
@@ -273,15 +311,19 @@ mod tests {
         let mut queue = Queue::open(dir.path()).expect("open");
         queue.enqueue(push("main", 'a')).expect("a");
         queue.enqueue(push("dev", 'd')).expect("d");
-        let running = queue.start_next().expect("start").expect("one");
+        let (running, first_id) = queue.start_next().expect("start").expect("one");
         assert_eq!(running.branch, "main");
+        assert_eq!(first_id, 1);
         drop(queue);
         let mut reopened = Queue::open(dir.path()).expect("reopen");
         assert_eq!(reopened.state().running, None);
-        let again = reopened.start_next().expect("start").expect("again");
+        assert_eq!(reopened.state().running_id, None);
+        let (again, id) = reopened.start_next().expect("start").expect("again");
         assert_eq!(again, running);
+        assert_eq!(id, 2, "a rollout run again is a new rollout");
         reopened
             .finish(RolloutRecord {
+                id,
                 branch: "main".into(),
                 rev: Some("a".repeat(40)),
                 outcome: "succeeded".into(),
@@ -295,6 +337,37 @@ mod tests {
         assert_eq!(reopened.state().deployed["main"], "a".repeat(40));
         assert_eq!(reopened.state().pending.len(), 1);
         assert_eq!(reopened.state().history.len(), 1);
+        assert_eq!(
+            reopened
+                .state()
+                .rollout(2)
+                .map(|record| record.branch.as_str()),
+            Some("main")
+        );
+        assert!(reopened.state().rollout(1).is_none());
+    }
+
+    #[test]
+    fn records_kept_before_rollouts_had_numbers_are_numbered_in_order() {
+        let dir = tempfile::tempdir().expect("dir");
+        let record = |rev: char| {
+            serde_json::json!({"branch": "main", "rev": rev.to_string().repeat(40),
+                "outcome": "succeeded", "started_at_ms": 1, "finished_at_ms": 2})
+        };
+        let old = serde_json::json!({"pending": [], "running": null, "deployed": {},
+            "history": [record('a'), record('b')]});
+        std::fs::write(dir.path().join("queue.json"), old.to_string()).expect("write");
+        let mut queue = Queue::open(dir.path()).expect("open");
+        let ids: Vec<u64> = queue
+            .state()
+            .history
+            .iter()
+            .map(|record| record.id)
+            .collect();
+        assert_eq!(ids, [1, 2]);
+        queue.enqueue(push("main", 'c')).expect("c");
+        let (_, id) = queue.start_next().expect("start").expect("c runs");
+        assert_eq!(id, 3);
     }
 
     #[test]
@@ -321,9 +394,10 @@ mod tests {
             !queue.already_deployed(&push("main", 'a')),
             "waiting is not deployed"
         );
-        queue.start_next().expect("start");
+        let (_, id) = queue.start_next().expect("start").expect("a runs");
         queue
             .finish(RolloutRecord {
+                id,
                 branch: "main".into(),
                 rev: Some("a".repeat(40)),
                 outcome: "failed".into(),

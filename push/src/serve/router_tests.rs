@@ -69,6 +69,10 @@ pub(super) fn service_with(
             deployd_service::throttle::REFUSAL_LOG_INTERVAL,
         ),
         channel,
+        pages: super::pages::Pages::new(
+            dir,
+            Arc::new(SecretKey::generate("ci-1".parse().expect("name")).expect("key")),
+        ),
         shutdown: CancellationToken::new(),
         config,
     })

@@ -46,8 +46,8 @@ pub async fn run(service: Arc<Service>) {
             let service = service.clone();
             tokio::task::spawn_blocking(move || service.queue().start_next()).await
         };
-        let push = match next {
-            Ok(Ok(Some(push))) => push,
+        let (push, id) = match next {
+            Ok(Ok(Some(next))) => next,
             Ok(Ok(None)) => {
                 tokio::select! {
                     () = &mut woken => continue,
@@ -66,14 +66,25 @@ pub async fn run(service: Arc<Service>) {
                 continue;
             }
         };
+        service.pages.journal.begin(id, &push.branch, now_ms());
         let record = tokio::select! {
-            record = deploy_push(&service, &push) => record,
+            record = deploy_push(&service, &push, id) => record,
             () = shutdown.cancelled() => return,
         };
         service.count_rollout(&record);
         let finished = {
             let service = service.clone();
-            tokio::task::spawn_blocking(move || service.queue().finish(record)).await
+            tokio::task::spawn_blocking(move || {
+                let mut queue = service.queue();
+                queue.finish(record)?;
+                let kept: Vec<u64> = queue.state().history.iter().map(|kept| kept.id).collect();
+                drop(queue);
+                if let Err(error) = service.pages.journal.finish(&kept) {
+                    log::warn!("the rollout's page keeps only its record: {error:#}");
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+            .await
         };
         match finished {
             Ok(Ok(())) => {}
@@ -86,9 +97,10 @@ pub async fn run(service: Arc<Service>) {
 }
 
 /// One push, start to end.
-async fn deploy_push(service: &Arc<Service>, push: &QueuedPush) -> RolloutRecord {
+async fn deploy_push(service: &Arc<Service>, push: &QueuedPush, id: u64) -> RolloutRecord {
     let started_at_ms = now_ms();
     let mut record = RolloutRecord {
+        id,
         branch: push.branch.clone(),
         rev: None,
         outcome: "error".into(),
@@ -98,7 +110,7 @@ async fn deploy_push(service: &Arc<Service>, push: &QueuedPush) -> RolloutRecord
         hosts: Vec::new(),
     };
     log::info!(branch = push.branch.as_str(); "rollout of {} (hook {}, delivery {})", push.branch, short(&push.after), push.delivery);
-    match prepare(service, push).await {
+    match prepare(service, push, id).await {
         Err(error) => {
             log::error!("rollout of {}: {error:#}", push.branch);
             record.message = Some(crate::inventory::one_line(&format!("{error:#}")));
@@ -111,7 +123,7 @@ async fn deploy_push(service: &Arc<Service>, push: &QueuedPush) -> RolloutRecord
         }
         Ok(Prepared::Ready(plan)) => {
             record.rev = Some(plan.rev.to_string());
-            let (hosts, any_sent) = deploy(service, plan).await;
+            let (hosts, any_sent) = deploy(service, plan, id).await;
             let all_succeeded = hosts.iter().all(|host| host.result == "succeeded");
             // A host that pulls and has not reported yet is neither.
             let only_waiting = hosts
@@ -151,7 +163,7 @@ enum Prepared {
 }
 
 /// Fetches the branch, reports what the push supersedes, and plans the rollout.
-async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> {
+async fn prepare(service: &Arc<Service>, push: &QueuedPush, id: u64) -> Result<Prepared> {
     let config = &service.config;
     let follow = config
         .following(&push.branch)
@@ -171,6 +183,9 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
             clone.check_out(tip)?;
             let inventory = Inventory::load_from_repository(clone.work_tree())?;
             service.channel.set_fleet(&inventory);
+            service
+                .pages
+                .set_fleet(&inventory, service.ca_file.as_ref());
             warn_ignored(&inventory, tip);
             let targets = select(&inventory, &follow)?
                 .into_iter()
@@ -220,7 +235,7 @@ async fn prepare(service: &Arc<Service>, push: &QueuedPush) -> Result<Prepared> 
                 host: target.name.to_string(),
                 state: StatusState::Superseded,
                 description: format!("superseded by {}", short(rev.as_str())),
-                target_url: None,
+                target_url: rollout_page(service, id, target.name.as_str()),
             });
         }
     }
@@ -303,7 +318,7 @@ fn select(inventory: &Inventory, follow: &Follow) -> Result<Vec<Target>> {
 
 /// Runs the rollout, reporting every host on the commit; whether any host
 /// took its deploy (or had it published).
-async fn deploy(service: &Arc<Service>, plan: Box<Rollout>) -> (Vec<HostOutcome>, bool) {
+async fn deploy(service: &Arc<Service>, plan: Box<Rollout>, id: u64) -> (Vec<HostOutcome>, bool) {
     let sha = plan.rev.to_string();
     let urls: BTreeMap<String, String> = plan
         .targets
@@ -312,24 +327,27 @@ async fn deploy(service: &Arc<Service>, plan: Box<Rollout>) -> (Vec<HostOutcome>
         .collect();
     let names: Vec<String> = urls.keys().cloned().collect();
     service.set_running(Some((plan.rev.clone(), names.clone())));
+    service.pages.journal.building(&sha, &names, now_ms());
     for host in &names {
         service.statuses.post(CommitStatus {
             sha: sha.clone(),
             host: host.clone(),
             state: StatusState::Building,
             description: "building".into(),
-            target_url: None,
+            target_url: rollout_page(service, id, host),
         });
     }
     let observer = Arc::new(ForgeObserver {
         service: service.clone(),
+        id,
         sha: sha.clone(),
         urls,
         deploy_urls: Mutex::default(),
         taken: Mutex::default(),
         ended: Mutex::default(),
     });
-    let results = rollout(*plan, Progress::new(&names), observer.clone()).await;
+    let progress = Progress::new(&names).telling(observer.clone());
+    let results = rollout(*plan, progress, observer.clone()).await;
     service.set_running(None);
     let results = match results {
         Ok(results) => results,
@@ -372,9 +390,19 @@ async fn deploy(service: &Arc<Service>, plan: Box<Rollout>) -> (Vec<HostOutcome>
     (outcomes, any_taken)
 }
 
-/// Reports each host's progress on the commit.
+/// The rollout's page, at `host`'s part, as people reach it (none without
+/// `public_url`).
+fn rollout_page(service: &Service, id: u64, host: &str) -> Option<String> {
+    service
+        .config
+        .page_url(&format!("/rollouts/{id}#host-{host}"))
+}
+
+/// Reports each host's progress on the commit and on the rollout's page.
 struct ForgeObserver {
     service: Arc<Service>,
+    /// The rollout's number.
+    id: u64,
     sha: String,
     /// Each host's deployd.
     urls: BTreeMap<String, String>,
@@ -413,29 +441,50 @@ impl RolloutObserver for ForgeObserver {
             host: host.to_owned(),
             state: StatusState::Published,
             description: format!("published (desired state {sequence})"),
-            target_url: None,
+            target_url: rollout_page(&self.service, self.id, host),
         });
     }
 
     fn deploying(&self, host: &str, deploy_id: &str) {
         self.took(host);
-        let url = self
+        self.service.pages.journal.deploying(host, deploy_id);
+        // The host's own record, for push serve's status API.
+        if let Some(url) = self
             .urls
             .get(host)
-            .map(|base| format!("{base}/v1/deploys/{deploy_id}"));
-        if let Some(url) = &url {
+            .map(|base| format!("{base}/v1/deploys/{deploy_id}"))
+        {
             self.deploy_urls
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(host.to_owned(), url.clone());
+                .insert(host.to_owned(), url);
         }
         self.service.statuses.post(CommitStatus {
             sha: self.sha.clone(),
             host: host.to_owned(),
             state: StatusState::Deploying,
             description: "deploying".into(),
-            target_url: url,
+            target_url: rollout_page(&self.service, self.id, host),
         });
+    }
+
+    fn planned(&self, batches: &[crate::batches::Batch]) {
+        let batches = batches
+            .iter()
+            .map(|batch| {
+                let hosts = batch.hosts.iter().map(|host| host.to_string()).collect();
+                (batch.name.to_string(), hosts)
+            })
+            .collect();
+        self.service.pages.journal.batches(batches);
+    }
+
+    fn phase(&self, host: &str, phase: &str) {
+        self.service.pages.journal.phase(host, phase, now_ms());
+    }
+
+    fn line(&self, host: &str, line: &str) {
+        self.service.pages.journal.line(host, line);
     }
 
     fn ended(&self, result: &HostResult) {
@@ -448,12 +497,18 @@ impl RolloutObserver for ForgeObserver {
             return;
         }
         let (state, description) = describe(result);
+        self.service.pages.journal.ended(
+            &result.host,
+            outcome::phase(&result.result),
+            (state != StatusState::Success).then(|| description.clone()),
+            now_ms(),
+        );
         self.service.statuses.post(CommitStatus {
             sha: self.sha.clone(),
             host: result.host.clone(),
             state,
             description,
-            target_url: self.deploy_url(&result.host),
+            target_url: rollout_page(&self.service, self.id, &result.host),
         });
     }
 }

@@ -167,6 +167,7 @@ pub fn report_on_the_commit(service: &Service, host: &HostName, report: &HostRep
         host: host.to_string(),
         state,
         description,
-        target_url: None,
+        // The rollout that published it may be long over: the host's page.
+        target_url: service.config.page_url(&format!("/hosts/{host}")),
     });
 }
