@@ -151,7 +151,13 @@ in {
           listen = mkOption {
             type = types.str;
             default = "[::]:9798";
-            description = "Address and port of the webhooks and of `/v1/status`, `/metrics` and `/healthz`.";
+            description = "Address and port of the webhooks, the fleet's pages (`/`, `/rollouts/ID`, `/hosts/H`) and of `/v1/status`, `/metrics` and `/healthz`.";
+          };
+          public_url = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "https://deploy.example.org";
+            description = "Where people reach the service's pages (through a reverse proxy, usually one that asks for the forge's login): every commit status links to its rollout's page there. Without it, statuses carry no link.";
           };
           state_dir = mkOption {
             type = types.str;

@@ -3,8 +3,8 @@
 //! forge stand-in over HTTP, deploys the fetched tip to every following
 //! host, and reports each host on the commit through the forge's API (over
 //! HTTPS, trusting the test's CA through `ca_file`): `pending` building, `pending`
-//! (GitLab: `running`) deploying with the host's deploy record, then
-//! `success`. A replayed hook deploys nothing again; a hook naming a commit
+//! (GitLab: `running`) deploying, then `success`, each linking to the
+//! host's part of the rollout's page on push serve's `public_url`. A replayed hook deploys nothing again; a hook naming a commit
 //! the branch does not hold deploys what the branch holds.
 
 mod support;
@@ -35,6 +35,13 @@ fn a_push_to_main_deploys_every_host_and_each_forge_shows_it_on_the_commit() {
             ForgeKind::GitLab => ("pending", "running"),
             _ => ("pending", "pending"),
         };
+        // The rollout's record is written just after its last status.
+        let recorded = support::wait_until(Duration::from_secs(20), || {
+            fleet.service_status()["recent"][0]["rev"] == rev.as_str()
+        });
+        assert!(recorded, "{}", fleet.service_log());
+        let service = fleet.service_status();
+        let rollout = &service["recent"][0];
         for host in fleet.lab.hosts() {
             assert_eq!(
                 states_of(&statuses, &host.name),
@@ -46,12 +53,17 @@ fn a_push_to_main_deploys_every_host_and_each_forge_shows_it_on_the_commit() {
             let mine: Vec<_> = statuses.iter().filter(|s| s.context == context).collect();
             assert_eq!(mine[0].description.as_deref(), Some("building"));
             assert_eq!(mine[1].description.as_deref(), Some("deploying"));
-            let record_url = mine[2].target_url.as_deref().expect("a target_url");
-            assert!(
-                record_url.starts_with(&fleet.lab.deployd_url(host))
-                    && record_url.contains("/v1/deploys/"),
-                "{record_url}"
+            // Every status, the first included, links to the host's part
+            // of the rollout's page on push serve's public_url.
+            let page = format!(
+                "{}/rollouts/{}#host-{}",
+                fleet.url(),
+                rollout["id"],
+                host.name
             );
+            for status in &mine {
+                assert_eq!(status.target_url.as_deref(), Some(page.as_str()), "{kind}");
+            }
             assert!(mine.iter().all(|status| status.token_valid));
             // Exactly that commit runs there.
             let expected = system_at(fleet.lab.flake().dir(), &rev, &host.name);
@@ -65,12 +77,18 @@ fn a_push_to_main_deploys_every_host_and_each_forge_shows_it_on_the_commit() {
                 .current_deploy
                 .expect("current deploy");
             assert_eq!(current.rev.as_ref().map(|r| r.as_str()), Some(rev.as_str()));
-            assert_eq!(
-                current.deploy_id.as_str(),
-                record_url.rsplit('/').next().expect("id")
+            // push serve's status names the host's own deploy record.
+            let outcome = rollout["hosts"]
+                .as_array()
+                .and_then(|hosts| hosts.iter().find(|h| h["host"] == host.name.as_str()))
+                .expect("the host's outcome");
+            let record_url = outcome["target_url"].as_str().expect("a record URL");
+            assert!(
+                record_url.starts_with(&fleet.lab.deployd_url(host))
+                    && record_url.ends_with(&format!("/v1/deploys/{}", current.deploy_id)),
+                "{record_url}"
             );
         }
-        let service = fleet.service_status();
         assert_eq!(
             service["following"][0]["deployed"],
             rev.as_str(),

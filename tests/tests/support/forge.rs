@@ -238,7 +238,7 @@ impl ForgeFleet {
         std::fs::write(
             &config,
             format!(
-                "listen = \"{address}\"\nstate_dir = \"{state}\"\nrepository = \"{git}\"\nkey_file = \"{key}\"\n{ca_line}{git_section}\
+                "listen = \"{address}\"\npublic_url = \"http://{address}\"\nstate_dir = \"{state}\"\nrepository = \"{git}\"\nkey_file = \"{key}\"\n{ca_line}{git_section}\
                  [forge]\nkind = \"{kind}\"\napi_url = \"{api}\"\nrepository = \"ops/fleet\"\n\
                  secret_file = \"{dir}/secret\"\ntoken_file = \"{dir}/token\"\n\
                  {build}[[follow]]\nbranch = \"main\"\nhosts = [\"*\"]\n",

@@ -31,11 +31,15 @@ pub enum HostState {
     Pulls,
 }
 
+/// Every host with what was learnt of it.
+pub type HostStates = Arc<Vec<(Target, HostState)>>;
+
 /// The fleet's hosts as push.toml names them, and their answers.
 pub struct Fleet {
     hosts: Mutex<(Vec<Target>, BTreeSet<HostName>)>,
     client: Client,
-    answers: tokio::sync::Mutex<Option<(Instant, Arc<Vec<(Target, HostState)>>)>>,
+    /// The last answers and when they were asked.
+    answers: tokio::sync::Mutex<Option<(Instant, HostStates)>>,
 }
 
 impl Fleet {
@@ -57,7 +61,7 @@ impl Fleet {
     }
 
     /// Every host with what is known of it, asked at most [`FRESH_FOR`] ago.
-    pub async fn states(&self) -> Arc<Vec<(Target, HostState)>> {
+    pub async fn states(&self) -> HostStates {
         // One asker at a time: the others wait for its answers.
         let mut answers = self.answers.lock().await;
         if let Some((at, kept)) = answers.as_ref() {
