@@ -345,6 +345,8 @@ struct Following {
 
 #[derive(Debug, serde::Serialize)]
 struct Running {
+    /// Its number (its page is `/rollouts/ID`).
+    id: Option<u64>,
     branch: String,
     rev: Option<String>,
     hosts: Vec<String>,
@@ -368,6 +370,7 @@ async fn get_status(State(service): State<Arc<Service>>) -> Json<serde_json::Val
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .clone();
     let running = state.running.as_ref().map(|push| Running {
+        id: state.running_id,
         branch: push.branch.clone(),
         rev: rev_and_hosts.as_ref().map(|(rev, _)| rev.to_string()),
         hosts: rev_and_hosts.map(|(_, hosts)| hosts).unwrap_or_default(),
