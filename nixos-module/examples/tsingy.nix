@@ -16,6 +16,8 @@
     openFirewall = true;
     settings = {
       repository = "https://git.example.org/ops/fleet.git";
+      # Where the forge's users open the pages each commit status links to.
+      public_url = "https://deploy.example.org";
       key_file = "/run/agenix/ci-1.secret";
       git = {
         username = "deployd";
