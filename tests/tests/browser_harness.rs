@@ -3,7 +3,8 @@
 //! static server on loopback: the browser sees a page's text change under
 //! JavaScript without a reload, a phone-sized window is narrow, a screenshot
 //! is a PNG of the whole page, and nothing of the browser (process group,
-//! Chromium, temporary directory) is left after a drop, also after a panic.
+//! Chromium, temporary directory) is left after a drop, also after a panic
+//! or once the browser died (whose errors then quote chromedriver's log).
 //! No lab is needed; Chromium and chromedriver are (scripts/install-deps):
 //! without them every test fails, never skips.
 
@@ -13,7 +14,9 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use deployd_lab::browser::{group_has_running_process, png_size, screenshot_dir, Browser};
+use deployd_lab::browser::{
+    group_has_running_process, png_size, process_group, screenshot_dir, Browser,
+};
 use deployd_lab::http::{serve, Pace};
 use support::processes_using;
 
@@ -95,9 +98,7 @@ fn the_browser_sees_a_page_change_under_javascript_without_a_reload() {
         message.contains("never there") && message.contains("changed by the script"),
         "the error names what was awaited and what was seen last: {message}"
     );
-    let error = browser
-        .text_of("#missing")
-        .expect_err("no element matches");
+    let error = browser.text_of("#missing").expect_err("no element matches");
     assert!(
         format!("{error:#}").contains("#missing"),
         "the error names the selector: {error:#}"
@@ -113,7 +114,9 @@ fn a_phone_window_is_narrow_and_screenshots_are_whole_page_pngs() {
     let dir = screenshot_dir().join("browser_harness");
 
     browser.set_phone_size().expect("a phone's window");
-    let width = browser.eval("return window.innerWidth;").expect("the width");
+    let width = browser
+        .eval("return window.innerWidth;")
+        .expect("the width");
     let width = width.as_u64().expect("a number of pixels");
     assert!(
         (300..=420).contains(&width),
@@ -132,7 +135,9 @@ fn a_phone_window_is_narrow_and_screenshots_are_whole_page_pngs() {
     );
 
     browser.set_desktop_size().expect("a laptop's window");
-    let width = browser.eval("return window.innerWidth;").expect("the width");
+    let width = browser
+        .eval("return window.innerWidth;")
+        .expect("the width");
     let width = width.as_u64().expect("a number of pixels");
     assert!(width >= 1000, "a laptop's window is wide: {width}");
     let desktop = dir.join("desktop.png");
@@ -157,12 +162,25 @@ fn nothing_of_the_browser_is_left_after_a_drop() {
     let group = browser.driver_pid();
     let scratch = browser.scratch_dir().to_owned();
     assert!(group_has_running_process(group));
+    // Chromium's processes name its profile; its crash handler (which
+    // leaves the group) names only the browser's HOME.
+    let chromium = processes_using(&scratch.join("profile"));
     assert!(
-        !processes_using(&scratch).is_empty(),
+        !chromium.is_empty(),
         "Chromium runs with its profile in the browser's directory"
     );
+    for pid in &chromium {
+        let pid: u32 = pid.parse().expect("a pid");
+        assert_eq!(
+            process_group(pid),
+            Some(group),
+            "Chromium's process {pid} is in chromedriver's group, which the drop kills"
+        );
+    }
 
+    let stopping = Instant::now();
     drop(browser);
+    eprintln!("browser stopped in {} ms", stopping.elapsed().as_millis());
     assert_gone(group, &scratch);
 }
 
@@ -181,6 +199,26 @@ fn nothing_of_the_browser_is_left_after_a_panic() {
     .join();
     assert!(outcome.is_err(), "the thread panicked");
     let (group, scratch) = receiver.recv().expect("the browser's ids");
+    assert_gone(group, &scratch);
+}
+
+#[test]
+fn a_browser_that_died_is_reported_with_its_log() {
+    let (_root, url) = serve_page();
+    let browser = start_browser();
+    let group = browser.driver_pid();
+    let group_id = rustix::process::Pid::from_raw(group as i32).expect("a pid");
+    rustix::process::kill_process_group(group_id, rustix::process::Signal::KILL)
+        .expect("killing the browser's group (started by this test)");
+    let error = browser.open(&url).expect_err("no browser to open the page");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains(&format!("opening {url}"))
+            && message.contains("chromedriver's and Chromium's log ends with:\n["),
+        "the error names what failed and quotes chromedriver's log: {message}"
+    );
+    let scratch = browser.scratch_dir().to_owned();
+    drop(browser);
     assert_gone(group, &scratch);
 }
 

@@ -12,9 +12,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rustix::process::{kill_process_group, Pid, Signal};
+use rustix::process::{kill_process, kill_process_group, Pid, Signal};
 
 use super::capabilities::{CHROMEDRIVER, CHROMIUM};
+use super::processes::{group_has_running_process, running_processes_naming};
 
 /// How long chromedriver may take to listen.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -31,17 +32,30 @@ pub(super) struct Driver {
     child: Child,
     port: u16,
     log: PathBuf,
+    /// The browser's directory (profile, HOME, log): every process of the
+    /// browser names it on its command line.
+    scratch: PathBuf,
 }
 
 impl Driver {
-    /// Starts chromedriver with its output in `log` and waits (bounded) until
-    /// it listens on loopback.
-    pub(super) fn start(log: &Path) -> Result<Driver> {
-        check_installed()?;
+    /// Starts chromedriver, with its HOME and its log (`chromedriver.log`)
+    /// in `scratch`, and waits (bounded) until it listens on loopback.
+    pub(super) fn start(scratch: &Path) -> Result<Driver> {
+        check_installed(&[CHROMIUM, CHROMEDRIVER])?;
         let port = free_loopback_port()?;
+        let log = &scratch.join("chromedriver.log");
         let output = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let home = scratch.join("home");
+        std::fs::create_dir(&home).with_context(|| format!("creating {}", home.display()))?;
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            // Chromium's own output too, into the same log.
+            .arg("--enable-chrome-logs")
+            // Chromium writes under HOME (crash reports, dconf): a home of
+            // its own keeps the user's untouched and goes with the browser.
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
             .stdin(Stdio::null())
             .stdout(output.try_clone().context("sharing the driver's log")?)
             .stderr(output)
@@ -54,6 +68,7 @@ impl Driver {
             child,
             port,
             log: log.to_owned(),
+            scratch: scratch.to_owned(),
         };
         driver.wait_until_listening()?;
         Ok(driver)
@@ -100,23 +115,41 @@ impl Driver {
     }
 
     /// Kills the process group by its id, reaps chromedriver, and waits
-    /// (bounded) until no process of the group is left running.
+    /// (bounded) until no process of the group is left running, nor any
+    /// process naming the browser's directory: Chromium's crash handler
+    /// leaves the group and ends by itself once Chromium is gone; one
+    /// still there after [`EXIT_TIMEOUT`] is killed by its pid.
     fn stop(&mut self) -> Result<()> {
         let group = Pid::from_child(&self.child);
         // ESRCH: the group is already empty.
         let _ = kill_process_group(group, Signal::KILL);
         self.child.wait().context("reaping chromedriver")?;
         let deadline = Instant::now() + EXIT_TIMEOUT;
-        while group_has_running_process(self.pid()) {
+        while group_has_running_process(self.pid())
+            || !running_processes_naming(&self.scratch).is_empty()
+        {
             if Instant::now() >= deadline {
-                bail!(
-                    "processes of chromedriver's group {} still run {EXIT_TIMEOUT:?} after SIGKILL",
-                    self.pid()
-                );
+                return self.kill_stragglers();
             }
             thread::sleep(POLL);
         }
         Ok(())
+    }
+
+    fn kill_stragglers(&self) -> Result<()> {
+        let _ = kill_process_group(Pid::from_child(&self.child), Signal::KILL);
+        let stragglers = running_processes_naming(&self.scratch);
+        for pid in &stragglers {
+            if let Some(pid) = Pid::from_raw(*pid as i32) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
+        }
+        bail!(
+            "the browser's processes outlived chromedriver by {EXIT_TIMEOUT:?} \
+             (killed by pid: {stragglers:?}; group {} running: {})",
+            self.pid(),
+            group_has_running_process(self.pid())
+        )
     }
 }
 
@@ -128,36 +161,10 @@ impl Drop for Driver {
     }
 }
 
-/// Whether a process of group `group` is still running (a zombie, dead and
-/// waiting for its parent to reap it, does not count).
-pub fn group_has_running_process(group: u32) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
-        std::fs::read_to_string(entry.path().join("stat"))
-            .ok()
-            .and_then(|stat| state_and_group(&stat))
-            .is_some_and(|(state, pgrp)| pgrp == group && state != 'Z' && state != 'X')
-    })
-}
-
-/// A process's state and process group from `/proc/PID/stat`: after the
-/// command name (in parentheses, and which may hold anything), fields are
-/// state, ppid, pgrp.
-fn state_and_group(stat: &str) -> Option<(char, u32)> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let _parent = fields.next()?;
-    let group = fields.next()?.parse().ok()?;
-    Some((state, group))
-}
-
 /// Fails, naming the script that installs them, when Debian's Chromium or
 /// chromedriver is missing. Never a skip: under `CI=true` as anywhere else.
-fn check_installed() -> Result<()> {
-    for program in [CHROMIUM, CHROMEDRIVER] {
+fn check_installed(programs: &[&str]) -> Result<()> {
+    for program in programs {
         if !Path::new(program).is_file() {
             let ci = if std::env::var("CI").as_deref() == Ok("true") {
                 " (CI=true: browser tests never skip)"
@@ -186,12 +193,16 @@ fn log_tail(log: &Path) -> String {
     };
     let length = file.metadata().map(|meta| meta.len()).unwrap_or(0);
     let _ = file.seek(SeekFrom::Start(length.saturating_sub(LOG_TAIL_BYTES)));
+    let start = length.saturating_sub(LOG_TAIL_BYTES);
     let mut bytes = Vec::new();
     let _ = file.read_to_end(&mut bytes);
-    format!(
-        "chromedriver's log ends with:\n{}",
-        String::from_utf8_lossy(&bytes)
-    )
+    let text = String::from_utf8_lossy(&bytes);
+    // Whole lines only: drop the one the cut fell in.
+    let text = match text.find('\n') {
+        Some(end) if start > 0 => &text[end + 1..],
+        _ => &text,
+    };
+    format!("chromedriver's and Chromium's log ends with:\n{text}")
 }
 
 #[cfg(test)]
@@ -199,15 +210,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_state_and_group_past_a_name_with_spaces_and_parentheses() {
-        let stat = "4242 (chrome (x) y) S 4200 4100 4100 0 -1 4194560";
-        assert_eq!(state_and_group(stat), Some(('S', 4100)));
-        assert_eq!(state_and_group("garbage"), None);
-    }
-
-    #[test]
-    fn this_process_group_runs() {
-        let group = rustix::process::getpgrp().as_raw_pid() as u32;
-        assert!(group_has_running_process(group));
+    fn a_missing_program_is_an_error_naming_the_install_script() {
+        let error = check_installed(&["/bin/sh", "/nonexistent/chromedriver"])
+            .expect_err("a missing program");
+        let message = error.to_string();
+        assert!(
+            message.starts_with("/nonexistent/chromedriver is missing"),
+            "{message}"
+        );
+        assert!(message.contains("scripts/install-deps"), "{message}");
+        assert!(check_installed(&["/bin/sh"]).is_ok());
     }
 }

@@ -15,6 +15,7 @@
 
 mod capabilities;
 mod driver;
+mod processes;
 mod screenshot;
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use fantoccini::error::CmdError;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::Value;
@@ -29,7 +31,7 @@ use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
 pub use capabilities::{WindowSize, CHROMEDRIVER, CHROMIUM, DESKTOP, PHONE};
-pub use driver::group_has_running_process;
+pub use processes::{group_has_running_process, process_group, running_processes_naming};
 pub use screenshot::{is_png, png_size, screenshot_dir};
 
 use driver::Driver;
@@ -67,23 +69,20 @@ impl Browser {
             .enable_all()
             .build()
             .context("starting the browser's runtime")?;
-        let driver = Driver::start(&scratch.path().join("chromedriver.log"))?;
+        let driver = Driver::start(scratch.path())?;
         let mut builder = ClientBuilder::new(HttpConnector::new());
         builder.capabilities(capabilities::chromium_capabilities(&profile, DESKTOP));
         let url = driver.url();
-        let session = runtime.block_on(async {
-            tokio::time::timeout(SESSION_TIMEOUT, builder.connect(&url)).await
-        });
+        let session = runtime
+            .block_on(async { tokio::time::timeout(SESSION_TIMEOUT, builder.connect(&url)).await });
         let client = match session {
             Ok(Ok(client)) => client,
             Ok(Err(error)) => {
-                return Err(anyhow!(error)).context(format!(
-                    "opening a Chromium session: {}",
-                    driver.log_tail()
-                ))
+                return Err(error)
+                    .context(format!("opening a Chromium session\n{}", driver.log_tail()))
             }
             Err(_) => anyhow::bail!(
-                "Chromium's session did not open within {SESSION_TIMEOUT:?}: {}",
+                "Chromium's session did not open within {SESSION_TIMEOUT:?}\n{}",
                 driver.log_tail()
             ),
         };
@@ -200,7 +199,7 @@ impl Browser {
     fn command<T, F, Fut>(&self, what: &str, exchange: F) -> Result<T>
     where
         F: FnOnce(Client) -> Fut,
-        Fut: Future<Output = Result<T, fantoccini::error::CmdError>>,
+        Fut: Future<Output = Result<T, CmdError>>,
     {
         let client = self.client.clone().context("the session has ended")?;
         let outcome = self
@@ -208,11 +207,12 @@ impl Browser {
             .block_on(async { tokio::time::timeout(COMMAND_TIMEOUT, exchange(client)).await });
         match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => {
-                Err(anyhow!(error)).context(format!("{what}: {}", self.driver.log_tail()))
-            }
+            // The browser answered (no such element, a script's error): the
+            // page's matter, which the log would only bury.
+            Ok(Err(error @ CmdError::Standard(_))) => Err(error).context(what.to_owned()),
+            Ok(Err(error)) => Err(error).context(format!("{what}\n{}", self.driver.log_tail())),
             Err(_) => Err(anyhow!(
-                "{what}: no answer within {COMMAND_TIMEOUT:?}: {}",
+                "{what}: no answer within {COMMAND_TIMEOUT:?}\n{}",
                 self.driver.log_tail()
             )),
         }
@@ -227,7 +227,7 @@ impl Browser {
             .block_on(async { tokio::time::timeout(CLOSE_TIMEOUT, client.close()).await });
         match closed {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(anyhow!(error)).context("ending the browser session"),
+            Ok(Err(error)) => Err(error).context("ending the browser session"),
             Err(_) => anyhow::bail!("the browser session did not end within {CLOSE_TIMEOUT:?}"),
         }
     }

@@ -45,7 +45,8 @@ pub fn png_size(bytes: &[u8]) -> Result<(u32, u32)> {
     if !is_png(bytes) || bytes.len() < 24 || &bytes[12..16] != b"IHDR" {
         bail!("not a PNG with its header where PNG puts it");
     }
-    let number = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let number =
+        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     Ok((number(16), number(20)))
 }
 
