@@ -10,6 +10,7 @@
 //!
 //! The end-to-end tests use this library; the `lab` binary drives it by hand.
 
+pub mod browser;
 pub mod cgroups;
 pub mod channel_receiver;
 mod deployd;
