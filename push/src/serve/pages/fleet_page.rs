@@ -6,7 +6,7 @@
 use maud::{html, Markup};
 
 use super::host_row::HostRow;
-use super::layout::{badge, page, short, time, Depth};
+use super::layout::{badge, page, short, time, Depth, Live};
 use crate::serve::queue::{QueuedPush, RolloutRecord};
 
 /// Recent rollouts listed.
@@ -85,6 +85,11 @@ impl FleetPage<'_> {
                 }
             }
         };
-        page("Fleet", Depth::Root, self.running.is_some(), body)
+        let live = if self.running.is_some() {
+            Live::Fast
+        } else {
+            Live::Slow
+        };
+        page("Fleet", Depth::Root, live, body)
     }
 }

@@ -5,7 +5,7 @@
 use maud::{html, Markup};
 
 use super::host_row::HostRow;
-use super::layout::{badge, page, short, time, Depth};
+use super::layout::{badge, page, short, time, Depth, Live};
 use crate::serve::queue::RolloutRecord;
 
 /// What a host's page shows.
@@ -57,6 +57,11 @@ impl HostPage<'_> {
                 }
             }
         };
-        page(name, Depth::Nested, self.running.is_some(), body)
+        let live = if self.running.is_some() {
+            Live::Fast
+        } else {
+            Live::Slow
+        };
+        page(name, Depth::Nested, live, body)
     }
 }

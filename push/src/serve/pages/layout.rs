@@ -26,10 +26,34 @@ impl Depth {
     }
 }
 
-/// A page: `title`, and `live` when it updates itself while something
-/// runs (with a script: every second; without: a reload every 5 s).
-pub fn page(title: &str, depth: Depth, live: bool, body: Markup) -> Markup {
+/// Whether a page updates itself, and how often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Live {
+    /// It does not change (a rollout that ended).
+    No,
+    /// A rollout running: its lines come every second.
+    Fast,
+    /// The fleet and its hosts: as often as the hosts are asked.
+    Slow,
+}
+
+impl Live {
+    /// How often the script fetches the page again (ms), and how often a
+    /// page without scripts reloads itself (s).
+    fn periods(self) -> Option<(u64, u64)> {
+        match self {
+            Live::No => None,
+            Live::Fast => Some((1000, 5)),
+            Live::Slow => Some((5000, 10)),
+        }
+    }
+}
+
+/// A page: `title`, updating itself as `live` says (with the script:
+/// fetched again and swapped in place; without: reloaded).
+pub fn page(title: &str, depth: Depth, live: Live, body: Markup) -> Markup {
     let root = depth.root();
+    let periods = live.periods();
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -37,8 +61,8 @@ pub fn page(title: &str, depth: Depth, live: bool, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
-                @if live {
-                    noscript { meta http-equiv="refresh" content="5"; }
+                @if let Some((_, reload_s)) = periods {
+                    noscript { meta http-equiv="refresh" content=(reload_s); }
                 }
                 title { (title) " · deployd" }
                 link rel="stylesheet" href={ (root) "assets/pages.css" };
@@ -48,7 +72,8 @@ pub fn page(title: &str, depth: Depth, live: bool, body: Markup) -> Markup {
                 header {
                     nav { a href=(root) { "deployd" } " · " a href=(root) { "fleet" } }
                 }
-                main id="live" data-live=(if live { "true" } else { "false" }) { (body) }
+                main id="live" data-live=(if periods.is_some() { "true" } else { "false" })
+                    data-every=(periods.map_or(0, |(every_ms, _)| every_ms)) { (body) }
                 footer { "push serve " (env!("CARGO_PKG_VERSION")) }
             }
         }
@@ -131,13 +156,17 @@ mod tests {
         let markup = page(
             "<script>alert(1)</script>",
             Depth::Nested,
-            true,
+            Live::Fast,
             badge("<b>"),
         )
         .into_string();
         assert!(!markup.contains("<script>alert"), "{markup}");
         assert!(markup.contains("&lt;script&gt;"), "{markup}");
         assert!(markup.contains("href=\"../assets/pages.css\""), "{markup}");
-        assert!(markup.contains("http-equiv=\"refresh\""), "{markup}");
+        assert!(
+            markup.contains("http-equiv=\"refresh\" content=\"5\""),
+            "{markup}"
+        );
+        assert!(markup.contains("data-every=\"1000\""), "{markup}");
     }
 }

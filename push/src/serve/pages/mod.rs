@@ -34,7 +34,7 @@ use fleet_page::FleetPage;
 use host_page::HostPage;
 use host_row::HostRow;
 use journal::Journal;
-use layout::{page, Depth};
+use layout::{page, Depth, Live};
 use rollout_page::RolloutPage;
 
 /// What the pages keep: the rollouts' views, the hosts' answers.
@@ -126,7 +126,7 @@ fn not_found(what: &str) -> Response {
     let body = html! { h1 { "Not found" } p { (what) } p { a href="../" { "The fleet" } } };
     html_answer(
         StatusCode::NOT_FOUND,
-        page("Not found", Depth::Nested, false, body),
+        page("Not found", Depth::Nested, Live::No, body),
     )
 }
 

@@ -5,7 +5,7 @@
 use maud::{html, Markup};
 
 use super::journal::{HostView, RolloutView};
-use super::layout::{badge, page, rfc3339, short, time, took, Depth};
+use super::layout::{badge, page, rfc3339, short, time, took, Depth, Live};
 use crate::serve::queue::RolloutRecord;
 
 /// What a rollout's page shows: its record once it ended, its view
@@ -60,7 +60,8 @@ impl RolloutPage<'_> {
             rev.as_deref()
                 .map_or(String::new(), |rev| format!(" at {}", short(rev)))
         );
-        page(&title, Depth::Nested, running, body)
+        let live = if running { Live::Fast } else { Live::No };
+        page(&title, Depth::Nested, live, body)
     }
 
     /// One host's part: its result and why, its phases, its log lines.

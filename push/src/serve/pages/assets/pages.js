@@ -1,11 +1,17 @@
-// push serve's pages, live: while a page says it is live (a rollout
-// runs), it fetches itself again every second and puts the new content in
+// push serve's pages, live: while a page says it is live (a rollout runs:
+// every second; the fleet and its hosts: every 5 seconds, as often as push
+// serve asks the hosts), it fetches itself again and puts the new content in
 // place, keeping which log lists are open. Without this script the page
-// reloads itself every 5 seconds (a <noscript> refresh); with it, never.
+// reloads itself (a <noscript> refresh); with it, never.
 "use strict";
 (function () {
-  const every = 1000;
   let failures = 0;
+
+  function every() {
+    const main = document.getElementById("live");
+    const period = main === null ? 0 : Number(main.dataset.every);
+    return period > 0 ? period : 1000;
+  }
 
   function live() {
     const main = document.getElementById("live");
@@ -53,14 +59,14 @@
     refresh().then(
       function () {
         failures = 0;
-        window.setTimeout(tick, every);
+        window.setTimeout(tick, every());
       },
       function () {
         failures = Math.min(failures + 1, 10);
-        window.setTimeout(tick, every * failures);
+        window.setTimeout(tick, every() * failures);
       },
     );
   }
 
-  window.setTimeout(tick, every);
+  window.setTimeout(tick, every());
 })();
