@@ -184,7 +184,7 @@ impl Journal {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
         let path = self.path(view.id);
-        super::super::queue::write_atomically(&path, &serde_json::to_vec(&view)?)
+        crate::serve::queue::write_atomically(&path, &serde_json::to_vec(&view)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
         for entry in std::fs::read_dir(&self.dir)?.flatten() {
             let name = entry.file_name();

@@ -6,12 +6,14 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use tower::ServiceExt;
 
-use super::super::api;
-use super::super::hook_body::BodyLimits;
-use super::super::queue::{HostOutcome, QueuedPush, RolloutRecord};
-use super::super::router_tests::service_with;
-use super::super::Service;
 use std::sync::Arc;
+
+use crate::serve::api;
+use crate::serve::config::ForgeKind;
+use crate::serve::hook_body::BodyLimits;
+use crate::serve::queue::{HostOutcome, QueuedPush, RolloutRecord};
+use crate::serve::router_tests::service_with;
+use crate::serve::Service;
 
 async fn get(service: &Arc<Service>, path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
     let response = api::router(service.clone())
@@ -32,13 +34,7 @@ async fn get(service: &Arc<Service>, path: &str) -> (StatusCode, axum::http::Hea
 /// succeeded.
 fn service_with_a_rollout(dir: &std::path::Path) -> Arc<Service> {
     let key = deployd_protocol::SecretKey::generate("ci-1".parse().expect("name")).expect("key");
-    let service = service_with(
-        super::super::config::ForgeKind::Forgejo,
-        dir,
-        BodyLimits::default(),
-        &key,
-        "",
-    );
+    let service = service_with(ForgeKind::Forgejo, dir, BodyLimits::default(), &key, "");
     let rev = "c0ffee".repeat(6) + "abcd";
     let mut queue = service.queue();
     queue
