@@ -167,3 +167,58 @@ async fn unknown_pages_are_404_and_the_assets_are_served() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[header::CONTENT_TYPE], "text/css; charset=utf-8");
 }
+
+#[tokio::test]
+async fn a_running_rollout_is_live_with_its_hosts_in_their_batches() {
+    let dir = tempfile::tempdir().expect("dir");
+    let service = service_with_a_rollout(dir.path());
+    let (_, id) = {
+        let mut queue = service.queue();
+        queue
+            .enqueue(QueuedPush {
+                branch: "main".into(),
+                after: "d".repeat(40),
+                delivery: "d-2".into(),
+                received_at_ms: 5_000,
+                superseded: Vec::new(),
+            })
+            .expect("queued");
+        queue.start_next().expect("started").expect("a push")
+    };
+    assert_eq!(id, 2);
+    let journal = &service.pages.journal;
+    journal.begin(id, "main", 5_000);
+    journal.building(
+        &"d".repeat(40),
+        &["ankarana".into(), "sambirano".into()],
+        5_000,
+    );
+    journal.batches(vec![
+        ("canary".into(), vec!["sambirano".into()]),
+        ("1".into(), vec!["ankarana".into()]),
+    ]);
+    journal.phase("sambirano", "fetching", 6_000);
+    journal.line("sambirano", "deployd: fetched 3 of 12 paths, 1.0 of 4.0 MB");
+    let (status, _, body) = get(&service, "/rollouts/2").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("data-live=\"true\" data-every=\"1000\""),
+        "{body}"
+    );
+    let canary = body.find("<h2>Canary</h2>").expect("the canary's batch");
+    let first = body.find("<h2>Batch 1</h2>").expect("the first batch");
+    let sambirano = body.find("id=\"host-sambirano\"").expect("sambirano");
+    let ankarana = body.find("id=\"host-ankarana\"").expect("ankarana");
+    assert!(
+        canary < sambirano && sambirano < first && first < ankarana,
+        "{body}"
+    );
+    assert!(body.contains("fetched 3 of 12 paths"), "{body}");
+    assert!(body.contains("data-state=\"fetching\""), "{body}");
+    let (_, _, fleet) = get(&service, "/").await;
+    assert!(fleet.contains("href=\"./rollouts/2\""), "{fleet}");
+    assert!(
+        fleet.contains("data-every=\"1000\""),
+        "the fleet follows a running rollout fast"
+    );
+}
