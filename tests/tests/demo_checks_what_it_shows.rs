@@ -61,6 +61,13 @@ fn the_demo_goes_as_planned() {
         stdout.contains("== as planned: push exited 1, ankarana rolled back to"),
         "{stdout}"
     );
+    // The forge's "Details" link opens push serve's page of the rollout,
+    // which a headless Chromium reads back.
+    assert!(
+        stdout.contains("== the commit's \"Details\" link, in a headless Chromium: http://"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  Rollout 1 succeeded"), "{stdout}");
     assert!(stdout.contains("== lab removed"), "{stdout}");
 }
 

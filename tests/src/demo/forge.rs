@@ -6,7 +6,10 @@
 //! cannot read its secrets: `push_serve`) and deploys the tip, and the
 //! statuses the forge received are printed as they arrive. The forge's
 //! API is HTTPS only, as a real forge's is, with a certificate from a CA
-//! of the lab's own, which the service trusts through its `ca_file`.
+//! of the lab's own, which the service trusts through its `ca_file`. Every
+//! status links to push serve's page of the rollout (`public_url`), which
+//! the demo opens in a headless Chromium, as the forge's "Details" link
+//! would, and reads back.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -14,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use deployd_lab::browser::Browser;
 use deployd_lab::forge::{ForgeKind, ForgeOptions, ForgeStandIn, RecordedStatus};
 use deployd_lab::push_serve::{make_secret, BuildUserSetup};
 use deployd_lab::tls::TestCa;
@@ -82,7 +86,7 @@ pub fn show(lab: &mut Lab, ci_key: &SecretKey, operator: (&Path, &Path)) -> Resu
     std::fs::write(
         &config,
         format!(
-            "listen = \"{address}\"\nstate_dir = \"{state}\"\nrepository = \"{git}\"\nkey_file = \"{key}\"\nca_file = \"{ca}\"\n\n\
+            "listen = \"{address}\"\npublic_url = \"http://{address}\"\nstate_dir = \"{state}\"\nrepository = \"{git}\"\nkey_file = \"{key}\"\nca_file = \"{ca}\"\n\n\
              [forge]\nkind = \"{kind}\"\napi_url = \"{api}\"\nrepository = \"ops/fleet\"\n\
              secret_file = \"{dir}/webhook-secret\"\ntoken_file = \"{dir}/forge-token\"\n\n\
              {build}\n\
@@ -132,11 +136,50 @@ pub fn show(lab: &mut Lab, ci_key: &SecretKey, operator: (&Path, &Path)) -> Resu
     Expected::every_host_succeeds(&hosts, &rev)
         .check_hosts(lab, ops_key_file, operator_state)
         .context("the forge says success, but the hosts do not agree")?;
+    show_the_rollout_page(&statuses, &hosts, address)?;
     println!(
         "== as planned: the forge shows success for every host, and every host runs {}",
         &rev[..12]
     );
     Ok(())
+}
+
+/// Opens the rollout's page that every status links to, in a headless
+/// Chromium, and shows what it says of each host: it must say succeeded.
+fn show_the_rollout_page(
+    statuses: &[RecordedStatus],
+    hosts: &[String],
+    address: SocketAddr,
+) -> Result<()> {
+    let pages = format!("http://{address}/rollouts/");
+    if let Some(unlinked) = statuses.iter().find(|status| {
+        !status
+            .target_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with(&pages))
+    }) {
+        bail!(
+            "a status does not link to push serve's rollout page: {} {} {:?}",
+            unlinked.context,
+            unlinked.state,
+            unlinked.target_url
+        );
+    }
+    let link = statuses[0].target_url.as_deref().unwrap_or_default();
+    let page = link.split('#').next().unwrap_or(link);
+    println!("\n== the commit's \"Details\" link, in a headless Chromium: {page}");
+    let browser = Browser::start()?;
+    browser.open(page)?;
+    println!("  {}", browser.text_of("h1")?);
+    for host in hosts {
+        let part = browser.text_of(&format!("#host-{host}"))?;
+        let first_line = part.lines().next().unwrap_or_default().to_owned();
+        println!("  {first_line}");
+        if !first_line.contains("succeeded") {
+            bail!("the rollout's page does not say {host} succeeded:\n{part}");
+        }
+    }
+    browser.close()
 }
 
 /// Starts push serve with the config `dir/forge.toml`, its log in
