@@ -142,3 +142,60 @@ fn pulling(row: HostRow, report: Option<&HostReport>) -> HostRow {
         ..row
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(state: &str, error: Option<serde_json::Value>) -> HostReport {
+        let record = serde_json::from_value(serde_json::json!({
+            "deploy_id": "pi-1", "host": "pi",
+            "store_path": "/nix/store/0c8rfq3blmslvm3w5qd4ymrhng1nkdk9-nixos-system-pi",
+            "action": "switch", "flake": null, "rev": "a".repeat(40), "key": "ci-1",
+            "issued_at": 1, "state": state, "phases": [], "error": error,
+            "previous_system": null, "reboot_required": true, "log_tail": [],
+            "created_at_ms": 1000, "finished_at_ms": null,
+        }))
+        .expect("a record");
+        HostReport {
+            host: "pi".parse().expect("host"),
+            sent_at: 7,
+            sequence: Some(1),
+            record,
+        }
+    }
+
+    #[test]
+    fn a_pulling_host_is_shown_from_its_report_and_runs_only_what_succeeded() {
+        let row = HostRow::new("pi", &HostState::Pulls, Some(&report("succeeded", None)));
+        assert_eq!(row.rev.as_deref(), Some("a".repeat(40).as_str()));
+        assert_eq!(row.state, "succeeded");
+        assert_eq!(row.ended_at_ms, Some(7000));
+        assert_eq!((row.reboot, row.reachable), (Some(true), "pulls"));
+        let error = serde_json::json!({"code": "activation_failed",
+            "message": "from https://ci:hunter2@cache.example.org"});
+        let row = HostRow::new(
+            "pi",
+            &HostState::Pulls,
+            Some(&report("rolled_back", Some(error))),
+        );
+        assert_eq!(
+            (row.rev, row.system),
+            (None, None),
+            "it runs something else"
+        );
+        let note = row.note.expect("why");
+        assert!(note.starts_with("activation_failed: "), "{note}");
+        assert!(!note.contains("hunter2"), "{note}");
+        let row = HostRow::new("pi", &HostState::Pulls, None);
+        assert_eq!(row.note.as_deref(), Some("no report yet"));
+    }
+
+    #[test]
+    fn a_host_that_does_not_answer_is_unreachable_with_why() {
+        let why = "connection refused \x1b[31m".to_owned();
+        let row = HostRow::new("sambirano", &HostState::Unreachable(why), None);
+        assert_eq!((row.state.as_str(), row.reachable), ("unreachable", "no"));
+        assert!(!row.note.expect("why").contains('\x1b'));
+    }
+}
