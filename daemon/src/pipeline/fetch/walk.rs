@@ -32,12 +32,13 @@ pub const NARS_IN_FLIGHT: usize = 24;
 /// The most paths a closure may have: a NixOS system has a few thousand.
 pub const MAX_PATHS: usize = 100_000;
 /// The most paths to fetch that are left to Nix alone, without a stage:
-/// as many as Nix substitutes at once ([`FETCH_JOBS`]). Nix then fetches
-/// them all in one wave, as the stage would, so the stage could save at
-/// most the round trips of such a closure's few levels, while it costs
-/// every NAR written to disk and read back, and its narinfos, for
-/// nothing on a small update. Its narinfos were already asked by the
-/// walk; Nix asks them again.
+/// as many as Nix substitutes at once ([`FETCH_JOBS`]). Nix then has
+/// every one of them in flight as soon as their references are there, so
+/// the stage could save at most a few round trips (such a closure has few
+/// levels), while it costs every NAR written to disk and read back, and
+/// its narinfos, on each small update: the common deploy, and the one a
+/// fleet of many hosts pays for on every host. Their narinfos were
+/// already asked by the walk; Nix asks them again.
 pub const FEW_PATHS: usize = FETCH_JOBS as usize;
 
 /// Why the walk stopped.
