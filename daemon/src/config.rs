@@ -309,7 +309,8 @@ pub struct NixSection {
     /// The fast fetch: deployd walks the closure from the `http(s)://`
     /// caches with many requests in flight and downloads the NARs in
     /// parallel into a local stage, which Nix substitutes from first (Nix
-    /// still checks every signature and hash). `false`: Nix fetches alone.
+    /// still checks every signature and hash); 16 paths to fetch or fewer
+    /// are left to Nix, without a stage. `false`: Nix fetches alone.
     #[serde(default = "default_true")]
     pub fast_fetch: bool,
 }

@@ -5,7 +5,7 @@
 
 mod support;
 
-use deployd_lab::{Lab, DEPLOYD_STATE_DIR};
+use deployd_lab::{BulkPaths, Lab, DEPLOYD_STATE_DIR};
 use deployd_protocol::api::{DeployRecord, DeployState};
 use deployd_protocol::Action;
 use support::deployd::{trusted, OneHost};
@@ -63,7 +63,17 @@ fn a_path_published_after_a_failed_fetch_is_fetched() {
 
 #[test]
 fn a_path_re_signed_with_a_trusted_key_after_a_failed_fetch_is_fetched() {
-    let fleet = OneHost::up();
+    let mut fleet = OneHost::up();
+    // More paths than the fast fetch leaves to Nix alone: it stages them.
+    fleet
+        .lab
+        .flake_mut()
+        .commit_large_closure(BulkPaths {
+            paths: 20,
+            bytes_per_path: 1_000,
+            levels: 1,
+        })
+        .expect("commit");
     let log = fetch_after_re_signing(&fleet);
     // The fast fetch reads every narinfo afresh from the cache into the
     // deploy's own stage: Nix took the re-signed one from there at once.
@@ -72,6 +82,20 @@ fn a_path_re_signed_with_a_trusted_key_after_a_failed_fetch_is_fetched() {
         "{log}"
     );
     assert!(!log.contains("fast fetch stopped"), "{log}");
+}
+
+#[test]
+fn a_path_re_signed_in_a_closure_of_few_paths_is_fetched_by_nix() {
+    // The toy system's few paths: the fast fetch leaves them to Nix, which
+    // remembered the old signature; the fetch asked afresh got the new.
+    let fleet = OneHost::up();
+    let log = fetch_after_re_signing(&fleet);
+    assert!(
+        log.contains("Nix fetches them itself, without a stage"),
+        "{log}"
+    );
+    assert!(!log.contains("/var/lib/deployd/fetch/"), "{log}");
+    assert!(log.contains("asking the caches everything afresh"), "{log}");
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! (a closure signed by a key the host does not trust still fails, and
 //! nothing of it becomes valid); a connection cut in the middle of a NAR is
 //! tried again; memory stays bounded on a closure of 2,000 paths; and Nix
-//! really fetches from the stage.
+//! really fetches from the stage. A closure of few paths is left to Nix
+//! alone: no stage, and Nix fetches from the cache.
 
 mod support;
 
@@ -88,7 +89,8 @@ fn a_closure_signed_by_an_untrusted_key_fails_and_nothing_of_it_is_valid() {
         .lab
         .flake_mut()
         .commit_large_closure(BulkPaths {
-            paths: 5,
+            // More than the few paths left to Nix alone: staged.
+            paths: 20,
             bytes_per_path: 10_000,
             levels: 1,
         })
@@ -212,4 +214,35 @@ fn memory_stays_bounded_on_a_closure_of_2000_paths() {
         peak_kb / 1000
     );
     assert!(peak_kb < 200_000, "deployd's peak RSS is {peak_kb} kB");
+}
+
+#[test]
+fn a_closure_of_few_paths_is_fetched_by_nix_without_a_stage() {
+    let mut fleet = OneHost::up();
+    let system = fleet.commit_system(|flake, _| {
+        flake.commit_large_closure(BulkPaths {
+            paths: 1,
+            bytes_per_path: 10_000,
+            levels: 1,
+        })
+    });
+    let closure = closure(&fleet.lab, &system);
+    let missing = invalid_on(&fleet.host, &closure).len();
+    assert!((1..=16).contains(&missing), "{missing} paths missing");
+
+    let record = deploy_and_wait(&fleet, "few", &system, Duration::from_secs(120));
+    assert_eq!(record.state, DeployState::Succeeded, "{record:?}");
+    let log = deploy_log(&fleet.host, "few");
+    assert!(
+        log.contains(&format!(
+            "deployd: {missing} paths to fetch, no more than Nix fetches at once: \
+             Nix fetches them itself, without a stage"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("deployd: fetched "), "{log}");
+    assert!(!log.contains("/var/lib/deployd/fetch/"), "{log}");
+    assert!(!log.contains("fast fetch stopped"), "{log}");
+    assert!(!fleet.host.outside("/var/lib/deployd/fetch").exists());
+    assert!(invalid_on(&fleet.host, &closure).is_empty());
 }

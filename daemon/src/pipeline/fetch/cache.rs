@@ -7,7 +7,9 @@
 //! requests tried again after a pause. A cache's answers are hostile: they
 //! only put files in the stage, which Nix checks before anything is valid.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use deployd_protocol::{StorePath, STORE_DIR};
@@ -131,23 +133,14 @@ impl Cache {
             client,
             in_flight: Semaphore::new(REQUESTS_IN_FLIGHT),
         };
-        let what = "nix-cache-info";
-        // Asked once: a cache that does not answer at once is left to Nix,
-        // rather than waited for through every try.
-        let info = cache
-            .get_small(what, MAX_CACHE_INFO_BYTES, 1)
-            .await?
-            .ok_or_else(|| cache.unexpected(what, "not there".into()))?;
-        let info = String::from_utf8_lossy(&info);
-        let (priority, store_dir) = read_cache_info(&info);
-        // Nix: src/libstore/binary-cache-store.cc refuses a cache for
-        // another store directory.
-        if let Some(dir) = store_dir {
-            if dir != STORE_DIR {
-                return Err(cache.unexpected(what, format!("it is for the store {dir}")));
+        cache.priority = match remembered_priority(url) {
+            Some(priority) => priority,
+            None => {
+                let priority = cache.read_cache_info().await?;
+                remember_priority(url, priority);
+                priority
             }
-        }
-        cache.priority = priority.unwrap_or(0);
+        };
         // Nix: src/libstore/store-api.cc, a store URL's `?priority=` wins
         // over its nix-cache-info.
         for (key, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
@@ -158,6 +151,28 @@ impl Cache {
             }
         }
         Ok(cache)
+    }
+
+    /// The `Priority` of the cache's `nix-cache-info` (0 when it names
+    /// none), which must be for this store directory.
+    async fn read_cache_info(&self) -> Result<i64, CacheError> {
+        let what = "nix-cache-info";
+        // Asked once: a cache that does not answer at once is left to Nix,
+        // rather than waited for through every try.
+        let info = self
+            .get_small(what, MAX_CACHE_INFO_BYTES, 1)
+            .await?
+            .ok_or_else(|| self.unexpected(what, "not there".into()))?;
+        let info = String::from_utf8_lossy(&info);
+        let (priority, store_dir) = read_cache_info(&info);
+        // Nix: src/libstore/binary-cache-store.cc refuses a cache for
+        // another store directory.
+        if let Some(dir) = store_dir {
+            if dir != STORE_DIR {
+                return Err(self.unexpected(what, format!("it is for the store {dir}")));
+            }
+        }
+        Ok(priority.unwrap_or(0))
     }
 
     /// The narinfo of `path`, or `None` when the cache does not have it
@@ -253,10 +268,7 @@ impl Cache {
             }));
         }
         if answer.content_length().is_some_and(|length| length > limit) {
-            return Err(Attempt::Final(self.unexpected(
-                "a NAR",
-                format!("it is larger than the {limit} bytes its narinfo allows"),
-            )));
+            return Err(Attempt::Final(self.too_large(limit)));
         }
         let disk = |source| {
             Attempt::Final(CacheError::Disk {
@@ -270,16 +282,17 @@ impl Cache {
             let chunk = chunk.map_err(|error| Attempt::Again(without_url(error)))?;
             *written += chunk.len() as u64;
             if *written > limit {
-                return Err(Attempt::Final(self.unexpected(
-                    "a NAR",
-                    format!("it is larger than the {limit} bytes its narinfo allows"),
-                )));
+                return Err(Attempt::Final(self.too_large(limit)));
             }
             out.write_all(&chunk).await.map_err(disk)?;
             progress.bytes_done(chunk.len() as u64);
         }
+        // Flushed, not synced: the stage is temporary (removed once Nix
+        // has realised the system, and a stage a crash left behind is
+        // discarded, never read again), and Nix copies what it unpacks into
+        // the store with its own durability, so an fsync per NAR would only
+        // cost time.
         out.flush().await.map_err(disk)?;
-        out.into_inner().sync_all().await.map_err(disk)?;
         Ok(())
     }
 
@@ -364,6 +377,14 @@ impl Cache {
         }
     }
 
+    /// A NAR answer longer than the `limit` its narinfo allows.
+    fn too_large(&self, limit: u64) -> CacheError {
+        self.unexpected(
+            "a NAR",
+            format!("it is larger than the {limit} bytes its narinfo allows"),
+        )
+    }
+
     fn failed(&self, what: &str, cause: String, tries: u32) -> CacheError {
         let cause = if tries > 1 {
             format!("{cause} (after {tries} tries)")
@@ -403,6 +424,32 @@ fn backoff(tries: u32) -> Duration {
 /// carry a presigned signature).
 fn without_url(error: reqwest::Error) -> String {
     crate::api::chain(&error.without_url())
+}
+
+/// The `nix-cache-info` priorities read so far, by cache URL, kept for
+/// the daemon's life: a cache's `nix-cache-info` rarely changes, and Nix
+/// itself keeps it for 7 days (Nix: src/libstore/nar-info-disk-cache.cc,
+/// `cacheInfoTtl`); a restarted daemon reads it again. Only a cache that
+/// answered well is remembered, so one that failed is asked again at the
+/// next deploy. It holds one entry per URL ever configured.
+fn remembered_priorities() -> &'static Mutex<HashMap<String, i64>> {
+    static PRIORITIES: OnceLock<Mutex<HashMap<String, i64>>> = OnceLock::new();
+    PRIORITIES.get_or_init(Mutex::default)
+}
+
+fn remembered_priority(url: &str) -> Option<i64> {
+    remembered_priorities()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(url)
+        .copied()
+}
+
+fn remember_priority(url: &str, priority: i64) {
+    remembered_priorities()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(url.to_owned(), priority);
 }
 
 /// `Priority` and `StoreDir` of a `nix-cache-info` (Nix:

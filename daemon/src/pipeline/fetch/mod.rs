@@ -25,7 +25,9 @@ use crate::config::Config;
 use crate::daemon::Daemon;
 use cache::Cache;
 use progress::Progress;
+use stage::LazyStage;
 pub use stage::Stage;
+use walk::Walked;
 
 /// Paths asked of `nix-store --check-validity` at once.
 const VALIDITY_BATCH: usize = 1000;
@@ -34,8 +36,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Fetches what it can of `system`'s closure into a new stage for deploy
 /// `id`, logging its progress; `None` when there is no stage (the fast
-/// fetch is off, or the stage could not be made). Keep the stage until
-/// Nix has realised the system: dropping it removes it.
+/// fetch is off, found no more than [`walk::FEW_PATHS`] paths to fetch,
+/// or the stage could not be made). Keep the stage until Nix has
+/// realised the system: dropping it removes it.
 pub async fn fetch(daemon: &Daemon, id: &DeployId, system: &StorePath) -> Option<Stage> {
     let config = daemon.config();
     if !config.file.nix.fast_fetch {
@@ -62,19 +65,13 @@ pub async fn fetch(daemon: &Daemon, id: &DeployId, system: &StorePath) -> Option
         .unwrap_or(0)
         .min(1)
         - 1;
-    let stage = match Stage::create(&config.file.state_dir, id.as_str(), priority) {
-        Ok(stage) => Arc::new(stage),
-        Err(error) => {
-            stopped(&format!("cannot make the stage: {error}"));
-            return None;
-        }
-    };
+    let mut stage = LazyStage::new(&config.file.state_dir, id.as_str(), priority);
     let progress = Arc::new(Progress::default());
     let walked = {
         let walk = walk::walk(
             system,
             Arc::new(caches),
-            stage.clone(),
+            &mut stage,
             progress.clone(),
             |paths| invalid_paths(&config, paths),
         );
@@ -88,17 +85,23 @@ pub async fn fetch(daemon: &Daemon, id: &DeployId, system: &StorePath) -> Option
             }
         }
     };
-    show(daemon, id, &progress);
-    if let Err(reason) = walked {
-        stopped(&reason);
+    match walked {
+        Ok(Walked::Staged) => show(daemon, id, &progress),
+        Ok(Walked::Few(paths)) => daemon.log(
+            id,
+            &format!(
+                "deployd: {paths} paths to fetch, no more than Nix fetches at once: \
+                 Nix fetches them itself, without a stage"
+            ),
+        ),
+        Err(reason) => {
+            show(daemon, id, &progress);
+            stopped(&reason);
+        }
     }
     // Every download has ended (the walk waits for them, also when it
     // stops): no other holder is left.
-    let stage = Arc::into_inner(stage);
-    if stage.is_none() {
-        log::warn!("deploy {id}: the fetch stage was still held; Nix fetches without it");
-    }
-    stage
+    stage.into_made()
 }
 
 /// Logs the notes (retries) and the progress line.

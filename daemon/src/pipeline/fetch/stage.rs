@@ -5,9 +5,11 @@
 //! relative to the directory). A narinfo is written only once its NAR is
 //! whole, so Nix never finds one without the other. Removed when dropped,
 //! whatever the deploy's end; the stages of a previous daemon are removed
-//! when the next one is made.
+//! when the next one is made. Made only when the walk finds more than a
+//! few paths to fetch ([`LazyStage`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use deployd_protocol::STORE_DIR;
 
@@ -67,12 +69,61 @@ impl Stage {
         tokio::fs::write(&partial, info.with_url(name)).await?;
         tokio::fs::rename(&partial, &file).await
     }
+}
+
+/// A deploy's stage before it is needed: where it goes, made at the first
+/// [`LazyStage::make`], so a fetch that stages nothing makes no directory.
+#[derive(Debug)]
+pub struct LazyStage {
+    /// The state directory, whose `fetch/` holds the stages.
+    state_dir: PathBuf,
+    /// The deploy's id.
+    id: String,
+    /// The stage's `nix-cache-info` Priority (see [`Stage::create`]).
+    priority: i64,
+    /// The stage, once made.
+    made: Option<Arc<Stage>>,
+}
+
+impl LazyStage {
+    /// The stage of deploy `id` under `state_dir`, not made yet.
+    pub fn new(state_dir: &Path, id: &str, priority: i64) -> LazyStage {
+        LazyStage {
+            state_dir: state_dir.to_owned(),
+            id: id.to_owned(),
+            priority,
+            made: None,
+        }
+    }
+
+    /// The stage, made at the first call.
+    pub fn make(&mut self) -> std::io::Result<Arc<Stage>> {
+        if let Some(stage) = &self.made {
+            return Ok(stage.clone());
+        }
+        let stage = Arc::new(Stage::create(&self.state_dir, &self.id, self.priority)?);
+        self.made = Some(stage.clone());
+        Ok(stage)
+    }
 
     /// Bytes free for the stage's files (and, on the same file system, the
-    /// store's).
+    /// store's), made or not.
     pub fn free_bytes(&self) -> std::io::Result<u64> {
-        let stat = rustix::fs::statvfs(&self.dir)?;
+        let stat = rustix::fs::statvfs(&self.state_dir)?;
         Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
+    /// The stage, if it was made and nothing else holds it (else it is
+    /// removed when the last holder drops it, and Nix fetches without it).
+    pub fn into_made(self) -> Option<Stage> {
+        let stage = Arc::into_inner(self.made?);
+        if stage.is_none() {
+            log::warn!(
+                "deploy {}: the fetch stage was still held; Nix fetches without it",
+                self.id
+            );
+        }
+        stage
     }
 }
 
@@ -108,9 +159,28 @@ mod tests {
             stage.url(),
             format!("file://{}", state.path().join("fetch/d-1").display())
         );
-        assert!(stage.free_bytes().expect("statvfs") > 0);
         let dir = stage.dir().to_owned();
         drop(stage);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn made_only_when_asked_and_once() {
+        let state = tempfile::tempdir().expect("temp dir");
+        let mut lazy = LazyStage::new(state.path(), "d-2", -1);
+        assert!(lazy.free_bytes().expect("statvfs") > 0);
+        assert!(!state.path().join("fetch").exists());
+        let first = lazy.make().expect("stage");
+        let second = lazy.make().expect("the same stage");
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(state.path().join("fetch/d-2/nix-cache-info").exists());
+        assert!(lazy.make().expect("stage").dir().exists());
+        drop((first, second));
+        let stage = lazy.into_made().expect("made, no other holder");
+        let dir = stage.dir().to_owned();
+        drop(stage);
+        assert!(!dir.exists());
+        let never = LazyStage::new(state.path(), "d-3", -1);
+        assert!(never.into_made().is_none());
     }
 }
