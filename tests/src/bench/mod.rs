@@ -79,7 +79,8 @@ pub struct BenchOptions {
     /// comma-separated, e.g. 10,50,100; none by default.
     #[arg(long, value_delimiter = ',')]
     pub scale: Vec<usize>,
-    /// Only the scale figure.
+    /// Not the fan-out figure, only the scale figure (and the latency
+    /// figure if it is asked for too).
     #[arg(long, requires = "scale", conflicts_with = "latency_only")]
     pub scale_only: bool,
     /// The points of the latency figure, comma-separated, each
@@ -94,7 +95,8 @@ pub struct BenchOptions {
     /// Rounds of the latency figure (limit and deployd once each a round).
     #[arg(long, default_value_t = 2)]
     pub latency_rounds: usize,
-    /// Only the latency figure.
+    /// Not the fan-out figure, only the latency figure (and the scale
+    /// figure if `--scale` asks for it too: both from one run).
     #[arg(long, requires = "latency_figure")]
     pub latency_only: bool,
     /// How often the hosts poll their channel, in seconds, for the pull
