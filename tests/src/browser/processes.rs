@@ -71,6 +71,8 @@ fn state_and_group(stat: &str) -> Option<(char, u32)> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::CommandExt;
+
     use super::*;
 
     #[test]
@@ -81,12 +83,36 @@ mod tests {
     }
 
     #[test]
-    fn finds_this_process_by_its_group_and_its_command_line() {
-        let group = rustix::process::getpgrp().as_raw_pid() as u32;
-        assert!(group_has_running_process(group));
-        assert_eq!(process_group(std::process::id()), Some(group));
-        let exe = std::env::current_exe().expect("this test's binary");
-        assert!(running_processes_naming(&exe).contains(&std::process::id()));
-        assert!(running_processes_naming(Path::new("/nonexistent/deployd-browser")).is_empty());
+    fn finds_a_group_of_its_own_and_a_process_naming_a_path_until_they_end() {
+        // A shell in a new process group (its id is the shell's pid, in
+        // whatever PID namespace this runs), naming a marker path as its $0.
+        let marker = format!("/nonexistent/deployd-browser-test-{}", std::process::id());
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30; :", &marker])
+            .process_group(0)
+            .spawn()
+            .expect("sh");
+        let pid = child.id();
+        // The shell's command line is /proc's once it has started.
+        let named = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            running_processes_naming(Path::new(&marker)) == [pid]
+        });
+        assert!(named, "{:?}", running_processes_naming(Path::new(&marker)));
+        assert_eq!(process_group(pid), Some(pid));
+        assert!(group_has_running_process(pid));
+        assert!(
+            running_processes_naming(Path::new("/nonexistent/no-process-names-this")).is_empty()
+        );
+        let group = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+        rustix::process::kill_process_group(group, rustix::process::Signal::KILL)
+            .expect("kill the group");
+        child.wait().expect("reaped");
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            !group_has_running_process(pid)
+        });
+        assert!(gone, "the group still runs");
+        assert!(running_processes_naming(Path::new(&marker)).is_empty());
     }
 }
