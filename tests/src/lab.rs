@@ -518,7 +518,16 @@ impl Drop for Lab {
 /// Removes everything `state` describes, going on past errors.
 pub fn teardown(state: &LabState) -> Result<()> {
     let mut errors = Vec::new();
+    let links = net::list_links().unwrap_or_default();
     for node in state.nodes() {
+        // The node's veth first, at once: its namespace's deletion would
+        // free the name only later.
+        let veth = state.slot.veth(node.address.octets()[3]);
+        if links.contains(&veth) {
+            if let Err(error) = net::remove_link(&veth) {
+                errors.push(format!("{veth}: {error:#}"));
+            }
+        }
         if let Err(error) = net::remove_node(&node.netns) {
             errors.push(format!("{}: {error:#}", node.netns));
         }

@@ -38,7 +38,7 @@ impl Slot {
     }
 
     /// The root-side veth interface of the node at address `.last`.
-    fn veth(self, last: u8) -> String {
+    pub fn veth(self, last: u8) -> String {
         format!("dl{}v{last}", self.0)
     }
 }
@@ -111,7 +111,17 @@ pub fn kill_all_in(netns: &str) -> Result<()> {
     bail!("processes in {netns} survive SIGKILL")
 }
 
-/// Removes `netns` (its veth pair goes with it), after killing what runs there.
+/// Removes interface `name` of the root namespace. A veth's end deleted
+/// takes its pair at once, where a namespace's deletion frees its veth pair
+/// only later, in the kernel's own time: a lab that takes the slot next
+/// would find the name still in use.
+pub fn remove_link(name: &str) -> Result<()> {
+    ip(&["link", "del", name])?;
+    Ok(())
+}
+
+/// Removes `netns` (its veth pair goes with it, later), after killing what
+/// runs there.
 pub fn remove_node(netns: &str) -> Result<()> {
     if !netns_exists(netns)? {
         return Ok(());
